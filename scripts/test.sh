@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, lints, the unit tests and the integration tests against a real
+# PostgreSQL (started by scripts/ensure-postgres.sh when none is running).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# Queries are checked against the committed .sqlx/ cache, so a build never needs a database
+# and a stale cache fails here rather than on someone else's machine.
+export SQLX_OFFLINE=true
+DATABASE_URL=$(scripts/ensure-postgres.sh)
+export DATABASE_URL
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi

@@ -1,0 +1,110 @@
+//! The `timeline` command line: one binary, one subcommand per operator task (as in the
+//! Procfile: `release` runs `migrate`, `web` runs `serve`).
+
+mod users;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::DatabaseConfig;
+use crate::db;
+
+/// timeline: media ingestion for a personal timeline.
+#[derive(Debug, Parser)]
+#[command(name = "timeline", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub db: DatabaseConfig,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply all migrations (ours and the queue's); creates the database if missing. Idempotent.
+    Migrate,
+    /// Load production defaults and (unless --production) the development data set.
+    Seed {
+        /// Only system configuration defaults.
+        #[arg(long)]
+        production: bool,
+    },
+    /// Manage users.
+    Users {
+        #[command(subcommand)]
+        command: users::UsersCommand,
+    },
+    /// Print docs/DATABASE_SCHEMA.md generated from the live catalog.
+    SchemaDoc,
+    /// Housekeeping: create audit partitions ahead, drop those past retention.
+    Maintenance {
+        /// Months of audit_logs partitions to keep.
+        #[arg(long, default_value_t = 13)]
+        audit_retention_months: i32,
+    },
+}
+
+/// Errors a command reports to the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Migrate(#[from] db::migrate::Error),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("could not write output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Parses the command line and runs the command.
+pub async fn run() -> Result<(), Error> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Migrate => {
+            db::migrate::create_database_if_missing(&cli.db.database_url).await?;
+            let pool = db::connect(&cli.db).await?;
+            db::migrate::run(&pool).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Seed { production } => {
+            let pool = db::connect(&cli.db).await?;
+            let set = if production {
+                db::seed::SeedSet::Production
+            } else {
+                db::seed::SeedSet::Development
+            };
+            db::seed::run(&pool, set).await?;
+            let summary = db::seed::summary(&pool).await?;
+            write_line(&serde_json::to_string(&summary).map_err(|e| Error::Invalid(e.to_string()))?)
+        }
+        Command::Users { command } => users::run(&cli.db, command).await,
+        Command::SchemaDoc => {
+            let pool = db::connect(&cli.db).await?;
+            let doc = db::catalog::schema_markdown(&pool).await?;
+            write_line(doc.trim_end())
+        }
+        Command::Maintenance {
+            audit_retention_months,
+        } => {
+            let pool = db::connect(&cli.db).await?;
+            let (made, dropped) =
+                db::maintenance::audit_partitions(&pool, audit_retention_months).await?;
+            tracing::info!(
+                partitions.created = made,
+                partitions.dropped = dropped,
+                "audit partitions maintained"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Writes one line to stdout (command output, not logging).
+fn write_line(s: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{s}")?;
+    Ok(())
+}

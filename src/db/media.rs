@@ -1,0 +1,109 @@
+//! Media-file queries: the timeline page, lookup by hash and the radius search.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::models::ProcessingStatus;
+
+/// A keyset position in a user's timeline: the last row's (timeline_at, id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub timeline_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+/// One row of a timeline page (the list's summary of a media file).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TimelineRow {
+    pub id: Uuid,
+    pub filename: String,
+    pub mime_type: String,
+    pub processing_status: ProcessingStatus,
+    pub taken_at: Option<DateTime<Utc>>,
+    pub timeline_at: DateTime<Utc>,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+}
+
+/// A user's media, newest first, strictly after `cursor`. Served by
+/// `idx_media_files_user_timeline` as one index range scan whatever the page depth.
+pub async fn timeline_page(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    cursor: Option<Cursor>,
+    limit: i64,
+) -> Result<Vec<TimelineRow>, sqlx::Error> {
+    let (at, id) = cursor.map_or((None, None), |c| (Some(c.timeline_at), Some(c.id)));
+    sqlx::query_as!(
+        TimelineRow,
+        r#"SELECT id, filename, mime_type, processing_status AS "processing_status: ProcessingStatus",
+                  taken_at, timeline_at AS "timeline_at!", width, height
+           FROM media_files
+           WHERE user_id = $1
+             AND ($2::timestamptz IS NULL OR (timeline_at, id) < ($2, $3::uuid))
+           ORDER BY timeline_at DESC, id DESC
+           LIMIT $4"#,
+        user_id,
+        at,
+        id,
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// The user's original media file with these bytes, if any (`idx_media_files_user_hash`).
+pub async fn find_by_hash(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    file_hash: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT id FROM media_files WHERE user_id = $1 AND file_hash = $2 AND duplicate_of IS NULL",
+        user_id,
+        file_hash
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// A media file near a point, with its distance.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NearbyRow {
+    pub id: Uuid,
+    pub location_id: Uuid,
+    pub distance_m: f64,
+}
+
+/// The user's media within `radius_m` metres of (lat, lon), nearest first. The GiST index
+/// `idx_locations_user_earth` finds the places in the bounding cube; the exact great-circle
+/// distance then trims the cube's corners.
+pub async fn within_radius(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    lat: f64,
+    lon: f64,
+    radius_m: f64,
+    limit: i64,
+) -> Result<Vec<NearbyRow>, sqlx::Error> {
+    sqlx::query_as!(
+        NearbyRow,
+        r#"SELECT m.id, l.id AS location_id,
+                  earth_distance(ll_to_earth($2, $3), ll_to_earth(l.latitude, l.longitude)) AS "distance_m!"
+           FROM locations l
+           JOIN media_files m ON m.location_id = l.id
+           WHERE l.user_id = $1
+             AND earth_box(ll_to_earth($2, $3), $4) @> ll_to_earth(l.latitude, l.longitude)
+             AND earth_distance(ll_to_earth($2, $3), ll_to_earth(l.latitude, l.longitude)) <= $4
+           ORDER BY 3, m.id
+           LIMIT $5"#,
+        user_id,
+        lat,
+        lon,
+        radius_m,
+        limit
+    )
+    .fetch_all(db)
+    .await
+}

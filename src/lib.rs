@@ -1,0 +1,12 @@
+//! timeline: the media-ingestion platform behind a personal-timeline app.
+//!
+//! This library owns the schema (migrations), the typed models, all SQL (`db`), configuration,
+//! API tokens and the `timeline` command line. The worker pools live in the `timeline-workers`
+//! crate and reuse `db` and `models` from here.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod models;
+pub mod telemetry;
