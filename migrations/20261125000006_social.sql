@@ -29,11 +29,14 @@ CREATE TABLE comments (
     memory_id         uuid NOT NULL REFERENCES memories (id) ON DELETE CASCADE,
     -- The author.
     user_id           uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    parent_comment_id uuid REFERENCES comments (id) ON DELETE CASCADE,
+    parent_comment_id uuid,
     body              text NOT NULL CHECK (length(btrim(body)) BETWEEN 1 AND 10000),
     is_edited         boolean NOT NULL DEFAULT false,
     created_at        timestamptz NOT NULL DEFAULT now(),
-    updated_at        timestamptz NOT NULL DEFAULT now()
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (id, memory_id),
+    -- A reply belongs to the same memory as the comment it answers.
+    FOREIGN KEY (parent_comment_id, memory_id) REFERENCES comments (id, memory_id) ON DELETE CASCADE
 );
 CREATE INDEX idx_comments_memory_created ON comments (memory_id, created_at);
 CREATE INDEX idx_comments_user_id ON comments (user_id);

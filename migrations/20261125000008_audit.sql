@@ -33,8 +33,9 @@ CREATE TABLE audit_logs_default PARTITION OF audit_logs DEFAULT;
 
 -- Creates the monthly partitions from `months_back` before to `months_ahead` after the current
 -- month. Idempotent; `timeline maintenance` runs it, and so does this migration.
+-- Month boundaries are UTC whatever the session's time zone.
 CREATE FUNCTION ensure_audit_partitions(months_back int DEFAULT 1, months_ahead int DEFAULT 12)
-RETURNS int LANGUAGE plpgsql AS $$
+RETURNS int LANGUAGE plpgsql SET timezone = 'UTC' AS $$
 DECLARE
     m date;
     made int := 0;
@@ -55,7 +56,7 @@ $$;
 
 -- Drops monthly partitions whose whole month is older than `keep`. Returns how many went.
 CREATE FUNCTION drop_audit_partitions_older_than(keep interval)
-RETURNS int LANGUAGE plpgsql AS $$
+RETURNS int LANGUAGE plpgsql SET timezone = 'UTC' AS $$
 DECLARE
     r record;
     dropped int := 0;
@@ -89,10 +90,20 @@ DECLARE
     act text;
     hidden text[] := ARRAY['password_hash', 'token_hash', 'link_token_hash', 'updated_at'];
 BEGIN
+    IF TG_OP = 'UPDATE' AND (to_jsonb(OLD) - 'updated_at') = (to_jsonb(NEW) - 'updated_at') THEN
+        RETURN NULL;  -- nothing but updated_at moved: nothing to tell
+    END IF;
     IF TG_OP <> 'INSERT' THEN old_j := to_jsonb(OLD) - hidden; END IF;
     IF TG_OP <> 'DELETE' THEN new_j := to_jsonb(NEW) - hidden; END IF;
     IF TG_OP = 'UPDATE' AND old_j = new_j THEN
-        RETURN NULL;  -- only updated_at or a secret moved: nothing to tell
+        -- Only a secret changed (a password or token rotation): record that it happened.
+        new_j := jsonb_build_object('id', new_j -> 'id', 'user_id', new_j -> 'user_id', 'secret_changed', true);
+        old_j := NULL;
+    END IF;
+    IF TG_TABLE_NAME = 'system_configuration' THEN
+        -- Sensitive settings are audited by key, never by value.
+        IF (old_j ->> 'is_sensitive')::boolean THEN old_j := old_j || '{"config_value": "[redacted]"}'; END IF;
+        IF (new_j ->> 'is_sensitive')::boolean THEN new_j := new_j || '{"config_value": "[redacted]"}'; END IF;
     END IF;
     act := CASE TG_OP WHEN 'INSERT' THEN 'create' WHEN 'UPDATE' THEN 'update' ELSE 'delete' END;
     rid := (coalesce(new_j, old_j) ->> 'id')::uuid;

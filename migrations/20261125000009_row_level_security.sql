@@ -25,7 +25,10 @@ END
 $$;
 
 ALTER TABLE users ENABLE ROW LEVEL SECURITY;
-GRANT SELECT, UPDATE, DELETE ON users TO timeline_api;
+-- Users may edit their profile, not their role, verification or activation (operators do that).
+GRANT SELECT, DELETE ON users TO timeline_api;
+GRANT UPDATE (email, password_hash, first_name, last_name, date_of_birth, profile_picture_url, bio,
+              timezone, language, privacy_settings, notification_settings) ON users TO timeline_api;
 CREATE POLICY self_only ON users TO timeline_api
     USING (id = app_current_user_id()) WITH CHECK (id = app_current_user_id());
 

@@ -15,3 +15,42 @@ pub struct DatabaseConfig {
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     pub database_max_connections: u32,
 }
+
+/// Where originals and thumbnails are stored.
+#[derive(Debug, Clone, Args)]
+pub struct StorageConfig {
+    /// Object store URL: `file:///dir` (default `./data`) or `s3://bucket/prefix`.
+    #[arg(long = "storage", env = "TIMELINE_STORAGE")]
+    pub storage_url: Option<String>,
+}
+
+impl StorageConfig {
+    /// Opens the configured store.
+    pub fn open(&self) -> Result<crate::storage::Storage, crate::storage::Error> {
+        let url = self.storage_url.clone().unwrap_or_else(crate::storage::Storage::default_url);
+        crate::storage::Storage::from_url(&url)
+    }
+}
+
+/// Upload size limits (the contract's defaults: 200 MiB per file, 1 GiB per request).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct UploadLimits {
+    /// Largest accepted file, in bytes.
+    #[arg(long, env = "TIMELINE_MAX_FILE_BYTES", default_value_t = 200 * 1024 * 1024)]
+    pub max_file_bytes: u64,
+    /// Largest accepted request (all files together), in bytes.
+    #[arg(long, env = "TIMELINE_MAX_REQUEST_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub max_request_bytes: u64,
+}
+
+/// `timeline serve` settings.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "TIMELINE_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    #[command(flatten)]
+    pub storage: StorageConfig,
+    #[command(flatten)]
+    pub limits: UploadLimits,
+}

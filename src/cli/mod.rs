@@ -1,6 +1,8 @@
 //! The `timeline` command line: one binary, one subcommand per operator task (as in the
 //! Procfile: `release` runs `migrate`, `web` runs `serve`).
 
+mod ingest;
+mod report;
 mod users;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +23,10 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve the HTTP API (the `web` process).
+    Serve(crate::config::ServeConfig),
+    /// Import every file under DIR for a user through the queues; waits and summarises.
+    Ingest(ingest::IngestArgs),
     /// Apply all migrations (ours and the queue's); creates the database if missing. Idempotent.
     Migrate,
     /// Load production defaults and (unless --production) the development data set.
@@ -79,6 +85,14 @@ pub async fn run() -> Result<(), Error> {
             let summary = db::seed::summary(&pool).await?;
             write_line(&serde_json::to_string(&summary).map_err(|e| Error::Invalid(e.to_string()))?)
         }
+        Command::Serve(cfg) => {
+            let pool = db::connect(&cli.db).await?;
+            let storage = cfg.storage.open().map_err(|e| Error::Invalid(e.to_string()))?;
+            let state = crate::http::AppState { pool, storage, limits: cfg.limits };
+            crate::http::serve(state, &cfg.addr).await?;
+            Ok(())
+        }
+        Command::Ingest(args) => ingest::run(&cli.db, args).await,
         Command::Users { command } => users::run(&cli.db, command).await,
         Command::SchemaDoc => {
             let pool = db::connect(&cli.db).await?;

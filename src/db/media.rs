@@ -107,3 +107,114 @@ pub async fn within_radius(
     .fetch_all(db)
     .await
 }
+
+/// Everything `GET /v1/media/{id}` shows, location joined in.
+#[derive(Debug, Clone)]
+pub struct MediaDetail {
+    pub id: Uuid,
+    pub filename: String,
+    pub mime_type: String,
+    pub file_size: i64,
+    pub file_hash: Option<String>,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub orientation: Option<i16>,
+    pub taken_at: Option<DateTime<Utc>>,
+    pub taken_at_offset_minutes: Option<i16>,
+    pub taken_at_source: Option<String>,
+    pub camera_make: Option<String>,
+    pub camera_model: Option<String>,
+    pub processing_status: ProcessingStatus,
+    pub error_message: Option<String>,
+    pub duplicate_of: Option<Uuid>,
+    pub attempts: i32,
+    pub has_thumbnails: bool,
+    pub metadata: serde_json::Value,
+    pub timeline_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub location_id: Option<Uuid>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub accuracy: Option<f64>,
+    pub country: Option<String>,
+    pub country_code: Option<String>,
+    pub state_province: Option<String>,
+    pub city: Option<String>,
+    pub timezone: Option<String>,
+}
+
+/// One of the user's media files with its location.
+pub async fn detail(db: impl PgExecutor<'_>, user_id: Uuid, id: Uuid) -> Result<Option<MediaDetail>, sqlx::Error> {
+    sqlx::query_as!(
+        MediaDetail,
+        r#"SELECT m.id, m.filename, m.mime_type, m.file_size, m.file_hash, m.width, m.height, m.orientation,
+                  m.taken_at, m.taken_at_offset_minutes, m.taken_at_source, m.camera_make, m.camera_model,
+                  m.processing_status AS "processing_status: ProcessingStatus", m.error_message, m.duplicate_of,
+                  m.attempts, (m.thumbnail_path IS NOT NULL) AS "has_thumbnails!", m.metadata,
+                  m.timeline_at AS "timeline_at!", m.created_at,
+                  l.id AS "location_id?", l.latitude AS "latitude?", l.longitude AS "longitude?",
+                  l.accuracy, l.country, l.country_code, l.state_province, l.city, l.timezone
+           FROM media_files m LEFT JOIN locations l ON l.id = m.location_id
+           WHERE m.id = $1 AND m.user_id = $2"#,
+        id,
+        user_id
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// A page of the user's media (newest first), optionally only those in `status`.
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    status: Option<ProcessingStatus>,
+    cursor: Option<Cursor>,
+    limit: i64,
+) -> Result<Vec<MediaDetail>, sqlx::Error> {
+    let (at, after) = cursor.map_or((None, None), |c| (Some(c.timeline_at), Some(c.id)));
+    sqlx::query_as!(
+        MediaDetail,
+        r#"SELECT m.id, m.filename, m.mime_type, m.file_size, m.file_hash, m.width, m.height, m.orientation,
+                  m.taken_at, m.taken_at_offset_minutes, m.taken_at_source, m.camera_make, m.camera_model,
+                  m.processing_status AS "processing_status: ProcessingStatus", m.error_message, m.duplicate_of,
+                  m.attempts, (m.thumbnail_path IS NOT NULL) AS "has_thumbnails!", '{}'::jsonb AS "metadata!",
+                  m.timeline_at AS "timeline_at!", m.created_at,
+                  l.id AS "location_id?", l.latitude AS "latitude?", l.longitude AS "longitude?",
+                  l.accuracy, l.country, l.country_code, l.state_province, l.city, l.timezone
+           FROM media_files m LEFT JOIN locations l ON l.id = m.location_id
+           WHERE m.user_id = $1
+             AND ($2::text IS NULL OR m.processing_status = $2)
+             AND ($3::timestamptz IS NULL OR (m.timeline_at, m.id) < ($3, $4::uuid))
+           ORDER BY m.timeline_at DESC, m.id DESC
+           LIMIT $5"#,
+        user_id,
+        status.map(|s| s.as_str()),
+        at,
+        after,
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// The stored key of a rendition, if it exists yet.
+pub async fn object_key(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    id: Uuid,
+    rendition: crate::storage::Rendition,
+) -> Result<Option<(Option<String>, String)>, sqlx::Error> {
+    use crate::storage::Rendition;
+    let row = sqlx::query!(
+        "SELECT file_path, thumbnail_path, preview_path, mime_type FROM media_files WHERE id = $1 AND user_id = $2",
+        id,
+        user_id
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| match rendition {
+        Rendition::Original => (Some(r.file_path), r.mime_type),
+        Rendition::Thumb => (r.thumbnail_path, String::new()),
+        Rendition::Preview => (r.preview_path, String::new()),
+    }))
+}

@@ -3,10 +3,14 @@
 //! committed `.sqlx/` cache.
 
 pub mod catalog;
+pub mod jobs;
 pub mod maintenance;
 pub mod media;
+pub mod pipeline;
+pub mod report;
 pub mod migrate;
 pub mod seed;
+pub mod uploads;
 pub mod users;
 
 use std::time::Duration;

@@ -1,10 +1,19 @@
-//! timeline-workers: the worker pools that process uploaded media.
-//!
-//! Until the ingestion pipeline lands this only connects, checks the schema is migrated and
-//! idles until SIGTERM/Ctrl-C, so the Procfile's `worker` process type already runs.
+//! timeline-workers: the worker pools that process uploaded media, one per queue — `hash`,
+//! `exif`, `thumbnail` — one file per step. The pure media code (bytes in, facts out) lives in
+//! the `timeline-media` crate; this crate adds the database, the store and the queue.
+
+pub mod context;
+pub mod exif;
+pub mod hash;
+pub mod pools;
+pub mod step;
+pub mod thumbnail;
+
+use std::sync::Arc;
 
 use clap::Parser;
-use timeline::config::DatabaseConfig;
+use timeline::config::{DatabaseConfig, StorageConfig};
+use timeline::jobs::Step;
 
 /// Command-line flags of `timeline-worker`.
 #[derive(Debug, Parser)]
@@ -12,6 +21,14 @@ use timeline::config::DatabaseConfig;
 pub struct Args {
     #[command(flatten)]
     pub db: DatabaseConfig,
+    #[command(flatten)]
+    pub storage: StorageConfig,
+    /// Queues to serve, comma-separated (default: all).
+    #[arg(long, env = "TIMELINE_QUEUES", value_delimiter = ',', default_value = "hash,exif,thumbnail")]
+    pub queues: Vec<String>,
+    /// Steps in flight per pool (default: the number of CPUs).
+    #[arg(long, env = "TIMELINE_CONCURRENCY")]
+    pub concurrency: Option<usize>,
 }
 
 /// Errors that stop the worker process.
@@ -19,15 +36,32 @@ pub struct Args {
 pub enum Error {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    Config(String),
+    #[error("worker pools failed: {0}")]
+    Pools(#[from] apalis::prelude::MonitorError),
 }
 
-/// Runs the pools until a shutdown signal.
+/// Parses the flags and runs the pools until a shutdown signal.
 pub async fn run() -> Result<(), Error> {
     let args = Args::parse();
-    let pool = timeline::db::connect(&args.db).await?;
-    sqlx::query("SELECT 1").execute(&pool).await?;
-    tracing::info!("worker started; no pools configured yet");
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("worker stopping");
+    let steps = args
+        .queues
+        .iter()
+        .map(|q| Step::from_queue(q.trim()).ok_or_else(|| Error::Config(format!("unknown queue {q:?} (hash, exif, thumbnail)"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let concurrency = args
+        .concurrency
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let mut db = args.db.clone();
+    db.database_max_connections = db.database_max_connections.max(u32::try_from(concurrency * steps.len() * 2 + 4).unwrap_or(u32::MAX));
+    let pool = timeline::db::connect(&db).await?;
+    let storage = args.storage.open().map_err(|e| Error::Config(e.to_string()))?;
+    // Build the geocoder's and time-zone finder's tables now, not inside the first step.
+    tokio::task::spawn_blocking(timeline_media::geocode::warm_up).await.map_err(|e| Error::Config(e.to_string()))?;
+    let ctx = Arc::new(context::Context { pool, storage, limits: timeline_media::thumbnail::Limits::default() });
+    pools::run(ctx, &steps, concurrency).await?;
+    tracing::info!("worker stopped");
     Ok(())
 }

@@ -1,0 +1,87 @@
+//! The API's writes to media files: new uploads, retry of a failed file, deletion.
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// A stored upload about to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewMedia {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub filename: String,
+    pub file_path: String,
+    pub file_size: i64,
+    pub mime_type: &'static str,
+}
+
+/// Inserts the `pending` media rows of one upload.
+pub async fn insert_media(conn: &mut PgConnection, media: &[NewMedia]) -> Result<(), sqlx::Error> {
+    for m in media {
+        sqlx::query!(
+            "INSERT INTO media_files (id, user_id, filename, file_path, file_size, mime_type)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            m.id,
+            m.user_id,
+            m.filename,
+            m.file_path,
+            m.file_size,
+            m.mime_type
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Puts a failed media file back to `pending` and forgets its failed step records, so the
+/// pipeline redoes exactly what did not succeed. Returns the filename, or `None` if the file is
+/// not the user's or not failed.
+pub async fn reset_failed(conn: &mut PgConnection, user_id: Uuid, id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    let name = sqlx::query_scalar!(
+        "UPDATE media_files SET processing_status = 'pending', error_message = NULL, attempts = 0
+         WHERE id = $1 AND user_id = $2 AND processing_status = 'failed' RETURNING filename",
+        id,
+        user_id
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if name.is_some() {
+        sqlx::query!(
+            "DELETE FROM media_processing_steps WHERE media_file_id = $1 AND status = 'failed'",
+            id
+        )
+        .execute(conn)
+        .await?;
+    }
+    Ok(name)
+}
+
+/// Which steps have not succeeded (with the current pipeline version) for a media file.
+pub async fn missing_steps(conn: &mut PgConnection, id: Uuid) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT s AS "step!" FROM unnest(ARRAY['hash', 'exif', 'thumbnail']) AS s
+           WHERE NOT EXISTS (SELECT 1 FROM media_processing_steps p
+                             WHERE p.media_file_id = $1 AND p.step = s AND p.status = 'succeeded'
+                               AND p.pipeline_version >= $2)"#,
+        id,
+        crate::jobs::PIPELINE_VERSION
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Deletes a user's media file row; returns whether it existed. Its locations stay (they may
+/// serve other rows); duplicates of it go with it (foreign key cascade).
+pub async fn delete(conn: &mut PgConnection, user_id: Uuid, id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "WITH RECURSIVE gone AS (
+             SELECT id FROM media_files WHERE id = $1 AND user_id = $2
+             UNION SELECT m.id FROM media_files m JOIN gone g ON m.duplicate_of = g.id
+         )
+         DELETE FROM media_files WHERE id IN (SELECT id FROM gone) RETURNING id",
+        id,
+        user_id
+    )
+    .fetch_all(conn)
+    .await
+}

@@ -1,0 +1,193 @@
+//! `POST /v1/media`: streams each file to the object store under a system-made key, decides
+//! its type from its first bytes, then records rows, job and queue tasks in ONE transaction.
+//! When anything is refused or fails, every object this request stored is deleted again.
+
+use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use object_store::{ObjectStoreExt, WriteMultipart};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::auth::{AuthUser, begin_as};
+use super::{AppState, error::ApiError, views};
+use crate::db::uploads::NewMedia;
+use crate::media_type::{MediaType, SNIFF_LEN};
+use crate::storage::{Rendition, Storage};
+
+/// Query of a raw (non-multipart) upload.
+#[derive(Debug, serde::Deserialize)]
+pub struct RawQuery {
+    filename: Option<String>,
+}
+
+/// Tracks what this request stored, so a failure can remove it.
+struct Stored {
+    user: Uuid,
+    media: Vec<NewMedia>,
+    bytes_total: u64,
+}
+
+pub async fn upload(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Query(query): Query<RawQuery>,
+    req: Request,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut stored = Stored { user, media: Vec::new(), bytes_total: 0 };
+    let result = receive(&state, &mut stored, query, req).await;
+    let result = match result {
+        Ok(()) if stored.media.is_empty() => Err(ApiError::BadRequest("no file in the request".into())),
+        Ok(()) => record(&state, &stored).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(body) => {
+            let location = format!("/v1/jobs/{}", body["job"]["id"].as_str().unwrap_or_default());
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                headers.insert(header::LOCATION, v);
+            }
+            Ok((StatusCode::ACCEPTED, headers, axum::Json(body)))
+        }
+        Err(e) => {
+            discard(&state.storage, &stored).await;
+            Err(e)
+        }
+    }
+}
+
+/// Reads every file of the request into the store.
+async fn receive(state: &AppState, stored: &mut Stored, query: RawQuery, req: Request) -> Result<(), ApiError> {
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if content_type.starts_with("multipart/form-data") {
+        let mut multipart = Multipart::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+            if field.name() != Some("file") {
+                continue;
+            }
+            let name = display_name(field.file_name());
+            let stream = field.map(|c| c.map_err(multipart_error));
+            store_one(state, stored, name, stream).await?;
+        }
+        Ok(())
+    } else {
+        let name = display_name(query.filename.as_deref());
+        let stream = req.into_body().into_data_stream().map(|c| c.map_err(|e| body_error(&e)));
+        store_one(state, stored, name, stream).await
+    }
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge(e.body_text())
+    } else {
+        ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
+    }
+}
+
+fn body_error(e: &axum::Error) -> ApiError {
+    ApiError::BadRequest(format!("could not read the request body: {e}"))
+}
+
+/// The client's filename, kept for display only: path components and control characters
+/// removed, at most 255 characters.
+fn display_name(raw: Option<&str>) -> String {
+    let base = raw.unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
+    let clean = clean.trim();
+    if clean.is_empty() || clean == "." || clean == ".." { "upload".to_owned() } else { clean.to_owned() }
+}
+
+/// Streams one file: sniff the head, then write chunks to a multipart upload, enforcing limits.
+async fn store_one<S>(state: &AppState, stored: &mut Stored, filename: String, mut body: S) -> Result<(), ApiError>
+where
+    S: Stream<Item = Result<Bytes, ApiError>> + Unpin,
+{
+    let limits = state.limits;
+    let mut head = Vec::with_capacity(SNIFF_LEN);
+    let mut pending: Vec<Bytes> = Vec::new();
+    // Gather enough bytes to decide the type before storing anything.
+    while head.len() < SNIFF_LEN {
+        match body.next().await.transpose()? {
+            Some(chunk) => {
+                head.extend_from_slice(&chunk[..chunk.len().min(SNIFF_LEN - head.len())]);
+                pending.push(chunk);
+            }
+            None => break,
+        }
+    }
+    let media_type = MediaType::sniff(&head).ok_or_else(|| {
+        ApiError::UnsupportedMediaType(format!("{filename:?} is not an image this system can handle (JPEG, PNG, WebP, GIF, TIFF, HEIC)"))
+    })?;
+    let id = Uuid::new_v4();
+    let key = Storage::key(stored.user, id, Rendition::Original);
+    let upload = state.storage.inner().put_multipart(&key).await.map_err(crate::storage::Error::from)?;
+    let mut writer = WriteMultipart::new(upload);
+    let mut size: u64 = 0;
+    let mut next = futures::stream::iter(pending.into_iter().map(Ok)).chain(body);
+    while let Some(chunk) = next.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = writer.abort().await;
+                return Err(e);
+            }
+        };
+        size += chunk.len() as u64;
+        if size > limits.max_file_bytes || stored.bytes_total + size > limits.max_request_bytes {
+            let _ = writer.abort().await;
+            return Err(ApiError::PayloadTooLarge(format!(
+                "{filename:?} exceeds the upload limit ({} bytes per file, {} per request)",
+                limits.max_file_bytes, limits.max_request_bytes
+            )));
+        }
+        writer.wait_for_capacity(4).await.map_err(crate::storage::Error::from)?;
+        writer.write(&chunk);
+    }
+    writer.finish().await.map_err(crate::storage::Error::from)?;
+    stored.bytes_total += size;
+    stored.media.push(NewMedia {
+        id,
+        user_id: stored.user,
+        filename,
+        file_path: key.to_string(),
+        file_size: i64::try_from(size).unwrap_or(i64::MAX),
+        mime_type: media_type.mime(),
+    });
+    Ok(())
+}
+
+/// One transaction: media rows, the tracked job, its media links and the first queue tasks.
+async fn record(state: &AppState, stored: &Stored) -> Result<serde_json::Value, ApiError> {
+    let mut tx = begin_as(&state.pool, stored.user).await?;
+    let job = crate::ingest::submit(&mut tx, stored.user, &stored.media).await.map_err(|e| match e {
+        crate::ingest::Error::Database(db) => ApiError::from(db),
+        crate::ingest::Error::Queue(q) => ApiError::from(q),
+    })?;
+    tx.commit().await?;
+    tracing::info!(job.id = %job.id, files = stored.media.len(), size_bytes = stored.bytes_total, "upload accepted");
+    let media: Vec<_> = stored
+        .media
+        .iter()
+        .map(|m| json!({"id": m.id, "filename": m.filename, "processing_status": "pending"}))
+        .collect();
+    let mut job_view = views::job(&job);
+    if let Some(obj) = job_view.as_object_mut() {
+        obj.retain(|k, _| matches!(k.as_str(), "id" | "job_type" | "status" | "progress"));
+    }
+    Ok(json!({ "job": job_view, "media": media }))
+}
+
+/// Best-effort removal of what a refused or failed request stored.
+async fn discard(storage: &Storage, stored: &Stored) {
+    for m in &stored.media {
+        if let Err(e) = storage.delete(&object_store::path::Path::from(m.file_path.as_str())).await {
+            tracing::error!(media.id = %m.id, error = %e, "could not remove the stored copy of a refused upload");
+        }
+    }
+}

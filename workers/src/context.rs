@@ -1,0 +1,13 @@
+//! What every step needs: the database pool, the object store and the decoder limits.
+
+use sqlx::PgPool;
+use timeline::storage::Storage;
+use timeline_media::thumbnail::Limits;
+
+/// Shared by all pools of a worker process.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub pool: PgPool,
+    pub storage: Storage,
+    pub limits: Limits,
+}

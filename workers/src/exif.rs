@@ -1,0 +1,77 @@
+//! The `exif` step: taken_at (with the photo's own offset when it can be known), camera,
+//! orientation, GPS → a `locations` row with offline reverse geocoding and time zone, and the
+//! remaining tags as JSON. Unreadable EXIF is recorded but never fails the photo.
+
+use chrono::Utc;
+use timeline::db::{self, pipeline::{ExifUpdate, MediaState, NewLocation}};
+use timeline::jobs::{MediaTask, Step};
+use timeline::models::TakenAtSource;
+use timeline_media::exif::{ExifFacts, GpsFix};
+use timeline_media::{geocode, taken_at};
+
+use crate::context::Context;
+use crate::step::{self, StepError};
+
+/// Runs the step for one media file.
+pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), StepError> {
+    let Some(media) = step::begin(ctx, task).await? else { return Ok(()) };
+    let bytes = step::original(&ctx.storage, &media).await?;
+    let facts = step::cpu(move || timeline_media::exif::extract(&bytes)).await?;
+    let facts = match facts {
+        Ok(f) => f,
+        Err(e) => {
+            // Not fatal: the photo still gets its thumbnails.
+            let reason = format!("unreadable EXIF: {e}");
+            return step::finish(ctx, &media, Step::Exif, Err(&reason), attempt).await;
+        }
+    };
+    let place = facts.gps.clone().map(|gps| step::cpu(move || locate(&gps)));
+    let location = match place {
+        Some(fut) => Some(fut.await?),
+        None => None,
+    };
+    store(ctx, &media, &facts, location, attempt).await
+}
+
+/// Reverse geocoding and time zone of a GPS fix (CPU only, offline data).
+fn locate(gps: &GpsFix) -> NewLocation {
+    let place = geocode::reverse(gps.latitude, gps.longitude);
+    NewLocation {
+        latitude: gps.latitude,
+        longitude: gps.longitude,
+        accuracy: gps.accuracy_m.filter(|a| a.is_finite() && *a >= 0.0),
+        country: place.as_ref().and_then(|p| p.country.clone()),
+        country_code: place.as_ref().map(|p| p.country_code.clone()).filter(|c| c.len() == 2),
+        state_province: place.as_ref().and_then(|p| p.state_province.clone()),
+        city: place.map(|p| p.city),
+        timezone: geocode::timezone(gps.latitude, gps.longitude),
+    }
+}
+
+async fn store(ctx: &Context, media: &MediaState, facts: &ExifFacts, location: Option<NewLocation>, attempt: i32) -> Result<(), StepError> {
+    let tz = location.as_ref().and_then(|l| l.timezone.clone());
+    let taken = taken_at::resolve(facts.date_time_original, facts.offset_time_original, tz.as_deref(), Utc::now());
+    let mut update = ExifUpdate {
+        taken_at: taken.as_ref().map(|t| t.instant),
+        taken_at_offset_minutes: taken.as_ref().and_then(|t| t.offset_minutes),
+        taken_at_source: taken.as_ref().map(|t| match t.source {
+            taken_at::TakenAtSource::ExifOffset => TakenAtSource::ExifOffset,
+            taken_at::TakenAtSource::GpsTimezone => TakenAtSource::GpsTimezone,
+            taken_at::TakenAtSource::LocalTime => TakenAtSource::LocalTime,
+        }),
+        orientation: facts.orientation.and_then(|o| i16::try_from(o).ok()),
+        camera_make: facts.make.clone(),
+        camera_model: facts.model.clone(),
+        location_id: None,
+        metadata: facts.metadata.clone(),
+    };
+    let mut tx = ctx.pool.begin().await?;
+    if let Some(loc) = &location {
+        update.location_id = Some(db::pipeline::upsert_location(&mut tx, media.user_id, loc).await?);
+    }
+    db::pipeline::apply_exif(&mut tx, media.id, &update).await?;
+    db::pipeline::record_step(&mut tx, media, Step::Exif, Ok(()), attempt).await?;
+    step::settle(&mut tx, media.id).await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! The `hash` step: SHA-256 of the stored bytes → `file_hash`; per-user deduplication; then the
+//! EXIF and thumbnail steps are enqueued in the same transaction that records the hash.
+
+use timeline::db;
+use timeline::jobs::{self, MediaTask, Step};
+use timeline::storage::{Rendition, Storage};
+
+use crate::context::Context;
+use crate::step::{self, StepError};
+
+/// Runs the step for one media file.
+pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), StepError> {
+    {
+        // A redelivered task of a file that already ended as a duplicate: make sure its copy is
+        // gone (the delete after commit may not have happened) and stop.
+        let mut conn = ctx.pool.acquire().await?;
+        if let Some(m) = db::pipeline::load(&mut conn, task.media_file_id).await?
+            && m.duplicate_of.is_some()
+        {
+            ctx.storage.delete(&Storage::key(m.user_id, m.id, Rendition::Original)).await?;
+            return Ok(());
+        }
+        if db::pipeline::step_done(&mut conn, task.media_file_id, Step::Hash).await? {
+            // The follow-up tasks were enqueued with the record: nothing left to do.
+            return Ok(());
+        }
+    }
+    let Some(media) = step::begin(ctx, task).await? else { return Ok(()) };
+    let bytes = step::original(&ctx.storage, &media).await?;
+    let hash = step::cpu(move || timeline_media::hash::sha256_hex(&bytes)).await?;
+
+    let mut tx = ctx.pool.begin().await?;
+    match db::pipeline::set_hash(&mut tx, media.id, &hash).await {
+        Ok(()) => {
+            db::pipeline::record_step(&mut tx, &media, Step::Hash, Ok(()), attempt).await?;
+            let next = [task];
+            jobs::enqueue(&mut tx, Step::Exif, &next).await?;
+            jobs::enqueue(&mut tx, Step::Thumbnail, &next).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        Err(e) if db::is_unique_violation(&e, "idx_media_files_user_hash") => {
+            drop(tx);
+            mark_duplicate(ctx, &media, &hash, attempt).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The user already has these bytes: end as a duplicate of that file and drop the copy.
+async fn mark_duplicate(ctx: &Context, media: &db::pipeline::MediaState, hash: &str, attempt: i32) -> Result<(), StepError> {
+    let mut tx = ctx.pool.begin().await?;
+    let Some(original) = db::media::find_by_hash(&mut *tx, media.user_id, hash).await? else {
+        // The original vanished between the two statements (deleted): try again.
+        return Err(StepError::Transient("original of a duplicate disappeared".into()));
+    };
+    db::pipeline::mark_duplicate(&mut tx, media.id, original, hash).await?;
+    db::pipeline::record_step(&mut tx, media, Step::Hash, Ok(()), attempt).await?;
+    db::jobs::refresh_progress(&mut tx, media.id).await?;
+    tx.commit().await?;
+    tracing::info!(duplicate_of = %original, "duplicate of an earlier upload");
+    ctx.storage.delete(&Storage::key(media.user_id, media.id, Rendition::Original)).await?;
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! One apalis worker pool per queue, on apalis-postgres: LISTEN/NOTIFY wake-up plus a polling
+//! fallback, explicit heartbeat and orphan settings, per-pool concurrency, panics caught as the
+//! last guard, and a monitor that drains in-flight steps on SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::*;
+use apalis_postgres::{Config, PostgresStorage, Pubsub};
+use timeline::jobs::{MediaTask, Step};
+
+use crate::context::Context;
+use crate::step::{self, StepError};
+
+/// Heartbeat period. With `MISSED_HEARTBEATS`, a killed worker's tasks return to the queue
+/// about 20 s after its last beat, well inside the 60 s recovery target.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+pub const MISSED_HEARTBEATS: usize = 4;
+/// Polling fallback when a NOTIFY is missed (connection drop, listener restart).
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// How long SIGTERM waits for steps in flight before the process exits (unfinished ones are
+/// re-queued by the orphan sweep of the next worker).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// A unique worker name per boot, so heartbeats and locks of a restarted process never collide.
+fn worker_name(step: Step, index: usize) -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    format!("{}-{}-{}-{}-{index}", step.queue(), host.trim(), std::process::id(), uuid::Uuid::new_v4().simple())
+}
+
+fn backend(ctx: &Context, step: Step, concurrency: usize) -> impl Backend + use<> {
+    let config = Config::default()
+        .queue(step.queue())
+        .batch_size(concurrency.max(1))
+        .heartbeat_interval(HEARTBEAT)
+        .missed_heartbeats(MISSED_HEARTBEATS);
+    let wake = Strategy::new()
+        .stream(Pubsub::new(ctx.pool.clone(), step.queue().to_owned()))
+        .interval(POLL_INTERVAL);
+    PostgresStorage::<MediaTask>::new(&ctx.pool).with_config(config).poll_with_strategy(wake)
+}
+
+/// The apalis handler: dispatches to the step and maps our error classes.
+async fn handle(task: MediaTask, ctx: Data<Arc<Context>>, attempt: Attempt, step: Data<Step>) -> Result<(), BoxDynError> {
+    let n = attempt.current();
+    let attempt_i32 = i32::try_from(n.max(1)).unwrap_or(i32::MAX);
+    let ctx: &Context = &ctx;
+    let step = *step;
+    step::run(ctx, step, task, n, || async move {
+        match step {
+            Step::Hash => crate::hash::run(ctx, task, attempt_i32).await,
+            Step::Exif => crate::exif::run(ctx, task, attempt_i32).await,
+            Step::Thumbnail => crate::thumbnail::run(ctx, task, attempt_i32).await,
+        }
+    })
+    .await
+    .map_err(|e: StepError| -> BoxDynError { Box::new(e) })
+}
+
+/// Runs the pools of `steps` until SIGTERM/Ctrl-C.
+pub async fn run(ctx: Arc<Context>, steps: &[Step], concurrency: usize) -> Result<(), MonitorError> {
+    let mut monitor = Monitor::new().shutdown_timeout(SHUTDOWN_GRACE);
+    for &step in steps {
+        let ctx = ctx.clone();
+        monitor = monitor.register(move |restarts| {
+            WorkerBuilder::new(worker_name(step, restarts))
+                .backend(backend(&ctx, step, concurrency))
+                .data(ctx.clone())
+                .data(step)
+                .catch_panic()
+                .concurrency(concurrency)
+                .parallelize(tokio::spawn)
+                .build(handle)
+        });
+    }
+    tracing::info!(queues = ?steps.iter().map(|s| s.queue()).collect::<Vec<_>>(), concurrency, "worker pools starting");
+    monitor.run_with_signal(timeline::http::shutdown_signal()).await
+}

@@ -1,0 +1,141 @@
+//! What the three steps share: error classes, the failure path, and the end-state bookkeeping.
+
+use std::time::Duration;
+
+use timeline::db::{self, pipeline::MediaState};
+use timeline::jobs::{MAX_ATTEMPTS, MediaTask, Step};
+use timeline::models::ProcessingStatus;
+use timeline::storage::{Rendition, Storage};
+use tracing::Instrument;
+
+use crate::context::Context;
+
+/// Longest a single decode may take before the file is failed as pathological.
+pub const CPU_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How a step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// Bad input: retrying cannot help; the file fails now with this reason.
+    #[error("{0}")]
+    Permanent(String),
+    /// The database or the store is unavailable, a timeout: worth another attempt.
+    #[error("{0}")]
+    Transient(String),
+}
+
+impl From<sqlx::Error> for StepError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Transient(format!("database: {e}"))
+    }
+}
+
+impl From<timeline::storage::Error> for StepError {
+    fn from(e: timeline::storage::Error) -> Self {
+        match e {
+            timeline::storage::Error::NotFound(_) => Self::Permanent("the original is missing from storage".into()),
+            other => Self::Transient(other.to_string()),
+        }
+    }
+}
+
+impl From<timeline::jobs::Error> for StepError {
+    fn from(e: timeline::jobs::Error) -> Self {
+        Self::Transient(e.to_string())
+    }
+}
+
+/// Runs `f` on the blocking pool with a deadline: CPU work never stalls the async threads, and
+/// a hanging decoder is abandoned (its thread finishes on its own) while the pool moves on.
+pub async fn cpu<T, F>(f: F) -> Result<T, StepError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::time::timeout(CPU_TIMEOUT, tokio::task::spawn_blocking(f)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(join)) => Err(StepError::Permanent(format!("processing crashed: {join}"))),
+        Err(_) => Err(StepError::Permanent(format!("processing took longer than {}s", CPU_TIMEOUT.as_secs()))),
+    }
+}
+
+/// Loads the file and reports whether the step should run (`None`: deleted or already ended).
+pub async fn begin(ctx: &Context, task: MediaTask) -> Result<Option<MediaState>, StepError> {
+    let mut tx = ctx.pool.begin().await?;
+    let Some(media) = db::pipeline::load(&mut tx, task.media_file_id).await? else {
+        return Ok(None);
+    };
+    if media.processing_status.is_final() {
+        return Ok(None);
+    }
+    db::pipeline::mark_processing(&mut tx, media.id).await?;
+    db::jobs::mark_running(&mut tx, task.job_id).await?;
+    tx.commit().await?;
+    Ok(Some(media))
+}
+
+/// Reads the stored original.
+pub async fn original(storage: &Storage, media: &MediaState) -> Result<bytes::Bytes, StepError> {
+    let key = Storage::key(media.user_id, media.id, Rendition::Original);
+    Ok(storage.get(&key).await?)
+}
+
+/// Records a step's outcome, settles the file's end state and the job's progress, in one
+/// transaction.
+pub async fn finish(ctx: &Context, media: &MediaState, step: Step, outcome: Result<(), &str>, attempt: i32) -> Result<(), StepError> {
+    let mut tx = ctx.pool.begin().await?;
+    db::pipeline::record_step(&mut tx, media, step, outcome, attempt).await?;
+    settle(&mut tx, media.id).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Decides the end state (if reached) and refreshes the progress of the file's jobs.
+pub async fn settle(conn: &mut sqlx::PgConnection, media_id: uuid::Uuid) -> Result<Option<ProcessingStatus>, StepError> {
+    let end = db::pipeline::finalize(conn, media_id).await?;
+    if let Some(status) = end {
+        tracing::info!(status = %status, "media file reached its end state");
+        db::jobs::refresh_progress(conn, media_id).await?;
+    }
+    Ok(end)
+}
+
+/// The apalis-facing wrapper of every step: instruments it, turns permanent errors and
+/// exhausted retries into a recorded failure (so the file never stays `processing`), and hands
+/// transient errors back to the queue for another attempt.
+pub async fn run<F, Fut>(ctx: &Context, step: Step, task: MediaTask, attempt: usize, body: F) -> Result<(), StepError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StepError>>,
+{
+    let attempt = attempt.max(1);
+    let span = tracing::info_span!("step", step = step.queue(), media.id = %task.media_file_id,
+                                   job.id = %task.job_id, attempt);
+    let started = std::time::Instant::now();
+    let result = body().instrument(span.clone()).await;
+    let _enter = span.enter();
+    let give_up = |reason: &str| format!("gave up after {attempt} attempts: {reason}");
+    let reason = match result {
+        Ok(()) => {
+            tracing::debug!(duration_ms = started.elapsed().as_millis() as u64, "step done");
+            return Ok(());
+        }
+        Err(StepError::Permanent(r)) => r,
+        Err(StepError::Transient(r)) if attempt >= MAX_ATTEMPTS => give_up(&r),
+        Err(e @ StepError::Transient(_)) => {
+            tracing::warn!(error = %e, "step failed; will retry");
+            return Err(e);
+        }
+    };
+    tracing::warn!(error = %reason, "step failed");
+    let media = {
+        let mut conn = ctx.pool.acquire().await?;
+        db::pipeline::load(&mut conn, task.media_file_id).await?
+    };
+    match media {
+        Some(media) if !media.processing_status.is_final() => {
+            finish(ctx, &media, step, Err(&reason), i32::try_from(attempt).unwrap_or(i32::MAX)).await
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,141 @@
+//! The test platform: a real HTTP server (in-process, on a TCP port), a real `timeline-worker`
+//! process, a real object store in a temporary folder and the test's own database.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// A running platform for one test; the worker process is killed on drop.
+pub struct TestApp {
+    pub pool: PgPool,
+    pub base: String,
+    pub storage_dir: PathBuf,
+    pub http: reqwest::Client,
+    pub worker: Option<Child>,
+    db_url: String,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(mut w) = self.worker.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.storage_dir);
+    }
+}
+
+/// The URL of the test's own database, for the worker process.
+pub fn url_of(pool: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let db = pool.connect_options().get_database().expect("database name").to_owned();
+    let (server, _) = base.rsplit_once('/').expect("url has a database part");
+    format!("{server}/{db}")
+}
+
+impl TestApp {
+    /// Migrates, starts the API and (unless `workers` is false) a worker process.
+    pub async fn start(pool: PgPool, workers: bool) -> Self {
+        timeline::db::migrate::run(&pool).await.expect("migrate");
+        let storage_dir = std::env::temp_dir().join(format!("timeline-test-{}", Uuid::new_v4()));
+        let storage = timeline::storage::Storage::from_url(storage_dir.to_str().expect("utf-8 path")).expect("storage");
+        let state = timeline::http::AppState {
+            pool: pool.clone(),
+            storage,
+            limits: timeline::config::UploadLimits { max_file_bytes: 30 * 1024 * 1024, max_request_bytes: 100 * 1024 * 1024 },
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, timeline::http::router(state)).await;
+        });
+        let db_url = url_of(&pool);
+        let mut app = Self { pool, base, storage_dir, http: reqwest::Client::new(), worker: None, db_url };
+        if workers {
+            app.start_worker(&[]);
+        }
+        app
+    }
+
+    /// Starts a `timeline-worker` process with extra arguments.
+    pub fn start_worker(&mut self, args: &[&str]) {
+        let child = Command::new(env!("CARGO_BIN_EXE_timeline-worker"))
+            .args(args)
+            .env("DATABASE_URL", &self.db_url)
+            .env("TIMELINE_STORAGE", &self.storage_dir)
+            .env("RUST_LOG", std::env::var("TEST_WORKER_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start timeline-worker");
+        self.worker = Some(child);
+    }
+
+    /// Whether the worker process is still running.
+    pub fn worker_alive(&mut self) -> bool {
+        self.worker.as_mut().is_some_and(|w| matches!(w.try_wait(), Ok(None)))
+    }
+
+    /// Creates a user with a token; returns (user id, token).
+    pub async fn user(&self, email: &str) -> (Uuid, String) {
+        let email = timeline::models::Email::parse(email).expect("email");
+        let id = timeline::db::users::create_user(&self.pool, &email, None).await.expect("user");
+        let token = timeline::auth::generate_token();
+        timeline::db::users::insert_api_token(&self.pool, id, &timeline::auth::hash_token(&token), "test")
+            .await
+            .expect("token");
+        (id, token)
+    }
+
+    /// Uploads files in one multipart request; returns (status, body).
+    pub async fn upload(&self, token: &str, files: &[(&str, Vec<u8>)]) -> (u16, Value) {
+        let mut form = reqwest::multipart::Form::new();
+        for (name, bytes) in files {
+            form = form.part("file", reqwest::multipart::Part::bytes(bytes.clone()).file_name(name.to_string()));
+        }
+        let resp = self.http.post(format!("{}/v1/media", self.base)).bearer_auth(token).multipart(form).send().await.expect("upload");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GET a JSON resource; returns (status, body).
+    pub async fn get(&self, token: &str, path: &str) -> (u16, Value) {
+        let resp = self.http.get(format!("{}{path}", self.base)).bearer_auth(token).send().await.expect("get");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GET raw bytes; returns (status, bytes).
+    pub async fn get_bytes(&self, token: &str, path: &str) -> (u16, Vec<u8>) {
+        let resp = self.http.get(format!("{}{path}", self.base)).bearer_auth(token).send().await.expect("get");
+        let status = resp.status().as_u16();
+        (status, resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default())
+    }
+
+    /// Polls a job until it completes; asserts progress never goes down. Returns the final job.
+    pub async fn wait_job(&self, token: &str, job_id: &str, timeout: Duration) -> Value {
+        let started = Instant::now();
+        let mut last = 0;
+        loop {
+            let (status, job) = self.get(token, &format!("/v1/jobs/{job_id}")).await;
+            assert_eq!(status, 200, "{job}");
+            let progress = job["progress"].as_i64().expect("progress");
+            assert!(progress >= last, "progress went down: {last} → {progress}");
+            last = progress;
+            if job["status"] == "completed" {
+                assert_eq!(progress, 100);
+                return job;
+            }
+            assert!(started.elapsed() < timeout, "job not done after {timeout:?}: {job}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The repository's fixtures folder.
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures"))
+}

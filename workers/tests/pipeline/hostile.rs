@@ -1,0 +1,119 @@
+//! Every hostile file ends `failed` with a reason or is refused with a 4xx, the worker keeps
+//! running, and the next good file still completes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::common::{TestApp, fixtures};
+
+/// The repo's bad files, plus ../shared/corpus/bad when it is present (as in CI).
+fn bad_files() -> Vec<PathBuf> {
+    let mut dirs = vec![fixtures().join("bad")];
+    let shared = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/bad"));
+    if shared.is_dir() {
+        dirs.push(shared);
+    }
+    let mut files: Vec<PathBuf> = dirs
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+#[sqlx::test(migrations = false)]
+async fn hostile_files_fail_cleanly_and_the_worker_survives(pool: PgPool) {
+    let mut app = TestApp::start(pool, true).await;
+    let (_, token) = app.user("hostile@example.org").await;
+    let files = bad_files();
+    assert!(files.len() >= 15, "bad fixtures missing: {files:?}");
+    let mut jobs = Vec::new();
+    for path in &files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let (status, body) = app.upload(&token, &[(&name, std::fs::read(path).unwrap())]).await;
+        match status {
+            202 => jobs.push((name, body["job"]["id"].as_str().unwrap().to_owned(), body["media"][0]["id"].as_str().unwrap().to_owned())),
+            400..=499 => {
+                assert_eq!(body["status"], status, "problem+json body for {name}: {body}");
+                assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{name}: {body}");
+            }
+            other => panic!("{name}: unexpected status {other}: {body}"),
+        }
+    }
+    for (name, job, media) in &jobs {
+        let done = app.wait_job(&token, job, Duration::from_secs(120)).await;
+        let (_, m) = app.get(&token, &format!("/v1/media/{media}")).await;
+        match m["processing_status"].as_str() {
+            Some("failed") => {
+                let reason = m["error_message"].as_str().unwrap_or("");
+                assert!(!reason.is_empty(), "{name} failed without a reason");
+                assert_eq!(done["output_data"]["failed"], 1, "{name}: {done}");
+                assert_eq!(done["output_data"]["errors"][0]["error"], reason);
+            }
+            // Some "bad" files are damaged only in their metadata and still make a picture.
+            Some("completed") => assert!(m["thumbnails"].is_object(), "{name}: {m}"),
+            other => panic!("{name} ended {other:?}: {m}"),
+        }
+        assert!(app.worker_alive(), "the worker died on {name}");
+    }
+    // The pipeline still works after all that.
+    let good = std::fs::read(fixtures().join("no_exif.jpg")).unwrap();
+    let (status, body) = app.upload(&token, &[("after.jpg", good)]).await;
+    assert_eq!(status, 202);
+    let job = app.wait_job(&token, body["job"]["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    assert_eq!(job["output_data"]["completed"], 1, "{job}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn refused_uploads_store_nothing(pool: PgPool) {
+    let app = TestApp::start(pool, false).await;
+    let (_, token) = app.user("refused@example.org").await;
+    let good = std::fs::read(fixtures().join("no_exif.jpg")).unwrap();
+    // One good file and one script in the same request: 415, and the good one is not kept.
+    let (status, body) = app.upload(&token, &[("ok.jpg", good.clone()), ("evil.jpg", b"<?php system($_GET['c']); ?>".to_vec())]).await;
+    assert_eq!(status, 415, "{body}");
+    assert_eq!(body["title"], "Unsupported Media Type");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM media_files").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(rows, 0);
+    let stored = walk(&app.storage_dir);
+    assert!(stored.is_empty(), "objects left behind: {stored:?}");
+
+    // Too large: 413 (the test app allows 30 MiB per file).
+    let big = [good.clone(), vec![0u8; 31 * 1024 * 1024]].concat();
+    let (status, _) = app.upload(&token, &[("big.jpg", big)]).await;
+    assert_eq!(status, 413);
+    assert!(walk(&app.storage_dir).is_empty());
+
+    // A raw body with ?filename= works too; the name is kept for display only.
+    let resp = app
+        .http
+        .post(format!("{}/v1/media?filename=../../etc/passwd", app.base))
+        .bearer_auth(&token)
+        .header("content-type", "image/jpeg")
+        .body(good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    assert!(resp.headers().get("location").is_some());
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["media"][0]["filename"], "passwd");
+    let paths: Vec<String> = sqlx::query_scalar("SELECT file_path FROM media_files").fetch_all(&app.pool).await.unwrap();
+    assert!(paths.iter().all(|p| !p.contains("passwd") && !p.contains("..")), "{paths:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -1,0 +1,13 @@
+//! End-to-end tests of the ingestion pipeline: real PostgreSQL (a fresh database per test),
+//! the real HTTP API, real `timeline-worker` processes and a real object store on disk.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first surprise; helpers are shared across modules"
+)]
+
+mod common;
+mod hostile;
+mod ingest;
+mod isolation;
+mod transactional;
