@@ -47,22 +47,40 @@ ANALYZE;
 "#;
 
 fn user(n: i64) -> Uuid {
-    format!("00000000-0000-4000-8000-{n:012x}").parse().unwrap_or_default()
+    format!("00000000-0000-4000-8000-{n:012x}")
+        .parse()
+        .unwrap_or_default()
 }
 
 async fn setup() -> PgPool {
-    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| timeline::config::DEFAULT_DATABASE_URL.into());
+    let base = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| timeline::config::DEFAULT_DATABASE_URL.into());
     let (server, _) = base.rsplit_once('/').unwrap_or((&base, ""));
     let url = format!("{server}/timeline_bench");
-    timeline::db::migrate::create_database_if_missing(&url).await.unwrap_or_default();
-    let pool = PgPool::connect(&url).await.unwrap_or_else(|e| panic!("connect {url}: {e}"));
-    timeline::db::migrate::run(&pool).await.unwrap_or_else(|e| panic!("migrate: {e}"));
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM media_files").fetch_one(&pool).await.unwrap_or(0);
+    timeline::db::migrate::create_database_if_missing(&url)
+        .await
+        .unwrap_or_default();
+    let pool = PgPool::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    timeline::db::migrate::run(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("migrate: {e}"));
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM media_files")
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(0);
     if n < MEDIA {
         eprintln!("loading {MEDIA} media rows for {USERS} users (once)...");
         let t = Instant::now();
-        sqlx::raw_sql("TRUNCATE users CASCADE").execute(&pool).await.unwrap_or_default();
-        sqlx::raw_sql(LOAD).execute(&pool).await.unwrap_or_else(|e| panic!("load: {e}"));
+        sqlx::raw_sql("TRUNCATE users CASCADE")
+            .execute(&pool)
+            .await
+            .unwrap_or_default();
+        sqlx::raw_sql(LOAD)
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("load: {e}"));
         eprintln!("loaded in {:.0}s", t.elapsed().as_secs_f64());
     }
     pool
@@ -71,7 +89,13 @@ async fn setup() -> PgPool {
 fn percentiles(mut v: Vec<Duration>) -> String {
     v.sort();
     let p = |q: f64| v[((v.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1e3;
-    format!("p50 {:.3} ms, p95 {:.3} ms, p99 {:.3} ms (n={})", p(0.5), p(0.95), p(0.99), v.len())
+    format!(
+        "p50 {:.3} ms, p95 {:.3} ms, p99 {:.3} ms (n={})",
+        p(0.5),
+        p(0.95),
+        p(0.99),
+        v.len()
+    )
 }
 
 async fn random_cursor(pool: &PgPool, rng: &mut StdRng) -> (Uuid, Option<Cursor>) {
@@ -79,7 +103,13 @@ async fn random_cursor(pool: &PgPool, rng: &mut StdRng) -> (Uuid, Option<Cursor>
     let days = rng.random_range(0..3650);
     let at = chrono::Utc::now() - chrono::Duration::days(days);
     let _ = pool;
-    (u, Some(Cursor { timeline_at: at, id: Uuid::max() }))
+    (
+        u,
+        Some(Cursor {
+            timeline_at: at,
+            id: Uuid::max(),
+        }),
+    )
 }
 
 async fn sample_hashes(pool: &PgPool) -> Vec<(Uuid, String)> {
@@ -90,17 +120,21 @@ async fn sample_hashes(pool: &PgPool) -> Vec<(Uuid, String)> {
 }
 
 async fn sample_points(pool: &PgPool) -> Vec<(Uuid, f64, f64)> {
-    sqlx::query_as("SELECT user_id, latitude, longitude FROM locations TABLESAMPLE SYSTEM (1) LIMIT 1000")
-        .fetch_all(pool)
-        .await
-        .unwrap_or_default()
+    sqlx::query_as(
+        "SELECT user_id, latitude, longitude FROM locations TABLESAMPLE SYSTEM (1) LIMIT 1000",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default()
 }
 
 async fn explain(pool: &PgPool, title: &str, sql: &str) {
-    let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}")))
-        .fetch_all(pool)
-        .await
-        .unwrap_or_default();
+    let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}"
+    )))
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
     eprintln!("--- EXPLAIN {title}\n{}", plan.join("\n"));
 }
 
@@ -129,10 +163,17 @@ async fn report(pool: &PgPool) {
     let mut hits = 0;
     for (u, lat, lon) in &points {
         let s = Instant::now();
-        hits += within_radius(pool, *u, *lat, *lon, 5000.0, 1000).await.unwrap_or_default().len();
+        hits += within_radius(pool, *u, *lat, *lon, 5000.0, 1000)
+            .await
+            .unwrap_or_default()
+            .len();
         t.push(s.elapsed());
     }
-    eprintln!("5 km radius: {} ({:.1} media per query)", percentiles(t), hits as f64 / points.len().max(1) as f64);
+    eprintln!(
+        "5 km radius: {} ({:.1} media per query)",
+        percentiles(t),
+        hits as f64 / points.len().max(1) as f64
+    );
     let u = user(500);
     explain(pool, "timeline page", &format!(
         "SELECT id FROM media_files WHERE user_id = '{u}' AND (timeline_at, id) < (now() - interval '3 years', 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid) ORDER BY timeline_at DESC, id DESC LIMIT 50")).await;
@@ -159,7 +200,18 @@ fn queries(c: &mut Criterion) {
             let u = user(rng.random_range(1..=USERS));
             let at = chrono::Utc::now() - chrono::Duration::days(rng.next_u32() as i64 % 3650);
             let pool = pool.clone();
-            async move { timeline_page(&pool, u, Some(Cursor { timeline_at: at, id: Uuid::max() }), 50).await }
+            async move {
+                timeline_page(
+                    &pool,
+                    u,
+                    Some(Cursor {
+                        timeline_at: at,
+                        id: Uuid::max(),
+                    }),
+                    50,
+                )
+                .await
+            }
         });
     });
     let mut i = 0;

@@ -27,7 +27,10 @@ pub struct StorageConfig {
 impl StorageConfig {
     /// Opens the configured store.
     pub fn open(&self) -> Result<crate::storage::Storage, crate::storage::Error> {
-        let url = self.storage_url.clone().unwrap_or_else(crate::storage::Storage::default_url);
+        let url = self
+            .storage_url
+            .clone()
+            .unwrap_or_else(crate::storage::Storage::default_url);
         crate::storage::Storage::from_url(&url)
     }
 }

@@ -22,13 +22,26 @@ pub enum Error {
 
 /// Records `media` (already stored) as pending, creates their `media_ingest` job and enqueues
 /// their hash steps. Commit the transaction and all of it exists; roll back and none of it does.
-pub async fn submit(conn: &mut PgConnection, user_id: Uuid, media: &[NewMedia]) -> Result<DataProcessingJob, Error> {
+pub async fn submit(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    media: &[NewMedia],
+) -> Result<DataProcessingJob, Error> {
     crate::db::uploads::insert_media(conn, media).await?;
     let ids: Vec<Uuid> = media.iter().map(|m| m.id).collect();
-    let listed: Vec<_> = media.iter().map(|m| json!({ "id": m.id, "filename": m.filename })).collect();
+    let listed: Vec<_> = media
+        .iter()
+        .map(|m| json!({ "id": m.id, "filename": m.filename }))
+        .collect();
     let input = json!({ "media": listed });
     let job = crate::db::jobs::create(conn, user_id, JobType::MediaIngest, input, &ids).await?;
-    let tasks: Vec<MediaTask> = ids.iter().map(|&media_file_id| MediaTask { media_file_id, job_id: job.id }).collect();
+    let tasks: Vec<MediaTask> = ids
+        .iter()
+        .map(|&media_file_id| MediaTask {
+            media_file_id,
+            job_id: job.id,
+        })
+        .collect();
     jobs::enqueue(conn, Step::Hash, &tasks).await?;
     Ok(job)
 }

@@ -2,6 +2,8 @@
 //! (so the API never compiles image code). Jobs are pushed with apalis-postgres's `push_tasks`
 //! on the caller's transaction: a media row and its job commit or roll back together.
 
+use std::time::Duration;
+
 use apalis::prelude::TaskBuilder;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -13,6 +15,23 @@ pub const PIPELINE_VERSION: i32 = 1;
 
 /// Attempts per step before the media file is marked failed.
 pub const MAX_ATTEMPTS: usize = 5;
+
+/// Delay before retry number `attempt + 1` of a step that failed transiently: exponential
+/// (2 s, 4 s, 8 s, … capped at 5 min) with ±50 % jitter so a burst of failures (a database
+/// restart) does not come back as a burst. Persisted in the queue by `db::queue::delay_retry`.
+pub fn retry_delay(attempt: usize) -> Duration {
+    use rand::RngExt;
+    let jitter: f64 = rand::rng().random_range(0.5..1.5);
+    retry_delay_with(attempt, jitter)
+}
+
+/// [`retry_delay`] with a given jitter factor (tests pin it).
+pub fn retry_delay_with(attempt: usize, jitter: f64) -> Duration {
+    const BASE: f64 = 2.0;
+    const CAP: f64 = 300.0;
+    let exp = i32::try_from(attempt.saturating_sub(1).min(16)).unwrap_or(16);
+    Duration::from_secs_f64((BASE * 2f64.powi(exp)).min(CAP) * jitter.clamp(0.0, 2.0))
+}
 
 /// The processing steps, one queue (and worker pool) each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -59,14 +78,53 @@ pub enum Error {
 }
 
 /// Pushes one `step` task per media file, on the caller's connection or transaction.
-pub async fn enqueue(conn: &mut PgConnection, step: Step, tasks: &[MediaTask]) -> Result<(), Error> {
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    step: Step,
+    tasks: &[MediaTask],
+) -> Result<(), Error> {
     if tasks.is_empty() {
         return Ok(());
     }
     let mut batch = Vec::with_capacity(tasks.len());
     for t in tasks {
-        batch.push(TaskBuilder::new(serde_json::to_vec(t)?).max_attempts(MAX_ATTEMPTS).build());
+        batch.push(
+            TaskBuilder::new(serde_json::to_vec(t)?)
+                .max_attempts(MAX_ATTEMPTS)
+                .build(),
+        );
     }
     apalis_postgres::queries::push_tasks(conn, step.queue(), batch).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_grows_exponentially_and_is_capped() {
+        let d = |a| retry_delay_with(a, 1.0).as_secs_f64();
+        assert_eq!(d(1), 2.0);
+        assert_eq!(d(2), 4.0);
+        assert_eq!(d(3), 8.0);
+        assert_eq!(d(20), 300.0);
+        assert_eq!(retry_delay_with(2, 0.5).as_secs_f64(), 2.0);
+    }
+
+    #[test]
+    fn retry_delay_jitters_within_half_either_side() {
+        for _ in 0..100 {
+            let d = retry_delay(3).as_secs_f64();
+            assert!((4.0..12.0).contains(&d), "{d}");
+        }
+    }
+
+    #[test]
+    fn steps_round_trip_through_queue_names() {
+        for s in Step::ALL {
+            assert_eq!(Step::from_queue(s.queue()), Some(s));
+        }
+        assert_eq!(Step::from_queue("bogus"), None);
+    }
 }

@@ -22,10 +22,26 @@ impl MediaType {
         match head {
             [0xFF, 0xD8, 0xFF, ..] => Some(Self::Jpeg),
             [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => Some(Self::Png),
-            [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Some(Self::WebP),
+            [
+                b'R',
+                b'I',
+                b'F',
+                b'F',
+                _,
+                _,
+                _,
+                _,
+                b'W',
+                b'E',
+                b'B',
+                b'P',
+                ..,
+            ] => Some(Self::WebP),
             [b'G', b'I', b'F', b'8', b'7' | b'9', b'a', ..] => Some(Self::Gif),
             [b'I', b'I', 0x2A, 0x00, ..] | [b'M', b'M', 0x00, 0x2A, ..] => Some(Self::Tiff),
-            [_, _, _, _, b'f', b't', b'y', b'p', brand @ ..] if is_heif_brand(brand) => Some(Self::Heif),
+            [_, _, _, _, b'f', b't', b'y', b'p', brand @ ..] if is_heif_brand(brand) => {
+                Some(Self::Heif)
+            }
             _ => None,
         }
     }
@@ -58,18 +74,40 @@ mod tests {
 
     #[test]
     fn sniffs_supported_types() {
-        assert_eq!(MediaType::sniff(&[0xFF, 0xD8, 0xFF, 0xE1]), Some(MediaType::Jpeg));
-        assert_eq!(MediaType::sniff(b"\x89PNG\r\n\x1a\n...."), Some(MediaType::Png));
-        assert_eq!(MediaType::sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(MediaType::WebP));
+        assert_eq!(
+            MediaType::sniff(&[0xFF, 0xD8, 0xFF, 0xE1]),
+            Some(MediaType::Jpeg)
+        );
+        assert_eq!(
+            MediaType::sniff(b"\x89PNG\r\n\x1a\n...."),
+            Some(MediaType::Png)
+        );
+        assert_eq!(
+            MediaType::sniff(b"RIFF\0\0\0\0WEBPVP8 "),
+            Some(MediaType::WebP)
+        );
         assert_eq!(MediaType::sniff(b"GIF89a.."), Some(MediaType::Gif));
         assert_eq!(MediaType::sniff(b"II*\0...."), Some(MediaType::Tiff));
-        assert_eq!(MediaType::sniff(b"\0\0\0\x18ftypheic\0\0\0\0"), Some(MediaType::Heif));
-        assert_eq!(MediaType::sniff(b"\0\0\0\x18ftypmif1\0\0\0\0"), Some(MediaType::Heif));
+        assert_eq!(
+            MediaType::sniff(b"\0\0\0\x18ftypheic\0\0\0\0"),
+            Some(MediaType::Heif)
+        );
+        assert_eq!(
+            MediaType::sniff(b"\0\0\0\x18ftypmif1\0\0\0\0"),
+            Some(MediaType::Heif)
+        );
     }
 
     #[test]
     fn refuses_everything_else() {
-        for bad in [&b""[..], b"PK\x03\x04zip", b"<?php echo 1; ?>", b"\0\0\0\x18ftypavif", b"\xFF\xD8", b"RIFF\0\0\0\0WAVE"] {
+        for bad in [
+            &b""[..],
+            b"PK\x03\x04zip",
+            b"<?php echo 1; ?>",
+            b"\0\0\0\x18ftypavif",
+            b"\xFF\xD8",
+            b"RIFF\0\0\0\0WAVE",
+        ] {
             assert_eq!(MediaType::sniff(bad), None, "{bad:?}");
         }
     }

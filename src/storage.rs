@@ -52,7 +52,10 @@ impl Storage {
     /// Opens the store named by `url`: `file:///abs/dir`, a plain directory path, or
     /// `s3://bucket/prefix` (credentials from the usual `AWS_*` environment variables).
     pub fn from_url(url: &str) -> Result<Self, Error> {
-        let config_err = |reason: String| Error::Config { url: url.to_owned(), reason };
+        let config_err = |reason: String| Error::Config {
+            url: url.to_owned(),
+            reason,
+        };
         let store: Arc<dyn ObjectStore> = if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             let s3 = object_store::aws::AmazonS3Builder::from_env()

@@ -24,7 +24,10 @@ fn inputs() -> Vec<(String, Vec<u8>, Option<u16>)> {
     files.retain(|p| p.extension().is_some_and(|e| e == "jpg"));
     files.sort();
     if files.is_empty() {
-        eprintln!("note: {} not found, using a synthetic 4000x3000 JPEG", dir.display());
+        eprintln!(
+            "note: {} not found, using a synthetic 4000x3000 JPEG",
+            dir.display()
+        );
         let bytes = synthetic_jpeg(4000, 3000);
         return vec![("synthetic".into(), bytes, Some(1))];
     }
@@ -33,7 +36,11 @@ fn inputs() -> Vec<(String, Vec<u8>, Option<u16>)> {
         .filter_map(|p| {
             let bytes = std::fs::read(p).ok()?;
             let orientation = exif::extract(&bytes).ok()?.orientation;
-            Some((p.file_name()?.to_string_lossy().into_owned(), bytes, orientation))
+            Some((
+                p.file_name()?.to_string_lossy().into_owned(),
+                bytes,
+                orientation,
+            ))
         })
         .collect()
 }
@@ -46,7 +53,11 @@ fn synthetic_jpeg(width: u32, height: u32) -> Vec<u8> {
         seed ^= seed >> 17;
         seed ^= seed << 5;
         let n = (seed % 48) as u8;
-        image::Rgb([((x * 255) / width) as u8 ^ n, ((y * 255) / height) as u8 ^ n, n.wrapping_mul(5)])
+        image::Rgb([
+            ((x * 255) / width) as u8 ^ n,
+            ((y * 255) / height) as u8 ^ n,
+            n.wrapping_mul(5),
+        ])
     });
     let mut out = Vec::new();
     let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
@@ -58,7 +69,9 @@ fn stages(c: &mut Criterion) {
     let inputs = inputs();
     let limits = Limits::default();
     let mut group = c.benchmark_group("stages_12mp");
-    group.sample_size(20).measurement_time(Duration::from_secs(8));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(8));
     group.throughput(Throughput::Elements(1));
     // Cycle through the files so every iteration sees a different orientation / profile mix.
     let mut i = 0usize;
@@ -66,8 +79,12 @@ fn stages(c: &mut Criterion) {
         i = (i + 1) % inputs.len();
         &inputs[i]
     };
-    group.bench_function("sha256", |b| b.iter(|| hash::sha256_hex(black_box(&next().1))));
-    group.bench_function("exif_extract", |b| b.iter(|| exif::extract(black_box(&next().1))));
+    group.bench_function("sha256", |b| {
+        b.iter(|| hash::sha256_hex(black_box(&next().1)))
+    });
+    group.bench_function("exif_extract", |b| {
+        b.iter(|| exif::extract(black_box(&next().1)))
+    });
     group.bench_function("thumbnail_render", |b| {
         b.iter(|| {
             let (_, bytes, orientation) = next();
@@ -79,7 +96,10 @@ fn stages(c: &mut Criterion) {
             let (_, bytes, _) = next();
             let digest = hash::sha256_hex(black_box(bytes));
             let orientation = exif::extract(bytes).ok().and_then(|f| f.orientation);
-            (digest, render(bytes, ImageFormat::Jpeg, orientation, &limits))
+            (
+                digest,
+                render(bytes, ImageFormat::Jpeg, orientation, &limits),
+            )
         })
     });
     group.finish();

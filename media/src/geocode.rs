@@ -88,7 +88,10 @@ pub fn warm_up() {
 }
 
 fn valid_coordinate(lat: f64, lon: f64) -> bool {
-    lat.is_finite() && lon.is_finite() && (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)
+    lat.is_finite()
+        && lon.is_finite()
+        && (-90.0..=90.0).contains(&lat)
+        && (-180.0..=180.0).contains(&lon)
 }
 
 /// `reverse_geocoder` reports the SQUARED Euclidean distance between unit-sphere points; the
@@ -114,7 +117,10 @@ mod tests {
         assert_eq!(place.country.as_deref(), Some("France"));
         assert_eq!(place.state_province.as_deref(), Some("Ile-de-France"));
         assert!(place.distance_km < 10.0, "{place:?}");
-        assert_eq!(timezone(48.857_833_3, 2.297).as_deref(), Some("Europe/Paris"));
+        assert_eq!(
+            timezone(48.857_833_3, 2.297).as_deref(),
+            Some("Europe/Paris")
+        );
     }
 
     #[test]
@@ -124,9 +130,18 @@ mod tests {
 
     #[test]
     fn longitude_order_is_right() {
-        assert_eq!(timezone(47.627_166_7, -122.337_333).as_deref(), Some("America/Los_Angeles"));
-        assert_eq!(timezone(-0.3713, 36.056_416_7).as_deref(), Some("Africa/Nairobi"));
-        assert_eq!(reverse(60.146_705_6, 24.906_772_2).unwrap().city, "Helsinki");
+        assert_eq!(
+            timezone(47.627_166_7, -122.337_333).as_deref(),
+            Some("America/Los_Angeles")
+        );
+        assert_eq!(
+            timezone(-0.3713, 36.056_416_7).as_deref(),
+            Some("Africa/Nairobi")
+        );
+        assert_eq!(
+            reverse(60.146_705_6, 24.906_772_2).unwrap().city,
+            "Helsinki"
+        );
     }
 
     #[test]

@@ -66,13 +66,28 @@ mod tests {
 
     #[test]
     fn from_mime_knows_the_supported_types() {
-        assert_eq!(ImageFormat::from_mime("image/jpeg"), Some(ImageFormat::Jpeg));
+        assert_eq!(
+            ImageFormat::from_mime("image/jpeg"),
+            Some(ImageFormat::Jpeg)
+        );
         assert_eq!(ImageFormat::from_mime("IMAGE/PNG"), Some(ImageFormat::Png));
-        assert_eq!(ImageFormat::from_mime("image/webp"), Some(ImageFormat::WebP));
+        assert_eq!(
+            ImageFormat::from_mime("image/webp"),
+            Some(ImageFormat::WebP)
+        );
         assert_eq!(ImageFormat::from_mime("image/gif"), Some(ImageFormat::Gif));
-        assert_eq!(ImageFormat::from_mime("image/tiff"), Some(ImageFormat::Tiff));
-        assert_eq!(ImageFormat::from_mime("image/heic"), Some(ImageFormat::Heif));
-        assert_eq!(ImageFormat::from_mime("image/heif; foo=bar"), Some(ImageFormat::Heif));
+        assert_eq!(
+            ImageFormat::from_mime("image/tiff"),
+            Some(ImageFormat::Tiff)
+        );
+        assert_eq!(
+            ImageFormat::from_mime("image/heic"),
+            Some(ImageFormat::Heif)
+        );
+        assert_eq!(
+            ImageFormat::from_mime("image/heif; foo=bar"),
+            Some(ImageFormat::Heif)
+        );
         assert_eq!(ImageFormat::from_mime("image/svg+xml"), None);
         assert_eq!(ImageFormat::from_mime(""), None);
     }

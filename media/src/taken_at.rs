@@ -51,7 +51,11 @@ pub fn resolve(
     let resolved = if let Some(offset) = offset {
         with_offset(local, offset, TakenAtSource::ExifOffset)
     } else if let Some(zone) = tz.and_then(|name| name.parse::<Tz>().ok()) {
-        with_offset(local, offset_in_zone(local, zone), TakenAtSource::GpsTimezone)
+        with_offset(
+            local,
+            offset_in_zone(local, zone),
+            TakenAtSource::GpsTimezone,
+        )
     } else {
         TakenAt {
             instant: local.and_utc(),
@@ -79,7 +83,11 @@ fn offset_in_zone(local: NaiveDateTime, zone: Tz) -> FixedOffset {
         // Fall-back overlap: the first occurrence (earlier instant) has the larger offset.
         LocalResult::Ambiguous(a, b) => {
             let (a, b) = (a.fix(), b.fix());
-            if a.local_minus_utc() >= b.local_minus_utc() { a } else { b }
+            if a.local_minus_utc() >= b.local_minus_utc() {
+                a
+            } else {
+                b
+            }
         }
         LocalResult::None => offset_before_gap(local, zone),
     }
@@ -124,8 +132,13 @@ mod tests {
     #[test]
     fn exif_offset_wins() {
         let off = FixedOffset::east_opt(2 * 3600).unwrap();
-        let t = resolve(Some(dt("2021-07-04 18:22:11")), Some(off), Some("America/New_York"), now())
-            .unwrap();
+        let t = resolve(
+            Some(dt("2021-07-04 18:22:11")),
+            Some(off),
+            Some("America/New_York"),
+            now(),
+        )
+        .unwrap();
         assert_eq!(t.instant, utc("2021-07-04 16:22:11"));
         assert_eq!(t.offset_minutes, Some(120));
         assert_eq!(t.source, TakenAtSource::ExifOffset);
@@ -144,11 +157,23 @@ mod tests {
 
     #[test]
     fn gps_timezone_summer_and_winter() {
-        let t = resolve(Some(dt("2021-07-04 18:22:11")), None, Some("Europe/Paris"), now()).unwrap();
+        let t = resolve(
+            Some(dt("2021-07-04 18:22:11")),
+            None,
+            Some("Europe/Paris"),
+            now(),
+        )
+        .unwrap();
         assert_eq!(t.instant, utc("2021-07-04 16:22:11"));
         assert_eq!(t.offset_minutes, Some(120));
         assert_eq!(t.source, TakenAtSource::GpsTimezone);
-        let t = resolve(Some(dt("2021-01-04 18:22:11")), None, Some("Europe/Paris"), now()).unwrap();
+        let t = resolve(
+            Some(dt("2021-01-04 18:22:11")),
+            None,
+            Some("Europe/Paris"),
+            now(),
+        )
+        .unwrap();
         assert_eq!(t.instant, utc("2021-01-04 17:22:11"));
         assert_eq!(t.offset_minutes, Some(60));
     }
@@ -156,7 +181,13 @@ mod tests {
     #[test]
     fn dst_ambiguous_takes_the_earlier_instant() {
         // 2021-10-31 02:30 happens twice in Paris: first at +02:00 (00:30 UTC), then at +01:00.
-        let t = resolve(Some(dt("2021-10-31 02:30:00")), None, Some("Europe/Paris"), now()).unwrap();
+        let t = resolve(
+            Some(dt("2021-10-31 02:30:00")),
+            None,
+            Some("Europe/Paris"),
+            now(),
+        )
+        .unwrap();
         assert_eq!(t.instant, utc("2021-10-31 00:30:00"));
         assert_eq!(t.offset_minutes, Some(120));
     }
@@ -164,13 +195,24 @@ mod tests {
     #[test]
     fn dst_gap_uses_the_offset_before_the_gap() {
         // 2021-03-28 02:30 does not exist in Paris; before the gap the offset was +01:00.
-        let t = resolve(Some(dt("2021-03-28 02:30:00")), None, Some("Europe/Paris"), now()).unwrap();
+        let t = resolve(
+            Some(dt("2021-03-28 02:30:00")),
+            None,
+            Some("Europe/Paris"),
+            now(),
+        )
+        .unwrap();
         assert_eq!(t.instant, utc("2021-03-28 01:30:00"));
         assert_eq!(t.offset_minutes, Some(60));
         assert_eq!(t.source, TakenAtSource::GpsTimezone);
         // New York springs forward at 02:00 local from -05:00.
-        let t = resolve(Some(dt("2021-03-14 02:15:00")), None, Some("America/New_York"), now())
-            .unwrap();
+        let t = resolve(
+            Some(dt("2021-03-14 02:15:00")),
+            None,
+            Some("America/New_York"),
+            now(),
+        )
+        .unwrap();
         assert_eq!(t.instant, utc("2021-03-14 07:15:00"));
         assert_eq!(t.offset_minutes, Some(-300));
     }
@@ -188,11 +230,20 @@ mod tests {
     #[test]
     fn implausible_dates_are_none() {
         assert_eq!(resolve(None, None, Some("Europe/Paris"), now()), None);
-        assert_eq!(resolve(Some(dt("1899-12-31 23:59:59")), None, None, now()), None);
-        assert_eq!(resolve(Some(dt("2026-11-24 14:41:16")), None, None, now()), None);
+        assert_eq!(
+            resolve(Some(dt("1899-12-31 23:59:59")), None, None, now()),
+            None
+        );
+        assert_eq!(
+            resolve(Some(dt("2026-11-24 14:41:16")), None, None, now()),
+            None
+        );
         // Up to one day ahead is tolerated (time zones, slightly fast clocks).
         assert!(resolve(Some(dt("2025-06-02 11:00:00")), None, None, now()).is_some());
-        assert_eq!(resolve(Some(dt("2025-06-02 13:00:00")), None, None, now()), None);
+        assert_eq!(
+            resolve(Some(dt("2025-06-02 13:00:00")), None, None, now()),
+            None
+        );
         assert!(resolve(Some(dt("1900-01-01 00:00:00")), None, None, now()).is_some());
     }
 }

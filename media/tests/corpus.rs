@@ -1,6 +1,7 @@
 //! Runs over the whole shared photo corpus (`/work/shared/corpus`, or `$TIMELINE_CORPUS`) when
 //! it exists, and is skipped with a note otherwise: every photo renders (or, for `bad/`, fails
 //! cleanly) and the EXIF facts match exiftool's `exiftool.json`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic: a panic is a failed test
 
 mod common;
 
@@ -46,7 +47,10 @@ fn images_in(dir: &Path) -> Vec<String> {
 /// The stored size exiftool reports (`File:`, `PNG:`, `RIFF:`, `GIF:` or `EXIF:` for TIFF).
 fn stored_size(e: &Value) -> (u32, u32) {
     for group in ["File", "PNG", "RIFF", "GIF", "EXIF"] {
-        let (w, h) = (&e[format!("{group}:ImageWidth")], &e[format!("{group}:ImageHeight")]);
+        let (w, h) = (
+            &e[format!("{group}:ImageWidth")],
+            &e[format!("{group}:ImageHeight")],
+        );
         if let (Some(w), Some(h)) = (w.as_u64(), h.as_u64()) {
             return (u32::try_from(w).unwrap(), u32::try_from(h).unwrap());
         }
@@ -59,7 +63,9 @@ fn stored_size(e: &Value) -> (u32, u32) {
 /// Blank placeholders and non-dates (`FujiFilm DX-5.jpg`, the PHP payload) mean "none".
 fn exif_date(e: &Value) -> Option<String> {
     let s = e["EXIF:DateTimeOriginal"].as_str()?;
-    chrono::NaiveDateTime::parse_from_str(s, "%Y:%m:%d %H:%M:%S").ok().map(|_| s.to_owned())
+    chrono::NaiveDateTime::parse_from_str(s, "%Y:%m:%d %H:%M:%S")
+        .ok()
+        .map(|_| s.to_owned())
 }
 
 /// exiftool's composite (signed) position; (0, 0) is the placeholder we treat as no fix.
@@ -70,7 +76,8 @@ fn exif_gps(e: &Value) -> Option<(f64, f64)> {
 }
 
 fn has_exif(e: &Value) -> bool {
-    e.as_object().is_some_and(|o| o.keys().any(|k| k.starts_with("EXIF:")))
+    e.as_object()
+        .is_some_and(|o| o.keys().any(|k| k.starts_with("EXIF:")))
 }
 
 fn check_exif(name: &str, bytes: &[u8], e: &Value) -> Option<u16> {
@@ -83,13 +90,22 @@ fn check_exif(name: &str, bytes: &[u8], e: &Value) -> Option<u16> {
             return None;
         }
     };
-    let date = facts.date_time_original.map(|d| d.format("%Y:%m:%d %H:%M:%S").to_string());
+    let date = facts
+        .date_time_original
+        .map(|d| d.format("%Y:%m:%d %H:%M:%S").to_string());
     assert_eq!(date, exif_date(e), "{name}: DateTimeOriginal");
     let offset = facts.offset_time_original.map(|o| o.to_string());
-    assert_eq!(offset.as_deref(), e["EXIF:OffsetTimeOriginal"].as_str(), "{name}: OffsetTimeOriginal");
+    assert_eq!(
+        offset.as_deref(),
+        e["EXIF:OffsetTimeOriginal"].as_str(),
+        "{name}: OffsetTimeOriginal"
+    );
     match (facts.gps.as_ref(), exif_gps(e)) {
         (Some(g), Some((lat, lon))) => {
-            assert!((g.latitude - lat).abs() < 1e-5 && (g.longitude - lon).abs() < 1e-5, "{name}: {g:?} vs {lat},{lon}");
+            assert!(
+                (g.latitude - lat).abs() < 1e-5 && (g.longitude - lon).abs() < 1e-5,
+                "{name}: {g:?} vs {lat},{lon}"
+            );
         }
         (None, None) => {}
         (got, want) => panic!("{name}: GPS {got:?} vs exiftool {want:?}"),
@@ -111,7 +127,8 @@ fn whole_corpus_renders_and_matches_exiftool() {
         let orientation = check_exif(&name, &bytes, e);
         let format = sniff(&bytes).unwrap_or_else(|| panic!("{name}: unknown format"));
         let started = Instant::now();
-        let t = render(&bytes, format, orientation, &Limits::default()).unwrap_or_else(|err| panic!("{name}: {err}"));
+        let t = render(&bytes, format, orientation, &Limits::default())
+            .unwrap_or_else(|err| panic!("{name}: {err}"));
         let (w, h) = stored_size(e);
         let display = match (format, orientation) {
             // HEIF: exiftool's size is the stored one; libheif applies irot, so use its answer
@@ -121,10 +138,18 @@ fn whole_corpus_renders_and_matches_exiftool() {
             _ => (w, h),
         };
         check_renditions(&name, &t, display);
-        eprintln!("{name}: {w}x{h} -> {:?} in {:?}", (t.display_width, t.display_height), started.elapsed());
+        eprintln!(
+            "{name}: {w}x{h} -> {:?} in {:?}",
+            (t.display_width, t.display_height),
+            started.elapsed()
+        );
         rendered += 1;
         if name == "iphone_13_pro_max.HEIC" || name == "Issue 487.heic" {
-            assert_eq!((t.display_width, t.display_height), (3024, 4032), "{name}: upright portrait");
+            assert_eq!(
+                (t.display_width, t.display_height),
+                (3024, 4032),
+                "{name}: upright portrait"
+            );
         }
         if name == "exif-at-eof.heic" {
             assert_eq!((t.display_width, t.display_height), (3024, 4032), "{name}");
@@ -136,7 +161,9 @@ fn whole_corpus_renders_and_matches_exiftool() {
 #[test]
 fn whole_bad_corpus_fails_cleanly() {
     let Some(dir) = corpus_dir() else {
-        eprintln!("note: shared corpus not found (set TIMELINE_CORPUS); skipping the bad-corpus test");
+        eprintln!(
+            "note: shared corpus not found (set TIMELINE_CORPUS); skipping the bad-corpus test"
+        );
         return;
     };
     let reference = exiftool(&dir);
@@ -157,7 +184,10 @@ fn whole_bad_corpus_fails_cleanly() {
         let took = started.elapsed();
         assert!(took.as_secs() < 10, "{key}: {took:?}");
         match result {
-            Ok(t) => eprintln!("{key}: renders ({}x{}) in {took:?}", t.display_width, t.display_height),
+            Ok(t) => eprintln!(
+                "{key}: renders ({}x{}) in {took:?}",
+                t.display_width, t.display_height
+            ),
             Err(ThumbnailError::Internal(m)) => panic!("{key}: panicked: {m}"),
             Err(err) => eprintln!("{key}: {err} ({took:?})"),
         }

@@ -1,5 +1,6 @@
 //! Integration tests over the committed fixtures (`tests/fixtures/`): rendering, EXIF against
 //! exiftool's reference values (`expected.json`), hostile inputs, hashing and geocoding.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic: a panic is a failed test
 
 mod common;
 
@@ -67,25 +68,43 @@ fn every_good_fixture_renders_upright_at_the_right_sizes() {
 fn exif_matches_exiftool() {
     for (name, want) in expected() {
         let facts = exif::extract(&read(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let dto = facts.date_time_original.map(|d| d.format("%Y:%m:%d %H:%M:%S").to_string());
+        let dto = facts
+            .date_time_original
+            .map(|d| d.format("%Y:%m:%d %H:%M:%S").to_string());
         assert_eq!(dto, want.date_time_original, "{name}: DateTimeOriginal");
         let offset = facts.offset_time_original.map(|o| o.to_string());
-        assert_eq!(offset, want.offset_time_original, "{name}: OffsetTimeOriginal");
+        assert_eq!(
+            offset, want.offset_time_original,
+            "{name}: OffsetTimeOriginal"
+        );
         assert_eq!(facts.orientation, want.orientation, "{name}: Orientation");
         assert_eq!(facts.make, want.make, "{name}: Make");
         assert_eq!(facts.model, want.model, "{name}: Model");
         match (want.gps_latitude, want.gps_longitude) {
             // exiftool reports the (0, 0) placeholder; we deliberately treat it as "no fix".
-            (Some(lat), Some(lon)) if lat == 0.0 && lon == 0.0 => assert_eq!(facts.gps, None, "{name}"),
+            (Some(lat), Some(lon)) if lat == 0.0 && lon == 0.0 => {
+                assert_eq!(facts.gps, None, "{name}")
+            }
             (Some(lat), Some(lon)) => {
                 let gps = facts.gps.unwrap_or_else(|| panic!("{name}: no GPS"));
-                assert!((gps.latitude - lat).abs() < 1e-5, "{name}: lat {} vs {lat}", gps.latitude);
-                assert!((gps.longitude - lon).abs() < 1e-5, "{name}: lon {} vs {lon}", gps.longitude);
+                assert!(
+                    (gps.latitude - lat).abs() < 1e-5,
+                    "{name}: lat {} vs {lat}",
+                    gps.latitude
+                );
+                assert!(
+                    (gps.longitude - lon).abs() < 1e-5,
+                    "{name}: lon {} vs {lon}",
+                    gps.longitude
+                );
             }
             _ => assert_eq!(facts.gps, None, "{name}: GPS"),
         }
         assert!(facts.metadata.is_object(), "{name}");
-        assert!(serde_json::to_string(&facts.metadata).unwrap().len() <= 70 * 1024, "{name}");
+        assert!(
+            serde_json::to_string(&facts.metadata).unwrap().len() <= 70 * 1024,
+            "{name}"
+        );
     }
 }
 
@@ -96,14 +115,25 @@ fn metadata_keeps_other_tags_and_drops_blobs() {
     assert!(meta.contains_key("ExposureTime"), "{meta:?}");
     assert!(!meta.contains_key("MakerNote"));
     assert!(!meta.contains_key("Make"), "typed fields are not repeated");
-    assert!(meta.values().all(|v| v.as_str().is_some_and(|s| !s.chars().any(char::is_control))));
+    assert!(
+        meta.values()
+            .all(|v| v.as_str().is_some_and(|s| !s.chars().any(char::is_control)))
+    );
 }
 
 #[test]
 fn offset_time_original_resolves_the_instant() {
     let facts = exif::extract(&read("HMD_Nokia_8.3_5G.jpg")).unwrap();
-    let now = DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
-    let t = taken_at::resolve(facts.date_time_original, facts.offset_time_original, None, now).unwrap();
+    let now = DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let t = taken_at::resolve(
+        facts.date_time_original,
+        facts.offset_time_original,
+        None,
+        now,
+    )
+    .unwrap();
     assert_eq!(t.source, taken_at::TakenAtSource::ExifOffset);
     assert_eq!(t.offset_minutes, Some(180));
     assert_eq!(t.instant.to_rfc3339(), "2022-08-14T11:12:31+00:00");
@@ -115,11 +145,22 @@ fn gps_fix_geocodes_and_gives_the_zone() {
     let gps = facts.gps.unwrap();
     let place = geocode::reverse(gps.latitude, gps.longitude).unwrap();
     assert_eq!(place.country_code, "FR");
-    assert_eq!(geocode::timezone(gps.latitude, gps.longitude).as_deref(), Some("Europe/Paris"));
+    assert_eq!(
+        geocode::timezone(gps.latitude, gps.longitude).as_deref(),
+        Some("Europe/Paris")
+    );
     assert_eq!(geocode::reverse(0.0, 0.0), None);
-    let kodak = exif::extract(&read("Kodak_CX7530.jpg")).unwrap().gps.unwrap();
+    let kodak = exif::extract(&read("Kodak_CX7530.jpg"))
+        .unwrap()
+        .gps
+        .unwrap();
     assert!(kodak.latitude < 0.0, "southern hemisphere");
-    assert_eq!(geocode::reverse(kodak.latitude, kodak.longitude).unwrap().country_code, "KE");
+    assert_eq!(
+        geocode::reverse(kodak.latitude, kodak.longitude)
+            .unwrap()
+            .country_code,
+        "KE"
+    );
 }
 
 #[test]
@@ -134,7 +175,12 @@ fn mean_diff(a: &[u8], b: &[u8]) -> f64 {
     let a = image::load_from_memory(a).unwrap().to_rgb8();
     let b = image::load_from_memory(b).unwrap().to_rgb8();
     assert_eq!(a.dimensions(), b.dimensions());
-    let sum: u64 = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| u64::from(x.abs_diff(*y))).sum();
+    let sum: u64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
     sum as f64 / a.as_raw().len() as f64
 }
 
@@ -143,19 +189,34 @@ fn orientation_fixtures_all_look_like_orientation_one() {
     let render_file = |name: &str| {
         let bytes = read(name);
         let facts = exif::extract(&bytes).unwrap();
-        render(&bytes, ImageFormat::Jpeg, facts.orientation, &Limits::default()).unwrap()
+        render(
+            &bytes,
+            ImageFormat::Jpeg,
+            facts.orientation,
+            &Limits::default(),
+        )
+        .unwrap()
     };
     let reference = render_file("landscape_1.jpg");
     for name in ["landscape_5.jpg", "landscape_6.jpg", "landscape_8.jpg"] {
         let t = render_file(name);
         assert_eq!((t.display_width, t.display_height), (600, 450), "{name}");
         let diff = mean_diff(&reference.preview.bytes, &t.preview.bytes);
-        assert!(diff < 12.0, "{name}: preview differs from landscape_1 by {diff}");
+        assert!(
+            diff < 12.0,
+            "{name}: preview differs from landscape_1 by {diff}"
+        );
         // Applying the wrong orientation must be clearly visible, or the check above means nothing.
         let wrong = render(&read(name), ImageFormat::Jpeg, Some(1), &Limits::default()).unwrap();
         assert_eq!((wrong.display_width, wrong.display_height), (450, 600));
     }
-    let mirrored = render(&read("landscape_1.jpg"), ImageFormat::Jpeg, Some(2), &Limits::default()).unwrap();
+    let mirrored = render(
+        &read("landscape_1.jpg"),
+        ImageFormat::Jpeg,
+        Some(2),
+        &Limits::default(),
+    )
+    .unwrap();
     assert!(mean_diff(&reference.preview.bytes, &mirrored.preview.bytes) > 20.0);
 }
 
@@ -165,7 +226,13 @@ fn samsung_orientation_six_swaps_and_null_island_is_no_fix() {
     let facts = exif::extract(&bytes).unwrap();
     assert_eq!(facts.orientation, Some(6));
     assert_eq!(facts.gps, None);
-    let t = render(&bytes, ImageFormat::Jpeg, facts.orientation, &Limits::default()).unwrap();
+    let t = render(
+        &bytes,
+        ImageFormat::Jpeg,
+        facts.orientation,
+        &Limits::default(),
+    )
+    .unwrap();
     assert_eq!((t.display_width, t.display_height), (480, 640));
     assert_eq!((t.thumb.width, t.thumb.height), (250, 333));
 }
@@ -197,7 +264,10 @@ fn hostile_inputs_fail_cleanly_and_never_panic() {
     for name in names {
         let bytes = read(&format!("bad/{name}"));
         if let Err(e) = exif::extract(&bytes) {
-            assert!(!matches!(e, exif::ExifError::Internal(_)), "{name}: EXIF parser panicked: {e}");
+            assert!(
+                !matches!(e, exif::ExifError::Internal(_)),
+                "{name}: EXIF parser panicked: {e}"
+            );
         }
         // Like the API, trust the bytes; fall back to the name for non-images.
         let format = sniff(&bytes).or_else(|| format_from_name(&name)).unwrap();
@@ -205,7 +275,10 @@ fn hostile_inputs_fail_cleanly_and_never_panic() {
         let result = render(&bytes, format, None, &Limits::default());
         assert!(started.elapsed().as_secs() < 10, "{name}: too slow");
         match result {
-            Ok(t) => assert!(BAD_BUT_DECODABLE.contains(&name.as_str()), "{name}: rendered {t:?}"),
+            Ok(t) => assert!(
+                BAD_BUT_DECODABLE.contains(&name.as_str()),
+                "{name}: rendered {t:?}"
+            ),
             Err(e) => {
                 assert!(!BAD_BUT_DECODABLE.contains(&name.as_str()), "{name}: {e}");
                 assert!(!matches!(e, ThumbnailError::Internal(_)), "{name}: {e}");
@@ -216,11 +289,32 @@ fn hostile_inputs_fail_cleanly_and_never_panic() {
 
 #[test]
 fn decompression_bombs_are_refused_with_readable_errors() {
-    let e = render(&read("bad/lottapixel.jpg"), ImageFormat::Jpeg, None, &Limits::default()).unwrap_err();
-    assert_eq!(e.to_string(), "image too large: 64250x64250 pixels exceeds the 100000000-pixel limit");
-    let e = render(&read("bad/truncated_jpeg.jpg"), ImageFormat::Jpeg, None, &Limits::default()).unwrap_err();
+    let e = render(
+        &read("bad/lottapixel.jpg"),
+        ImageFormat::Jpeg,
+        None,
+        &Limits::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "image too large: 64250x64250 pixels exceeds the 100000000-pixel limit"
+    );
+    let e = render(
+        &read("bad/truncated_jpeg.jpg"),
+        ImageFormat::Jpeg,
+        None,
+        &Limits::default(),
+    )
+    .unwrap_err();
     assert!(e.to_string().starts_with("truncated image: "), "{e}");
-    let e = render(&read("bad/test.jpg"), ImageFormat::Jpeg, None, &Limits::default()).unwrap_err();
+    let e = render(
+        &read("bad/test.jpg"),
+        ImageFormat::Jpeg,
+        None,
+        &Limits::default(),
+    )
+    .unwrap_err();
     assert!(e.to_string().starts_with("corrupt image: "), "{e}");
 }
 
@@ -228,9 +322,14 @@ fn decompression_bombs_are_refused_with_readable_errors() {
 fn nonsense_gps_and_future_dates_are_dropped() {
     let facts = exif::extract(&read("bad/exif_gps.jpg")).unwrap();
     assert_eq!(facts.gps, None);
-    let now = DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
+    let now = DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
     assert!(facts.date_time_original.is_some());
-    assert_eq!(taken_at::resolve(facts.date_time_original, None, None, now), None);
+    assert_eq!(
+        taken_at::resolve(facts.date_time_original, None, None, now),
+        None
+    );
     let php = exif::extract(&read("bad/POC_phpinfo-metadata.jpg")).unwrap();
     assert_eq!(php.orientation, None);
     assert_eq!(php.date_time_original, None);
@@ -246,12 +345,21 @@ fn many_frame_gif_renders_its_first_frame_quickly() {
         let mut encoder = GifEncoder::new(&mut gif);
         let frames = (0..20_000u32).map(|i| {
             let px = Rgba([(i % 256) as u8, 0, 0, 255]);
-            Frame::from_parts(RgbaImage::from_pixel(1, 1, px), 0, 0, Delay::from_numer_denom_ms(10, 1))
+            Frame::from_parts(
+                RgbaImage::from_pixel(1, 1, px),
+                0,
+                0,
+                Delay::from_numer_denom_ms(10, 1),
+            )
         });
         encoder.encode_frames(frames).unwrap();
     }
     let started = Instant::now();
     let t = render(&gif, ImageFormat::Gif, None, &Limits::default()).unwrap();
     assert_eq!((t.display_width, t.display_height), (1, 1));
-    assert!(started.elapsed().as_millis() < 500, "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed().as_millis() < 500,
+        "took {:?}",
+        started.elapsed()
+    );
 }

@@ -60,27 +60,50 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: IngestArgs) -> Result<(), Er
     let user = db::users::find_id_by_email(&pool, &args.email)
         .await?
         .ok_or_else(|| Error::Invalid(format!("no user with email {}", args.email)))?;
-    let storage = args.storage.open().map_err(|e| Error::Invalid(e.to_string()))?;
+    let storage = args
+        .storage
+        .open()
+        .map_err(|e| Error::Invalid(e.to_string()))?;
     let files = files_under(&args.dir)?;
     let (media, refused) = store_files(&storage, user, &files).await?;
     if media.is_empty() {
-        return Err(Error::Invalid(format!("no image in {} ({} files refused)", args.dir.display(), refused.len())));
+        return Err(Error::Invalid(format!(
+            "no image in {} ({} files refused)",
+            args.dir.display(),
+            refused.len()
+        )));
     }
     let mut tx = pool.begin().await?;
-    let job = crate::ingest::submit(&mut tx, user, &media).await.map_err(|e| Error::Invalid(e.to_string()))?;
+    let job = crate::ingest::submit(&mut tx, user, &media)
+        .await
+        .map_err(|e| Error::Invalid(e.to_string()))?;
     tx.commit().await?;
     let started = Instant::now();
-    let job = wait(&pool, user, job.id, media.len(), Duration::from_secs(args.timeout_secs)).await?;
+    let job = wait(
+        &pool,
+        user,
+        job.id,
+        media.len(),
+        Duration::from_secs(args.timeout_secs),
+    )
+    .await?;
     let secs = started.elapsed().as_secs_f64();
     summarize(&pool, &job, &refused, secs, args.list).await
 }
 
 /// Stores each recognised image; returns the stored ones and the refused (name, reason).
-async fn store_files(storage: &Storage, user: Uuid, files: &[PathBuf]) -> Result<(Vec<NewMedia>, Vec<(String, String)>), Error> {
+async fn store_files(
+    storage: &Storage,
+    user: Uuid,
+    files: &[PathBuf],
+) -> Result<(Vec<NewMedia>, Vec<(String, String)>), Error> {
     let mut media = Vec::new();
     let mut refused = Vec::new();
     for path in files {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let bytes = tokio::fs::read(path).await?;
         let Some(kind) = MediaType::sniff(&bytes) else {
             refused.push((name, "not an image this system can handle".to_owned()));
@@ -89,7 +112,10 @@ async fn store_files(storage: &Storage, user: Uuid, files: &[PathBuf]) -> Result
         let id = Uuid::new_v4();
         let key = Storage::key(user, id, Rendition::Original);
         let size = bytes.len();
-        storage.put(&key, bytes.into()).await.map_err(|e| Error::Invalid(e.to_string()))?;
+        storage
+            .put(&key, bytes.into())
+            .await
+            .map_err(|e| Error::Invalid(e.to_string()))?;
         media.push(NewMedia {
             id,
             user_id: user,
@@ -119,24 +145,36 @@ async fn wait(
     let mut warned = false;
     loop {
         let mut conn = pool.acquire().await?;
-        let job = db::jobs::get(&mut conn, user, job_id).await?.ok_or_else(|| Error::Invalid("job vanished".into()))?;
+        let job = db::jobs::get(&mut conn, user, job_id)
+            .await?
+            .ok_or_else(|| Error::Invalid("job vanished".into()))?;
         bar.set_position(u64::try_from(job.progress).unwrap_or(0));
         let done = ["completed", "failed", "duplicate"]
             .iter()
             .filter_map(|k| job.output_data.get(*k).and_then(serde_json::Value::as_u64))
             .sum::<u64>();
         bar.set_message(format!("{done}/{total} files"));
-        if matches!(job.status, JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled) {
+        if matches!(
+            job.status,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+        ) {
             bar.finish();
             return Ok(job);
         }
-        if !warned && started.elapsed() > Duration::from_secs(10) && db::report::live_workers(&mut *conn).await? == 0 {
+        if !warned
+            && started.elapsed() > Duration::from_secs(10)
+            && db::report::live_workers(&mut *conn).await? == 0
+        {
             bar.println("no timeline-worker is running: start one (`timeline-worker`) and this job will proceed");
             warned = true;
         }
         if started.elapsed() > timeout {
             bar.abandon();
-            return Err(Error::Invalid(format!("job {job_id} still {} after {}s", job.status, timeout.as_secs())));
+            return Err(Error::Invalid(format!(
+                "job {job_id} still {} after {}s",
+                job.status,
+                timeout.as_secs()
+            )));
         }
         drop(conn);
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -156,7 +194,12 @@ async fn summarize(
             write_line(&super::report::photo_line(r))?;
         }
     }
-    let count = |k: &str| job.output_data.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let count = |k: &str| {
+        job.output_data
+            .get(k)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
     write_line(&format!(
         "job {}: {} files in {:.1}s ({:.1} images/s): {} completed, {} failed, {} duplicate, {} refused",
         job.id,
@@ -169,7 +212,11 @@ async fn summarize(
         refused.len()
     ))?;
     for r in rows.iter().filter(|r| r.processing_status == "failed") {
-        write_line(&format!("  failed   {}: {}", r.filename, r.error_message.as_deref().unwrap_or("")))?;
+        write_line(&format!(
+            "  failed   {}: {}",
+            r.filename,
+            r.error_message.as_deref().unwrap_or("")
+        ))?;
     }
     for (name, why) in refused {
         write_line(&format!("  refused  {name}: {why}"))?;

@@ -47,6 +47,12 @@ pub enum Command {
         /// Months of audit_logs partitions to keep.
         #[arg(long, default_value_t = 13)]
         audit_retention_months: i32,
+        /// Days to keep finished queue rows (apalis keeps them for ever otherwise).
+        #[arg(long, default_value_t = 7)]
+        queue_retention_days: u64,
+        /// Days to keep finished `data_processing_jobs` rows.
+        #[arg(long, default_value_t = 90)]
+        job_retention_days: u64,
     },
 }
 
@@ -87,8 +93,15 @@ pub async fn run() -> Result<(), Error> {
         }
         Command::Serve(cfg) => {
             let pool = db::connect(&cli.db).await?;
-            let storage = cfg.storage.open().map_err(|e| Error::Invalid(e.to_string()))?;
-            let state = crate::http::AppState { pool, storage, limits: cfg.limits };
+            let storage = cfg
+                .storage
+                .open()
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            let state = crate::http::AppState {
+                pool,
+                storage,
+                limits: cfg.limits,
+            };
             crate::http::serve(state, &cfg.addr).await?;
             Ok(())
         }
@@ -101,16 +114,17 @@ pub async fn run() -> Result<(), Error> {
         }
         Command::Maintenance {
             audit_retention_months,
+            queue_retention_days,
+            job_retention_days,
         } => {
             let pool = db::connect(&cli.db).await?;
-            let (made, dropped) =
-                db::maintenance::audit_partitions(&pool, audit_retention_months).await?;
-            tracing::info!(
-                partitions.created = made,
-                partitions.dropped = dropped,
-                "audit partitions maintained"
-            );
-            Ok(())
+            let retention = db::maintenance::Retention {
+                audit_months: audit_retention_months,
+                queue_rows: std::time::Duration::from_secs(queue_retention_days * 86_400),
+                jobs: std::time::Duration::from_secs(job_retention_days * 86_400),
+            };
+            let report = db::maintenance::run(&pool, &retention).await?;
+            write_line(&serde_json::to_string(&report).map_err(|e| Error::Invalid(e.to_string()))?)
         }
     }
 }

@@ -6,7 +6,11 @@ use crate::db::report::JobMediaRow;
 
 /// "IMG.jpg  completed  2021-07-04T18:22:11+02:00  Paris, France  4032x3024  thumb 333x250 preview 1920x1440".
 pub fn photo_line(r: &JobMediaRow) -> String {
-    let taken = match (r.taken_at, r.taken_at_offset_minutes.and_then(|m| FixedOffset::east_opt(i32::from(m) * 60))) {
+    let taken = match (
+        r.taken_at,
+        r.taken_at_offset_minutes
+            .and_then(|m| FixedOffset::east_opt(i32::from(m) * 60)),
+    ) {
         (Some(t), Some(off)) => t.with_timezone(&off).to_rfc3339(),
         (Some(t), None) => format!("{} (local time)", t.naive_utc()),
         (None, _) => "no date".to_owned(),
@@ -18,7 +22,8 @@ pub fn photo_line(r: &JobMediaRow) -> String {
         (None, None) => "no place".to_owned(),
     };
     let size = |v: Option<&serde_json::Value>| {
-        v.map(|s| format!("{}x{}", s["width"], s["height"])).unwrap_or_else(|| "-".into())
+        v.map(|s| format!("{}x{}", s["width"], s["height"]))
+            .unwrap_or_else(|| "-".into())
     };
     let thumbs = r.thumbnails.as_ref();
     let dims = match (r.width, r.height) {

@@ -40,7 +40,11 @@ pub async fn create(
 }
 
 /// A user's job, if it is theirs.
-pub async fn get(conn: &mut PgConnection, user_id: Uuid, job_id: Uuid) -> Result<Option<DataProcessingJob>, sqlx::Error> {
+pub async fn get(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    job_id: Uuid,
+) -> Result<Option<DataProcessingJob>, sqlx::Error> {
     sqlx::query_as!(
         DataProcessingJob,
         r#"SELECT id, user_id, job_type AS "job_type: JobType", status AS "status: JobStatus",
@@ -70,7 +74,10 @@ pub async fn mark_running(conn: &mut PgConnection, job_id: Uuid) -> Result<(), s
 /// end state. The job row is locked first, in its own statement, so the counting statement
 /// runs on a snapshot taken after any concurrent finisher committed: the last file to finish
 /// always sees all the others, and the job always completes. Progress never goes down.
-pub async fn refresh_progress(conn: &mut PgConnection, media_file_id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn refresh_progress(
+    conn: &mut PgConnection,
+    media_file_id: Uuid,
+) -> Result<(), sqlx::Error> {
     let job_ids = sqlx::query_scalar!(
         "SELECT j.id FROM data_processing_jobs j
          JOIN data_processing_job_media jm ON jm.job_id = j.id

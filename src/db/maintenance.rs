@@ -1,6 +1,57 @@
-//! Scheduled housekeeping SQL: audit partitions ahead of time and retention.
+//! Scheduled housekeeping: audit partitions ahead of time, audit retention, and pruning of
+//! finished queue rows and job records. Run by `timeline maintenance` and hourly by every
+//! `timeline-worker` (each statement is idempotent, so concurrent runs are harmless).
 
+use std::time::Duration;
+
+use serde::Serialize;
 use sqlx::PgPool;
+
+/// How long each kind of record is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Months of `audit_logs` partitions to keep.
+    pub audit_months: i32,
+    /// Finished queue rows older than this are deleted.
+    pub queue_rows: Duration,
+    /// Finished `data_processing_jobs` older than this are deleted.
+    pub jobs: Duration,
+}
+
+impl Default for Retention {
+    /// 13 months of audit, 7 days of finished queue rows, 90 days of finished jobs.
+    fn default() -> Self {
+        Self {
+            audit_months: 13,
+            queue_rows: Duration::from_secs(7 * 86_400),
+            jobs: Duration::from_secs(90 * 86_400),
+        }
+    }
+}
+
+/// What one maintenance run did.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Report {
+    pub audit_partitions_created: i32,
+    pub audit_partitions_dropped: i32,
+    pub queue_rows_pruned: u64,
+    pub jobs_pruned: u64,
+}
+
+/// Runs every housekeeping task once.
+pub async fn run(pool: &PgPool, retention: &Retention) -> Result<Report, sqlx::Error> {
+    let (created, dropped) = audit_partitions(pool, retention.audit_months).await?;
+    let mut conn = pool.acquire().await?;
+    let pruned = super::queue::prune(&mut conn, retention.queue_rows, retention.jobs).await?;
+    let report = Report {
+        audit_partitions_created: created,
+        audit_partitions_dropped: dropped,
+        queue_rows_pruned: pruned.queue_rows,
+        jobs_pruned: pruned.jobs,
+    };
+    tracing::info!(?report, "maintenance done");
+    Ok(report)
+}
 
 /// Creates audit partitions for the next 12 months and drops those older than
 /// `retention_months`. Returns (created, dropped).

@@ -144,7 +144,11 @@ pub struct MediaDetail {
 }
 
 /// One of the user's media files with its location.
-pub async fn detail(db: impl PgExecutor<'_>, user_id: Uuid, id: Uuid) -> Result<Option<MediaDetail>, sqlx::Error> {
+pub async fn detail(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    id: Uuid,
+) -> Result<Option<MediaDetail>, sqlx::Error> {
     sqlx::query_as!(
         MediaDetail,
         r#"SELECT m.id, m.filename, m.mime_type, m.file_size, m.file_hash, m.width, m.height, m.orientation,

@@ -101,14 +101,23 @@ pub async fn record_step(
 /// Sets the file's hash. Fails with a unique violation on `idx_media_files_user_hash` when the
 /// user already has an original with these bytes.
 pub async fn set_hash(conn: &mut PgConnection, id: Uuid, hash: &str) -> Result<(), sqlx::Error> {
-    sqlx::query!("UPDATE media_files SET file_hash = $2 WHERE id = $1", id, hash)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "UPDATE media_files SET file_hash = $2 WHERE id = $1",
+        id,
+        hash
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 /// Ends a file as a duplicate of `original` (from any state but completed/failed).
-pub async fn mark_duplicate(conn: &mut PgConnection, id: Uuid, original: Uuid, hash: &str) -> Result<(), sqlx::Error> {
+pub async fn mark_duplicate(
+    conn: &mut PgConnection,
+    id: Uuid,
+    original: Uuid,
+    hash: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "UPDATE media_files SET processing_status = 'duplicate', duplicate_of = $2, file_hash = $3,
                 error_message = NULL
@@ -136,7 +145,11 @@ pub struct NewLocation {
 }
 
 /// Finds or creates the user's location at exactly this position (one row per position).
-pub async fn upsert_location(conn: &mut PgConnection, user_id: Uuid, l: &NewLocation) -> Result<Uuid, sqlx::Error> {
+pub async fn upsert_location(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    l: &NewLocation,
+) -> Result<Uuid, sqlx::Error> {
     sqlx::query_scalar!(
         "INSERT INTO locations (user_id, latitude, longitude, accuracy, country, country_code, state_province, city, timezone)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -176,7 +189,11 @@ pub struct ExifUpdate {
 }
 
 /// Stores the EXIF facts (the whole set, so a rerun converges to the same row).
-pub async fn apply_exif(conn: &mut PgConnection, id: Uuid, u: &ExifUpdate) -> Result<(), sqlx::Error> {
+pub async fn apply_exif(
+    conn: &mut PgConnection,
+    id: Uuid,
+    u: &ExifUpdate,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "UPDATE media_files SET taken_at = $2, taken_at_offset_minutes = $3, taken_at_source = $4,
                 orientation = $5, camera_make = $6, camera_model = $7, location_id = $8,
@@ -226,7 +243,10 @@ pub async fn apply_thumbnails(
 /// Decides the file's end state from its step records, under a row lock so two steps finishing
 /// at once agree: a failed hash or thumbnail step fails the file (EXIF failures are not fatal);
 /// all three recorded → completed. Returns the new end state, if the file just reached one.
-pub async fn finalize(conn: &mut PgConnection, id: Uuid) -> Result<Option<ProcessingStatus>, sqlx::Error> {
+pub async fn finalize(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<ProcessingStatus>, sqlx::Error> {
     let row = sqlx::query!(
         r#"SELECT m.processing_status,
                   (SELECT error_message FROM media_processing_steps s
@@ -240,7 +260,10 @@ pub async fn finalize(conn: &mut PgConnection, id: Uuid) -> Result<Option<Proces
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    if matches!(row.processing_status.as_str(), "completed" | "failed" | "duplicate") {
+    if matches!(
+        row.processing_status.as_str(),
+        "completed" | "failed" | "duplicate"
+    ) {
         return Ok(None);
     }
     let end = match (row.fatal, row.recorded) {
@@ -248,7 +271,9 @@ pub async fn finalize(conn: &mut PgConnection, id: Uuid) -> Result<Option<Proces
         (None, 3) => Some((ProcessingStatus::Completed, None)),
         _ => None,
     };
-    let Some((status, error)) = end else { return Ok(None) };
+    let Some((status, error)) = end else {
+        return Ok(None);
+    };
     sqlx::query!(
         "UPDATE media_files SET processing_status = $2, error_message = $3 WHERE id = $1",
         id,

@@ -20,7 +20,10 @@ pub struct JobMediaRow {
 }
 
 /// The photos of a job in upload order.
-pub async fn job_media(db: impl PgExecutor<'_>, job_id: Uuid) -> Result<Vec<JobMediaRow>, sqlx::Error> {
+pub async fn job_media(
+    db: impl PgExecutor<'_>,
+    job_id: Uuid,
+) -> Result<Vec<JobMediaRow>, sqlx::Error> {
     sqlx::query_as!(
         JobMediaRow,
         r#"SELECT m.filename, m.processing_status, m.error_message, m.taken_at, m.taken_at_offset_minutes,

@@ -36,7 +36,11 @@ pub async fn insert_media(conn: &mut PgConnection, media: &[NewMedia]) -> Result
 /// Puts a failed media file back to `pending` and forgets its failed step records, so the
 /// pipeline redoes exactly what did not succeed. Returns the filename, or `None` if the file is
 /// not the user's or not failed.
-pub async fn reset_failed(conn: &mut PgConnection, user_id: Uuid, id: Uuid) -> Result<Option<String>, sqlx::Error> {
+pub async fn reset_failed(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    id: Uuid,
+) -> Result<Option<String>, sqlx::Error> {
     let name = sqlx::query_scalar!(
         "UPDATE media_files SET processing_status = 'pending', error_message = NULL, attempts = 0
          WHERE id = $1 AND user_id = $2 AND processing_status = 'failed' RETURNING filename",
@@ -72,7 +76,11 @@ pub async fn missing_steps(conn: &mut PgConnection, id: Uuid) -> Result<Vec<Stri
 
 /// Deletes a user's media file row; returns whether it existed. Its locations stay (they may
 /// serve other rows); duplicates of it go with it (foreign key cascade).
-pub async fn delete(conn: &mut PgConnection, user_id: Uuid, id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn delete(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    id: Uuid,
+) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar!(
         "WITH RECURSIVE gone AS (
              SELECT id FROM media_files WHERE id = $1 AND user_id = $2

@@ -15,12 +15,18 @@ pub struct AuthUser(pub Uuid);
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .filter(|t| !t.is_empty() && t.len() <= 256)
             .ok_or(ApiError::Unauthorized)?;
@@ -36,13 +42,17 @@ impl FromRequestParts<AppState> for AuthUser {
 
 /// Begins a transaction as role `timeline_api` with `app.user_id` set: every statement in it
 /// sees only this user's rows, even one that forgot its `WHERE user_id`.
-pub async fn begin_as(pool: &PgPool, user: Uuid) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+pub async fn begin_as(
+    pool: &PgPool,
+    user: Uuid,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query!(
-        "SELECT set_config('role', 'timeline_api', true), set_config('app.user_id', $1, true)",
+        r#"SELECT set_config('role', 'timeline_api', true) AS "role!",
+                  set_config('app.user_id', $1, true) AS "user_id!""#,
         user.to_string()
     )
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
     Ok(tx)
 }

@@ -20,7 +20,9 @@ async fn get_job(
     // A malformed id is as unknown as another user's: 404, not 400.
     let id: Uuid = id.parse().map_err(|_| ApiError::NotFound)?;
     let mut tx = begin_as(&state.pool, user).await?;
-    let job = crate::db::jobs::get(&mut tx, user, id).await?.ok_or(ApiError::NotFound)?;
+    let job = crate::db::jobs::get(&mut tx, user, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     Ok(Json(views::job(&job)))
 }

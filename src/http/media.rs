@@ -24,7 +24,12 @@ use crate::storage::Rendition;
 pub fn router() -> Router<AppState> {
     Router::new()
         // The upload route counts bytes itself against the configured limits.
-        .route("/v1/media", post(upload::upload).layer(DefaultBodyLimit::disable()).get(list))
+        .route(
+            "/v1/media",
+            post(upload::upload)
+                .layer(DefaultBodyLimit::disable())
+                .get(list),
+        )
         .route("/v1/media/{id}", get(detail).delete(delete))
         .route("/v1/media/{id}/original", get(original))
         .route("/v1/media/{id}/thumbnails/{kind}", get(thumbnail))
@@ -36,10 +41,16 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound)
 }
 
-async fn detail(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn detail(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
     let mut tx = begin_as(&state.pool, user).await?;
-    let m = db::media::detail(&mut *tx, user, id).await?.ok_or(ApiError::NotFound)?;
+    let m = db::media::detail(&mut *tx, user, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     Ok(Json(views::media(&m)))
 }
@@ -66,11 +77,18 @@ fn decode_cursor(raw: &str) -> Result<Cursor, ApiError> {
     })
 }
 
-async fn list(State(state): State<AppState>, AuthUser(user): AuthUser, Query(q): Query<ListQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 200);
     let status = match q.status.as_deref() {
         None | Some("") => None,
-        Some(s) => Some(s.parse::<ProcessingStatus>().map_err(|e| ApiError::BadRequest(e.to_string()))?),
+        Some(s) => Some(
+            s.parse::<ProcessingStatus>()
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        ),
     };
     let cursor = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let mut tx = begin_as(&state.pool, user).await?;
@@ -78,12 +96,20 @@ async fn list(State(state): State<AppState>, AuthUser(user): AuthUser, Query(q):
     tx.commit().await?;
     let more = rows.len() as i64 > limit;
     let page = &rows[..rows.len().min(limit as usize)];
-    let next = if more { page.last().map(|m| encode_cursor(m.timeline_at, m.id)) } else { None };
+    let next = if more {
+        page.last().map(|m| encode_cursor(m.timeline_at, m.id))
+    } else {
+        None
+    };
     let items: Vec<_> = page.iter().map(views::media).collect();
     Ok(Json(json!({ "items": items, "next_cursor": next })))
 }
 
-async fn thumbnail(State(state): State<AppState>, AuthUser(user): AuthUser, Path((id, kind)): Path<(String, String)>) -> Result<Response, ApiError> {
+async fn thumbnail(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path((id, kind)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let rendition = match kind.as_str() {
         "thumb" => Rendition::Thumb,
         "preview" => Rendition::Preview,
@@ -94,19 +120,31 @@ async fn thumbnail(State(state): State<AppState>, AuthUser(user): AuthUser, Path
     let key = db::media::object_key(&mut *tx, user, id, rendition).await?;
     tx.commit().await?;
     let key = key.and_then(|(k, _)| k).ok_or(ApiError::NotFound)?;
-    let bytes = state.storage.get(&object_store::path::Path::from(key)).await?;
+    let bytes = state
+        .storage
+        .get(&object_store::path::Path::from(key))
+        .await?;
     let mime = MediaType::sniff(&bytes).map_or("application/octet-stream", MediaType::mime);
     Ok(image_response(mime, Body::from(bytes)))
 }
 
-async fn original(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn original(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let mut tx = begin_as(&state.pool, user).await?;
     let row = db::media::object_key(&mut *tx, user, id, Rendition::Original).await?;
     tx.commit().await?;
     let (key, mime) = row.ok_or(ApiError::NotFound)?;
     let key = key.ok_or(ApiError::NotFound)?;
-    let got = state.storage.inner().get(&object_store::path::Path::from(key)).await.map_err(crate::storage::Error::from)?;
+    let got = state
+        .storage
+        .inner()
+        .get(&object_store::path::Path::from(key))
+        .await
+        .map_err(crate::storage::Error::from)?;
     let mime: &'static str = match mime.as_str() {
         "image/jpeg" => "image/jpeg",
         "image/png" => "image/png",
@@ -123,12 +161,22 @@ fn image_response(mime: &'static str, body: Body) -> Response {
     let mut resp = (StatusCode::OK, body).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=3600"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=3600"),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     resp
 }
 
-async fn delete(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
     let mut tx = begin_as(&state.pool, user).await?;
     let gone = db::uploads::delete(&mut tx, user, id).await?;
@@ -145,17 +193,31 @@ async fn delete(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn retry(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn retry(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let mut tx = begin_as(&state.pool, user).await?;
-    let current = db::media::detail(&mut *tx, user, id).await?.ok_or(ApiError::NotFound)?;
-    let filename = db::uploads::reset_failed(&mut tx, user, id).await?.ok_or_else(|| {
-        ApiError::Conflict(format!("media file is {}, only failed files can be retried", current.processing_status))
-    })?;
+    let current = db::media::detail(&mut *tx, user, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let filename = db::uploads::reset_failed(&mut tx, user, id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "media file is {}, only failed files can be retried",
+                current.processing_status
+            ))
+        })?;
     let input = json!({ "media": [{"id": id, "filename": filename}], "retry_of": id });
     let job = db::jobs::create(&mut tx, user, JobType::MediaReprocess, input, &[id]).await?;
     let missing = db::uploads::missing_steps(&mut tx, id).await?;
-    let task = [MediaTask { media_file_id: id, job_id: job.id }];
+    let task = [MediaTask {
+        media_file_id: id,
+        job_id: job.id,
+    }];
     // A missing hash reruns everything after it; otherwise only the steps that did not succeed.
     if missing.iter().any(|s| s == "hash") {
         jobs::enqueue(&mut tx, Step::Hash, &task).await?;
@@ -166,7 +228,11 @@ async fn retry(State(state): State<AppState>, AuthUser(user): AuthUser, Path(id)
     }
     tx.commit().await?;
     let location = format!("/v1/jobs/{}", job.id);
-    let mut resp = (StatusCode::ACCEPTED, Json(json!({ "job": views::job(&job) }))).into_response();
+    let mut resp = (
+        StatusCode::ACCEPTED,
+        Json(json!({ "job": views::job(&job) })),
+    )
+        .into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);
     }

@@ -37,7 +37,11 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
                 tracing::info_span!("request", method = %req.method(), path = %req.uri().path(),
                                     request.id = %id, user.id = tracing::field::Empty)
             }),
@@ -47,8 +51,14 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// 200 when the database answers, 503 otherwise.
-async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> Result<&'static str, error::ApiError> {
-    let ping = tokio::time::timeout(Duration::from_secs(3), sqlx::query("SELECT 1").execute(&state.pool)).await;
+async fn healthz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<&'static str, error::ApiError> {
+    let ping = tokio::time::timeout(
+        Duration::from_secs(3),
+        sqlx::query("SELECT 1").execute(&state.pool),
+    )
+    .await;
     match ping {
         Ok(Ok(_)) => Ok("ok"),
         Ok(Err(e)) => Err(error::ApiError::Unavailable(e)),
@@ -60,7 +70,9 @@ async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) ->
 pub async fn serve(state: AppState, addr: &str) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
 }
 
 /// Resolves on SIGTERM (the platform's stop) or Ctrl-C.

@@ -36,16 +36,25 @@ pub async fn upload(
     Query(query): Query<RawQuery>,
     req: Request,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut stored = Stored { user, media: Vec::new(), bytes_total: 0 };
+    let mut stored = Stored {
+        user,
+        media: Vec::new(),
+        bytes_total: 0,
+    };
     let result = receive(&state, &mut stored, query, req).await;
     let result = match result {
-        Ok(()) if stored.media.is_empty() => Err(ApiError::BadRequest("no file in the request".into())),
+        Ok(()) if stored.media.is_empty() => {
+            Err(ApiError::BadRequest("no file in the request".into()))
+        }
         Ok(()) => record(&state, &stored).await,
         Err(e) => Err(e),
     };
     match result {
         Ok(body) => {
-            let location = format!("/v1/jobs/{}", body["job"]["id"].as_str().unwrap_or_default());
+            let location = format!(
+                "/v1/jobs/{}",
+                body["job"]["id"].as_str().unwrap_or_default()
+            );
             let mut headers = HeaderMap::new();
             if let Ok(v) = HeaderValue::from_str(&location) {
                 headers.insert(header::LOCATION, v);
@@ -60,8 +69,17 @@ pub async fn upload(
 }
 
 /// Reads every file of the request into the store.
-async fn receive(state: &AppState, stored: &mut Stored, query: RawQuery, req: Request) -> Result<(), ApiError> {
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+async fn receive(
+    state: &AppState,
+    stored: &mut Stored,
+    query: RawQuery,
+    req: Request,
+) -> Result<(), ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if content_type.starts_with("multipart/form-data") {
         let mut multipart = Multipart::from_request(req, state)
             .await
@@ -77,7 +95,10 @@ async fn receive(state: &AppState, stored: &mut Stored, query: RawQuery, req: Re
         Ok(())
     } else {
         let name = display_name(query.filename.as_deref());
-        let stream = req.into_body().into_data_stream().map(|c| c.map_err(|e| body_error(&e)));
+        let stream = req
+            .into_body()
+            .into_data_stream()
+            .map(|c| c.map_err(|e| body_error(&e)));
         store_one(state, stored, name, stream).await
     }
 }
@@ -100,11 +121,20 @@ fn display_name(raw: Option<&str>) -> String {
     let base = raw.unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("");
     let clean: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
     let clean = clean.trim();
-    if clean.is_empty() || clean == "." || clean == ".." { "upload".to_owned() } else { clean.to_owned() }
+    if clean.is_empty() || clean == "." || clean == ".." {
+        "upload".to_owned()
+    } else {
+        clean.to_owned()
+    }
 }
 
 /// Streams one file: sniff the head, then write chunks to a multipart upload, enforcing limits.
-async fn store_one<S>(state: &AppState, stored: &mut Stored, filename: String, mut body: S) -> Result<(), ApiError>
+async fn store_one<S>(
+    state: &AppState,
+    stored: &mut Stored,
+    filename: String,
+    mut body: S,
+) -> Result<(), ApiError>
 where
     S: Stream<Item = Result<Bytes, ApiError>> + Unpin,
 {
@@ -122,11 +152,18 @@ where
         }
     }
     let media_type = MediaType::sniff(&head).ok_or_else(|| {
-        ApiError::UnsupportedMediaType(format!("{filename:?} is not an image this system can handle (JPEG, PNG, WebP, GIF, TIFF, HEIC)"))
+        ApiError::UnsupportedMediaType(format!(
+            "{filename:?} is not an image this system can handle (JPEG, PNG, WebP, GIF, TIFF, HEIC)"
+        ))
     })?;
     let id = Uuid::new_v4();
     let key = Storage::key(stored.user, id, Rendition::Original);
-    let upload = state.storage.inner().put_multipart(&key).await.map_err(crate::storage::Error::from)?;
+    let upload = state
+        .storage
+        .inner()
+        .put_multipart(&key)
+        .await
+        .map_err(crate::storage::Error::from)?;
     let mut writer = WriteMultipart::new(upload);
     let mut size: u64 = 0;
     let mut next = futures::stream::iter(pending.into_iter().map(Ok)).chain(body);
@@ -146,7 +183,10 @@ where
                 limits.max_file_bytes, limits.max_request_bytes
             )));
         }
-        writer.wait_for_capacity(4).await.map_err(crate::storage::Error::from)?;
+        writer
+            .wait_for_capacity(4)
+            .await
+            .map_err(crate::storage::Error::from)?;
         writer.write(&chunk);
     }
     writer.finish().await.map_err(crate::storage::Error::from)?;
@@ -165,10 +205,12 @@ where
 /// One transaction: media rows, the tracked job, its media links and the first queue tasks.
 async fn record(state: &AppState, stored: &Stored) -> Result<serde_json::Value, ApiError> {
     let mut tx = begin_as(&state.pool, stored.user).await?;
-    let job = crate::ingest::submit(&mut tx, stored.user, &stored.media).await.map_err(|e| match e {
-        crate::ingest::Error::Database(db) => ApiError::from(db),
-        crate::ingest::Error::Queue(q) => ApiError::from(q),
-    })?;
+    let job = crate::ingest::submit(&mut tx, stored.user, &stored.media)
+        .await
+        .map_err(|e| match e {
+            crate::ingest::Error::Database(db) => ApiError::from(db),
+            crate::ingest::Error::Queue(q) => ApiError::from(q),
+        })?;
     tx.commit().await?;
     tracing::info!(job.id = %job.id, files = stored.media.len(), size_bytes = stored.bytes_total, "upload accepted");
     let media: Vec<_> = stored
@@ -186,7 +228,10 @@ async fn record(state: &AppState, stored: &Stored) -> Result<serde_json::Value, 
 /// Best-effort removal of what a refused or failed request stored.
 async fn discard(storage: &Storage, stored: &Stored) {
     for m in &stored.media {
-        if let Err(e) = storage.delete(&object_store::path::Path::from(m.file_path.as_str())).await {
+        if let Err(e) = storage
+            .delete(&object_store::path::Path::from(m.file_path.as_str()))
+            .await
+        {
             tracing::error!(media.id = %m.id, error = %e, "could not remove the stored copy of a refused upload");
         }
     }

@@ -9,9 +9,17 @@ use crate::models::system::DataProcessingJob;
 /// `taken_at` as the photo's own local time: with its UTC offset when known
 /// ("2021-07-04T18:22:11+02:00"), else the bare wall-clock time ("2021-07-04T18:22:11").
 pub fn taken_at(m: &MediaDetail) -> Value {
-    let Some(at) = m.taken_at else { return Value::Null };
-    match m.taken_at_offset_minutes.and_then(|o| FixedOffset::east_opt(i32::from(o) * 60)) {
-        Some(offset) => json!(at.with_timezone(&offset).to_rfc3339_opts(SecondsFormat::AutoSi, false)),
+    let Some(at) = m.taken_at else {
+        return Value::Null;
+    };
+    match m
+        .taken_at_offset_minutes
+        .and_then(|o| FixedOffset::east_opt(i32::from(o) * 60))
+    {
+        Some(offset) => json!(
+            at.with_timezone(&offset)
+                .to_rfc3339_opts(SecondsFormat::AutoSi, false)
+        ),
         None => json!(at.naive_utc().format("%Y-%m-%dT%H:%M:%S").to_string()),
     }
 }

@@ -3,7 +3,10 @@
 //! remaining tags as JSON. Unreadable EXIF is recorded but never fails the photo.
 
 use chrono::Utc;
-use timeline::db::{self, pipeline::{ExifUpdate, MediaState, NewLocation}};
+use timeline::db::{
+    self,
+    pipeline::{ExifUpdate, MediaState, NewLocation},
+};
 use timeline::jobs::{MediaTask, Step};
 use timeline::models::TakenAtSource;
 use timeline_media::exif::{ExifFacts, GpsFix};
@@ -14,7 +17,9 @@ use crate::step::{self, StepError};
 
 /// Runs the step for one media file.
 pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), StepError> {
-    let Some(media) = step::begin(ctx, task).await? else { return Ok(()) };
+    let Some(media) = step::begin(ctx, task).await? else {
+        return Ok(());
+    };
     let bytes = step::original(&ctx.storage, &media).await?;
     let facts = step::cpu(move || timeline_media::exif::extract(&bytes)).await?;
     let facts = match facts {
@@ -41,16 +46,30 @@ fn locate(gps: &GpsFix) -> NewLocation {
         longitude: gps.longitude,
         accuracy: gps.accuracy_m.filter(|a| a.is_finite() && *a >= 0.0),
         country: place.as_ref().and_then(|p| p.country.clone()),
-        country_code: place.as_ref().map(|p| p.country_code.clone()).filter(|c| c.len() == 2),
+        country_code: place
+            .as_ref()
+            .map(|p| p.country_code.clone())
+            .filter(|c| c.len() == 2),
         state_province: place.as_ref().and_then(|p| p.state_province.clone()),
         city: place.map(|p| p.city),
         timezone: geocode::timezone(gps.latitude, gps.longitude),
     }
 }
 
-async fn store(ctx: &Context, media: &MediaState, facts: &ExifFacts, location: Option<NewLocation>, attempt: i32) -> Result<(), StepError> {
+async fn store(
+    ctx: &Context,
+    media: &MediaState,
+    facts: &ExifFacts,
+    location: Option<NewLocation>,
+    attempt: i32,
+) -> Result<(), StepError> {
     let tz = location.as_ref().and_then(|l| l.timezone.clone());
-    let taken = taken_at::resolve(facts.date_time_original, facts.offset_time_original, tz.as_deref(), Utc::now());
+    let taken = taken_at::resolve(
+        facts.date_time_original,
+        facts.offset_time_original,
+        tz.as_deref(),
+        Utc::now(),
+    );
     let mut update = ExifUpdate {
         taken_at: taken.as_ref().map(|t| t.instant),
         taken_at_offset_minutes: taken.as_ref().and_then(|t| t.offset_minutes),
@@ -67,7 +86,8 @@ async fn store(ctx: &Context, media: &MediaState, facts: &ExifFacts, location: O
     };
     let mut tx = ctx.pool.begin().await?;
     if let Some(loc) = &location {
-        update.location_id = Some(db::pipeline::upsert_location(&mut tx, media.user_id, loc).await?);
+        update.location_id =
+            Some(db::pipeline::upsert_location(&mut tx, media.user_id, loc).await?);
     }
     db::pipeline::apply_exif(&mut tx, media.id, &update).await?;
     db::pipeline::record_step(&mut tx, media, Step::Exif, Ok(()), attempt).await?;

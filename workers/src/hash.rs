@@ -17,7 +17,9 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
         if let Some(m) = db::pipeline::load(&mut conn, task.media_file_id).await?
             && m.duplicate_of.is_some()
         {
-            ctx.storage.delete(&Storage::key(m.user_id, m.id, Rendition::Original)).await?;
+            ctx.storage
+                .delete(&Storage::key(m.user_id, m.id, Rendition::Original))
+                .await?;
             return Ok(());
         }
         if db::pipeline::step_done(&mut conn, task.media_file_id, Step::Hash).await? {
@@ -25,7 +27,9 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
             return Ok(());
         }
     }
-    let Some(media) = step::begin(ctx, task).await? else { return Ok(()) };
+    let Some(media) = step::begin(ctx, task).await? else {
+        return Ok(());
+    };
     let bytes = step::original(&ctx.storage, &media).await?;
     let hash = step::cpu(move || timeline_media::hash::sha256_hex(&bytes)).await?;
 
@@ -48,17 +52,26 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
 }
 
 /// The user already has these bytes: end as a duplicate of that file and drop the copy.
-async fn mark_duplicate(ctx: &Context, media: &db::pipeline::MediaState, hash: &str, attempt: i32) -> Result<(), StepError> {
+async fn mark_duplicate(
+    ctx: &Context,
+    media: &db::pipeline::MediaState,
+    hash: &str,
+    attempt: i32,
+) -> Result<(), StepError> {
     let mut tx = ctx.pool.begin().await?;
     let Some(original) = db::media::find_by_hash(&mut *tx, media.user_id, hash).await? else {
         // The original vanished between the two statements (deleted): try again.
-        return Err(StepError::Transient("original of a duplicate disappeared".into()));
+        return Err(StepError::Transient(
+            "original of a duplicate disappeared".into(),
+        ));
     };
     db::pipeline::mark_duplicate(&mut tx, media.id, original, hash).await?;
     db::pipeline::record_step(&mut tx, media, Step::Hash, Ok(()), attempt).await?;
     db::jobs::refresh_progress(&mut tx, media.id).await?;
     tx.commit().await?;
     tracing::info!(duplicate_of = %original, "duplicate of an earlier upload");
-    ctx.storage.delete(&Storage::key(media.user_id, media.id, Rendition::Original)).await?;
+    ctx.storage
+        .delete(&Storage::key(media.user_id, media.id, Rendition::Original))
+        .await?;
     Ok(())
 }

@@ -24,7 +24,12 @@ pub struct Args {
     #[command(flatten)]
     pub storage: StorageConfig,
     /// Queues to serve, comma-separated (default: all).
-    #[arg(long, env = "TIMELINE_QUEUES", value_delimiter = ',', default_value = "hash,exif,thumbnail")]
+    #[arg(
+        long,
+        env = "TIMELINE_QUEUES",
+        value_delimiter = ',',
+        default_value = "hash,exif,thumbnail"
+    )]
     pub queues: Vec<String>,
     /// Steps in flight per pool (default: the number of CPUs).
     #[arg(long, env = "TIMELINE_CONCURRENCY")]
@@ -48,20 +53,55 @@ pub async fn run() -> Result<(), Error> {
     let steps = args
         .queues
         .iter()
-        .map(|q| Step::from_queue(q.trim()).ok_or_else(|| Error::Config(format!("unknown queue {q:?} (hash, exif, thumbnail)"))))
+        .map(|q| {
+            Step::from_queue(q.trim()).ok_or_else(|| {
+                Error::Config(format!("unknown queue {q:?} (hash, exif, thumbnail)"))
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let concurrency = args
         .concurrency
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
     let mut db = args.db.clone();
-    db.database_max_connections = db.database_max_connections.max(u32::try_from(concurrency * steps.len() * 2 + 4).unwrap_or(u32::MAX));
+    db.database_max_connections = db
+        .database_max_connections
+        .max(u32::try_from(concurrency * steps.len() * 2 + 4).unwrap_or(u32::MAX));
     let pool = timeline::db::connect(&db).await?;
-    let storage = args.storage.open().map_err(|e| Error::Config(e.to_string()))?;
+    let storage = args
+        .storage
+        .open()
+        .map_err(|e| Error::Config(e.to_string()))?;
     // Build the geocoder's and time-zone finder's tables now, not inside the first step.
-    tokio::task::spawn_blocking(timeline_media::geocode::warm_up).await.map_err(|e| Error::Config(e.to_string()))?;
-    let ctx = Arc::new(context::Context { pool, storage, limits: timeline_media::thumbnail::Limits::default() });
-    pools::run(ctx, &steps, concurrency).await?;
+    tokio::task::spawn_blocking(timeline_media::geocode::warm_up)
+        .await
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let ctx = Arc::new(context::Context {
+        pool,
+        storage,
+        limits: timeline_media::thumbnail::Limits::default(),
+    });
+    let housekeeping = tokio::spawn(housekeeping(ctx.pool.clone()));
+    let result = pools::run(ctx, &steps, concurrency).await;
+    housekeeping.abort();
+    result?;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// How often each worker prunes finished queue rows and maintains audit partitions.
+const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Hourly maintenance (idempotent, so several workers doing it is harmless): apalis keeps
+/// finished rows for ever, and audit partitions must exist before their month starts.
+async fn housekeeping(pool: sqlx::PgPool) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let retention = timeline::db::maintenance::Retention::default();
+        if let Err(e) = timeline::db::maintenance::run(&pool, &retention).await {
+            tracing::warn!(error = %e, "housekeeping failed; will try again next hour");
+        }
+    }
 }

@@ -10,7 +10,7 @@ use apalis_postgres::{Config, PostgresStorage, Pubsub};
 use timeline::jobs::{MediaTask, Step};
 
 use crate::context::Context;
-use crate::step::{self, StepError};
+use crate::step;
 
 /// Heartbeat period. With `MISSED_HEARTBEATS`, a killed worker's tasks return to the queue
 /// about 20 s after its last beat, well inside the 60 s recovery target.
@@ -25,10 +25,20 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// A unique worker name per boot, so heartbeats and locks of a restarted process never collide.
 fn worker_name(step: Step, index: usize) -> String {
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-    format!("{}-{}-{}-{}-{index}", step.queue(), host.trim(), std::process::id(), uuid::Uuid::new_v4().simple())
+    format!(
+        "{}-{}-{}-{}-{index}",
+        step.queue(),
+        host.trim(),
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
-fn backend(ctx: &Context, step: Step, concurrency: usize) -> impl Backend + use<> {
+fn backend(
+    ctx: &Context,
+    step: Step,
+    concurrency: usize,
+) -> PollWith<PostgresStorage<MediaTask>, Strategy> {
     let config = Config::default()
         .queue(step.queue())
         .batch_size(concurrency.max(1))
@@ -37,28 +47,65 @@ fn backend(ctx: &Context, step: Step, concurrency: usize) -> impl Backend + use<
     let wake = Strategy::new()
         .stream(Pubsub::new(ctx.pool.clone(), step.queue().to_owned()))
         .interval(POLL_INTERVAL);
-    PostgresStorage::<MediaTask>::new(&ctx.pool).with_config(config).poll_with_strategy(wake)
+    PostgresStorage::<MediaTask>::new(&ctx.pool)
+        .with_config(config)
+        .poll_with_strategy(wake)
 }
 
 /// The apalis handler: dispatches to the step and maps our error classes.
-async fn handle(task: MediaTask, ctx: Data<Arc<Context>>, attempt: Attempt, step: Data<Step>) -> Result<(), BoxDynError> {
+async fn handle(
+    task: MediaTask,
+    ctx: Data<Arc<Context>>,
+    attempt: Attempt,
+    step: Data<Step>,
+    task_id: TaskId,
+) -> Result<(), BoxDynError> {
     let n = attempt.current();
     let attempt_i32 = i32::try_from(n.max(1)).unwrap_or(i32::MAX);
     let ctx: &Context = &ctx;
     let step = *step;
-    step::run(ctx, step, task, n, || async move {
+    let result = step::run(ctx, step, task, n, || async move {
         match step {
             Step::Hash => crate::hash::run(ctx, task, attempt_i32).await,
             Step::Exif => crate::exif::run(ctx, task, attempt_i32).await,
             Step::Thumbnail => crate::thumbnail::run(ctx, task, attempt_i32).await,
         }
     })
-    .await
-    .map_err(|e: StepError| -> BoxDynError { Box::new(e) })
+    .await;
+    if let Err(e) = result {
+        // Only transient errors come back here (permanent ones are recorded as the file's
+        // failure by `step::run`): persist the backoff before apalis records the failure.
+        schedule_retry(ctx, &task_id, n).await;
+        return Err(Box::new(e));
+    }
+    Ok(())
+}
+
+/// Moves the failed task's `run_at` forward before apalis records the failure, so the retry
+/// waits out its backoff in the queue (see `timeline::db::queue::delay_retry`). Best effort:
+/// if the database is away, the task is re-queued by the heartbeat sweep instead.
+async fn schedule_retry(ctx: &Context, task_id: &TaskId, attempt: usize) {
+    let delay = timeline::jobs::retry_delay(attempt);
+    let id = task_id.to_string();
+    let result = async {
+        let mut conn = ctx.pool.acquire().await?;
+        timeline::db::queue::delay_retry(&mut conn, &id, delay).await
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            tracing::info!(task.id = %id, delay_ms = delay.as_millis() as u64, "retry scheduled")
+        }
+        Err(e) => tracing::warn!(task.id = %id, error = %e, "could not delay the retry"),
+    }
 }
 
 /// Runs the pools of `steps` until SIGTERM/Ctrl-C.
-pub async fn run(ctx: Arc<Context>, steps: &[Step], concurrency: usize) -> Result<(), MonitorError> {
+pub async fn run(
+    ctx: Arc<Context>,
+    steps: &[Step],
+    concurrency: usize,
+) -> Result<(), MonitorError> {
     let mut monitor = Monitor::new().shutdown_timeout(SHUTDOWN_GRACE);
     for &step in steps {
         let ctx = ctx.clone();
@@ -74,5 +121,10 @@ pub async fn run(ctx: Arc<Context>, steps: &[Step], concurrency: usize) -> Resul
         });
     }
     tracing::info!(queues = ?steps.iter().map(|s| s.queue()).collect::<Vec<_>>(), concurrency, "worker pools starting");
-    monitor.run_with_signal(timeline::http::shutdown_signal()).await
+    monitor
+        .run_with_signal(async {
+            timeline::http::shutdown_signal().await;
+            Ok(())
+        })
+        .await
 }

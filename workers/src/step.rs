@@ -33,7 +33,9 @@ impl From<sqlx::Error> for StepError {
 impl From<timeline::storage::Error> for StepError {
     fn from(e: timeline::storage::Error) -> Self {
         match e {
-            timeline::storage::Error::NotFound(_) => Self::Permanent("the original is missing from storage".into()),
+            timeline::storage::Error::NotFound(_) => {
+                Self::Permanent("the original is missing from storage".into())
+            }
             other => Self::Transient(other.to_string()),
         }
     }
@@ -55,7 +57,10 @@ where
     match tokio::time::timeout(CPU_TIMEOUT, tokio::task::spawn_blocking(f)).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(join)) => Err(StepError::Permanent(format!("processing crashed: {join}"))),
-        Err(_) => Err(StepError::Permanent(format!("processing took longer than {}s", CPU_TIMEOUT.as_secs()))),
+        Err(_) => Err(StepError::Permanent(format!(
+            "processing took longer than {}s",
+            CPU_TIMEOUT.as_secs()
+        ))),
     }
 }
 
@@ -82,7 +87,13 @@ pub async fn original(storage: &Storage, media: &MediaState) -> Result<bytes::By
 
 /// Records a step's outcome, settles the file's end state and the job's progress, in one
 /// transaction.
-pub async fn finish(ctx: &Context, media: &MediaState, step: Step, outcome: Result<(), &str>, attempt: i32) -> Result<(), StepError> {
+pub async fn finish(
+    ctx: &Context,
+    media: &MediaState,
+    step: Step,
+    outcome: Result<(), &str>,
+    attempt: i32,
+) -> Result<(), StepError> {
     let mut tx = ctx.pool.begin().await?;
     db::pipeline::record_step(&mut tx, media, step, outcome, attempt).await?;
     settle(&mut tx, media.id).await?;
@@ -91,7 +102,10 @@ pub async fn finish(ctx: &Context, media: &MediaState, step: Step, outcome: Resu
 }
 
 /// Decides the end state (if reached) and refreshes the progress of the file's jobs.
-pub async fn settle(conn: &mut sqlx::PgConnection, media_id: uuid::Uuid) -> Result<Option<ProcessingStatus>, StepError> {
+pub async fn settle(
+    conn: &mut sqlx::PgConnection,
+    media_id: uuid::Uuid,
+) -> Result<Option<ProcessingStatus>, StepError> {
     let end = db::pipeline::finalize(conn, media_id).await?;
     if let Some(status) = end {
         tracing::info!(status = %status, "media file reached its end state");
@@ -103,7 +117,13 @@ pub async fn settle(conn: &mut sqlx::PgConnection, media_id: uuid::Uuid) -> Resu
 /// The apalis-facing wrapper of every step: instruments it, turns permanent errors and
 /// exhausted retries into a recorded failure (so the file never stays `processing`), and hands
 /// transient errors back to the queue for another attempt.
-pub async fn run<F, Fut>(ctx: &Context, step: Step, task: MediaTask, attempt: usize, body: F) -> Result<(), StepError>
+pub async fn run<F, Fut>(
+    ctx: &Context,
+    step: Step,
+    task: MediaTask,
+    attempt: usize,
+    body: F,
+) -> Result<(), StepError>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<(), StepError>>,
@@ -117,7 +137,10 @@ where
     let give_up = |reason: &str| format!("gave up after {attempt} attempts: {reason}");
     let reason = match result {
         Ok(()) => {
-            tracing::debug!(duration_ms = started.elapsed().as_millis() as u64, "step done");
+            tracing::debug!(
+                duration_ms = started.elapsed().as_millis() as u64,
+                "step done"
+            );
             return Ok(());
         }
         Err(StepError::Permanent(r)) => r,
@@ -134,7 +157,14 @@ where
     };
     match media {
         Some(media) if !media.processing_status.is_final() => {
-            finish(ctx, &media, step, Err(&reason), i32::try_from(attempt).unwrap_or(i32::MAX)).await
+            finish(
+                ctx,
+                &media,
+                step,
+                Err(&reason),
+                i32::try_from(attempt).unwrap_or(i32::MAX),
+            )
+            .await
         }
         _ => Ok(()),
     }

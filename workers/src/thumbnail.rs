@@ -13,7 +13,9 @@ use crate::step::{self, StepError};
 
 /// Runs the step for one media file.
 pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), StepError> {
-    let Some(media) = step::begin(ctx, task).await? else { return Ok(()) };
+    let Some(media) = step::begin(ctx, task).await? else {
+        return Ok(());
+    };
     let format = ImageFormat::from_mime(&media.mime_type)
         .ok_or_else(|| StepError::Permanent(format!("unsupported: {}", media.mime_type)))?;
     let bytes = step::original(&ctx.storage, &media).await?;
@@ -27,8 +29,12 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
     });
     let thumb_key = Storage::key(media.user_id, media.id, Rendition::Thumb);
     let preview_key = Storage::key(media.user_id, media.id, Rendition::Preview);
-    ctx.storage.put(&thumb_key, Bytes::from(thumbs.thumb.bytes)).await?;
-    ctx.storage.put(&preview_key, Bytes::from(thumbs.preview.bytes)).await?;
+    ctx.storage
+        .put(&thumb_key, Bytes::from(thumbs.thumb.bytes))
+        .await?;
+    ctx.storage
+        .put(&preview_key, Bytes::from(thumbs.preview.bytes))
+        .await?;
     let dims = (
         i32::try_from(thumbs.display_width).unwrap_or(i32::MAX),
         i32::try_from(thumbs.display_height).unwrap_or(i32::MAX),
@@ -44,10 +50,16 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
 
 /// Reads the EXIF orientation itself (a millisecond) rather than waiting for the EXIF step, so
 /// the two steps run independently; HEIF pixels come back already rotated.
-fn render(bytes: &[u8], format: ImageFormat, limits: &thumbnail::Limits) -> Result<Thumbnails, thumbnail::ThumbnailError> {
+fn render(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: &thumbnail::Limits,
+) -> Result<Thumbnails, thumbnail::ThumbnailError> {
     let orientation = match format {
         ImageFormat::Heif => None,
-        _ => timeline_media::exif::extract(bytes).ok().and_then(|f| f.orientation),
+        _ => timeline_media::exif::extract(bytes)
+            .ok()
+            .and_then(|f| f.orientation),
     };
     thumbnail::render(bytes, format, orientation, limits)
 }

@@ -52,8 +52,14 @@ fn coordinate(exif: &Exif, tag: Tag, ref_tag: Tag, negative_ref: u8, limit: f64)
 /// them: the first three numbers are degrees, minutes, seconds).
 fn dms_to_degrees(value: &Value) -> Option<f64> {
     let parts: Vec<f64> = match value {
-        Value::Rational(v) => v.iter().map(|r| ratio(f64::from(r.num), f64::from(r.denom))).collect::<Option<_>>()?,
-        Value::SRational(v) => v.iter().map(|r| ratio(f64::from(r.num), f64::from(r.denom))).collect::<Option<_>>()?,
+        Value::Rational(v) => v
+            .iter()
+            .map(|r| ratio(f64::from(r.num), f64::from(r.denom)))
+            .collect::<Option<_>>()?,
+        Value::SRational(v) => v
+            .iter()
+            .map(|r| ratio(f64::from(r.num), f64::from(r.denom)))
+            .collect::<Option<_>>()?,
         Value::Double(v) => v.clone(),
         Value::Float(v) => v.iter().map(|x| f64::from(*x)).collect(),
         Value::Ascii(v) => numbers_in(&String::from_utf8_lossy(v.first()?)),

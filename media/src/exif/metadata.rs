@@ -44,7 +44,8 @@ pub(super) fn to_json(exif: &Exif) -> Json {
     let mut map = Map::new();
     let mut total = 0usize;
     for field in exif.fields() {
-        if field.ifd_num != In::PRIMARY || SKIPPED.contains(&field.tag) || !is_textual(&field.value) {
+        if field.ifd_num != In::PRIMARY || SKIPPED.contains(&field.tag) || !is_textual(&field.value)
+        {
             continue;
         }
         // Unknown (vendor-private) tags have no name and are usually binary.

@@ -81,9 +81,9 @@ fn read_exif(bytes: &[u8]) -> Result<Option<Exif>, ExifError> {
         Ok(exif) => Ok(Some(exif)),
         Err(exif::Error::NotFound(_) | exif::Error::BlankValue(_)) => Ok(None),
         Err(exif::Error::InvalidFormat("Unknown image format")) => Ok(None),
-        Err(first) => retry_webp_with_prefix(bytes).ok_or_else(|| map_error(first)).and_then(
-            |retried| retried.map(Some),
-        ),
+        Err(first) => retry_webp_with_prefix(bytes)
+            .ok_or_else(|| map_error(first))
+            .and_then(|retried| retried.map(Some)),
     }
 }
 
@@ -134,7 +134,9 @@ pub(crate) fn primary(exif: &Exif, tag: Tag) -> Option<&Field> {
 /// First ASCII component of a primary-IFD tag, lossily decoded.
 pub(crate) fn ascii(exif: &Exif, tag: Tag) -> Option<String> {
     match &primary(exif, tag)?.value {
-        Value::Ascii(parts) => parts.first().map(|p| String::from_utf8_lossy(p).into_owned()),
+        Value::Ascii(parts) => parts
+            .first()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
         // Some writers store strings as UNDEFINED bytes.
         Value::Undefined(bytes, _) => Some(String::from_utf8_lossy(bytes).into_owned()),
         _ => None,
@@ -151,7 +153,12 @@ fn date_time_original(exif: &Exif) -> Option<NaiveDateTime> {
 }
 
 fn subsec_nanos(text: &str) -> Option<u32> {
-    let digits: String = text.trim().chars().take_while(char::is_ascii_digit).take(9).collect();
+    let digits: String = text
+        .trim()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .take(9)
+        .collect();
     if digits.is_empty() {
         return None;
     }

@@ -6,7 +6,10 @@ use super::*;
 #[test]
 fn offsets_parse_and_reject_nonsense() {
     assert_eq!(parse_offset("+02:00"), FixedOffset::east_opt(7200));
-    assert_eq!(parse_offset("-05:30"), FixedOffset::west_opt(5 * 3600 + 1800));
+    assert_eq!(
+        parse_offset("-05:30"),
+        FixedOffset::west_opt(5 * 3600 + 1800)
+    );
     assert_eq!(parse_offset("+0100\0"), FixedOffset::east_opt(3600));
     assert_eq!(parse_offset("   :  "), None);
     assert_eq!(parse_offset("+25:00"), None);
@@ -25,10 +28,19 @@ fn subsec_is_scaled_to_nanoseconds() {
 
 #[test]
 fn camera_strings_are_cleaned() {
-    assert_eq!(clean_camera_string("  NIKON\0\0 ").as_deref(), Some("NIKON"));
+    assert_eq!(
+        clean_camera_string("  NIKON\0\0 ").as_deref(),
+        Some("NIKON")
+    );
     assert_eq!(clean_camera_string("\0\0\0"), None);
-    assert_eq!(clean_camera_string("a\u{1b}[31mb").as_deref(), Some("a[31mb"));
-    assert_eq!(clean_camera_string(&"x".repeat(500)).map(|s| s.len()), Some(200));
+    assert_eq!(
+        clean_camera_string("a\u{1b}[31mb").as_deref(),
+        Some("a[31mb")
+    );
+    assert_eq!(
+        clean_camera_string(&"x".repeat(500)).map(|s| s.len()),
+        Some(200)
+    );
 }
 
 #[test]
@@ -55,5 +67,8 @@ fn webp_chunk_walk_is_bounded() {
     assert_eq!(webp_exif_chunk(&file), Some(&b"hi"[..]));
     file.truncate(file.len() - 1);
     assert_eq!(webp_exif_chunk(&file), None);
-    assert_eq!(webp_exif_chunk(b"RIFF\0\0\0\0WEBPEXIF\xff\xff\xff\xff"), None);
+    assert_eq!(
+        webp_exif_chunk(b"RIFF\0\0\0\0WEBPEXIF\xff\xff\xff\xff"),
+        None
+    );
 }

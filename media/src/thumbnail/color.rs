@@ -68,7 +68,9 @@ fn build_transform(icc: &[u8]) -> Option<Transform> {
 fn is_srgb(profile: &ColorProfile) -> bool {
     let srgb = ColorProfile::new_srgb();
     let close = |a: moxcms::Xyzd, b: moxcms::Xyzd| {
-        (a.x - b.x).abs() < SRGB_TOLERANCE && (a.y - b.y).abs() < SRGB_TOLERANCE && (a.z - b.z).abs() < SRGB_TOLERANCE
+        (a.x - b.x).abs() < SRGB_TOLERANCE
+            && (a.y - b.y).abs() < SRGB_TOLERANCE
+            && (a.z - b.z).abs() < SRGB_TOLERANCE
     };
     close(profile.red_colorant, srgb.red_colorant)
         && close(profile.green_colorant, srgb.green_colorant)
@@ -86,7 +88,11 @@ pub(super) fn flatten_rgba(rgba: &[u8], width: u32, height: u32) -> RgbBuf {
             data.push(u8::try_from(v).unwrap_or(u8::MAX));
         }
     }
-    RgbBuf { data, width, height }
+    RgbBuf {
+        data,
+        width,
+        height,
+    }
 }
 
 #[cfg(test)]
@@ -103,7 +109,11 @@ mod tests {
     #[test]
     fn srgb_profile_is_left_alone_and_garbage_is_ignored() {
         assert!(is_srgb(&ColorProfile::new_srgb()));
-        let mut img = RgbBuf { data: vec![10, 20, 30], width: 1, height: 1 };
+        let mut img = RgbBuf {
+            data: vec![10, 20, 30],
+            width: 1,
+            height: 1,
+        };
         to_srgb(&mut img, Some(b"not a profile"));
         to_srgb(&mut img, None);
         assert_eq!(img.data, vec![10, 20, 30]);
@@ -114,7 +124,11 @@ mod tests {
         let p3 = ColorProfile::new_display_p3();
         let icc = p3.encode().unwrap();
         // Pure P3 red lies outside sRGB: it must come out clipped, with less green/blue than red.
-        let mut img = RgbBuf { data: vec![255, 0, 0, 128, 128, 128], width: 2, height: 1 };
+        let mut img = RgbBuf {
+            data: vec![255, 0, 0, 128, 128, 128],
+            width: 2,
+            height: 1,
+        };
         to_srgb(&mut img, Some(&icc));
         assert_eq!(img.data[0], 255);
         // Neutral grey stays (nearly) neutral.

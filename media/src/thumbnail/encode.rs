@@ -22,13 +22,23 @@ pub(super) fn jpeg(img: &RgbBuf, quality: i32) -> Result<Rendition, ThumbnailErr
         format: PixelFormat::RGB,
     };
     let bytes = compressor.compress_to_vec(image).map_err(fail)?;
-    Ok(Rendition { bytes, width: img.width, height: img.height, mime: "image/jpeg" })
+    Ok(Rendition {
+        bytes,
+        width: img.width,
+        height: img.height,
+        mime: "image/jpeg",
+    })
 }
 
 /// Lossy WebP at `webp_quality`; JPEG at `jpeg_quality` when WebP cannot encode the image.
-pub(super) fn webp_or_jpeg(img: &RgbBuf, webp_quality: f32, jpeg_quality: i32) -> Result<Rendition, ThumbnailError> {
+pub(super) fn webp_or_jpeg(
+    img: &RgbBuf,
+    webp_quality: f32,
+    jpeg_quality: i32,
+) -> Result<Rendition, ThumbnailError> {
     if img.width <= WEBP_MAX_SIDE && img.height <= WEBP_MAX_SIDE {
-        let encoded = webp::Encoder::from_rgb(&img.data, img.width, img.height).encode_simple(false, webp_quality);
+        let encoded = webp::Encoder::from_rgb(&img.data, img.width, img.height)
+            .encode_simple(false, webp_quality);
         if let Ok(memory) = encoded {
             return Ok(Rendition {
                 bytes: memory.to_vec(),

@@ -10,7 +10,11 @@ use super::{Decoded, Limits, RgbBuf, ThumbnailError, check_limits, color};
 use crate::ImageFormat;
 
 /// Decodes the whole image to 8-bit RGB (alpha flattened onto white).
-pub(super) fn decode(bytes: &[u8], format: ImageFormat, limits: &Limits) -> Result<Decoded, ThumbnailError> {
+pub(super) fn decode(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: &Limits,
+) -> Result<Decoded, ThumbnailError> {
     let image_format = match format {
         ImageFormat::Png => image::ImageFormat::Png,
         ImageFormat::WebP => image::ImageFormat::WebP,
@@ -18,7 +22,9 @@ pub(super) fn decode(bytes: &[u8], format: ImageFormat, limits: &Limits) -> Resu
         ImageFormat::Tiff => image::ImageFormat::Tiff,
         ImageFormat::Jpeg => image::ImageFormat::Jpeg,
         ImageFormat::Heif => {
-            return Err(ThumbnailError::Unsupported("HEIF through the generic decoder".into()));
+            return Err(ThumbnailError::Unsupported(
+                "HEIF through the generic decoder".into(),
+            ));
         }
     };
     let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format);
@@ -55,7 +61,11 @@ fn to_rgb(image: DynamicImage) -> RgbBuf {
             DynamicImage::ImageRgb8(buf) => buf.into_raw(),
             other => other.to_rgb8().into_raw(),
         };
-        RgbBuf { data, width, height }
+        RgbBuf {
+            data,
+            width,
+            height,
+        }
     }
 }
 

@@ -6,7 +6,8 @@
 use std::sync::LazyLock;
 
 use libheif_rs::{
-    ColorProfile, ColorSpace, HeifContext, HeifError, HeifErrorCode, HeifErrorSubCode, LibHeif, RgbChroma, color_profile_types,
+    ColorProfile, ColorSpace, HeifContext, HeifError, HeifErrorCode, HeifErrorSubCode, LibHeif,
+    RgbChroma, color_profile_types,
 };
 
 use super::{Decoded, Limits, RgbBuf, ThumbnailError, check_limits, color};
@@ -27,12 +28,18 @@ pub(super) fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, Thumbnail
     let alpha = handle.has_alpha_channel();
     check_limits(width, height, if alpha { 4 } else { 3 }, limits)?;
 
-    let chroma = if alpha { RgbChroma::Rgba } else { RgbChroma::Rgb };
-    let image = LIB_HEIF.decode(&handle, ColorSpace::Rgb(chroma), None).map_err(map_error)?;
+    let chroma = if alpha {
+        RgbChroma::Rgba
+    } else {
+        RgbChroma::Rgb
+    };
+    let image = LIB_HEIF
+        .decode(&handle, ColorSpace::Rgb(chroma), None)
+        .map_err(map_error)?;
     let planes = image.planes();
-    let plane = planes
-        .interleaved
-        .ok_or_else(|| ThumbnailError::Unsupported("HEIF decoder returned no interleaved RGB plane".into()))?;
+    let plane = planes.interleaved.ok_or_else(|| {
+        ThumbnailError::Unsupported("HEIF decoder returned no interleaved RGB plane".into())
+    })?;
     let channels: usize = if alpha { 4 } else { 3 };
     if usize::from(plane.storage_bits_per_pixel) != channels * 8 {
         return Err(ThumbnailError::Unsupported(format!(
@@ -40,25 +47,53 @@ pub(super) fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, Thumbnail
             plane.storage_bits_per_pixel
         )));
     }
-    let packed = pack_rows(plane.data, plane.stride, plane.width, plane.height, channels)?;
+    let packed = pack_rows(
+        plane.data,
+        plane.stride,
+        plane.width,
+        plane.height,
+        channels,
+    )?;
     let pixels = if alpha {
         color::flatten_rgba(&packed, plane.width, plane.height)
     } else {
-        RgbBuf { data: packed, width: plane.width, height: plane.height }
+        RgbBuf {
+            data: packed,
+            width: plane.width,
+            height: plane.height,
+        }
     };
     let icc = handle
         .color_profile_raw()
-        .filter(|p| matches!(p.profile_type(), color_profile_types::PROF | color_profile_types::R_ICC))
+        .filter(|p| {
+            matches!(
+                p.profile_type(),
+                color_profile_types::PROF | color_profile_types::R_ICC
+            )
+        })
         .map(|p| p.data);
-    Ok(Decoded { full_width: pixels.width, full_height: pixels.height, pixels, icc })
+    Ok(Decoded {
+        full_width: pixels.width,
+        full_height: pixels.height,
+        pixels,
+        icc,
+    })
 }
 
 /// Copies `height` rows of `width` pixels out of a buffer whose rows are `stride` bytes apart.
-fn pack_rows(data: &[u8], stride: usize, width: u32, height: u32, channels: usize) -> Result<Vec<u8>, ThumbnailError> {
+fn pack_rows(
+    data: &[u8],
+    stride: usize,
+    width: u32,
+    height: u32,
+    channels: usize,
+) -> Result<Vec<u8>, ThumbnailError> {
     let row = width as usize * channels;
     let rows = height as usize;
     if stride < row || data.len() < stride * rows.saturating_sub(1) + row {
-        return Err(ThumbnailError::Internal("HEIF plane smaller than its declared size".into()));
+        return Err(ThumbnailError::Internal(
+            "HEIF plane smaller than its declared size".into(),
+        ));
     }
     if stride == row {
         return Ok(data[..row * rows].to_vec());
@@ -73,7 +108,9 @@ fn pack_rows(data: &[u8], stride: usize, width: u32, height: u32, channels: usiz
 fn map_error(e: HeifError) -> ThumbnailError {
     let text = format!("HEIF: {}", e.message);
     match e.code {
-        HeifErrorCode::UnsupportedFeature | HeifErrorCode::UnsupportedFileType => ThumbnailError::Unsupported(text),
+        HeifErrorCode::UnsupportedFeature | HeifErrorCode::UnsupportedFileType => {
+            ThumbnailError::Unsupported(text)
+        }
         HeifErrorCode::MemoryAllocationError => ThumbnailError::LimitExceeded(text),
         HeifErrorCode::InvalidInput if matches!(e.sub_code, HeifErrorSubCode::EndOfData) => {
             ThumbnailError::Truncated(text)

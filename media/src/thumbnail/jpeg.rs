@@ -21,9 +21,14 @@ const BENIGN_WARNINGS: &[&str] = &[
 
 /// Decodes at the smallest DCT scale whose shorter edge is still ≥ `min_short_edge` (or at full
 /// size when the image is smaller than that).
-pub(super) fn decode(bytes: &[u8], limits: &Limits, min_short_edge: u32) -> Result<Decoded, ThumbnailError> {
+pub(super) fn decode(
+    bytes: &[u8],
+    limits: &Limits,
+    min_short_edge: u32,
+) -> Result<Decoded, ThumbnailError> {
     let fail = |e: turbojpeg::Error| ThumbnailError::Corrupt(format!("JPEG: {}", strip_prefix(&e)));
-    let mut decompressor = Decompressor::new().map_err(|e| ThumbnailError::Internal(e.to_string()))?;
+    let mut decompressor =
+        Decompressor::new().map_err(|e| ThumbnailError::Internal(e.to_string()))?;
     let header = decompressor.read_header(bytes).map_err(fail)?;
     let (width, height) = header_size(&header)?;
     check_limits(width, height, 0, limits)?;
@@ -31,7 +36,11 @@ pub(super) fn decode(bytes: &[u8], limits: &Limits, min_short_edge: u32) -> Resu
         return generic::decode(bytes, ImageFormat::Jpeg, limits);
     }
 
-    let factor = if header.is_lossless { ScalingFactor::ONE } else { scale_for(&header, min_short_edge) };
+    let factor = if header.is_lossless {
+        ScalingFactor::ONE
+    } else {
+        scale_for(&header, min_short_edge)
+    };
     decompressor.set_scaling_factor(factor).map_err(fail)?;
     decompressor.set_scan_limit(MAX_SCANS).map_err(fail)?;
     let scaled = header.scaled(factor);
@@ -50,7 +59,11 @@ pub(super) fn decode(bytes: &[u8], limits: &Limits, min_short_edge: u32) -> Resu
         judge_decode_error(&e)?;
     }
     Ok(Decoded {
-        pixels: RgbBuf { data, width: sw, height: sh },
+        pixels: RgbBuf {
+            data,
+            width: sw,
+            height: sh,
+        },
         full_width: width,
         full_height: height,
         icc: icc_profile(bytes),
@@ -96,7 +109,9 @@ fn judge_decode_error(e: &turbojpeg::Error) -> Result<(), ThumbnailError> {
 
 fn strip_prefix(e: &turbojpeg::Error) -> String {
     let text = e.to_string();
-    text.strip_prefix("TurboJPEG error: ").map(str::to_owned).unwrap_or(text)
+    text.strip_prefix("TurboJPEG error: ")
+        .map(str::to_owned)
+        .unwrap_or(text)
 }
 
 /// Reassembles the ICC profile from its APP2 "ICC_PROFILE" chunks (before the first scan).
@@ -117,7 +132,10 @@ pub(super) fn icc_profile(bytes: &[u8]) -> Option<Vec<u8>> {
             }
             _ => {}
         }
-        let len = usize::from(u16::from_be_bytes([*bytes.get(pos + 2)?, *bytes.get(pos + 3)?]));
+        let len = usize::from(u16::from_be_bytes([
+            *bytes.get(pos + 2)?,
+            *bytes.get(pos + 3)?,
+        ]));
         let body = bytes.get(pos + 4..pos + 2 + len.max(2))?;
         if marker == 0xE2 && body.len() > TAG.len() + 2 && body.starts_with(TAG) {
             chunks.push((body[TAG.len()], &body[TAG.len() + 2..]));
@@ -128,7 +146,12 @@ pub(super) fn icc_profile(bytes: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     chunks.sort_by_key(|(seq, _)| *seq);
-    Some(chunks.into_iter().flat_map(|(_, data)| data.iter().copied()).collect())
+    Some(
+        chunks
+            .into_iter()
+            .flat_map(|(_, data)| data.iter().copied())
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -156,6 +179,9 @@ mod tests {
         assert_eq!(icc_profile(b""), None);
         assert_eq!(icc_profile(&[0xFF, 0xD8, 0xFF, 0xE2, 0xFF]), None);
         assert_eq!(icc_profile(&[0xFF, 0xD8, 0xFF, 0xE2, 0x00, 0x00]), None);
-        assert_eq!(icc_profile(&[0xFF, 0xD8, 0xFF, 0xE2, 0xFF, 0xFF, 1, 2]), None);
+        assert_eq!(
+            icc_profile(&[0xFF, 0xD8, 0xFF, 0xE2, 0xFF, 0xFF, 1, 2]),
+            None
+        );
     }
 }

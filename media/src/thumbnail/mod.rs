@@ -154,8 +154,10 @@ pub fn render(
 ) -> Result<Thumbnails, ThumbnailError> {
     // Last guard only: known panics are fixed at the source, but a hostile file must never take
     // a worker thread down.
-    catch_unwind(AssertUnwindSafe(|| render_inner(bytes, format, orientation, limits)))
-        .map_err(|panic| ThumbnailError::Internal(panic_message(&panic)))?
+    catch_unwind(AssertUnwindSafe(|| {
+        render_inner(bytes, format, orientation, limits)
+    }))
+    .map_err(|panic| ThumbnailError::Internal(panic_message(&panic)))?
 }
 
 fn render_inner(
@@ -168,12 +170,20 @@ fn render_inner(
         return Err(ThumbnailError::Corrupt("empty file".into()));
     }
     let (decoded, orientation) = match format {
-        ImageFormat::Jpeg => (jpeg::decode(bytes, limits, PREVIEW_SHORT_EDGE)?, orientation),
+        ImageFormat::Jpeg => (
+            jpeg::decode(bytes, limits, PREVIEW_SHORT_EDGE)?,
+            orientation,
+        ),
         ImageFormat::Heif => (heif::decode(bytes, limits)?, None),
         other => (generic::decode(bytes, other, limits)?, orientation),
     };
     let orientation = orientation.filter(|o| (1..=8).contains(o)).unwrap_or(1);
-    let Decoded { pixels, full_width, full_height, icc } = decoded;
+    let Decoded {
+        pixels,
+        full_width,
+        full_height,
+        icc,
+    } = decoded;
 
     let (pw, ph) = target_size(full_width, full_height, PREVIEW_SHORT_EDGE);
     let mut preview = resize::resize(pixels, pw, ph)?;
@@ -203,23 +213,43 @@ fn target_size(width: u32, height: u32, short_edge: u32) -> (u32, u32) {
         return (width, height);
     }
     let scale = |side: u32| -> u32 {
-        let scaled = (u64::from(side) * u64::from(short_edge) + u64::from(short) / 2) / u64::from(short);
+        let scaled =
+            (u64::from(side) * u64::from(short_edge) + u64::from(short) / 2) / u64::from(short);
         u32::try_from(scaled).unwrap_or(u32::MAX).max(1)
     };
-    if width <= height { (short_edge, scale(height)) } else { (scale(width), short_edge) }
+    if width <= height {
+        (short_edge, scale(height))
+    } else {
+        (scale(width), short_edge)
+    }
 }
 
 /// Refuses a declared size over the pixel, side or allocation limits.
-fn check_limits(width: u32, height: u32, bytes_per_pixel: u64, limits: &Limits) -> Result<(), ThumbnailError> {
+fn check_limits(
+    width: u32,
+    height: u32,
+    bytes_per_pixel: u64,
+    limits: &Limits,
+) -> Result<(), ThumbnailError> {
     let (w, h) = (u64::from(width), u64::from(height));
     if width > limits.max_dimension || height > limits.max_dimension {
-        return Err(ThumbnailError::TooWide { width: w, height: h, limit: limits.max_dimension });
+        return Err(ThumbnailError::TooWide {
+            width: w,
+            height: h,
+            limit: limits.max_dimension,
+        });
     }
     if w * h > limits.max_pixels {
-        return Err(ThumbnailError::TooManyPixels { width: w, height: h, limit: limits.max_pixels });
+        return Err(ThumbnailError::TooManyPixels {
+            width: w,
+            height: h,
+            limit: limits.max_pixels,
+        });
     }
     if width == 0 || height == 0 {
-        return Err(ThumbnailError::Corrupt(format!("image declares an empty size {width}x{height}")));
+        return Err(ThumbnailError::Corrupt(format!(
+            "image declares an empty size {width}x{height}"
+        )));
     }
     let needed = w * h * bytes_per_pixel;
     if needed > limits.max_alloc_bytes {

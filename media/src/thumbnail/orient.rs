@@ -71,7 +71,11 @@ fn swap_axes(img: &RgbBuf, orientation: u16) -> RgbBuf {
             }
         }
     }
-    RgbBuf { data: out, width: img.height, height: img.width }
+    RgbBuf {
+        data: out,
+        width: img.height,
+        height: img.width,
+    }
 }
 
 /// Source coordinate of output pixel (ox, oy) for an axis-swapping orientation of a `sw`×`sh`
@@ -92,7 +96,11 @@ mod tests {
     /// A 3×2 image whose pixels are numbered 0..6 row by row (value in every channel).
     fn numbered() -> RgbBuf {
         let data = (0u8..6).flat_map(|v| [v, v, v]).collect();
-        RgbBuf { data, width: 3, height: 2 }
+        RgbBuf {
+            data,
+            width: 3,
+            height: 2,
+        }
     }
 
     fn values(img: &RgbBuf) -> Vec<u8> {
@@ -124,11 +132,19 @@ mod tests {
 
     #[test]
     fn odd_sizes_and_single_pixels() {
-        let one = RgbBuf { data: vec![7, 8, 9], width: 1, height: 1 };
+        let one = RgbBuf {
+            data: vec![7, 8, 9],
+            width: 1,
+            height: 1,
+        };
         for o in 1..=8 {
             assert_eq!(apply(one.clone(), o).data, vec![7, 8, 9]);
         }
-        let big = RgbBuf { data: vec![1; 70 * 33 * 3], width: 70, height: 33 };
+        let big = RgbBuf {
+            data: vec![1; 70 * 33 * 3],
+            width: 70,
+            height: 33,
+        };
         let out = apply(big, 6);
         assert_eq!((out.width, out.height), (33, 70));
     }

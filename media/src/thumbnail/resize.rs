@@ -23,11 +23,16 @@ pub(super) fn resize_ref(src: &RgbBuf, width: u32, height: u32) -> Result<RgbBuf
         return Ok(src.clone());
     }
     let internal = |e: &dyn std::fmt::Display| ThumbnailError::Internal(format!("resize: {e}"));
-    let source = ImageRef::new(src.width, src.height, &src.data, PixelType::U8x3).map_err(|e| internal(&e))?;
+    let source = ImageRef::new(src.width, src.height, &src.data, PixelType::U8x3)
+        .map_err(|e| internal(&e))?;
     let mut target = Image::new(width, height, PixelType::U8x3);
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FILTER));
     Resizer::new()
         .resize(&source, &mut target, &options)
         .map_err(|e| internal(&e))?;
-    Ok(RgbBuf { data: target.into_vec(), width, height })
+    Ok(RgbBuf {
+        data: target.into_vec(),
+        width,
+        height,
+    })
 }

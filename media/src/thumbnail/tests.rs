@@ -17,12 +17,27 @@ fn target_size_scales_the_shorter_edge_and_never_upscales() {
 fn limits_refuse_bombs_with_readable_messages() {
     let limits = Limits::default();
     let e = check_limits(64_250, 64_250, 3, &limits).unwrap_err();
-    assert_eq!(e.to_string(), "image too large: 64250x64250 pixels exceeds the 100000000-pixel limit");
+    assert_eq!(
+        e.to_string(),
+        "image too large: 64250x64250 pixels exceeds the 100000000-pixel limit"
+    );
     let e = check_limits(70_000, 10, 3, &limits).unwrap_err();
-    assert_eq!(e.to_string(), "image too large: 70000x10 pixels exceeds the 65000-pixel side limit");
-    let small = Limits { max_alloc_bytes: 1000, ..limits };
-    assert!(matches!(check_limits(100, 100, 3, &small), Err(ThumbnailError::LimitExceeded(_))));
-    assert!(matches!(check_limits(0, 10, 3, &limits), Err(ThumbnailError::Corrupt(_))));
+    assert_eq!(
+        e.to_string(),
+        "image too large: 70000x10 pixels exceeds the 65000-pixel side limit"
+    );
+    let small = Limits {
+        max_alloc_bytes: 1000,
+        ..limits
+    };
+    assert!(matches!(
+        check_limits(100, 100, 3, &small),
+        Err(ThumbnailError::LimitExceeded(_))
+    ));
+    assert!(matches!(
+        check_limits(0, 10, 3, &limits),
+        Err(ThumbnailError::Corrupt(_))
+    ));
     assert!(check_limits(4000, 3000, 3, &limits).is_ok());
 }
 
@@ -30,10 +45,18 @@ fn gradient(width: u32, height: u32) -> RgbBuf {
     let mut data = Vec::with_capacity((width * height * 3) as usize);
     for y in 0..height {
         for x in 0..width {
-            data.extend([(x * 255 / width.max(1)) as u8, (y * 255 / height.max(1)) as u8, 128]);
+            data.extend([
+                (x * 255 / width.max(1)) as u8,
+                (y * 255 / height.max(1)) as u8,
+                128,
+            ]);
         }
     }
-    RgbBuf { data, width, height }
+    RgbBuf {
+        data,
+        width,
+        height,
+    }
 }
 
 fn jpeg_bytes(width: u32, height: u32) -> Vec<u8> {
@@ -67,10 +90,30 @@ fn orientation_six_swaps_axes() {
 
 #[test]
 fn small_and_extreme_shapes() {
-    let t = render(&jpeg_bytes(1, 1), ImageFormat::Jpeg, None, &Limits::default()).unwrap();
-    assert_eq!((t.preview.width, t.preview.height, t.thumb.width, t.thumb.height), (1, 1, 1, 1));
+    let t = render(
+        &jpeg_bytes(1, 1),
+        ImageFormat::Jpeg,
+        None,
+        &Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            t.preview.width,
+            t.preview.height,
+            t.thumb.width,
+            t.thumb.height
+        ),
+        (1, 1, 1, 1)
+    );
     // A 20000x300 panorama: the thumb is 16667 px wide, beyond WebP, so it falls back to JPEG.
-    let t = render(&jpeg_bytes(20_000, 300), ImageFormat::Jpeg, None, &Limits::default()).unwrap();
+    let t = render(
+        &jpeg_bytes(20_000, 300),
+        ImageFormat::Jpeg,
+        None,
+        &Limits::default(),
+    )
+    .unwrap();
     assert_eq!((t.preview.width, t.preview.height), (20_000, 300));
     assert_eq!((t.thumb.width, t.thumb.height), (16_667, 250));
     assert_eq!(t.thumb.mime, "image/jpeg");
@@ -79,9 +122,22 @@ fn small_and_extreme_shapes() {
 #[test]
 fn tight_limits_refuse_before_decoding() {
     let bytes = jpeg_bytes(400, 300);
-    let limits = Limits { max_pixels: 1000, ..Limits::default() };
+    let limits = Limits {
+        max_pixels: 1000,
+        ..Limits::default()
+    };
     let e = render(&bytes, ImageFormat::Jpeg, None, &limits).unwrap_err();
-    assert!(matches!(e, ThumbnailError::TooManyPixels { width: 400, height: 300, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            ThumbnailError::TooManyPixels {
+                width: 400,
+                height: 300,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -95,7 +151,10 @@ fn garbage_is_an_error_for_every_format() {
         ImageFormat::Heif,
     ] {
         for bytes in [&b""[..], b"this is stuff", &[0xFF, 0xD8, 0xFF][..]] {
-            assert!(render(bytes, format, None, &Limits::default()).is_err(), "{format:?}");
+            assert!(
+                render(bytes, format, None, &Limits::default()).is_err(),
+                "{format:?}"
+            );
         }
     }
 }

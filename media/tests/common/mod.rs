@@ -19,7 +19,21 @@ pub fn sniff(bytes: &[u8]) -> Option<ImageFormat> {
         [0x89, b'P', b'N', b'G', ..] => Some(ImageFormat::Png),
         [b'G', b'I', b'F', b'8', ..] => Some(ImageFormat::Gif),
         [b'I', b'I', 42, 0, ..] | [b'M', b'M', 0, 42, ..] => Some(ImageFormat::Tiff),
-        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Some(ImageFormat::WebP),
+        [
+            b'R',
+            b'I',
+            b'F',
+            b'F',
+            _,
+            _,
+            _,
+            _,
+            b'W',
+            b'E',
+            b'B',
+            b'P',
+            ..,
+        ] => Some(ImageFormat::WebP),
         [_, _, _, _, b'f', b't', b'y', b'p', ..] => Some(ImageFormat::Heif),
         _ => None,
     }
@@ -41,26 +55,49 @@ pub fn format_from_name(name: &str) -> Option<ImageFormat> {
 
 /// Checks sizes, aspect ratio, MIME types and that both renditions decode to their stated size.
 pub fn check_renditions(name: &str, t: &Thumbnails, display: (u32, u32)) {
-    assert_eq!((t.display_width, t.display_height), display, "{name}: display size");
+    assert_eq!(
+        (t.display_width, t.display_height),
+        display,
+        "{name}: display size"
+    );
     let short = display.0.min(display.1);
     let preview_short = PREVIEW_SHORT_EDGE.min(short);
-    assert_eq!(t.preview.width.min(t.preview.height), preview_short, "{name}: preview short edge");
+    assert_eq!(
+        t.preview.width.min(t.preview.height),
+        preview_short,
+        "{name}: preview short edge"
+    );
     let thumb_short = THUMB_SHORT_EDGE.min(preview_short);
-    assert_eq!(t.thumb.width.min(t.thumb.height), thumb_short, "{name}: thumb short edge");
+    assert_eq!(
+        t.thumb.width.min(t.thumb.height),
+        thumb_short,
+        "{name}: thumb short edge"
+    );
     for (label, r) in [("preview", &t.preview), ("thumb", &t.thumb)] {
         // Same orientation as the display size, aspect ratio kept (long edge within rounding).
         let (dl, ds) = (display.0.max(display.1), display.0.min(display.1));
         let (rl, rs) = (r.width.max(r.height), r.width.min(r.height));
-        assert_eq!(display.0 >= display.1, r.width >= r.height, "{name}: {label} orientation");
+        assert_eq!(
+            display.0 >= display.1,
+            r.width >= r.height,
+            "{name}: {label} orientation"
+        );
         let expected_long = f64::from(dl) * f64::from(rs) / f64::from(ds);
-        assert!((f64::from(rl) - expected_long).abs() <= 1.0, "{name}: {label} {rl} vs {expected_long}");
+        assert!(
+            (f64::from(rl) - expected_long).abs() <= 1.0,
+            "{name}: {label} {rl} vs {expected_long}"
+        );
         let format = match r.mime {
             "image/jpeg" => image::ImageFormat::Jpeg,
             "image/webp" => image::ImageFormat::WebP,
             other => panic!("{name}: unexpected mime {other}"),
         };
         let decoded = image::load_from_memory_with_format(&r.bytes, format).unwrap();
-        assert_eq!((decoded.width(), decoded.height()), (r.width, r.height), "{name}: {label} decodes");
+        assert_eq!(
+            (decoded.width(), decoded.height()),
+            (r.width, r.height),
+            "{name}: {label} decodes"
+        );
     }
     assert_eq!(t.preview.mime, "image/jpeg");
 }

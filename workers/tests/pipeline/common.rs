@@ -32,7 +32,11 @@ impl Drop for TestApp {
 /// The URL of the test's own database, for the worker process.
 pub fn url_of(pool: &PgPool) -> String {
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-    let db = pool.connect_options().get_database().expect("database name").to_owned();
+    let db = pool
+        .connect_options()
+        .get_database()
+        .expect("database name")
+        .to_owned();
     let (server, _) = base.rsplit_once('/').expect("url has a database part");
     format!("{server}/{db}")
 }
@@ -42,19 +46,33 @@ impl TestApp {
     pub async fn start(pool: PgPool, workers: bool) -> Self {
         timeline::db::migrate::run(&pool).await.expect("migrate");
         let storage_dir = std::env::temp_dir().join(format!("timeline-test-{}", Uuid::new_v4()));
-        let storage = timeline::storage::Storage::from_url(storage_dir.to_str().expect("utf-8 path")).expect("storage");
+        let storage =
+            timeline::storage::Storage::from_url(storage_dir.to_str().expect("utf-8 path"))
+                .expect("storage");
         let state = timeline::http::AppState {
             pool: pool.clone(),
             storage,
-            limits: timeline::config::UploadLimits { max_file_bytes: 30 * 1024 * 1024, max_request_bytes: 100 * 1024 * 1024 },
+            limits: timeline::config::UploadLimits {
+                max_file_bytes: 30 * 1024 * 1024,
+                max_request_bytes: 100 * 1024 * 1024,
+            },
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(async move {
             let _ = axum::serve(listener, timeline::http::router(state)).await;
         });
         let db_url = url_of(&pool);
-        let mut app = Self { pool, base, storage_dir, http: reqwest::Client::new(), worker: None, db_url };
+        let mut app = Self {
+            pool,
+            base,
+            storage_dir,
+            http: reqwest::Client::new(),
+            worker: None,
+            db_url,
+        };
         if workers {
             app.start_worker(&[]);
         }
@@ -67,7 +85,10 @@ impl TestApp {
             .args(args)
             .env("DATABASE_URL", &self.db_url)
             .env("TIMELINE_STORAGE", &self.storage_dir)
-            .env("RUST_LOG", std::env::var("TEST_WORKER_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .spawn()
             .expect("start timeline-worker");
@@ -76,17 +97,26 @@ impl TestApp {
 
     /// Whether the worker process is still running.
     pub fn worker_alive(&mut self) -> bool {
-        self.worker.as_mut().is_some_and(|w| matches!(w.try_wait(), Ok(None)))
+        self.worker
+            .as_mut()
+            .is_some_and(|w| matches!(w.try_wait(), Ok(None)))
     }
 
     /// Creates a user with a token; returns (user id, token).
     pub async fn user(&self, email: &str) -> (Uuid, String) {
         let email = timeline::models::Email::parse(email).expect("email");
-        let id = timeline::db::users::create_user(&self.pool, &email, None).await.expect("user");
-        let token = timeline::auth::generate_token();
-        timeline::db::users::insert_api_token(&self.pool, id, &timeline::auth::hash_token(&token), "test")
+        let id = timeline::db::users::create_user(&self.pool, &email, None)
             .await
-            .expect("token");
+            .expect("user");
+        let token = timeline::auth::generate_token();
+        timeline::db::users::insert_api_token(
+            &self.pool,
+            id,
+            &timeline::auth::hash_token(&token),
+            "test",
+        )
+        .await
+        .expect("token");
         (id, token)
     }
 
@@ -94,25 +124,50 @@ impl TestApp {
     pub async fn upload(&self, token: &str, files: &[(&str, Vec<u8>)]) -> (u16, Value) {
         let mut form = reqwest::multipart::Form::new();
         for (name, bytes) in files {
-            form = form.part("file", reqwest::multipart::Part::bytes(bytes.clone()).file_name(name.to_string()));
+            form = form.part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes.clone()).file_name(name.to_string()),
+            );
         }
-        let resp = self.http.post(format!("{}/v1/media", self.base)).bearer_auth(token).multipart(form).send().await.expect("upload");
+        let resp = self
+            .http
+            .post(format!("{}/v1/media", self.base))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload");
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
     /// GET a JSON resource; returns (status, body).
     pub async fn get(&self, token: &str, path: &str) -> (u16, Value) {
-        let resp = self.http.get(format!("{}{path}", self.base)).bearer_auth(token).send().await.expect("get");
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("get");
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
     /// GET raw bytes; returns (status, bytes).
     pub async fn get_bytes(&self, token: &str, path: &str) -> (u16, Vec<u8>) {
-        let resp = self.http.get(format!("{}{path}", self.base)).bearer_auth(token).send().await.expect("get");
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("get");
         let status = resp.status().as_u16();
-        (status, resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default())
+        (
+            status,
+            resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default(),
+        )
     }
 
     /// Polls a job until it completes; asserts progress never goes down. Returns the final job.
@@ -129,7 +184,10 @@ impl TestApp {
                 assert_eq!(progress, 100);
                 return job;
             }
-            assert!(started.elapsed() < timeout, "job not done after {timeout:?}: {job}");
+            assert!(
+                started.elapsed() < timeout,
+                "job not done after {timeout:?}: {job}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

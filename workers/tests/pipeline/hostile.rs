@@ -11,13 +11,22 @@ use crate::common::{TestApp, fixtures};
 /// The repo's bad files, plus ../shared/corpus/bad when it is present (as in CI).
 fn bad_files() -> Vec<PathBuf> {
     let mut dirs = vec![fixtures().join("bad")];
-    let shared = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/bad"));
+    let shared = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/corpus/bad"
+    ));
     if shared.is_dir() {
         dirs.push(shared);
     }
     let mut files: Vec<PathBuf> = dirs
         .iter()
-        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten().map(|e| e.path()))
+        .flat_map(|d| {
+            std::fs::read_dir(d)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+        })
         .filter(|p| p.is_file())
         .collect();
     files.sort();
@@ -33,12 +42,24 @@ async fn hostile_files_fail_cleanly_and_the_worker_survives(pool: PgPool) {
     let mut jobs = Vec::new();
     for path in &files {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let (status, body) = app.upload(&token, &[(&name, std::fs::read(path).unwrap())]).await;
+        let (status, body) = app
+            .upload(&token, &[(&name, std::fs::read(path).unwrap())])
+            .await;
         match status {
-            202 => jobs.push((name, body["job"]["id"].as_str().unwrap().to_owned(), body["media"][0]["id"].as_str().unwrap().to_owned())),
+            202 => jobs.push((
+                name,
+                body["job"]["id"].as_str().unwrap().to_owned(),
+                body["media"][0]["id"].as_str().unwrap().to_owned(),
+            )),
             400..=499 => {
-                assert_eq!(body["status"], status, "problem+json body for {name}: {body}");
-                assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{name}: {body}");
+                assert_eq!(
+                    body["status"], status,
+                    "problem+json body for {name}: {body}"
+                );
+                assert!(
+                    body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+                    "{name}: {body}"
+                );
             }
             other => panic!("{name}: unexpected status {other}: {body}"),
         }
@@ -63,7 +84,13 @@ async fn hostile_files_fail_cleanly_and_the_worker_survives(pool: PgPool) {
     let good = std::fs::read(fixtures().join("no_exif.jpg")).unwrap();
     let (status, body) = app.upload(&token, &[("after.jpg", good)]).await;
     assert_eq!(status, 202);
-    let job = app.wait_job(&token, body["job"]["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    let job = app
+        .wait_job(
+            &token,
+            body["job"]["id"].as_str().unwrap(),
+            Duration::from_secs(60),
+        )
+        .await;
     assert_eq!(job["output_data"]["completed"], 1, "{job}");
 }
 
@@ -73,10 +100,21 @@ async fn refused_uploads_store_nothing(pool: PgPool) {
     let (_, token) = app.user("refused@example.org").await;
     let good = std::fs::read(fixtures().join("no_exif.jpg")).unwrap();
     // One good file and one script in the same request: 415, and the good one is not kept.
-    let (status, body) = app.upload(&token, &[("ok.jpg", good.clone()), ("evil.jpg", b"<?php system($_GET['c']); ?>".to_vec())]).await;
+    let (status, body) = app
+        .upload(
+            &token,
+            &[
+                ("ok.jpg", good.clone()),
+                ("evil.jpg", b"<?php system($_GET['c']); ?>".to_vec()),
+            ],
+        )
+        .await;
     assert_eq!(status, 415, "{body}");
     assert_eq!(body["title"], "Unsupported Media Type");
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM media_files").fetch_one(&app.pool).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM media_files")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(rows, 0);
     let stored = walk(&app.storage_dir);
     assert!(stored.is_empty(), "objects left behind: {stored:?}");
@@ -101,8 +139,16 @@ async fn refused_uploads_store_nothing(pool: PgPool) {
     assert!(resp.headers().get("location").is_some());
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["media"][0]["filename"], "passwd");
-    let paths: Vec<String> = sqlx::query_scalar("SELECT file_path FROM media_files").fetch_all(&app.pool).await.unwrap();
-    assert!(paths.iter().all(|p| !p.contains("passwd") && !p.contains("..")), "{paths:?}");
+    let paths: Vec<String> = sqlx::query_scalar("SELECT file_path FROM media_files")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert!(
+        paths
+            .iter()
+            .all(|p| !p.contains("passwd") && !p.contains("..")),
+        "{paths:?}"
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<PathBuf> {

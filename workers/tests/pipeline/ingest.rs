@@ -30,38 +30,75 @@ async fn check_photo(app: &TestApp, token: &str, name: &str, want: &Value, m: &V
     let id = m["id"].as_str().unwrap();
     assert_eq!(m["processing_status"], "completed", "{name}: {m}");
     let bytes = std::fs::read(fixtures().join(name)).unwrap();
-    assert_eq!(m["file_hash"].as_str(), Some(hex::encode(Sha256::digest(&bytes)).as_str()), "{name}");
+    assert_eq!(
+        m["file_hash"].as_str(),
+        Some(hex::encode(Sha256::digest(&bytes)).as_str()),
+        "{name}"
+    );
     assert_eq!(m["file_hash"], want["sha256"], "{name}");
 
     match (want["GPSLatitude"].as_f64(), want["GPSLongitude"].as_f64()) {
         (Some(lat), Some(lon)) => {
             let loc = &m["location"];
-            assert!((loc["latitude"].as_f64().unwrap() - lat).abs() < 1e-5, "{name}: {loc}");
-            assert!((loc["longitude"].as_f64().unwrap() - lon).abs() < 1e-5, "{name}: {loc}");
-            assert!(loc["timezone"].is_string(), "{name}: a GPS photo gets a time zone: {loc}");
+            assert!(
+                (loc["latitude"].as_f64().unwrap() - lat).abs() < 1e-5,
+                "{name}: {loc}"
+            );
+            assert!(
+                (loc["longitude"].as_f64().unwrap() - lon).abs() < 1e-5,
+                "{name}: {loc}"
+            );
+            assert!(
+                loc["timezone"].is_string(),
+                "{name}: a GPS photo gets a time zone: {loc}"
+            );
         }
         _ => assert!(m["location"].is_null(), "{name}: no GPS, no location: {m}"),
     }
     if let Some(dto) = want["DateTimeOriginal"].as_str() {
         // "2008:10:22 16:28:39" → the local wall-clock part of taken_at.
         let local = dto.replacen(':', "-", 2).replace(' ', "T");
-        let taken = m["taken_at"].as_str().unwrap_or_else(|| panic!("{name}: no taken_at: {m}"));
-        assert!(taken.starts_with(&local), "{name}: taken_at {taken} vs DateTimeOriginal {dto}");
+        let taken = m["taken_at"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no taken_at: {m}"));
+        assert!(
+            taken.starts_with(&local),
+            "{name}: taken_at {taken} vs DateTimeOriginal {dto}"
+        );
         if let Some(offset) = want["OffsetTimeOriginal"].as_str() {
-            assert!(taken.ends_with(offset), "{name}: taken_at {taken} lacks offset {offset}");
+            assert!(
+                taken.ends_with(offset),
+                "{name}: taken_at {taken} lacks offset {offset}"
+            );
         }
     }
-    let display = (m["width"].as_u64().unwrap() as u32, m["height"].as_u64().unwrap() as u32);
-    if let (Some(w), Some(h)) = (want["display_width"].as_u64(), want["display_height"].as_u64()) {
+    let display = (
+        m["width"].as_u64().unwrap() as u32,
+        m["height"].as_u64().unwrap() as u32,
+    );
+    if let (Some(w), Some(h)) = (
+        want["display_width"].as_u64(),
+        want["display_height"].as_u64(),
+    ) {
         assert_eq!(display, (w as u32, h as u32), "{name}: displayed size");
     }
     for (kind, edge) in [("thumb", 250), ("preview", 1440)] {
-        let (status, img) = app.get_bytes(token, &format!("/v1/media/{id}/thumbnails/{kind}")).await;
+        let (status, img) = app
+            .get_bytes(token, &format!("/v1/media/{id}/thumbnails/{kind}"))
+            .await;
         assert_eq!(status, 200, "{name} {kind}");
         let size = image_size(&img);
-        assert_eq!(short_edge(size), edge.min(short_edge(display)), "{name} {kind} {size:?} of {display:?}");
+        assert_eq!(
+            short_edge(size),
+            edge.min(short_edge(display)),
+            "{name} {kind} {size:?} of {display:?}"
+        );
         // Upright: the rendition has the displayed (post-orientation) aspect.
-        assert_eq!(size.0 >= size.1, display.0 >= display.1, "{name} {kind} {size:?} not upright vs {display:?}");
+        assert_eq!(
+            size.0 >= size.1,
+            display.0 >= display.1,
+            "{name} {kind} {size:?} not upright vs {display:?}"
+        );
     }
 }
 
@@ -70,27 +107,48 @@ async fn fixtures_ingest_end_to_end(pool: PgPool) {
     let app = TestApp::start(pool, true).await;
     let (_, token) = app.user("photos@example.org").await;
     let want = expected();
-    let files: Vec<(&str, Vec<u8>)> =
-        want.keys().map(|name| (name.as_str(), std::fs::read(fixtures().join(name)).unwrap())).collect();
+    let files: Vec<(&str, Vec<u8>)> = want
+        .keys()
+        .map(|name| (name.as_str(), std::fs::read(fixtures().join(name)).unwrap()))
+        .collect();
     let (status, body) = app.upload(&token, &files).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["job"]["status"], "pending");
-    let job = app.wait_job(&token, body["job"]["id"].as_str().unwrap(), Duration::from_secs(180)).await;
+    let job = app
+        .wait_job(
+            &token,
+            body["job"]["id"].as_str().unwrap(),
+            Duration::from_secs(180),
+        )
+        .await;
     assert_eq!(job["output_data"]["completed"], files.len(), "{job}");
     assert!(job["started_at"].is_string() && job["completed_at"].is_string());
 
     for uploaded in body["media"].as_array().unwrap() {
         let name = uploaded["filename"].as_str().unwrap();
-        let (status, m) = app.get(&token, &format!("/v1/media/{}", uploaded["id"].as_str().unwrap())).await;
+        let (status, m) = app
+            .get(
+                &token,
+                &format!("/v1/media/{}", uploaded["id"].as_str().unwrap()),
+            )
+            .await;
         assert_eq!(status, 200);
         check_photo(&app, &token, name, &want[name], &m).await;
     }
 
     // The original comes back byte for byte.
     let first = &body["media"][0];
-    let (status, original) = app.get_bytes(&token, &format!("/v1/media/{}/original", first["id"].as_str().unwrap())).await;
+    let (status, original) = app
+        .get_bytes(
+            &token,
+            &format!("/v1/media/{}/original", first["id"].as_str().unwrap()),
+        )
+        .await;
     assert_eq!(status, 200);
-    assert_eq!(original, std::fs::read(fixtures().join(first["filename"].as_str().unwrap())).unwrap());
+    assert_eq!(
+        original,
+        std::fs::read(fixtures().join(first["filename"].as_str().unwrap())).unwrap()
+    );
 
     // The timeline: newest first, paged by cursor, every file once.
     let mut seen = Vec::new();
@@ -98,7 +156,13 @@ async fn fixtures_ingest_end_to_end(pool: PgPool) {
     loop {
         let (status, page) = app.get(&token, &path).await;
         assert_eq!(status, 200, "{page}");
-        seen.extend(page["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_owned()));
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_owned()),
+        );
         match page["next_cursor"].as_str() {
             Some(c) => path = format!("/v1/media?limit=4&cursor={c}"),
             None => break,
@@ -115,9 +179,20 @@ async fn same_bytes_twice_is_a_duplicate_and_delete_removes_everything(pool: PgP
     let (user, token) = app.user("dup@example.org").await;
     let bytes = std::fs::read(fixtures().join("DSCN0010.jpg")).unwrap();
     let (_, first) = app.upload(&token, &[("a.jpg", bytes.clone())]).await;
-    app.wait_job(&token, first["job"]["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    app.wait_job(
+        &token,
+        first["job"]["id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
     let (_, second) = app.upload(&token, &[("b.jpg", bytes)]).await;
-    let job = app.wait_job(&token, second["job"]["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    let job = app
+        .wait_job(
+            &token,
+            second["job"]["id"].as_str().unwrap(),
+            Duration::from_secs(60),
+        )
+        .await;
     assert_eq!(job["output_data"]["duplicate"], 1, "{job}");
 
     let original = first["media"][0]["id"].as_str().unwrap();
@@ -126,17 +201,32 @@ async fn same_bytes_twice_is_a_duplicate_and_delete_removes_everything(pool: PgP
     assert_eq!(m["processing_status"], "duplicate");
     assert_eq!(m["duplicate_of"], original);
     let copy_dir = app.storage_dir.join(format!("media/{user}/{copy}"));
-    assert!(!copy_dir.join("original").exists(), "the duplicate's stored copy is removed");
+    assert!(
+        !copy_dir.join("original").exists(),
+        "the duplicate's stored copy is removed"
+    );
 
-    let resp = app.http.delete(format!("{}/v1/media/{original}", app.base)).bearer_auth(&token).send().await.unwrap();
+    let resp = app
+        .http
+        .delete(format!("{}/v1/media/{original}", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 204);
-    assert_eq!(app.get(&token, &format!("/v1/media/{original}")).await.0, 404);
+    assert_eq!(
+        app.get(&token, &format!("/v1/media/{original}")).await.0,
+        404
+    );
     assert_eq!(app.get(&token, &format!("/v1/media/{copy}")).await.0, 404);
     let dir = app.storage_dir.join(format!("media/{user}/{original}"));
     for f in ["original", "thumb", "preview"] {
         assert!(!dir.join(f).exists(), "{f} left in storage");
     }
     // The location stays: it is the user's place, possibly used by other rows.
-    let places: i64 = sqlx::query_scalar("SELECT count(*) FROM locations").fetch_one(&app.pool).await.unwrap();
+    let places: i64 = sqlx::query_scalar("SELECT count(*) FROM locations")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(places, 1);
 }

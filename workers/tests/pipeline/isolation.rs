@@ -15,7 +15,8 @@ async fn users_never_see_each_others_media(pool: PgPool) {
     assert_eq!(status, 202, "{body}");
     let job = body["job"]["id"].as_str().unwrap().to_owned();
     let media = body["media"][0]["id"].as_str().unwrap().to_owned();
-    app.wait_job(&alice, &job, std::time::Duration::from_secs(60)).await;
+    app.wait_job(&alice, &job, std::time::Duration::from_secs(60))
+        .await;
 
     for path in [
         format!("/v1/media/{media}"),
@@ -25,16 +26,37 @@ async fn users_never_see_each_others_media(pool: PgPool) {
         format!("/v1/jobs/{job}"),
     ] {
         assert_eq!(app.get_bytes(&alice, &path).await.0, 200, "{path}");
-        assert_eq!(app.get_bytes(&bob, &path).await.0, 404, "{path} leaked to another user");
+        assert_eq!(
+            app.get_bytes(&bob, &path).await.0,
+            404,
+            "{path} leaked to another user"
+        );
         assert_eq!(app.get_bytes("wrong-token", &path).await.0, 401, "{path}");
-        let anonymous = app.http.get(format!("{}{path}", app.base)).send().await.unwrap();
+        let anonymous = app
+            .http
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(anonymous.status().as_u16(), 401, "{path}");
     }
     let (_, list) = app.get(&bob, "/v1/media").await;
     assert_eq!(list["items"].as_array().map(Vec::len), Some(0));
-    let retry = app.http.post(format!("{}/v1/media/{media}/retry", app.base)).bearer_auth(&bob).send().await.unwrap();
+    let retry = app
+        .http
+        .post(format!("{}/v1/media/{media}/retry", app.base))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(retry.status().as_u16(), 404);
-    let del = app.http.delete(format!("{}/v1/media/{media}", app.base)).bearer_auth(&bob).send().await.unwrap();
+    let del = app
+        .http
+        .delete(format!("{}/v1/media/{media}", app.base))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(del.status().as_u16(), 404);
     // Still there for its owner.
     assert_eq!(app.get(&alice, &format!("/v1/media/{media}")).await.0, 200);
