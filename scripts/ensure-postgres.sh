@@ -13,6 +13,22 @@ DB_NAME=${TIMELINE_DB_NAME:-timeline}
 root=$(cd "$(dirname "$0")/.." && pwd)
 log() { echo "ensure-postgres: $*" >&2; }
 
+# Prints the URL of DB_NAME on 127.0.0.1:$1, creating the database first if it is missing (so
+# tools that connect to it directly, like `#[sqlx::test]`'s setup, find it on a fresh server).
+emit() {
+  local port=$1 psql_bin
+  psql_bin=$(command -v psql || ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ -n "$psql_bin" ] && [ "$DB_NAME" != postgres ]; then
+    local admin="postgres://postgres@127.0.0.1:$port/postgres"
+    if ! "$psql_bin" "$admin" -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'" | grep -q 1; then
+      log "creating database $DB_NAME"
+      "$psql_bin" "$admin" -qc "CREATE DATABASE \"$DB_NAME\"" >&2 || true
+    fi
+  fi
+  echo "postgres://postgres@127.0.0.1:$port/$DB_NAME"
+  exit 0
+}
+
 if [ -n "${DATABASE_URL:-}" ]; then
   echo "$DATABASE_URL"; exit 0
 fi
@@ -26,7 +42,7 @@ answers() { # host port
 }
 
 if answers 127.0.0.1 5432; then
-  echo "postgres://postgres@127.0.0.1:5432/$DB_NAME"; exit 0
+  emit 5432
 fi
 
 bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
@@ -51,7 +67,7 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 if [ -f "$pgroot/port" ] && answers 127.0.0.1 "$(cat "$pgroot/port")"; then
-  echo "postgres://postgres@127.0.0.1:$(cat "$pgroot/port")/$DB_NAME"; exit 0
+  emit "$(cat "$pgroot/port")"
 fi
 
 if [ ! -f "$data/PG_VERSION" ]; then
@@ -63,4 +79,4 @@ echo "$port" > "$pgroot/port"
 log "starting PostgreSQL on 127.0.0.1:$port"
 as_pg "$bindir/pg_ctl" -D "$data" -l "$pgroot/server.log" -w -t 60 \
   -o "-p $port -c listen_addresses=127.0.0.1 -k $pgroot -c max_connections=200 -c fsync=off" start >&2
-echo "postgres://postgres@127.0.0.1:$port/$DB_NAME"
+emit "$port"
