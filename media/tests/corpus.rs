@@ -1,4 +1,4 @@
-//! Runs over the whole shared photo corpus (`/work/shared/corpus`, or `$TIMELINE_CORPUS`) when
+//! Runs over the whole shared photo corpus (`../shared/corpus` beside the repository, as in CI, or `$TIMELINE_CORPUS`) when
 //! it exists, and is skipped with a note otherwise: every photo renders (or, for `bad/`, fails
 //! cleanly) and the EXIF facts match exiftool's `exiftool.json`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic: a panic is a failed test
@@ -19,7 +19,9 @@ use timeline_media::thumbnail::{Limits, ThumbnailError, render};
 fn corpus_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("TIMELINE_CORPUS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/corpus"));
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus"))
+        });
     dir.join("exiftool.json").is_file().then_some(dir)
 }
 

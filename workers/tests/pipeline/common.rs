@@ -197,3 +197,47 @@ impl TestApp {
 pub fn fixtures() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures"))
 }
+
+/// Every file under `dir`, recursively.
+pub fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+impl TestApp {
+    /// Sends a signal to the worker process (`KILL`, `TERM`) and, for KILL, reaps it.
+    pub fn signal_worker(&mut self, signal: &str) -> Option<u32> {
+        let w = self.worker.as_mut()?;
+        let pid = w.id();
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .ok()?;
+        assert!(status.success(), "kill -{signal} {pid}");
+        Some(pid)
+    }
+
+    /// Waits up to `timeout` for the worker process to exit; returns whether it exited 0.
+    pub fn wait_worker_exit(&mut self, timeout: Duration) -> Option<bool> {
+        let started = Instant::now();
+        let w = self.worker.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = w.try_wait() {
+                self.worker = None;
+                return Some(status.success());
+            }
+            if started.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::common::{TestApp, fixtures};
+use crate::common::{TestApp, fixtures, walk};
 
 /// The repo's bad files, plus ../shared/corpus/bad when it is present (as in CI).
 fn bad_files() -> Vec<PathBuf> {
@@ -153,17 +153,4 @@ async fn refused_uploads_store_nothing(pool: PgPool) {
             .all(|p| !p.contains("passwd") && !p.contains("..")),
         "{paths:?}"
     );
-}
-
-fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }

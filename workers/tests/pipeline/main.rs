@@ -7,7 +7,9 @@
 )]
 
 mod common;
+mod corpus;
 mod hostile;
 mod ingest;
 mod isolation;
+mod recovery;
 mod transactional;
