@@ -21,7 +21,7 @@ $bin/timeline seed
 
 echo "== start the platform (web + worker, as in the Procfile)"
 $bin/timeline serve & web=$!
-$bin/timeline-worker & worker=$!
+$bin/timeline-worker 2>>target/demo-worker.log & worker=$!  # its warnings (hostile files) go to the log
 trap 'kill $web $worker 2>/dev/null; wait 2>/dev/null' EXIT
 for _ in $(seq 50); do curl -fs "http://$TIMELINE_ADDR/healthz" >/dev/null && break; sleep 0.2; done
 

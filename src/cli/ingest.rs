@@ -1,9 +1,12 @@
 //! `timeline ingest DIR --email E`: imports a folder through the same queues as the API, shows
 //! the job's progress, waits for the end and prints a summary.
 
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
 
@@ -13,6 +16,7 @@ use crate::db;
 use crate::db::uploads::NewMedia;
 use crate::media_type::MediaType;
 use crate::models::JobStatus;
+use crate::models::system::DataProcessingJob;
 use crate::storage::{Rendition, Storage};
 
 /// Flags of `timeline ingest`.
@@ -55,6 +59,19 @@ fn files_under(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// A file that was refused: its name and why.
+type Refusal = (String, String);
+/// One file's outcome: stored as a new media row, or refused.
+type Stored = Result<NewMedia, Refusal>;
+
+/// Files per submitted job. Submitting in chunks lets the workers start on the first photos
+/// while the rest are still being stored, instead of idling through the whole upload; each
+/// chunk is atomic (rows, job and queue tasks in one transaction), like an app uploading an
+/// album in parts.
+const CHUNK: usize = 10;
+/// Files read and stored at once.
+const STORE_CONCURRENCY: usize = 4;
+
 pub(super) async fn run(cfg: &DatabaseConfig, args: IngestArgs) -> Result<(), Error> {
     let pool = db::connect(cfg).await?;
     let user = db::users::find_id_by_email(&pool, &args.email)
@@ -65,114 +82,195 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: IngestArgs) -> Result<(), Er
         .open()
         .map_err(|e| Error::Invalid(e.to_string()))?;
     let files = files_under(&args.dir)?;
-    let (media, refused) = store_files(&storage, user, &files).await?;
-    if media.is_empty() {
+    // The clock covers everything: reading, storing, rows and queue, processing.
+    let started = Instant::now();
+    let refused_count = AtomicUsize::new(0);
+    let (job_tx, job_rx) = tokio::sync::mpsc::unbounded_channel();
+    let producer = submit_all(&pool, &storage, user, &files, job_tx, &refused_count);
+    let waiter = wait(
+        &pool,
+        user,
+        job_rx,
+        files.len(),
+        &refused_count,
+        Duration::from_secs(args.timeout_secs),
+    );
+    let (refused, jobs) = tokio::try_join!(producer, waiter)?;
+    if jobs.is_empty() {
         return Err(Error::Invalid(format!(
             "no image in {} ({} files refused)",
             args.dir.display(),
             refused.len()
         )));
     }
-    let mut tx = pool.begin().await?;
-    let job = crate::ingest::submit(&mut tx, user, &media)
-        .await
-        .map_err(|e| Error::Invalid(e.to_string()))?;
-    tx.commit().await?;
-    let started = Instant::now();
-    let job = wait(
-        &pool,
-        user,
-        job.id,
-        media.len(),
-        Duration::from_secs(args.timeout_secs),
-    )
-    .await?;
     let secs = started.elapsed().as_secs_f64();
-    summarize(&pool, &job, &refused, secs, args.list).await
+    summarize(&pool, &jobs, &refused, secs, args.list).await
 }
 
-/// Stores each recognised image; returns the stored ones and the refused (name, reason).
+/// Stores and submits the files chunk by chunk, announcing each job on `jobs`; returns the
+/// refused files. Dropping `jobs` at the end tells the waiter that no more will come.
+async fn submit_all(
+    pool: &sqlx::PgPool,
+    storage: &Storage,
+    user: Uuid,
+    files: &[PathBuf],
+    jobs: tokio::sync::mpsc::UnboundedSender<Uuid>,
+    refused_count: &AtomicUsize,
+) -> Result<Vec<(String, String)>, Error> {
+    let mut refused = Vec::new();
+    for chunk in files.chunks(CHUNK) {
+        let (media, mut nope) = store_files(storage, user, chunk).await?;
+        refused_count.fetch_add(nope.len(), Ordering::Relaxed);
+        refused.append(&mut nope);
+        if media.is_empty() {
+            continue;
+        }
+        let mut tx = pool.begin().await?;
+        let job = crate::ingest::submit(&mut tx, user, &media)
+            .await
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        tx.commit().await?;
+        // The waiter only ends once every announced job has; it cannot be gone here.
+        let _ = jobs.send(job.id);
+    }
+    Ok(refused)
+}
+
+/// Stores each recognised image (a few at a time, in order); returns the stored ones and the
+/// refused (name, reason).
 async fn store_files(
     storage: &Storage,
     user: Uuid,
     files: &[PathBuf],
 ) -> Result<(Vec<NewMedia>, Vec<(String, String)>), Error> {
+    let stored: Vec<Result<Stored, Error>> = futures::stream::iter(files)
+        .map(|path| store_one(storage, user, path))
+        .buffered(STORE_CONCURRENCY)
+        .collect()
+        .await;
     let mut media = Vec::new();
     let mut refused = Vec::new();
-    for path in files {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let bytes = tokio::fs::read(path).await?;
-        let Some(kind) = MediaType::sniff(&bytes) else {
-            refused.push((name, "not an image this system can handle".to_owned()));
-            continue;
-        };
-        let id = Uuid::new_v4();
-        let key = Storage::key(user, id, Rendition::Original);
-        let size = bytes.len();
-        storage
-            .put(&key, bytes.into())
-            .await
-            .map_err(|e| Error::Invalid(e.to_string()))?;
-        media.push(NewMedia {
-            id,
-            user_id: user,
-            filename: name,
-            file_path: key.to_string(),
-            file_size: i64::try_from(size).unwrap_or(i64::MAX),
-            mime_type: kind.mime(),
-        });
+    for outcome in stored {
+        match outcome? {
+            Ok(m) => media.push(m),
+            Err(r) => refused.push(r),
+        }
     }
     Ok((media, refused))
 }
 
-/// Polls the job, drawing its progress, until it ends or `timeout` passes.
+/// Reads, sniffs and stores one file: the new media row, or why it was refused.
+async fn store_one(storage: &Storage, user: Uuid, path: &Path) -> Result<Stored, Error> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let bytes = tokio::fs::read(path).await?;
+    let Some(kind) = MediaType::sniff(&bytes) else {
+        return Ok(Err((
+            name,
+            "not an image this system can handle".to_owned(),
+        )));
+    };
+    let id = Uuid::new_v4();
+    let key = Storage::key(user, id, Rendition::Original);
+    let size = bytes.len();
+    storage
+        .put(&key, bytes.into())
+        .await
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    Ok(Ok(NewMedia {
+        id,
+        user_id: user,
+        filename: name,
+        file_path: key.to_string(),
+        file_size: i64::try_from(size).unwrap_or(i64::MAX),
+        mime_type: kind.mime(),
+    }))
+}
+
+/// Polls the announced jobs, drawing their combined progress, until the producer is done and
+/// every job has ended (or `timeout` passes). Returns the final jobs in submission order.
 async fn wait(
     pool: &sqlx::PgPool,
     user: Uuid,
-    job_id: Uuid,
+    mut announced: tokio::sync::mpsc::UnboundedReceiver<Uuid>,
     total: usize,
+    refused: &AtomicUsize,
     timeout: Duration,
-) -> Result<crate::models::system::DataProcessingJob, Error> {
-    let bar = ProgressBar::new(100);
+) -> Result<Vec<DataProcessingJob>, Error> {
+    let bar = ProgressBar::new(u64::try_from(total).unwrap_or(u64::MAX));
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos:>3}% {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} files {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = Instant::now();
     let mut warned = false;
+    // Without a terminal (CI, logs, the demo) the bar is hidden: print a line per change.
+    let plain = !std::io::stderr().is_terminal();
+    let mut last_line = String::new();
+    let mut ids = Vec::new();
+    let mut producing = true;
     loop {
+        loop {
+            match announced.try_recv() {
+                Ok(id) => ids.push(id),
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                    producing = false;
+                    break;
+                }
+            }
+        }
         let mut conn = pool.acquire().await?;
-        let job = db::jobs::get(&mut conn, user, job_id)
-            .await?
-            .ok_or_else(|| Error::Invalid("job vanished".into()))?;
-        bar.set_position(u64::try_from(job.progress).unwrap_or(0));
-        let done = ["completed", "failed", "duplicate"]
+        let mut jobs = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let job = db::jobs::get(&mut conn, user, *id)
+                .await?
+                .ok_or_else(|| Error::Invalid(format!("job {id} vanished")))?;
+            jobs.push(job);
+        }
+        let ended = |j: &DataProcessingJob| {
+            matches!(
+                j.status,
+                JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+            )
+        };
+        let done = jobs
             .iter()
-            .filter_map(|k| job.output_data.get(*k).and_then(serde_json::Value::as_u64))
-            .sum::<u64>();
-        bar.set_message(format!("{done}/{total} files"));
-        if matches!(
-            job.status,
-            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
-        ) {
+            .map(|j| {
+                ["completed", "failed", "duplicate"]
+                    .iter()
+                    .filter_map(|k| j.output_data.get(*k).and_then(serde_json::Value::as_u64))
+                    .sum::<u64>()
+            })
+            .sum::<u64>()
+            + u64::try_from(refused.load(Ordering::Relaxed)).unwrap_or(0);
+        bar.set_position(done);
+        let pct = done * 100 / u64::try_from(total.max(1)).unwrap_or(1);
+        bar.set_message(format!("({} jobs)", jobs.len()));
+        let line = format!("ingest: {pct}% ({done}/{total} files, {} jobs)", jobs.len());
+        if plain && line != last_line {
+            let _ = writeln!(std::io::stderr(), "{line}");
+            last_line = line;
+        }
+        if !producing && jobs.iter().all(ended) {
             bar.finish();
-            return Ok(job);
+            return Ok(jobs);
         }
         if !warned
             && started.elapsed() > Duration::from_secs(10)
             && db::report::live_workers(&mut *conn).await? == 0
         {
-            bar.println("no timeline-worker is running: start one (`timeline-worker`) and this job will proceed");
+            bar.println("no timeline-worker is running: start one (`timeline-worker`) and the import will proceed");
             warned = true;
         }
         if started.elapsed() > timeout {
             bar.abandon();
             return Err(Error::Invalid(format!(
-                "job {job_id} still {} after {}s",
-                job.status,
+                "import not finished after {}s ({done}/{total} files)",
                 timeout.as_secs()
             )));
         }
@@ -183,29 +281,32 @@ async fn wait(
 
 async fn summarize(
     pool: &sqlx::PgPool,
-    job: &crate::models::system::DataProcessingJob,
+    jobs: &[DataProcessingJob],
     refused: &[(String, String)],
     secs: f64,
     list: bool,
 ) -> Result<(), Error> {
-    let rows = db::report::job_media(pool, job.id).await?;
+    let mut rows = Vec::new();
+    for job in jobs {
+        rows.extend(db::report::job_media(pool, job.id).await?);
+    }
     if list {
         for r in &rows {
             write_line(&super::report::photo_line(r))?;
         }
     }
     let count = |k: &str| {
-        job.output_data
-            .get(k)
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0)
+        jobs.iter()
+            .filter_map(|j| j.output_data.get(k).and_then(serde_json::Value::as_u64))
+            .sum::<u64>()
     };
+    let first = jobs.first().map(|j| j.id.to_string()).unwrap_or_default();
     write_line(&format!(
-        "job {}: {} files in {:.1}s ({:.1} images/s): {} completed, {} failed, {} duplicate, {} refused",
-        job.id,
+        "{} files in {:.1}s ({:.1} images/s, {} jobs from {first}): {} completed, {} failed, {} duplicate, {} refused",
         rows.len(),
         secs,
         rows.len() as f64 / secs.max(1e-9),
+        jobs.len(),
         count("completed"),
         count("failed"),
         count("duplicate"),

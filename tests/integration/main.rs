@@ -12,6 +12,7 @@ mod common;
 mod constraints;
 mod migrations;
 mod queries;
+mod queue;
 mod rls;
 mod schema;
 mod seed;

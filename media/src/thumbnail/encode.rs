@@ -6,6 +6,8 @@ use super::{Rendition, RgbBuf, ThumbnailError};
 
 /// libwebp refuses sides above 16383 px (very long panoramas); those thumbs fall back to JPEG.
 const WEBP_MAX_SIDE: u32 = 16_383;
+/// libwebp's speed/size trade-off (0 fastest .. 6 smallest).
+const WEBP_METHOD: i32 = 2;
 
 /// Baseline JPEG, 4:2:0, at `quality`.
 pub(super) fn jpeg(img: &RgbBuf, quality: i32) -> Result<Rendition, ThumbnailError> {
@@ -37,8 +39,17 @@ pub(super) fn webp_or_jpeg(
     jpeg_quality: i32,
 ) -> Result<Rendition, ThumbnailError> {
     if img.width <= WEBP_MAX_SIDE && img.height <= WEBP_MAX_SIDE {
-        let encoded = webp::Encoder::from_rgb(&img.data, img.width, img.height)
-            .encode_simple(false, webp_quality);
+        let encoded = webp::WebPConfig::new()
+            .map_err(|()| ThumbnailError::Encode("WebP: no config".into()))
+            .and_then(|mut config| {
+                config.quality = webp_quality;
+                // Method 2 of 0..=6: at thumbnail sizes it encodes in about half the time of the
+                // default 4 for a file a few percent larger.
+                config.method = WEBP_METHOD;
+                webp::Encoder::from_rgb(&img.data, img.width, img.height)
+                    .encode_advanced(&config)
+                    .map_err(|e| ThumbnailError::Encode(format!("WebP: {e:?}")))
+            });
         if let Ok(memory) = encoded {
             return Ok(Rendition {
                 bytes: memory.to_vec(),

@@ -43,6 +43,9 @@ pub(super) fn decode(
     };
     decompressor.set_scaling_factor(factor).map_err(fail)?;
     decompressor.set_scan_limit(MAX_SCANS).map_err(fail)?;
+    // Replicating chroma instead of libjpeg's triangle filter saves about a fifth of the
+    // decode; the difference is far below what the following downscale keeps.
+    decompressor.set_fast_upsample(true).map_err(fail)?;
     let scaled = header.scaled(factor);
     let (sw, sh) = header_size(&scaled)?;
     check_limits(sw, sh, 3, limits)?;

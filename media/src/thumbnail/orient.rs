@@ -59,14 +59,26 @@ fn swap_axes(img: &RgbBuf, orientation: u16) -> RgbBuf {
     let (sw, sh) = (img.width as usize, img.height as usize);
     let (ow, oh) = (sh, sw);
     let mut out = vec![0u8; img.data.len()];
+    // Source pixel index of output (ox, oy) is linear in ox: `first(oy) + ox * step`, so the
+    // inner loop is a strided gather with no per-pixel branching.
+    let (step, first): (isize, Box<dyn Fn(usize) -> usize>) = match orientation {
+        5 => (sw as isize, Box::new(|oy| oy)),
+        6 => (-(sw as isize), Box::new(move |oy| (sh - 1) * sw + oy)),
+        7 => (
+            -(sw as isize),
+            Box::new(move |oy| (sh - 1) * sw + (sw - 1 - oy)),
+        ),
+        _ => (sw as isize, Box::new(move |oy| sw - 1 - oy)), // 8
+    };
     for ty in (0..oh).step_by(TILE) {
         for tx in (0..ow).step_by(TILE) {
+            let tx_end = (tx + TILE).min(ow);
             for oy in ty..(ty + TILE).min(oh) {
-                for ox in tx..(tx + TILE).min(ow) {
-                    let (sx, sy) = source_of(orientation, ox, oy, sw, sh);
-                    let s = (sy * sw + sx) * 3;
-                    let d = (oy * ow + ox) * 3;
-                    out[d..d + 3].copy_from_slice(&img.data[s..s + 3]);
+                let base = first(oy) as isize;
+                let row = &mut out[(oy * ow + tx) * 3..(oy * ow + tx_end) * 3];
+                for (i, px) in row.chunks_exact_mut(3).enumerate() {
+                    let s = (base + (tx + i) as isize * step) as usize * 3;
+                    px.copy_from_slice(&img.data[s..s + 3]);
                 }
             }
         }
@@ -75,17 +87,6 @@ fn swap_axes(img: &RgbBuf, orientation: u16) -> RgbBuf {
         data: out,
         width: img.height,
         height: img.width,
-    }
-}
-
-/// Source coordinate of output pixel (ox, oy) for an axis-swapping orientation of a `sw`×`sh`
-/// source.
-fn source_of(orientation: u16, ox: usize, oy: usize, sw: usize, sh: usize) -> (usize, usize) {
-    match orientation {
-        5 => (oy, ox),
-        6 => (oy, sh - 1 - ox),
-        7 => (sw - 1 - oy, sh - 1 - ox),
-        _ => (sw - 1 - oy, ox), // 8
     }
 }
 

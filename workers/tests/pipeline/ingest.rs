@@ -118,6 +118,11 @@ async fn fixtures_ingest_end_to_end(pool: PgPool) {
         .keys()
         .map(|name| (name.as_str(), std::fs::read(fixtures().join(name)).unwrap()))
         .collect();
+    for (name, bytes) in &files {
+        // The recorded reference is the hash of the file as it is in the repository.
+        let sha = hex::encode(Sha256::digest(bytes));
+        assert_eq!(want[*name]["sha256"], sha.as_str(), "{name}");
+    }
     let (status, body) = app.upload(&token, &files).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["job"]["status"], "pending");
