@@ -10,4 +10,6 @@ pub struct Context {
     pub pool: PgPool,
     pub storage: Storage,
     pub limits: Limits,
+    /// Deadline of one CPU stage; past it the file fails and the pool moves on.
+    pub step_timeout: std::time::Duration,
 }

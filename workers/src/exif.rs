@@ -21,7 +21,10 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
         return Ok(());
     };
     let bytes = step::original(&ctx.storage, &media).await?;
-    let facts = step::cpu(move || timeline_media::exif::extract(&bytes)).await?;
+    let facts = step::cpu(ctx.step_timeout, move || {
+        timeline_media::exif::extract(&bytes)
+    })
+    .await?;
     let facts = match facts {
         Ok(f) => f,
         Err(e) => {
@@ -30,7 +33,10 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
             return step::finish(ctx, &media, Step::Exif, Err(&reason), attempt).await;
         }
     };
-    let place = facts.gps.clone().map(|gps| step::cpu(move || locate(&gps)));
+    let place = facts
+        .gps
+        .clone()
+        .map(|gps| step::cpu(ctx.step_timeout, move || locate(&gps)));
     let location = match place {
         Some(fut) => Some(fut.await?),
         None => None,

@@ -31,7 +31,10 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
         return Ok(());
     };
     let bytes = step::original(&ctx.storage, &media).await?;
-    let hash = step::cpu(move || timeline_media::hash::sha256_hex(&bytes)).await?;
+    let hash = step::cpu(ctx.step_timeout, move || {
+        timeline_media::hash::sha256_hex(&bytes)
+    })
+    .await?;
 
     let mut tx = ctx.pool.begin().await?;
     match db::pipeline::set_hash(&mut tx, media.id, &hash).await {

@@ -34,6 +34,9 @@ pub struct Args {
     /// Steps in flight per pool (default: the number of CPUs).
     #[arg(long, env = "TIMELINE_CONCURRENCY")]
     pub concurrency: Option<usize>,
+    /// Seconds one CPU stage of a step may take before the file is failed as pathological.
+    #[arg(long, env = "TIMELINE_STEP_TIMEOUT_SECS", default_value_t = step::CPU_TIMEOUT.as_secs_f64())]
+    pub step_timeout_secs: f64,
 }
 
 /// Errors that stop the worker process.
@@ -80,6 +83,8 @@ pub async fn run() -> Result<(), Error> {
         pool,
         storage,
         limits: timeline_media::thumbnail::Limits::default(),
+        step_timeout: std::time::Duration::try_from_secs_f64(args.step_timeout_secs.max(0.001))
+            .map_err(|e| Error::Config(format!("--step-timeout-secs: {e}")))?,
     });
     let housekeeping = tokio::spawn(housekeeping(ctx.pool.clone()));
     let result = pools::run(ctx, &steps, concurrency).await;

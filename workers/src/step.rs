@@ -10,7 +10,8 @@ use tracing::Instrument;
 
 use crate::context::Context;
 
-/// Longest a single decode may take before the file is failed as pathological.
+/// Default longest a single CPU stage (hash, EXIF, decode + render) may take before the file
+/// is failed as pathological (`--step-timeout-secs`). A 100 MP image renders in a few seconds.
 pub const CPU_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How a step failed.
@@ -49,17 +50,17 @@ impl From<timeline::jobs::Error> for StepError {
 
 /// Runs `f` on the blocking pool with a deadline: CPU work never stalls the async threads, and
 /// a hanging decoder is abandoned (its thread finishes on its own) while the pool moves on.
-pub async fn cpu<T, F>(f: F) -> Result<T, StepError>
+pub async fn cpu<T, F>(timeout: Duration, f: F) -> Result<T, StepError>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    match tokio::time::timeout(CPU_TIMEOUT, tokio::task::spawn_blocking(f)).await {
+    match tokio::time::timeout(timeout, tokio::task::spawn_blocking(f)).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(join)) => Err(StepError::Permanent(format!("processing crashed: {join}"))),
         Err(_) => Err(StepError::Permanent(format!(
             "processing took longer than {}s",
-            CPU_TIMEOUT.as_secs()
+            timeout.as_secs_f64()
         ))),
     }
 }

@@ -187,3 +187,36 @@ async fn sigterm_drains_or_requeues_in_flight_steps(pool: PgPool) {
     eprintln!("after SIGTERM, the rest finished in {took:?}");
     assert_no_duplicates(&app, photos.len()).await;
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_hanging_step_is_cut_off_and_the_pool_moves_on(pool: PgPool) {
+    let mut app = TestApp::start(pool, false).await;
+    // An 81 MP blank PNG (inside the pixel limit, so it is decoded) takes seconds; a half-second
+    // deadline stands in for a decoder that never returns.
+    app.start_worker(&["--concurrency", "1", "--step-timeout-secs", "0.5"]);
+    let (_, token) = app.user("slow@example.org").await;
+    let slow = std::fs::read(fixtures().join("slow/blank_81mp.png")).unwrap();
+    let good = std::fs::read(fixtures().join("no_exif.jpg")).unwrap();
+    let (status, body) = app
+        .upload(&token, &[("slow.png", slow), ("good.jpg", good)])
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let job = app
+        .wait_job(
+            &token,
+            body["job"]["id"].as_str().unwrap(),
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(job["output_data"]["failed"], 1, "{job}");
+    assert_eq!(
+        job["output_data"]["completed"], 1,
+        "the pool moved on: {job}"
+    );
+    let slow_id = body["media"][0]["id"].as_str().unwrap();
+    let (_, m) = app.get(&token, &format!("/v1/media/{slow_id}")).await;
+    assert_eq!(m["processing_status"], "failed");
+    let reason = m["error_message"].as_str().unwrap_or_default();
+    assert!(reason.contains("took longer than"), "{reason}");
+    assert!(app.worker_alive(), "the worker survives a hanging step");
+}
