@@ -63,6 +63,15 @@ impl From<sqlx::Error> for ApiError {
             | sqlx::Error::Io(_)
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => Self::Unavailable(e),
+            // Connection exceptions (08), operator intervention such as a server shutting down
+            // (57), too many connections (53300): the database is away, not the request wrong.
+            sqlx::Error::Database(ref db)
+                if db.code().is_some_and(|c| {
+                    c.starts_with("08") || c.starts_with("57") || c == "53300"
+                }) =>
+            {
+                Self::Unavailable(e)
+            }
             other => Self::Internal(format!("database: {other}")),
         }
     }

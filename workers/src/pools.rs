@@ -106,7 +106,16 @@ pub async fn run(
     steps: &[Step],
     concurrency: usize,
 ) -> Result<(), MonitorError> {
-    let mut monitor = Monitor::new().shutdown_timeout(SHUTDOWN_GRACE);
+    // A pool whose backend fails (the database went away: every poll and heartbeat errors)
+    // is rebuilt rather than left dead; each attempt first waits out the pool's acquire
+    // timeout, so a long outage costs a warning every few seconds, not a spin. Tasks the old
+    // pool held are re-queued by the heartbeat sweep.
+    let mut monitor = Monitor::new()
+        .shutdown_timeout(SHUTDOWN_GRACE)
+        .should_restart(|worker, error| {
+            tracing::warn!(worker = %worker.name(), restarts = worker.restarts(), %error, "worker pool failed; restarting");
+            true
+        });
     for &step in steps {
         let ctx = ctx.clone();
         monitor = monitor.register(move |restarts| {

@@ -44,6 +44,16 @@ pub fn url_of(pool: &PgPool) -> String {
 impl TestApp {
     /// Migrates, starts the API and (unless `workers` is false) a worker process.
     pub async fn start(pool: PgPool, workers: bool) -> Self {
+        let db_url = url_of(&pool);
+        let mut app = Self::start_with_url(pool, db_url).await;
+        if workers {
+            app.start_worker(&[]);
+        }
+        app
+    }
+
+    /// Migrates `pool` (whose URL, for worker processes, is `db_url`) and starts the API.
+    pub async fn start_with_url(pool: PgPool, db_url: String) -> Self {
         timeline::db::migrate::run(&pool).await.expect("migrate");
         let storage_dir = std::env::temp_dir().join(format!("timeline-test-{}", Uuid::new_v4()));
         let storage =
@@ -64,19 +74,14 @@ impl TestApp {
         tokio::spawn(async move {
             let _ = axum::serve(listener, timeline::http::router(state)).await;
         });
-        let db_url = url_of(&pool);
-        let mut app = Self {
+        Self {
             pool,
             base,
             storage_dir,
             http: reqwest::Client::new(),
             worker: None,
             db_url,
-        };
-        if workers {
-            app.start_worker(&[]);
         }
-        app
     }
 
     /// Starts a `timeline-worker` process with extra arguments.

@@ -8,6 +8,7 @@
 
 mod common;
 mod corpus;
+mod db_restart;
 mod hostile;
 mod ingest;
 mod isolation;
