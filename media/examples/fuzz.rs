@@ -120,33 +120,6 @@ fn mutate(rng: &mut Rng, data: &mut Vec<u8>, seeds: &[Vec<u8>]) {
     }
 }
 
-/// The container, from the magic bytes (as the API decides it).
-fn format_of(b: &[u8]) -> Option<ImageFormat> {
-    match b {
-        [0xFF, 0xD8, 0xFF, ..] => Some(ImageFormat::Jpeg),
-        [0x89, b'P', b'N', b'G', ..] => Some(ImageFormat::Png),
-        [b'G', b'I', b'F', b'8', ..] => Some(ImageFormat::Gif),
-        [b'I', b'I', 42, 0, ..] | [b'M', b'M', 0, 42, ..] => Some(ImageFormat::Tiff),
-        [
-            b'R',
-            b'I',
-            b'F',
-            b'F',
-            _,
-            _,
-            _,
-            _,
-            b'W',
-            b'E',
-            b'B',
-            b'P',
-            ..,
-        ] => Some(ImageFormat::WebP),
-        [_, _, _, _, b'f', b't', b'y', b'p', ..] => Some(ImageFormat::Heif),
-        _ => None,
-    }
-}
-
 fn seeds(dir: &Path) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -182,7 +155,7 @@ fn run_target(
             _ => None,
         },
         _ => {
-            let format = format_of(input).or(seed_format)?;
+            let format = ImageFormat::sniff(input).or(seed_format)?;
             match thumbnail::render(input, format, Some((input.len() % 8 + 1) as u16), limits) {
                 Err(ThumbnailError::Internal(m)) => Some(m),
                 _ => None,
@@ -216,7 +189,7 @@ fn main() {
         let mut input = base.clone();
         mutate(&mut rng, &mut input, &corpus);
         let t = Instant::now();
-        let found = run_target(&target, &input, format_of(base), &limits);
+        let found = run_target(&target, &input, ImageFormat::sniff(base), &limits);
         let took = t.elapsed();
         slowest = slowest.max(took);
         execs += 1;

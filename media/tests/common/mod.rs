@@ -14,29 +14,7 @@ pub fn fixtures_dir() -> PathBuf {
 
 /// The format a caller would decide from the file's magic bytes.
 pub fn sniff(bytes: &[u8]) -> Option<ImageFormat> {
-    match bytes {
-        [0xFF, 0xD8, 0xFF, ..] => Some(ImageFormat::Jpeg),
-        [0x89, b'P', b'N', b'G', ..] => Some(ImageFormat::Png),
-        [b'G', b'I', b'F', b'8', ..] => Some(ImageFormat::Gif),
-        [b'I', b'I', 42, 0, ..] | [b'M', b'M', 0, 42, ..] => Some(ImageFormat::Tiff),
-        [
-            b'R',
-            b'I',
-            b'F',
-            b'F',
-            _,
-            _,
-            _,
-            _,
-            b'W',
-            b'E',
-            b'B',
-            b'P',
-            ..,
-        ] => Some(ImageFormat::WebP),
-        [_, _, _, _, b'f', b't', b'y', b'p', ..] => Some(ImageFormat::Heif),
-        _ => None,
-    }
+    ImageFormat::sniff(bytes)
 }
 
 /// The format from a file name's extension (for inputs whose bytes lie).

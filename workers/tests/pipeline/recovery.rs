@@ -24,6 +24,18 @@ fn distinct_photos(n: usize) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// Uploads `n` distinct photos in one request; returns the 202 body.
+async fn upload_photos(app: &TestApp, token: &str, n: usize) -> serde_json::Value {
+    let photos = distinct_photos(n);
+    let files: Vec<(&str, Vec<u8>)> = photos
+        .iter()
+        .map(|(name, b)| (name.as_str(), b.clone()))
+        .collect();
+    let (status, body) = app.upload(token, &files).await;
+    assert_eq!(status, 202, "{body}");
+    body
+}
+
 async fn status_counts(pool: &PgPool) -> HashMap<String, i64> {
     sqlx::query_as::<_, (String, i64)>(
         "SELECT processing_status, count(*) FROM media_files GROUP BY 1",
@@ -109,13 +121,8 @@ async fn kill_9_mid_batch_recovers_within_60s(pool: PgPool) {
     let mut app = TestApp::start(pool, false).await;
     app.start_worker(&["--concurrency", "1"]);
     let (_, token) = app.user("crash@example.org").await;
-    let photos = distinct_photos(24);
-    let files: Vec<(&str, Vec<u8>)> = photos
-        .iter()
-        .map(|(n, b)| (n.as_str(), b.clone()))
-        .collect();
-    let (status, body) = app.upload(&token, &files).await;
-    assert_eq!(status, 202, "{body}");
+    let n = 24;
+    let body = upload_photos(&app, &token, n).await;
 
     // Kill once work is under way but far from done.
     let started = Instant::now();
@@ -123,7 +130,7 @@ async fn kill_9_mid_batch_recovers_within_60s(pool: PgPool) {
         let counts = status_counts(&app.pool).await;
         if counts.get("completed").copied().unwrap_or(0) >= 2 {
             assert!(
-                counts.get("completed").copied().unwrap_or(0) < photos.len() as i64,
+                counts.get("completed").copied().unwrap_or(0) < n as i64,
                 "the batch finished before the kill; make it longer: {counts:?}"
             );
             break;
@@ -141,7 +148,7 @@ async fn kill_9_mid_batch_recovers_within_60s(pool: PgPool) {
     app.start_worker(&["--concurrency", "2"]);
     let recovery = wait_all_final(&app.pool, Duration::from_secs(60)).await;
     eprintln!("kill -9 at {at_kill:?}; every file final {recovery:?} after the new worker started");
-    assert_no_duplicates(&app, photos.len()).await;
+    assert_no_duplicates(&app, n).await;
     let job = app
         .wait_job(
             &token,
@@ -149,7 +156,7 @@ async fn kill_9_mid_batch_recovers_within_60s(pool: PgPool) {
             Duration::from_secs(10),
         )
         .await;
-    assert_eq!(job["output_data"]["completed"], photos.len());
+    assert_eq!(job["output_data"]["completed"], n);
 }
 
 #[sqlx::test(migrations = false)]
@@ -157,13 +164,8 @@ async fn sigterm_drains_or_requeues_in_flight_steps(pool: PgPool) {
     let mut app = TestApp::start(pool, false).await;
     app.start_worker(&["--concurrency", "1"]);
     let (_, token) = app.user("term@example.org").await;
-    let photos = distinct_photos(12);
-    let files: Vec<(&str, Vec<u8>)> = photos
-        .iter()
-        .map(|(n, b)| (n.as_str(), b.clone()))
-        .collect();
-    let (status, body) = app.upload(&token, &files).await;
-    assert_eq!(status, 202, "{body}");
+    let n = 12;
+    let body = upload_photos(&app, &token, n).await;
     let started = Instant::now();
     while status_counts(&app.pool)
         .await
@@ -185,7 +187,15 @@ async fn sigterm_drains_or_requeues_in_flight_steps(pool: PgPool) {
     app.start_worker(&["--concurrency", "2"]);
     let took = wait_all_final(&app.pool, Duration::from_secs(60)).await;
     eprintln!("after SIGTERM, the rest finished in {took:?}");
-    assert_no_duplicates(&app, photos.len()).await;
+    assert_no_duplicates(&app, n).await;
+    let job = app
+        .wait_job(
+            &token,
+            body["job"]["id"].as_str().unwrap(),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(job["output_data"]["completed"], n);
 }
 
 #[sqlx::test(migrations = false)]
@@ -219,4 +229,77 @@ async fn a_hanging_step_is_cut_off_and_the_pool_moves_on(pool: PgPool) {
     let reason = m["error_message"].as_str().unwrap_or_default();
     assert!(reason.contains("took longer than"), "{reason}");
     assert!(app.worker_alive(), "the worker survives a hanging step");
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_failed_file_is_listed_with_its_reason_and_retry_reprocesses_it(pool: PgPool) {
+    let mut app = TestApp::start(pool, false).await;
+    let (user, token) = app.user("retry@example.org").await;
+    let bytes = std::fs::read(fixtures().join("DSCN0010.jpg")).unwrap();
+    let (status, body) = app.upload(&token, &[("lost.jpg", bytes.clone())]).await;
+    assert_eq!(status, 202, "{body}");
+    let media = body["media"][0]["id"].as_str().unwrap().to_owned();
+    // The stored original goes missing before any worker runs (a storage incident).
+    let original = app
+        .storage_dir
+        .join(format!("media/{user}/{media}/original"));
+    std::fs::remove_file(&original).unwrap();
+    app.start_worker(&[]);
+    let job = app
+        .wait_job(
+            &token,
+            body["job"]["id"].as_str().unwrap(),
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(job["output_data"]["failed"], 1, "{job}");
+
+    let (_, failed) = app.get(&token, "/v1/media?status=failed").await;
+    let items = failed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{failed}");
+    assert_eq!(items[0]["id"], media.as_str());
+    assert!(
+        items[0]["error_message"]
+            .as_str()
+            .is_some_and(|e| e.contains("missing")),
+        "{failed}"
+    );
+    assert!(
+        items[0]["attempts"].as_i64().is_some_and(|a| a >= 1),
+        "{failed}"
+    );
+
+    // Restored: the user retries and the file completes; the list of failures empties.
+    std::fs::write(&original, &bytes).unwrap();
+    let resp = app
+        .http
+        .post(format!("{}/v1/media/{media}/retry", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let retried: serde_json::Value = resp.json().await.unwrap();
+    let job = app
+        .wait_job(
+            &token,
+            retried["job"]["id"].as_str().unwrap(),
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(job["output_data"]["completed"], 1, "{job}");
+    let (_, m) = app.get(&token, &format!("/v1/media/{media}")).await;
+    assert_eq!(m["processing_status"], "completed", "{m}");
+    assert!(m["error_message"].is_null(), "{m}");
+    let (_, failed) = app.get(&token, "/v1/media?status=failed").await;
+    assert_eq!(failed["items"].as_array().map(Vec::len), Some(0));
+    // Retrying a completed file is refused.
+    let again = app
+        .http
+        .post(format!("{}/v1/media/{media}/retry", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 409);
 }
