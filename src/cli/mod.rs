@@ -44,15 +44,18 @@ pub enum Command {
     SchemaDoc,
     /// Housekeeping: create audit partitions ahead, drop those past retention.
     Maintenance {
-        /// Months of audit_logs partitions to keep.
-        #[arg(long, default_value_t = 13)]
-        audit_retention_months: i32,
-        /// Days to keep finished queue rows (apalis keeps them for ever otherwise).
-        #[arg(long, default_value_t = 7)]
-        queue_retention_days: u64,
-        /// Days to keep finished `data_processing_jobs` rows.
-        #[arg(long, default_value_t = 90)]
-        job_retention_days: u64,
+        /// Months of audit_logs partitions to keep (default: `audit.retention_months` in
+        /// system_configuration, else 13).
+        #[arg(long)]
+        audit_retention_months: Option<i32>,
+        /// Days to keep finished queue rows (apalis keeps them for ever otherwise; default:
+        /// `jobs.retention_days`, else 30).
+        #[arg(long)]
+        queue_retention_days: Option<u64>,
+        /// Days to keep finished `data_processing_jobs` rows (default: `jobs.retention_days`,
+        /// else 30).
+        #[arg(long)]
+        job_retention_days: Option<u64>,
     },
 }
 
@@ -118,10 +121,12 @@ pub async fn run() -> Result<(), Error> {
             job_retention_days,
         } => {
             let pool = db::connect(&cli.db).await?;
+            let days = |d: u64| std::time::Duration::from_secs(d.saturating_mul(86_400));
+            let configured = db::maintenance::Retention::configured(&pool).await?;
             let retention = db::maintenance::Retention {
-                audit_months: audit_retention_months,
-                queue_rows: std::time::Duration::from_secs(queue_retention_days * 86_400),
-                jobs: std::time::Duration::from_secs(job_retention_days * 86_400),
+                audit_months: audit_retention_months.unwrap_or(configured.audit_months),
+                queue_rows: queue_retention_days.map_or(configured.queue_rows, days),
+                jobs: job_retention_days.map_or(configured.jobs, days),
             };
             let report = db::maintenance::run(&pool, &retention).await?;
             write_line(&serde_json::to_string(&report).map_err(|e| Error::Invalid(e.to_string()))?)

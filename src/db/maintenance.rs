@@ -19,13 +19,41 @@ pub struct Retention {
 }
 
 impl Default for Retention {
-    /// 13 months of audit, 7 days of finished queue rows, 90 days of finished jobs.
+    /// 13 months of audit, 30 days of finished jobs and queue rows (the seeded policy).
     fn default() -> Self {
         Self {
             audit_months: 13,
-            queue_rows: Duration::from_secs(7 * 86_400),
-            jobs: Duration::from_secs(90 * 86_400),
+            queue_rows: Duration::from_secs(30 * 86_400),
+            jobs: Duration::from_secs(30 * 86_400),
         }
+    }
+}
+
+impl Retention {
+    /// The policy recorded in `system_configuration` (`audit.retention_months`,
+    /// `jobs.retention_days`, which covers both finished jobs and finished queue rows), with
+    /// the defaults for keys that are missing or not positive numbers.
+    pub async fn configured(pool: &PgPool) -> Result<Self, sqlx::Error> {
+        let rows = sqlx::query!(
+            r#"SELECT config_key, config_value FROM system_configuration
+               WHERE config_key IN ('audit.retention_months', 'jobs.retention_days')"#
+        )
+        .fetch_all(pool)
+        .await?;
+        let mut policy = Self::default();
+        for row in rows {
+            let Some(n) = row.config_value.as_u64().filter(|n| *n > 0) else {
+                tracing::warn!(key = %row.config_key, "retention setting is not a positive number; using the default");
+                continue;
+            };
+            if row.config_key == "audit.retention_months" {
+                policy.audit_months = i32::try_from(n).unwrap_or(i32::MAX);
+            } else {
+                let d = Duration::from_secs(n.saturating_mul(86_400));
+                (policy.jobs, policy.queue_rows) = (d, d);
+            }
+        }
+        Ok(policy)
     }
 }
 

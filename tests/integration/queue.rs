@@ -116,3 +116,25 @@ async fn prune_removes_only_old_finished_rows(pool: PgPool) {
         .unwrap();
     assert_eq!(jobs, 2, "the running job and the recent one stay");
 }
+
+#[sqlx::test(migrations = false)]
+async fn retention_follows_system_configuration(pool: PgPool) {
+    migrate(&pool).await;
+    let policy = timeline::db::maintenance::Retention::configured(&pool)
+        .await
+        .unwrap();
+    assert_eq!(policy.audit_months, 13, "defaults without configuration");
+    sqlx::query(
+        "INSERT INTO system_configuration (config_key, config_value, description)
+         VALUES ('jobs.retention_days', '3', 'test'), ('audit.retention_months', '24', 'test')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let policy = timeline::db::maintenance::Retention::configured(&pool)
+        .await
+        .unwrap();
+    assert_eq!(policy.audit_months, 24);
+    assert_eq!(policy.jobs, Duration::from_secs(3 * 86_400));
+    assert_eq!(policy.queue_rows, Duration::from_secs(3 * 86_400));
+}

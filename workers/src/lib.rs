@@ -104,8 +104,12 @@ async fn housekeeping(pool: sqlx::PgPool) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let retention = timeline::db::maintenance::Retention::default();
-        if let Err(e) = timeline::db::maintenance::run(&pool, &retention).await {
+        let result = async {
+            let retention = timeline::db::maintenance::Retention::configured(&pool).await?;
+            timeline::db::maintenance::run(&pool, &retention).await
+        }
+        .await;
+        if let Err(e) = result {
             tracing::warn!(error = %e, "housekeeping failed; will try again next hour");
         }
     }
