@@ -40,17 +40,78 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
+/// Who is asking, beyond the user: recorded with every audit row the request causes.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    /// `x-request-id` (made by the server when the client sent none), at most 200 characters.
+    pub request_id: String,
+    /// `User-Agent`, at most 512 characters.
+    pub user_agent: String,
+    /// The peer address, when the server knows it.
+    pub client_ip: String,
+}
+
+tokio::task_local! {
+    /// The current request's [`RequestMeta`], for [`begin_as`] (set by [`with_request_meta`]).
+    static REQUEST_META: RequestMeta;
+}
+
+/// Middleware: makes the request's id, user agent and peer address available to
+/// [`begin_as`], so the audit trigger records them without every handler passing them on.
+pub async fn with_request_meta(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let meta = request_meta(&req);
+    REQUEST_META.scope(meta, next.run(req)).await
+}
+
+/// Reads the [`RequestMeta`] of a request. (A separate function, so no borrow of the request,
+/// whose body is not `Sync`, is held across the handler's await.)
+fn request_meta(req: &axum::extract::Request) -> RequestMeta {
+    // Cut to the audit columns' limits: a client-chosen id must never make a write fail.
+    let header = |name: header::HeaderName, max: usize| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.chars()
+                    .filter(|c| !c.is_control())
+                    .take(max)
+                    .collect::<String>()
+            })
+            .unwrap_or_default()
+    };
+    RequestMeta {
+        request_id: header(header::HeaderName::from_static("x-request-id"), 200),
+        user_agent: header(header::USER_AGENT, 512),
+        client_ip: req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_default(),
+    }
+}
+
 /// Begins a transaction as role `timeline_api` with `app.user_id` set: every statement in it
-/// sees only this user's rows, even one that forgot its `WHERE user_id`.
+/// sees only this user's rows, even one that forgot its `WHERE user_id`. The request's id, user
+/// agent and address go along for the audit trail.
 pub async fn begin_as(
     pool: &PgPool,
     user: Uuid,
 ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let meta = REQUEST_META.try_with(Clone::clone).unwrap_or_default();
     let mut tx = pool.begin().await?;
     sqlx::query!(
         r#"SELECT set_config('role', 'timeline_api', true) AS "role!",
-                  set_config('app.user_id', $1, true) AS "user_id!""#,
-        user.to_string()
+                  set_config('app.user_id', $1, true) AS "user_id!",
+                  set_config('app.request_id', $2, true) AS "request_id!",
+                  set_config('app.user_agent', $3, true) AS "user_agent!",
+                  set_config('app.client_ip', $4, true) AS "client_ip!""#,
+        user.to_string(),
+        meta.request_id,
+        meta.user_agent,
+        meta.client_ip
     )
     .fetch_one(&mut *tx)
     .await?;

@@ -35,6 +35,8 @@ pub fn router(state: AppState) -> Router {
         .merge(media::router())
         .merge(jobs::router())
         .with_state(state)
+        // Innermost: runs after SetRequestIdLayer, so every request has its id here.
+        .layer(axum::middleware::from_fn(auth::with_request_meta))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                 let id = req
@@ -70,7 +72,8 @@ async fn healthz(
 pub async fn serve(state: AppState, addr: &str) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
 }

@@ -63,3 +63,35 @@ async fn users_never_see_each_others_media(pool: PgPool) {
     // Malformed ids are simply unknown.
     assert_eq!(app.get(&alice, "/v1/media/not-a-uuid").await.0, 404);
 }
+
+#[sqlx::test(migrations = false)]
+async fn api_changes_are_audited_with_user_request_and_agent(pool: PgPool) {
+    let app = TestApp::start(pool, false).await;
+    let (user, token) = app.user("audited@example.org").await;
+    let bytes = std::fs::read(fixtures().join("no_exif.jpg")).unwrap();
+    let (_, body) = app.upload(&token, &[("a.jpg", bytes)]).await;
+    let media = body["media"][0]["id"].as_str().unwrap().to_owned();
+    let long_id = "r".repeat(300); // over the column's limit: cut, never a failed write
+    let resp = app
+        .http
+        .delete(format!("{}/v1/media/{media}", app.base))
+        .bearer_auth(&token)
+        .header("x-request-id", &long_id)
+        .header("user-agent", "timeline-test/1.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 204);
+    let (actor, request_id, agent): (Option<uuid::Uuid>, Option<String>, Option<String>) =
+        sqlx::query_as(
+            "SELECT user_id, request_id, user_agent FROM audit_logs
+             WHERE resource_type = 'media_files' AND action = 'delete' AND resource_id = $1::uuid",
+        )
+        .bind(&media)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(actor, Some(user), "the acting user is recorded");
+    assert_eq!(request_id.as_deref(), Some(&long_id[..200]));
+    assert_eq!(agent.as_deref(), Some("timeline-test/1.0"));
+}
