@@ -46,6 +46,21 @@ impl MediaType {
         }
     }
 
+    /// Every accepted type.
+    pub const ALL: [Self; 6] = [
+        Self::Jpeg,
+        Self::Png,
+        Self::WebP,
+        Self::Gif,
+        Self::Tiff,
+        Self::Heif,
+    ];
+
+    /// The type of a stored `media_files.mime_type` (as written by [`MediaType::mime`]).
+    pub fn from_mime(mime: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.mime() == mime)
+    }
+
     /// The MIME type stored in `media_files.mime_type`.
     pub fn mime(self) -> &'static str {
         match self {
@@ -71,6 +86,14 @@ fn is_heif_brand(brand: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mime_round_trips() {
+        for t in MediaType::ALL {
+            assert_eq!(MediaType::from_mime(t.mime()), Some(t));
+        }
+        assert_eq!(MediaType::from_mime("text/html"), None);
+    }
 
     #[test]
     fn sniffs_supported_types() {

@@ -120,6 +120,12 @@ fn mutate(rng: &mut Rng, data: &mut Vec<u8>, seeds: &[Vec<u8>]) {
     }
 }
 
+/// The container as the API decides it (`timeline::media_type`), as a decoder format.
+fn sniff(bytes: &[u8]) -> Option<ImageFormat> {
+    let kind = timeline::media_type::MediaType::sniff(bytes)?;
+    ImageFormat::from_mime(kind.mime())
+}
+
 fn seeds(dir: &Path) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -155,7 +161,7 @@ fn run_target(
             _ => None,
         },
         _ => {
-            let format = ImageFormat::sniff(input).or(seed_format)?;
+            let format = sniff(input).or(seed_format)?;
             match thumbnail::render(input, format, Some((input.len() % 8 + 1) as u16), limits) {
                 Err(ThumbnailError::Internal(m)) => Some(m),
                 _ => None,
@@ -189,7 +195,7 @@ fn main() {
         let mut input = base.clone();
         mutate(&mut rng, &mut input, &corpus);
         let t = Instant::now();
-        let found = run_target(&target, &input, ImageFormat::sniff(base), &limits);
+        let found = run_target(&target, &input, sniff(base), &limits);
         let took = t.elapsed();
         slowest = slowest.max(took);
         execs += 1;

@@ -47,35 +47,6 @@ impl ImageFormat {
         }
     }
 
-    /// The container from a file's magic bytes: a quick classification for tools, fuzzing and
-    /// tests (the API decides with its own stricter sniffer in `timeline::media_type`, which
-    /// also checks HEIF brands and does not need this crate's image libraries).
-    pub fn sniff(bytes: &[u8]) -> Option<Self> {
-        match bytes {
-            [0xFF, 0xD8, 0xFF, ..] => Some(Self::Jpeg),
-            [0x89, b'P', b'N', b'G', ..] => Some(Self::Png),
-            [b'G', b'I', b'F', b'8', ..] => Some(Self::Gif),
-            [b'I', b'I', 42, 0, ..] | [b'M', b'M', 0, 42, ..] => Some(Self::Tiff),
-            [
-                b'R',
-                b'I',
-                b'F',
-                b'F',
-                _,
-                _,
-                _,
-                _,
-                b'W',
-                b'E',
-                b'B',
-                b'P',
-                ..,
-            ] => Some(Self::WebP),
-            [_, _, _, _, b'f', b't', b'y', b'p', ..] => Some(Self::Heif),
-            _ => None,
-        }
-    }
-
     /// The canonical MIME type of the format (`image/heic` for [`ImageFormat::Heif`]).
     pub fn mime(self) -> &'static str {
         match self {

@@ -145,15 +145,7 @@ async fn original(
         .get(&object_store::path::Path::from(key))
         .await
         .map_err(crate::storage::Error::from)?;
-    let mime: &'static str = match mime.as_str() {
-        "image/jpeg" => "image/jpeg",
-        "image/png" => "image/png",
-        "image/webp" => "image/webp",
-        "image/gif" => "image/gif",
-        "image/tiff" => "image/tiff",
-        "image/heic" => "image/heic",
-        _ => "application/octet-stream",
-    };
+    let mime = MediaType::from_mime(&mime).map_or("application/octet-stream", MediaType::mime);
     Ok(image_response(mime, Body::from_stream(got.into_stream())))
 }
 

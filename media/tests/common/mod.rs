@@ -12,9 +12,10 @@ pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
 }
 
-/// The format a caller would decide from the file's magic bytes.
+/// The format the API decides from the file's magic bytes.
 pub fn sniff(bytes: &[u8]) -> Option<ImageFormat> {
-    ImageFormat::sniff(bytes)
+    let kind = timeline::media_type::MediaType::sniff(bytes)?;
+    ImageFormat::from_mime(kind.mime())
 }
 
 /// The format from a file name's extension (for inputs whose bytes lie).

@@ -148,15 +148,11 @@ impl TestApp {
 
     /// GET a JSON resource; returns (status, body).
     pub async fn get(&self, token: &str, path: &str) -> (u16, Value) {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("get");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        let (status, bytes) = self.get_bytes(token, path).await;
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     /// GET raw bytes; returns (status, bytes).

@@ -116,6 +116,28 @@ async fn assert_no_duplicates(app: &TestApp, n: usize) {
     );
 }
 
+/// Starts a fresh worker and checks it brings all `n` files of the upload `body` to
+/// `completed` within 60 s, with nothing duplicated; returns how long that took.
+async fn finish_with_new_worker(
+    app: &mut TestApp,
+    token: &str,
+    body: &serde_json::Value,
+    n: usize,
+) -> Duration {
+    app.start_worker(&["--concurrency", "2"]);
+    let took = wait_all_final(&app.pool, Duration::from_secs(60)).await;
+    assert_no_duplicates(app, n).await;
+    let job = app
+        .wait_job(
+            token,
+            body["job"]["id"].as_str().unwrap(),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(job["output_data"]["completed"], n);
+    took
+}
+
 #[sqlx::test(migrations = false)]
 async fn kill_9_mid_batch_recovers_within_60s(pool: PgPool) {
     let mut app = TestApp::start(pool, false).await;
@@ -145,18 +167,8 @@ async fn kill_9_mid_batch_recovers_within_60s(pool: PgPool) {
     assert_eq!(app.wait_worker_exit(Duration::from_secs(10)), Some(false));
     let at_kill = status_counts(&app.pool).await;
 
-    app.start_worker(&["--concurrency", "2"]);
-    let recovery = wait_all_final(&app.pool, Duration::from_secs(60)).await;
+    let recovery = finish_with_new_worker(&mut app, &token, &body, n).await;
     eprintln!("kill -9 at {at_kill:?}; every file final {recovery:?} after the new worker started");
-    assert_no_duplicates(&app, n).await;
-    let job = app
-        .wait_job(
-            &token,
-            body["job"]["id"].as_str().unwrap(),
-            Duration::from_secs(10),
-        )
-        .await;
-    assert_eq!(job["output_data"]["completed"], n);
 }
 
 #[sqlx::test(migrations = false)]
@@ -184,18 +196,8 @@ async fn sigterm_drains_or_requeues_in_flight_steps(pool: PgPool) {
         "SIGTERM: the worker exits cleanly within its grace period"
     );
     // A new worker finishes the rest, quickly: nothing was left locked by the old one.
-    app.start_worker(&["--concurrency", "2"]);
-    let took = wait_all_final(&app.pool, Duration::from_secs(60)).await;
+    let took = finish_with_new_worker(&mut app, &token, &body, n).await;
     eprintln!("after SIGTERM, the rest finished in {took:?}");
-    assert_no_duplicates(&app, n).await;
-    let job = app
-        .wait_job(
-            &token,
-            body["job"]["id"].as_str().unwrap(),
-            Duration::from_secs(10),
-        )
-        .await;
-    assert_eq!(job["output_data"]["completed"], n);
 }
 
 #[sqlx::test(migrations = false)]
