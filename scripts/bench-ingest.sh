@@ -38,7 +38,7 @@ for i in $(seq 0 $((N - 1))); do
 done
 
 cargo build --release --locked --workspace --bins -q
-bin=target/release
+bin=${CARGO_TARGET_DIR:-target}/release
 $bin/timeline migrate
 email="bench+$(date +%s%N)@example.org"
 $bin/timeline users create --email "$email" >/dev/null

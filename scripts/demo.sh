@@ -13,7 +13,7 @@ export RUST_LOG=${RUST_LOG:-warn}
 
 echo "== build (release)"
 cargo build --release --locked --workspace --bins
-bin=target/release
+bin=${CARGO_TARGET_DIR:-target}/release
 
 echo "== migrate and seed"
 $bin/timeline migrate
