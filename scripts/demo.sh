@@ -21,7 +21,8 @@ $bin/timeline seed
 
 echo "== start the platform (web + worker, as in the Procfile)"
 $bin/timeline serve & web=$!
-$bin/timeline-worker 2>>target/demo-worker.log & worker=$!  # its warnings (hostile files) go to the log
+# Its warnings (about the hostile files) go to a log beside the binaries.
+$bin/timeline-worker 2>>"$bin/demo-worker.log" & worker=$!
 trap 'kill $web $worker 2>/dev/null; wait 2>/dev/null' EXIT
 for _ in $(seq 50); do curl -fs "http://$TIMELINE_ADDR/healthz" >/dev/null && break; sleep 0.2; done
 
@@ -33,10 +34,10 @@ echo "user $email created"
 echo "== ingest tests/fixtures (the sample photos; bad/ holds hostile files, ingested next)"
 samples=$(mktemp -d)
 find tests/fixtures -maxdepth 1 -type f ! -name '*.md' ! -name '*.json' -exec cp {} "$samples/" \;
-$bin/timeline ingest "$samples" --email "$email" --list
+$bin/timeline ingest "$samples" --email "$email" --list --timeout-secs 600
 
 echo "== hostile files through the same queues"
-$bin/timeline ingest tests/fixtures/bad --email "$email" || true
+$bin/timeline ingest tests/fixtures/bad --email "$email" --timeout-secs 600 || true
 
 echo "== the HTTP API: upload one photo again (a duplicate) and poll its job"
 resp=$(curl -fsS -X POST "http://$TIMELINE_ADDR/v1/media" -H "Authorization: Bearer $token" \
