@@ -2,6 +2,8 @@
 # Installs the build tools the media crate needs, if missing (idempotent, Debian/Ubuntu):
 # cmake + nasm build the bundled libjpeg-turbo 3 (turbojpeg) and libheif (libheif-rs
 # embedded-libheif); libde265-dev gives libheif its HEVC decoder; pkg-config finds it.
+# ffmpeg/ffprobe probe videos and audio and cut poster frames (run as child processes, so a
+# hostile clip costs one process, not a worker); prlimit (util-linux) caps their memory.
 set -euo pipefail
 missing=()
 command -v cmake >/dev/null || missing+=(cmake)
@@ -9,10 +11,13 @@ command -v nasm >/dev/null || missing+=(nasm)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v c++ >/dev/null || missing+=(g++)
 pkg-config --exists libde265 2>/dev/null || missing+=(libde265-dev)
+command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+command -v ffprobe >/dev/null || missing+=(ffmpeg)
+command -v prlimit >/dev/null || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq >&2
-  $SUDO apt-get install -y -qq "${missing[@]}" >&2
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi

@@ -35,14 +35,20 @@ impl StorageConfig {
     }
 }
 
-/// Upload size limits (the contract's defaults: 200 MiB per file, 1 GiB per request).
+/// Default largest file: 10 GiB, room for a long 4K clip (originals are streamed, so the limit
+/// is about storage, not memory).
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 10 << 30;
+/// Default largest request (all files of one upload together).
+pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 20 << 30;
+
+/// Upload size limits.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct UploadLimits {
     /// Largest accepted file, in bytes.
-    #[arg(long, env = "TIMELINE_MAX_FILE_BYTES", default_value_t = 200 * 1024 * 1024)]
+    #[arg(long, env = "TIMELINE_MAX_FILE_BYTES", default_value_t = DEFAULT_MAX_FILE_BYTES)]
     pub max_file_bytes: u64,
     /// Largest accepted request (all files together), in bytes.
-    #[arg(long, env = "TIMELINE_MAX_REQUEST_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    #[arg(long, env = "TIMELINE_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: u64,
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use apalis::prelude::TaskBuilder;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
+use timeline_media::Kind;
 use uuid::Uuid;
 
 /// Version of the processing pipeline, recorded with every step. Bump it when a step's output
@@ -40,11 +41,27 @@ pub enum Step {
     Hash,
     Exif,
     Thumbnail,
+    /// Videos and audio: container probe, metadata, poster frame or waveform. Its own queue,
+    /// so minutes of video work never hold up photo thumbnails.
+    Video,
 }
 
 impl Step {
     /// Every step, in pipeline order.
-    pub const ALL: [Step; 3] = [Step::Hash, Step::Exif, Step::Thumbnail];
+    pub const ALL: [Step; 4] = [Step::Hash, Step::Exif, Step::Thumbnail, Step::Video];
+
+    /// The steps a file of `kind` goes through (the first is always `Hash`).
+    pub fn for_kind(kind: Kind) -> &'static [Step] {
+        match kind {
+            Kind::Image => &[Step::Hash, Step::Exif, Step::Thumbnail],
+            Kind::Video | Kind::Audio => &[Step::Hash, Step::Video],
+        }
+    }
+
+    /// The steps that follow `Hash` for a file of `kind`.
+    pub fn after_hash(kind: Kind) -> &'static [Step] {
+        &Self::for_kind(kind)[1..]
+    }
 
     /// The queue (and `media_processing_steps.step`) name.
     pub fn queue(self) -> &'static str {
@@ -52,6 +69,7 @@ impl Step {
             Step::Hash => "hash",
             Step::Exif => "exif",
             Step::Thumbnail => "thumbnail",
+            Step::Video => "video",
         }
     }
 
@@ -126,5 +144,14 @@ mod tests {
             assert_eq!(Step::from_queue(s.queue()), Some(s));
         }
         assert_eq!(Step::from_queue("bogus"), None);
+    }
+
+    #[test]
+    fn every_kind_starts_with_hash() {
+        for kind in [Kind::Image, Kind::Video, Kind::Audio] {
+            assert_eq!(Step::for_kind(kind)[0], Step::Hash);
+            assert!(!Step::after_hash(kind).contains(&Step::Hash));
+        }
+        assert_eq!(Step::after_hash(Kind::Video), &[Step::Video]);
     }
 }

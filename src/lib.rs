@@ -11,7 +11,9 @@ pub mod db;
 pub mod http;
 pub mod ingest;
 pub mod jobs;
-pub mod media_type;
 pub mod models;
 pub mod storage;
 pub mod telemetry;
+
+/// What a file is (magic bytes → format → MIME → kind): the media crate's one table.
+pub use timeline_media::format;

@@ -4,8 +4,13 @@
 
 use std::sync::Arc;
 
+use std::path::PathBuf;
+
 use bytes::Bytes;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt, TryStreamExt};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart, path::Path};
+use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 /// Errors talking to the store.
@@ -17,6 +22,8 @@ pub enum Error {
     NotFound(String),
     #[error("storage error: {0}")]
     Store(#[source] object_store::Error),
+    #[error("local file error: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 impl From<object_store::Error> for Error {
@@ -40,6 +47,9 @@ pub enum Rendition {
 #[derive(Clone)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
+    /// The directory of a `file://` store: tools that need a path (ffmpeg) read the object in
+    /// place instead of a spooled copy.
+    local_root: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -56,6 +66,7 @@ impl Storage {
             url: url.to_owned(),
             reason,
         };
+        let mut local_root = None;
         let store: Arc<dyn ObjectStore> = if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             let s3 = object_store::aws::AmazonS3Builder::from_env()
@@ -72,9 +83,10 @@ impl Storage {
             std::fs::create_dir_all(dir).map_err(|e| config_err(e.to_string()))?;
             let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
                 .map_err(|e| config_err(e.to_string()))?;
+            local_root = Some(std::fs::canonicalize(dir).map_err(|e| config_err(e.to_string()))?);
             Arc::new(fs.with_automatic_cleanup(true))
         };
-        Ok(Self { store })
+        Ok(Self { store, local_root })
     }
 
     /// The default store: `./data` under the working directory.
@@ -104,9 +116,105 @@ impl Storage {
         Ok(())
     }
 
-    /// Reads a whole object.
+    /// Reads a whole object. Only for objects known to be small (thumbnails, bounded image
+    /// originals); originals of any size are read with [`Storage::stream`].
     pub async fn get(&self, key: &Path) -> Result<Bytes, Error> {
         Ok(self.store.get(key).await?.bytes().await?)
+    }
+
+    /// Reads an object as a stream of chunks, with its total size.
+    pub async fn stream(
+        &self,
+        key: &Path,
+    ) -> Result<(u64, BoxStream<'static, Result<Bytes, Error>>), Error> {
+        let got = self.store.get(key).await?;
+        let size = got.meta.size;
+        Ok((size, got.into_stream().map_err(Error::from).boxed()))
+    }
+
+    /// Reads the byte range `range` of an object as a stream.
+    pub async fn stream_range(
+        &self,
+        key: &Path,
+        range: std::ops::Range<u64>,
+    ) -> Result<BoxStream<'static, Result<Bytes, Error>>, Error> {
+        let opts = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(range)),
+            ..Default::default()
+        };
+        let got = self.store.get_opts(key, opts).await?;
+        Ok(got.into_stream().map_err(Error::from).boxed())
+    }
+
+    /// Reads at most `limit` bytes of an object; `Ok(None)` when it is larger (the caller
+    /// refuses it rather than holding an unbounded original in memory).
+    pub async fn get_bounded(&self, key: &Path, limit: u64) -> Result<Option<Bytes>, Error> {
+        let got = self.store.get(key).await?;
+        if got.meta.size > limit {
+            return Ok(None);
+        }
+        Ok(Some(got.bytes().await?))
+    }
+
+    /// Writes a stream of chunks as one object (a multipart upload: memory stays at a few
+    /// parts whatever the size). On error the partial upload is aborted; returns the size.
+    pub async fn put_stream<S>(&self, key: &Path, mut body: S) -> Result<u64, Error>
+    where
+        S: Stream<Item = Result<Bytes, Error>> + Unpin,
+    {
+        let upload = self.store.put_multipart(key).await?;
+        let mut writer = WriteMultipart::new(upload);
+        let mut size = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(e);
+                }
+            };
+            if let Err(e) = writer.wait_for_capacity(4).await {
+                let _ = writer.abort().await;
+                return Err(e.into());
+            }
+            size += chunk.len() as u64;
+            writer.write(&chunk);
+        }
+        writer.finish().await?;
+        Ok(size)
+    }
+
+    /// A path on the local disk holding the object's bytes: the object itself for a `file://`
+    /// store, else a spooled temporary copy (streamed, removed when the guard drops).
+    pub async fn local_copy(
+        &self,
+        key: &Path,
+        spool_dir: &std::path::Path,
+    ) -> Result<LocalFile, Error> {
+        if let Some(root) = &self.local_root {
+            // Keys are made by `Storage::key` from ids only, never from a client's name.
+            let path = root.join(key.as_ref());
+            if tokio::fs::metadata(&path).await.is_ok() {
+                return Ok(LocalFile {
+                    path,
+                    temporary: false,
+                });
+            }
+            return Err(Error::NotFound(key.to_string()));
+        }
+        tokio::fs::create_dir_all(spool_dir).await?;
+        let path = spool_dir.join(format!("spool-{}", Uuid::new_v4().simple()));
+        let guard = LocalFile {
+            path,
+            temporary: true,
+        };
+        let (_, mut chunks) = self.stream(key).await?;
+        let mut file = tokio::fs::File::create(&guard.path).await?;
+        while let Some(chunk) = chunks.next().await {
+            file.write_all(&chunk?).await?;
+        }
+        file.flush().await?;
+        Ok(guard)
     }
 
     /// Deletes an object; a missing object is not an error (deletes are retried).
@@ -117,11 +225,39 @@ impl Storage {
         }
     }
 
-    /// Deletes every rendition of a media file.
+    /// Deletes every rendition of a media file, then its (now empty) folder on a `file://`
+    /// store.
     pub async fn delete_media(&self, user_id: Uuid, media_id: Uuid) -> Result<(), Error> {
         for r in [Rendition::Original, Rendition::Thumb, Rendition::Preview] {
             self.delete(&Self::key(user_id, media_id, r)).await?;
         }
+        if let Some(root) = &self.local_root {
+            let dir = root.join(format!("media/{user_id}/{media_id}"));
+            // Only succeeds when empty, which is what we want: never remove unknown files.
+            let _ = tokio::fs::remove_dir(dir).await;
+        }
         Ok(())
+    }
+}
+
+/// A local path to an object's bytes; a spooled copy is deleted on drop.
+#[derive(Debug)]
+pub struct LocalFile {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl LocalFile {
+    /// Where the bytes are.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for LocalFile {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }

@@ -120,10 +120,9 @@ fn mutate(rng: &mut Rng, data: &mut Vec<u8>, seeds: &[Vec<u8>]) {
     }
 }
 
-/// The container as the API decides it (`timeline::media_type`), as a decoder format.
+/// The container as the API decides it (`timeline_media::format`), as a decoder format.
 fn sniff(bytes: &[u8]) -> Option<ImageFormat> {
-    let kind = timeline::media_type::MediaType::sniff(bytes)?;
-    ImageFormat::from_mime(kind.mime())
+    timeline_media::MediaFormat::sniff(bytes)?.image()
 }
 
 fn seeds(dir: &Path) -> Vec<Vec<u8>> {

@@ -15,6 +15,9 @@ pub enum TakenAtSource {
     GpsTimezone,
     /// Only the wall clock is known; the instant is that wall clock read as if it were UTC.
     LocalTime,
+    /// A container's UTC timestamp (MP4/MOV `mvhd`, Matroska `DateUTC`): the instant is exact,
+    /// the local offset unknown (no GPS to find the zone).
+    ContainerUtc,
 }
 
 /// When a photo was taken.
@@ -64,6 +67,41 @@ pub fn resolve(
         }
     };
     plausible(resolved.instant, now).then_some(resolved)
+}
+
+/// Resolves a capture instant known in UTC (a video container's creation time): shown at the
+/// zone of the GPS position when there is one ([`TakenAtSource::GpsTimezone`], with that zone's
+/// offset at that instant), else [`TakenAtSource::ContainerUtc`] with no offset. `None` for
+/// implausible dates (see [`resolve`]).
+pub fn resolve_utc(
+    instant: DateTime<Utc>,
+    tz: Option<&str>,
+    now: DateTime<Utc>,
+) -> Option<TakenAt> {
+    let resolved = match tz.and_then(|name| name.parse::<Tz>().ok()) {
+        Some(zone) => TakenAt {
+            instant,
+            offset_minutes: i16::try_from(
+                zone.offset_from_utc_datetime(&instant.naive_utc())
+                    .fix()
+                    .local_minus_utc()
+                    / 60,
+            )
+            .ok(),
+            source: TakenAtSource::GpsTimezone,
+        },
+        None => TakenAt {
+            instant,
+            offset_minutes: None,
+            source: TakenAtSource::ContainerUtc,
+        },
+    };
+    plausible(resolved.instant, now).then_some(resolved)
+}
+
+/// Resolves a wall clock that carries its own offset (Apple's QuickTime `creationdate`).
+pub fn resolve_fixed(at: DateTime<FixedOffset>, now: DateTime<Utc>) -> Option<TakenAt> {
+    resolve(Some(at.naive_local()), Some(*at.offset()), None, now)
 }
 
 fn with_offset(local: NaiveDateTime, offset: FixedOffset, source: TakenAtSource) -> TakenAt {
@@ -225,6 +263,24 @@ mod tests {
             assert_eq!(t.offset_minutes, None);
             assert_eq!(t.source, TakenAtSource::LocalTime);
         }
+    }
+
+    #[test]
+    fn utc_instants_take_the_gps_zone_or_stay_utc() {
+        let t = resolve_utc(utc("2020-11-20 14:04:36"), Some("Europe/Amsterdam"), now()).unwrap();
+        assert_eq!(t.instant, utc("2020-11-20 14:04:36"));
+        assert_eq!(t.offset_minutes, Some(60));
+        assert_eq!(t.source, TakenAtSource::GpsTimezone);
+        let t = resolve_utc(utc("2005-10-28 17:36:40"), None, now()).unwrap();
+        assert_eq!(t.offset_minutes, None);
+        assert_eq!(t.source, TakenAtSource::ContainerUtc);
+        assert_eq!(resolve_utc(utc("1899-01-01 00:00:00"), None, now()), None);
+        let apple =
+            DateTime::parse_from_str("2019-07-24T11:25:40+0300", "%Y-%m-%dT%H:%M:%S%z").unwrap();
+        let t = resolve_fixed(apple, now()).unwrap();
+        assert_eq!(t.instant, utc("2019-07-24 08:25:40"));
+        assert_eq!(t.offset_minutes, Some(180));
+        assert_eq!(t.source, TakenAtSource::ExifOffset);
     }
 
     #[test]

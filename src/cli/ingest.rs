@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
 
@@ -14,7 +14,7 @@ use super::{Error, write_line};
 use crate::config::{DatabaseConfig, StorageConfig};
 use crate::db;
 use crate::db::uploads::NewMedia;
-use crate::media_type::MediaType;
+use crate::format::{MediaFormat, SNIFF_LEN};
 use crate::models::JobStatus;
 use crate::models::system::DataProcessingJob;
 use crate::storage::{Rendition, Storage};
@@ -35,6 +35,9 @@ pub struct IngestArgs {
     /// Give up waiting after this many seconds.
     #[arg(long, default_value_t = 3600)]
     pub timeout_secs: u64,
+    /// Largest file imported, in bytes (larger files are reported and skipped).
+    #[arg(long, env = "TIMELINE_MAX_FILE_BYTES", default_value_t = crate::config::DEFAULT_MAX_FILE_BYTES)]
+    pub max_file_bytes: u64,
 }
 
 /// Every regular file under `dir`, sorted, skipping hidden entries.
@@ -86,7 +89,14 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: IngestArgs) -> Result<(), Er
     let started = Instant::now();
     let refused_count = AtomicUsize::new(0);
     let (job_tx, job_rx) = tokio::sync::mpsc::unbounded_channel();
-    let producer = submit_all(&pool, &storage, user, &files, job_tx, &refused_count);
+    let producer = submit_all(
+        &pool,
+        &storage,
+        (user, args.max_file_bytes),
+        &files,
+        job_tx,
+        &refused_count,
+    );
     let waiter = wait(
         &pool,
         user,
@@ -98,7 +108,7 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: IngestArgs) -> Result<(), Er
     let (refused, jobs) = tokio::try_join!(producer, waiter)?;
     if jobs.is_empty() {
         return Err(Error::Invalid(format!(
-            "no image in {} ({} files refused)",
+            "no photo, video or audio file in {} ({} files refused)",
             args.dir.display(),
             refused.len()
         )));
@@ -112,14 +122,14 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: IngestArgs) -> Result<(), Er
 async fn submit_all(
     pool: &sqlx::PgPool,
     storage: &Storage,
-    user: Uuid,
+    (user, max_bytes): (Uuid, u64),
     files: &[PathBuf],
     jobs: tokio::sync::mpsc::UnboundedSender<Uuid>,
     refused_count: &AtomicUsize,
 ) -> Result<Vec<(String, String)>, Error> {
     let mut refused = Vec::new();
     for chunk in files.chunks(CHUNK) {
-        let (media, mut nope) = store_files(storage, user, chunk).await?;
+        let (media, mut nope) = store_files(storage, user, max_bytes, chunk).await?;
         refused_count.fetch_add(nope.len(), Ordering::Relaxed);
         refused.append(&mut nope);
         if media.is_empty() {
@@ -136,22 +146,23 @@ async fn submit_all(
     Ok(refused)
 }
 
-/// Stores each recognised image (a few at a time, in order); returns the stored ones and the
-/// refused (name, reason).
+/// Stores each recognised file (a few at a time, in order); returns the stored ones and the
+/// refused (name, reason). A file that cannot be read is refused and the import goes on.
 async fn store_files(
     storage: &Storage,
     user: Uuid,
+    max_bytes: u64,
     files: &[PathBuf],
 ) -> Result<(Vec<NewMedia>, Vec<(String, String)>), Error> {
-    let stored: Vec<Result<Stored, Error>> = futures::stream::iter(files)
-        .map(|path| store_one(storage, user, path))
+    let stored: Vec<Stored> = futures::stream::iter(files)
+        .map(|path| store_one(storage, user, max_bytes, path))
         .buffered(STORE_CONCURRENCY)
         .collect()
         .await;
     let mut media = Vec::new();
     let mut refused = Vec::new();
     for outcome in stored {
-        match outcome? {
+        match outcome {
             Ok(m) => media.push(m),
             Err(r) => refused.push(r),
         }
@@ -159,33 +170,91 @@ async fn store_files(
     Ok((media, refused))
 }
 
-/// Reads, sniffs and stores one file: the new media row, or why it was refused.
-async fn store_one(storage: &Storage, user: Uuid, path: &Path) -> Result<Stored, Error> {
+/// Sniffs and streams one file into the store (never holding it whole): the new media row,
+/// or why it was refused. Whatever went wrong, nothing is left in the store.
+async fn store_one(storage: &Storage, user: Uuid, max_bytes: u64, path: &Path) -> Stored {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let bytes = tokio::fs::read(path).await?;
-    let Some(kind) = MediaType::sniff(&bytes) else {
-        return Ok(Err((
-            name,
-            "not an image this system can handle".to_owned(),
+    let refuse = |why: String| (name.clone(), why);
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| refuse(format!("cannot read: {e}")))?;
+    let size = file
+        .metadata()
+        .await
+        .map_err(|e| refuse(format!("cannot read: {e}")))?
+        .len();
+    if size > max_bytes {
+        return Err(refuse(format!(
+            "too large: {size} bytes, over the {max_bytes}-byte limit (TIMELINE_MAX_FILE_BYTES)"
         )));
+    }
+    let mut head = vec![0u8; SNIFF_LEN];
+    let got = read_head(&mut file, &mut head)
+        .await
+        .map_err(|e| refuse(format!("cannot read: {e}")))?;
+    let Some(format) = MediaFormat::sniff(&head[..got]) else {
+        return Err(refuse(
+            "not a photo, video or audio file this system can handle".to_owned(),
+        ));
     };
     let id = Uuid::new_v4();
     let key = Storage::key(user, id, Rendition::Original);
-    let size = bytes.len();
-    storage
-        .put(&key, bytes.into())
-        .await
-        .map_err(|e| Error::Invalid(e.to_string()))?;
-    Ok(Ok(NewMedia {
-        id,
-        user_id: user,
-        filename: name,
-        file_path: key.to_string(),
-        file_size: i64::try_from(size).unwrap_or(i64::MAX),
-        mime_type: kind.mime(),
+    let chunks = futures::stream::iter([Ok(bytes::Bytes::from(head[..got].to_vec()))])
+        .chain(file_chunks(file).map_err(crate::storage::Error::from));
+    match storage.put_stream(&key, chunks).await {
+        Ok(stored) => Ok(NewMedia {
+            id,
+            user_id: user,
+            filename: name,
+            file_path: key.to_string(),
+            file_size: i64::try_from(stored).unwrap_or(i64::MAX),
+            mime_type: format.mime(),
+        }),
+        Err(e) => {
+            let _ = storage.delete(&key).await;
+            Err(refuse(format!("could not store: {e}")))
+        }
+    }
+}
+
+/// Fills `buf` from the start of the file as far as it goes; returns how much was read.
+async fn read_head(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    use tokio::io::AsyncReadExt;
+    let mut got = 0;
+    while got < buf.len() {
+        let n = file.read(&mut buf[got..]).await?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    Ok(got)
+}
+
+/// The rest of a file as a stream of 8 MiB chunks.
+fn file_chunks(
+    file: tokio::fs::File,
+) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Unpin {
+    use tokio::io::AsyncReadExt;
+    const CHUNK: usize = 8 << 20;
+    Box::pin(futures::stream::try_unfold(file, |mut file| async move {
+        let mut buf = vec![0u8; CHUNK];
+        let mut got = 0;
+        while got < CHUNK {
+            let n = file.read(&mut buf[got..]).await?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        if got == 0 {
+            return Ok(None);
+        }
+        buf.truncate(got);
+        Ok(Some((bytes::Bytes::from(buf), file)))
     }))
 }
 

@@ -141,9 +141,16 @@ pub struct MediaDetail {
     pub state_province: Option<String>,
     pub city: Option<String>,
     pub timezone: Option<String>,
+    pub kind: String,
+    pub duration: Option<f64>,
+    /// On a motion clip: its still.
+    pub motion_of: Option<Uuid>,
+    /// On a still: its motion clip and the clip's duration.
+    pub motion_id: Option<Uuid>,
+    pub motion_duration: Option<f64>,
 }
 
-/// One of the user's media files with its location.
+/// One of the user's media files with its location (and, for a still, its motion clip).
 pub async fn detail(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
@@ -157,8 +164,11 @@ pub async fn detail(
                   m.attempts, (m.thumbnail_path IS NOT NULL) AS "has_thumbnails!", m.metadata,
                   m.timeline_at AS "timeline_at!", m.created_at,
                   l.id AS "location_id?", l.latitude AS "latitude?", l.longitude AS "longitude?",
-                  l.accuracy, l.country, l.country_code, l.state_province, l.city, l.timezone
+                  l.accuracy, l.country, l.country_code, l.state_province, l.city, l.timezone,
+                  m.kind AS "kind!", m.duration, m.motion_of,
+                  c.id AS "motion_id?", c.duration AS motion_duration
            FROM media_files m LEFT JOIN locations l ON l.id = m.location_id
+           LEFT JOIN media_files c ON c.motion_of = m.id
            WHERE m.id = $1 AND m.user_id = $2"#,
         id,
         user_id
@@ -167,7 +177,8 @@ pub async fn detail(
     .await
 }
 
-/// A page of the user's media (newest first), optionally only those in `status`.
+/// A page of the user's media (newest first), optionally only those in `status`. Motion clips
+/// are listed through their stills.
 pub async fn list(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
@@ -184,9 +195,15 @@ pub async fn list(
                   m.attempts, (m.thumbnail_path IS NOT NULL) AS "has_thumbnails!", '{}'::jsonb AS "metadata!",
                   m.timeline_at AS "timeline_at!", m.created_at,
                   l.id AS "location_id?", l.latitude AS "latitude?", l.longitude AS "longitude?",
-                  l.accuracy, l.country, l.country_code, l.state_province, l.city, l.timezone
+                  l.accuracy, l.country, l.country_code, l.state_province, l.city, l.timezone,
+                  m.kind AS "kind!", m.duration, m.motion_of,
+                  c.id AS "motion_id?", c.duration AS motion_duration
            FROM media_files m LEFT JOIN locations l ON l.id = m.location_id
+           LEFT JOIN media_files c ON c.motion_of = m.id
            WHERE m.user_id = $1
+             -- A motion clip is shown through its still, not as an item of its own; but a
+             -- failed clip is listed among the failures, where it can be retried.
+             AND (m.motion_of IS NULL OR $2::text = 'failed')
              AND ($2::text IS NULL OR m.processing_status = $2)
              AND ($3::timestamptz IS NULL OR (m.timeline_at, m.id) < ($3, $4::uuid))
            ORDER BY m.timeline_at DESC, m.id DESC

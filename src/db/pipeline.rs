@@ -15,6 +15,7 @@ use crate::models::{ProcessingStatus, TakenAtSource};
 pub struct MediaState {
     pub id: Uuid,
     pub user_id: Uuid,
+    pub filename: String,
     pub file_path: String,
     pub mime_type: String,
     pub processing_status: ProcessingStatus,
@@ -25,7 +26,7 @@ pub struct MediaState {
 pub async fn load(conn: &mut PgConnection, id: Uuid) -> Result<Option<MediaState>, sqlx::Error> {
     sqlx::query_as!(
         MediaState,
-        r#"SELECT id, user_id, file_path, mime_type,
+        r#"SELECT id, user_id, filename, file_path, mime_type,
                   processing_status AS "processing_status: ProcessingStatus", duplicate_of
            FROM media_files WHERE id = $1"#,
         id
@@ -186,6 +187,8 @@ pub struct ExifUpdate {
     pub camera_model: Option<String>,
     pub location_id: Option<Uuid>,
     pub metadata: serde_json::Value,
+    /// Apple's ContentIdentifier of a Live Photo still.
+    pub content_identifier: Option<String>,
 }
 
 /// Stores the EXIF facts (the whole set, so a rerun converges to the same row).
@@ -197,6 +200,7 @@ pub async fn apply_exif(
     sqlx::query!(
         "UPDATE media_files SET taken_at = $2, taken_at_offset_minutes = $3, taken_at_source = $4,
                 orientation = $5, camera_make = $6, camera_model = $7, location_id = $8,
+                content_identifier = $10,
                 -- Keep what the thumbnail step recorded; it may have finished first.
                 metadata = CASE WHEN metadata ? 'thumbnails'
                                 THEN $9 || jsonb_build_object('thumbnails', metadata -> 'thumbnails') ELSE $9 END
@@ -209,11 +213,164 @@ pub async fn apply_exif(
         u.camera_make,
         u.camera_model,
         u.location_id,
+        u.metadata,
+        u.content_identifier
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// What the video step learned about a video or audio file.
+#[derive(Debug, Clone, Default)]
+pub struct VideoUpdate {
+    /// Corrected MIME type (an `.mp4` holding only audio becomes `audio/mp4`).
+    pub mime_type: Option<String>,
+    pub duration_seconds: Option<f64>,
+    /// Display size (after the rotation matrix); `None` for audio.
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub taken_at: Option<DateTime<Utc>>,
+    pub taken_at_offset_minutes: Option<i16>,
+    pub taken_at_source: Option<TakenAtSource>,
+    pub camera_make: Option<String>,
+    pub camera_model: Option<String>,
+    pub location_id: Option<Uuid>,
+    pub content_identifier: Option<String>,
+    pub metadata: serde_json::Value,
+}
+
+/// Stores a video's facts, its poster renditions (when it has any) and their sizes, in one
+/// statement (the whole set, so a rerun converges to the same row).
+pub async fn apply_video(
+    conn: &mut PgConnection,
+    id: Uuid,
+    u: &VideoUpdate,
+    thumbnails: Option<((&str, &str), serde_json::Value)>,
+) -> Result<(), sqlx::Error> {
+    let (keys, sizes) = thumbnails.unzip();
+    let (thumb_key, preview_key) = keys.unzip();
+    sqlx::query!(
+        "UPDATE media_files SET mime_type = coalesce($2, mime_type), duration = $3, width = $4, height = $5,
+                taken_at = $6, taken_at_offset_minutes = $7, taken_at_source = $8,
+                camera_make = $9, camera_model = $10, location_id = $11, content_identifier = $12,
+                thumbnail_path = $13, preview_path = $14,
+                metadata = CASE WHEN $15::jsonb IS NULL THEN $16
+                                ELSE $16 || jsonb_build_object('thumbnails', $15::jsonb) END
+         WHERE id = $1",
+        id,
+        u.mime_type,
+        u.duration_seconds,
+        u.width,
+        u.height,
+        u.taken_at,
+        u.taken_at_offset_minutes,
+        u.taken_at_source.map(|s| s.as_str()),
+        u.camera_make,
+        u.camera_model,
+        u.location_id,
+        u.content_identifier,
+        thumb_key,
+        preview_key,
+        sizes,
         u.metadata
     )
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Pairs the halves of a Live Photo that share `content_identifier`, whichever arrived first:
+/// the earliest still without a clip gets the earliest unpaired clip. Serialised per
+/// (user, identifier) by a transaction-scoped advisory lock, so two halves finishing at once
+/// cannot both miss each other. Idempotent. Returns the (still, clip) pair linked now, if any.
+pub async fn link_live_photo(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    content_identifier: &str,
+) -> Result<Option<(Uuid, Uuid)>, sqlx::Error> {
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 7))",
+        user_id.to_string(),
+        content_identifier
+    )
+    .execute(&mut *conn)
+    .await?;
+    let row = sqlx::query!(
+        r#"WITH still AS (
+               SELECT s.id FROM media_files s
+               WHERE s.user_id = $1 AND s.content_identifier = $2 AND s.kind = 'image'
+                 AND s.duplicate_of IS NULL
+                 AND NOT EXISTS (SELECT 1 FROM media_files c WHERE c.motion_of = s.id)
+               ORDER BY s.created_at, s.id LIMIT 1
+           ), clip AS (
+               SELECT c.id FROM media_files c
+               WHERE c.user_id = $1 AND c.content_identifier = $2 AND c.kind = 'video'
+                 AND c.duplicate_of IS NULL AND c.motion_of IS NULL
+               ORDER BY c.created_at, c.id LIMIT 1
+           )
+           UPDATE media_files m SET motion_of = still.id, motion_source = 'live_photo'
+           FROM still, clip WHERE m.id = clip.id
+           RETURNING still.id AS "still!", m.id AS "clip!""#,
+        user_id,
+        content_identifier
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| (r.still, r.clip)))
+}
+
+/// A clip found inside a Motion Photo, already written to the store.
+#[derive(Debug, Clone)]
+pub struct EmbeddedClip {
+    pub id: Uuid,
+    pub still_id: Uuid,
+    pub user_id: Uuid,
+    pub filename: String,
+    pub file_path: String,
+    pub file_size: i64,
+    pub mime_type: &'static str,
+}
+
+/// Records a Motion Photo's embedded clip as its own media file, linked to its still and to
+/// the still's jobs (so their progress waits for it). Idempotent: the clip's id is derived from
+/// the still's, and a still has at most one clip. Returns whether the row is new.
+pub async fn insert_embedded_clip(
+    conn: &mut PgConnection,
+    c: &EmbeddedClip,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query!(
+        "INSERT INTO media_files (id, user_id, filename, file_path, file_size, mime_type, motion_of, motion_source)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'embedded')
+         ON CONFLICT DO NOTHING",
+        c.id,
+        c.user_id,
+        c.filename,
+        c.file_path,
+        c.file_size,
+        c.mime_type,
+        c.still_id
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        > 0;
+    if inserted {
+        sqlx::query!(
+            "INSERT INTO data_processing_job_media (job_id, media_file_id, user_id, position)
+             SELECT jm.job_id, $1, jm.user_id,
+                    (SELECT coalesce(max(x.position), 0) + 1 FROM data_processing_job_media x WHERE x.job_id = jm.job_id)
+             FROM data_processing_job_media jm
+             JOIN data_processing_jobs j ON j.id = jm.job_id AND j.status IN ('pending', 'running')
+             WHERE jm.media_file_id = $2
+             ON CONFLICT DO NOTHING",
+            c.id,
+            c.still_id
+        )
+        .execute(conn)
+        .await?;
+    }
+    Ok(inserted)
 }
 
 /// Stores the displayed size, the thumbnails' keys and their sizes (`metadata.thumbnails`).
@@ -241,8 +398,9 @@ pub async fn apply_thumbnails(
 }
 
 /// Decides the file's end state from its step records, under a row lock so two steps finishing
-/// at once agree: a failed hash or thumbnail step fails the file (EXIF failures are not fatal);
-/// all three recorded → completed. Returns the new end state, if the file just reached one.
+/// at once agree: a failed hash, thumbnail or video step fails the file (EXIF failures are not
+/// fatal); every step of the file's kind recorded (images: hash, exif, thumbnail; videos and
+/// audio: hash, video) → completed. Returns the new end state, if the file just reached one.
 pub async fn finalize(
     conn: &mut PgConnection,
     id: Uuid,
@@ -250,10 +408,11 @@ pub async fn finalize(
     let row = sqlx::query!(
         r#"SELECT m.processing_status,
                   (SELECT error_message FROM media_processing_steps s
-                   WHERE s.media_file_id = m.id AND s.step IN ('hash', 'thumbnail') AND s.status = 'failed'
+                   WHERE s.media_file_id = m.id AND s.step IN ('hash', 'thumbnail', 'video') AND s.status = 'failed'
                    ORDER BY s.step LIMIT 1) AS fatal,
                   (SELECT count(*) FROM media_processing_steps s
-                   WHERE s.media_file_id = m.id AND (s.status = 'succeeded' OR s.step = 'exif')) AS "recorded!"
+                   WHERE s.media_file_id = m.id AND (s.status = 'succeeded' OR s.step = 'exif')) AS "recorded!",
+                  CASE m.kind WHEN 'image' THEN 3 ELSE 2 END AS "expected!"
            FROM media_files m WHERE m.id = $1 FOR UPDATE OF m"#,
         id
     )
@@ -268,7 +427,7 @@ pub async fn finalize(
     }
     let end = match (row.fatal, row.recorded) {
         (Some(reason), _) => Some((ProcessingStatus::Failed, Some(reason))),
-        (None, 3) => Some((ProcessingStatus::Completed, None)),
+        (None, n) if n >= i64::from(row.expected) => Some((ProcessingStatus::Completed, None)),
         _ => None,
     };
     let Some((status, error)) = end else {

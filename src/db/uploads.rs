@@ -60,11 +60,15 @@ pub async fn reset_failed(
     Ok(name)
 }
 
-/// Which steps have not succeeded (with the current pipeline version) for a media file.
+/// Which steps of its kind have not succeeded (with the current pipeline version) for a media
+/// file.
 pub async fn missing_steps(conn: &mut PgConnection, id: Uuid) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar!(
-        r#"SELECT s AS "step!" FROM unnest(ARRAY['hash', 'exif', 'thumbnail']) AS s
-           WHERE NOT EXISTS (SELECT 1 FROM media_processing_steps p
+        r#"SELECT s AS "step!" FROM media_files m,
+                  unnest(CASE m.kind WHEN 'image' THEN ARRAY['hash', 'exif', 'thumbnail']
+                                     ELSE ARRAY['hash', 'video'] END) AS s
+           WHERE m.id = $1
+             AND NOT EXISTS (SELECT 1 FROM media_processing_steps p
                              WHERE p.media_file_id = $1 AND p.step = s AND p.status = 'succeeded'
                                AND p.pipeline_version >= $2)"#,
         id,
@@ -74,8 +78,9 @@ pub async fn missing_steps(conn: &mut PgConnection, id: Uuid) -> Result<Vec<Stri
     .await
 }
 
-/// Deletes a user's media file row; returns whether it existed. Its locations stay (they may
-/// serve other rows); duplicates of it go with it (foreign key cascade).
+/// Deletes a user's media file row; returns the ids of every row removed. Its locations stay
+/// (they may serve other rows); its duplicates and its motion clip go with it (foreign key
+/// cascade), so their objects must be deleted too.
 pub async fn delete(
     conn: &mut PgConnection,
     user_id: Uuid,
@@ -84,7 +89,8 @@ pub async fn delete(
     sqlx::query_scalar!(
         "WITH RECURSIVE gone AS (
              SELECT id FROM media_files WHERE id = $1 AND user_id = $2
-             UNION SELECT m.id FROM media_files m JOIN gone g ON m.duplicate_of = g.id
+             UNION SELECT m.id FROM media_files m JOIN gone g
+                   ON m.duplicate_of = g.id OR m.motion_of = g.id
          )
          DELETE FROM media_files WHERE id IN (SELECT id FROM gone) RETURNING id",
         id,

@@ -16,8 +16,8 @@ use super::auth::{AuthUser, begin_as};
 use super::{AppState, error::ApiError, upload, views};
 use crate::db;
 use crate::db::media::Cursor;
+use crate::format::MediaFormat;
 use crate::jobs::{self, MediaTask, Step};
-use crate::media_type::MediaType;
 use crate::models::{JobType, ProcessingStatus};
 use crate::storage::Rendition;
 
@@ -124,7 +124,7 @@ async fn thumbnail(
         .storage
         .get(&object_store::path::Path::from(key))
         .await?;
-    let mime = MediaType::sniff(&bytes).map_or("application/octet-stream", MediaType::mime);
+    let mime = MediaFormat::sniff(&bytes).map_or("application/octet-stream", MediaFormat::mime);
     Ok(image_response(mime, Body::from(bytes)))
 }
 
@@ -145,7 +145,7 @@ async fn original(
         .get(&object_store::path::Path::from(key))
         .await
         .map_err(crate::storage::Error::from)?;
-    let mime = MediaType::from_mime(&mime).map_or("application/octet-stream", MediaType::mime);
+    let mime = MediaFormat::from_mime(&mime).map_or("application/octet-stream", MediaFormat::mime);
     Ok(image_response(mime, Body::from_stream(got.into_stream())))
 }
 

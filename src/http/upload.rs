@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::auth::{AuthUser, begin_as};
 use super::{AppState, error::ApiError, views};
 use crate::db::uploads::NewMedia;
-use crate::media_type::{MediaType, SNIFF_LEN};
+use crate::format::{MediaFormat, SNIFF_LEN};
 use crate::storage::{Rendition, Storage};
 
 /// Query of a raw (non-multipart) upload.
@@ -151,9 +151,11 @@ where
             None => break,
         }
     }
-    let media_type = MediaType::sniff(&head).ok_or_else(|| {
+    let media_type = MediaFormat::sniff(&head).ok_or_else(|| {
         ApiError::UnsupportedMediaType(format!(
-            "{filename:?} is not an image this system can handle (JPEG, PNG, WebP, GIF, TIFF, HEIC)"
+            "{filename:?} is not a photo, video or audio file this system can handle \
+             (JPEG, PNG, WebP, GIF, TIFF, HEIC; MP4, MOV, M4V, 3GP, WebM, MKV, AVI; \
+             M4A, MP3, WAV, OGG, FLAC)"
         ))
     })?;
     let id = Uuid::new_v4();

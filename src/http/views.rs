@@ -20,6 +20,10 @@ pub fn taken_at(m: &MediaDetail) -> Value {
             at.with_timezone(&offset)
                 .to_rfc3339_opts(SecondsFormat::AutoSi, false)
         ),
+        // A container's UTC instant with no zone to show it in: say it is UTC.
+        None if m.taken_at_source.as_deref() == Some("container_utc") => {
+            json!(at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        }
         None => json!(at.naive_utc().format("%Y-%m-%dT%H:%M:%S").to_string()),
     }
 }
@@ -41,8 +45,12 @@ pub fn media(m: &MediaDetail) -> Value {
             "preview": format!("/v1/media/{}/thumbnails/preview", m.id),
         })
     });
+    let motion = m
+        .motion_id
+        .map(|id| json!({ "media_id": id, "duration_ms": m.motion_duration.map(seconds_to_ms) }));
     json!({
-        "id": m.id, "filename": m.filename, "mime_type": m.mime_type, "file_size": m.file_size,
+        "id": m.id, "kind": m.kind, "filename": m.filename, "mime_type": m.mime_type, "file_size": m.file_size,
+        "duration_ms": m.duration.map(seconds_to_ms), "motion": motion, "motion_of": m.motion_of,
         "file_hash": m.file_hash, "width": m.width, "height": m.height, "orientation": m.orientation,
         "taken_at": taken_at(m), "taken_at_source": m.taken_at_source,
         "camera": camera, "location": location,
@@ -50,6 +58,11 @@ pub fn media(m: &MediaDetail) -> Value {
         "attempts": m.attempts, "duplicate_of": m.duplicate_of, "thumbnails": thumbnails,
         "metadata": m.metadata, "created_at": m.created_at,
     })
+}
+
+/// Stored seconds → the contract's whole milliseconds.
+fn seconds_to_ms(s: f64) -> i64 {
+    (s * 1000.0).round() as i64
 }
 
 /// The job object of `GET /v1/jobs/{id}`.

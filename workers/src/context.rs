@@ -1,4 +1,5 @@
-//! What every step needs: the database pool, the object store and the decoder limits.
+//! What every step needs: the database pool, the object store, the decoder limits and the
+//! limits of the ffmpeg child processes.
 
 use sqlx::PgPool;
 use timeline::storage::Storage;
@@ -12,4 +13,11 @@ pub struct Context {
     pub limits: Limits,
     /// Deadline of one CPU stage; past it the file fails and the pool moves on.
     pub step_timeout: std::time::Duration,
+    /// Deadline, memory and threads of each ffprobe/ffmpeg run.
+    pub av_limits: timeline_media::ffmpeg::Limits,
+    /// Largest image original decoded in memory (decoders need the whole file); larger images
+    /// fail with a reason instead of taking the worker's memory.
+    pub max_image_bytes: u64,
+    /// Where originals from a remote store are spooled for ffmpeg (removed after each step).
+    pub spool_dir: std::path::PathBuf,
 }

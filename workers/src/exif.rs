@@ -1,18 +1,22 @@
 //! The `exif` step: taken_at (with the photo's own offset when it can be known), camera,
 //! orientation, GPS → a `locations` row with offline reverse geocoding and time zone, and the
-//! remaining tags as JSON. Unreadable EXIF is recorded but never fails the photo.
+//! remaining tags as JSON. Unreadable EXIF is recorded but never fails the photo. It also
+//! pairs a Live Photo still with its clip (Apple's ContentIdentifier) and stores the clip
+//! embedded in a Motion Photo as a media file of its own, linked to the still.
 
 use chrono::Utc;
 use timeline::db::{
     self,
-    pipeline::{ExifUpdate, MediaState, NewLocation},
+    pipeline::{EmbeddedClip, ExifUpdate, MediaState, NewLocation},
 };
 use timeline::jobs::{MediaTask, Step};
 use timeline::models::TakenAtSource;
 use timeline_media::exif::{ExifFacts, GpsFix};
+use timeline_media::video::motion;
 use timeline_media::{geocode, taken_at};
 
 use crate::context::Context;
+use crate::motion_clip;
 use crate::step::{self, StepError};
 
 /// Runs the step for one media file.
@@ -20,16 +24,30 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
     let Some(media) = step::begin(ctx, task).await? else {
         return Ok(());
     };
-    let bytes = step::original(&ctx.storage, &media).await?;
-    let facts = step::cpu(ctx.step_timeout, move || {
-        timeline_media::exif::extract(&bytes)
+    let bytes = step::original(ctx, &media).await?;
+    let (facts, embedded) = step::cpu(ctx.step_timeout, move || {
+        let embedded = motion::find(&mut std::io::Cursor::new(&bytes[..]), bytes.len() as u64);
+        (timeline_media::exif::extract(&bytes), embedded)
     })
     .await?;
+    // A Motion Photo's clip is stored before the still's facts are recorded, so a crash in
+    // between only repeats the (idempotent) copy.
+    let clip = match embedded {
+        Ok(Some(video)) => Some(motion_clip::store(ctx, &media, &video).await?),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::info!(error = %e, "could not look for an embedded motion clip");
+            None
+        }
+    };
     let facts = match facts {
         Ok(f) => f,
         Err(e) => {
             // Not fatal: the photo still gets its thumbnails.
             let reason = format!("unreadable EXIF: {e}");
+            if let Some(clip) = &clip {
+                motion_clip::record(ctx, clip, task.job_id).await?;
+            }
             return step::finish(ctx, &media, Step::Exif, Err(&reason), attempt).await;
         }
     };
@@ -41,11 +59,21 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
         Some(fut) => Some(fut.await?),
         None => None,
     };
-    store(ctx, &media, &facts, location, attempt).await
+    store(ctx, &media, &facts, location, (clip, task.job_id), attempt).await
+}
+
+/// The row's `TakenAtSource` for the media crate's.
+pub(crate) fn source(s: taken_at::TakenAtSource) -> TakenAtSource {
+    match s {
+        taken_at::TakenAtSource::ExifOffset => TakenAtSource::ExifOffset,
+        taken_at::TakenAtSource::GpsTimezone => TakenAtSource::GpsTimezone,
+        taken_at::TakenAtSource::LocalTime => TakenAtSource::LocalTime,
+        taken_at::TakenAtSource::ContainerUtc => TakenAtSource::ContainerUtc,
+    }
 }
 
 /// Reverse geocoding and time zone of a GPS fix (CPU only, offline data).
-fn locate(gps: &GpsFix) -> NewLocation {
+pub(crate) fn locate(gps: &GpsFix) -> NewLocation {
     let place = geocode::reverse(gps.latitude, gps.longitude);
     NewLocation {
         latitude: gps.latitude,
@@ -67,6 +95,7 @@ async fn store(
     media: &MediaState,
     facts: &ExifFacts,
     location: Option<NewLocation>,
+    (clip, job_id): (Option<EmbeddedClip>, uuid::Uuid),
     attempt: i32,
 ) -> Result<(), StepError> {
     let tz = location.as_ref().and_then(|l| l.timezone.clone());
@@ -79,16 +108,13 @@ async fn store(
     let mut update = ExifUpdate {
         taken_at: taken.as_ref().map(|t| t.instant),
         taken_at_offset_minutes: taken.as_ref().and_then(|t| t.offset_minutes),
-        taken_at_source: taken.as_ref().map(|t| match t.source {
-            taken_at::TakenAtSource::ExifOffset => TakenAtSource::ExifOffset,
-            taken_at::TakenAtSource::GpsTimezone => TakenAtSource::GpsTimezone,
-            taken_at::TakenAtSource::LocalTime => TakenAtSource::LocalTime,
-        }),
+        taken_at_source: taken.as_ref().map(|t| source(t.source)),
         orientation: facts.orientation.and_then(|o| i16::try_from(o).ok()),
         camera_make: facts.make.clone(),
         camera_model: facts.model.clone(),
         location_id: None,
         metadata: facts.metadata.clone(),
+        content_identifier: facts.content_identifier.clone(),
     };
     let mut tx = ctx.pool.begin().await?;
     if let Some(loc) = &location {
@@ -96,6 +122,15 @@ async fn store(
             Some(db::pipeline::upsert_location(&mut tx, media.user_id, loc).await?);
     }
     db::pipeline::apply_exif(&mut tx, media.id, &update).await?;
+    if let Some(clip) = &clip {
+        motion_clip::record_in(&mut tx, clip, job_id).await?;
+    }
+    if let Some(cid) = &update.content_identifier
+        && let Some((still, clip)) =
+            db::pipeline::link_live_photo(&mut tx, media.user_id, cid).await?
+    {
+        tracing::info!(%still, %clip, "Live Photo paired");
+    }
     db::pipeline::record_step(&mut tx, media, Step::Exif, Ok(()), attempt).await?;
     step::settle(&mut tx, media.id).await?;
     tx.commit().await?;

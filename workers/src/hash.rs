@@ -1,9 +1,12 @@
-//! The `hash` step: SHA-256 of the stored bytes → `file_hash`; per-user deduplication; then the
-//! EXIF and thumbnail steps are enqueued in the same transaction that records the hash.
+//! The `hash` step: SHA-256 of the stored bytes, computed as they stream from the store (a
+//! 10 GiB video costs a few chunks of memory) → `file_hash`; per-user deduplication; then the
+//! next steps of the file's kind are enqueued in the same transaction that records the hash.
 
 use timeline::db;
 use timeline::jobs::{self, MediaTask, Step};
 use timeline::storage::{Rendition, Storage};
+use timeline_media::Kind;
+use timeline_media::hash::StreamHasher;
 
 use crate::context::Context;
 use crate::step::{self, StepError};
@@ -30,19 +33,18 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
     let Some(media) = step::begin(ctx, task).await? else {
         return Ok(());
     };
-    let bytes = step::original(&ctx.storage, &media).await?;
-    let hash = step::cpu(ctx.step_timeout, move || {
-        timeline_media::hash::sha256_hex(&bytes)
-    })
-    .await?;
+    let hash = stream_hash(ctx, &media).await?;
+    let kind = Kind::of_mime(&media.mime_type)
+        .ok_or_else(|| StepError::Permanent(format!("unsupported: {}", media.mime_type)))?;
 
     let mut tx = ctx.pool.begin().await?;
     match db::pipeline::set_hash(&mut tx, media.id, &hash).await {
         Ok(()) => {
             db::pipeline::record_step(&mut tx, &media, Step::Hash, Ok(()), attempt).await?;
             let next = [task];
-            jobs::enqueue(&mut tx, Step::Exif, &next).await?;
-            jobs::enqueue(&mut tx, Step::Thumbnail, &next).await?;
+            for &step in Step::after_hash(kind) {
+                jobs::enqueue(&mut tx, step, &next).await?;
+            }
             tx.commit().await?;
             Ok(())
         }
@@ -52,6 +54,28 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// SHA-256 of the original as it streams from the store. Hashing runs at ~1 GB/s, so each chunk
+/// is hashed inline; the deadline grows with the size (1 s per 16 MiB on top of the step's).
+async fn stream_hash(ctx: &Context, media: &db::pipeline::MediaState) -> Result<String, StepError> {
+    use futures::StreamExt;
+    let key = Storage::key(media.user_id, media.id, Rendition::Original);
+    let (size, mut chunks) = ctx.storage.stream(&key).await?;
+    let deadline = ctx.step_timeout + std::time::Duration::from_secs(size >> 24);
+    let hashing = async {
+        let mut hasher = StreamHasher::new();
+        while let Some(chunk) = chunks.next().await {
+            hasher.update(&chunk?);
+        }
+        Ok::<_, StepError>(hasher.finish())
+    };
+    tokio::time::timeout(deadline, hashing).await.map_err(|_| {
+        StepError::Transient(format!(
+            "reading the original took longer than {}s",
+            deadline.as_secs()
+        ))
+    })?
 }
 
 /// The user already has these bytes: end as a duplicate of that file and drop the copy.

@@ -1,13 +1,15 @@
 //! timeline-workers: the worker pools that process uploaded media, one per queue — `hash`,
-//! `exif`, `thumbnail` — one file per step. The pure media code (bytes in, facts out) lives in
+//! `exif`, `thumbnail` for photos, `video` for videos and audio — one file per step. The pure media code (bytes in, facts out) lives in
 //! the `timeline-media` crate; this crate adds the database, the store and the queue.
 
 pub mod context;
 pub mod exif;
 pub mod hash;
+pub mod motion_clip;
 pub mod pools;
 pub mod step;
 pub mod thumbnail;
+pub mod video;
 
 use std::sync::Arc;
 
@@ -28,7 +30,7 @@ pub struct Args {
         long,
         env = "TIMELINE_QUEUES",
         value_delimiter = ',',
-        default_value = "hash,exif,thumbnail"
+        default_value = "hash,exif,thumbnail,video"
     )]
     pub queues: Vec<String>,
     /// Steps in flight per pool (default: the number of CPUs).
@@ -37,6 +39,18 @@ pub struct Args {
     /// Seconds one CPU stage of a step may take before the file is failed as pathological.
     #[arg(long, env = "TIMELINE_STEP_TIMEOUT_SECS", default_value_t = step::CPU_TIMEOUT.as_secs_f64())]
     pub step_timeout_secs: f64,
+    /// Seconds one ffprobe/ffmpeg run may take before it is killed and its file failed.
+    #[arg(long, env = "TIMELINE_FFMPEG_TIMEOUT_SECS", default_value_t = 300.0)]
+    pub ffmpeg_timeout_secs: f64,
+    /// Address-space limit of each ffprobe/ffmpeg process, in bytes.
+    #[arg(long, env = "TIMELINE_FFMPEG_MAX_MEMORY_BYTES", default_value_t = 3 << 30)]
+    pub ffmpeg_max_memory_bytes: u64,
+    /// Largest image decoded (image decoders need the whole file in memory).
+    #[arg(long, env = "TIMELINE_MAX_IMAGE_BYTES", default_value_t = 512 << 20)]
+    pub max_image_bytes: u64,
+    /// Where originals from a remote (S3) store are spooled for ffmpeg.
+    #[arg(long, env = "TIMELINE_SPOOL_DIR")]
+    pub spool_dir: Option<std::path::PathBuf>,
 }
 
 /// Errors that stop the worker process.
@@ -58,7 +72,9 @@ pub async fn run() -> Result<(), Error> {
         .iter()
         .map(|q| {
             Step::from_queue(q.trim()).ok_or_else(|| {
-                Error::Config(format!("unknown queue {q:?} (hash, exif, thumbnail)"))
+                Error::Config(format!(
+                    "unknown queue {q:?} (hash, exif, thumbnail, video)"
+                ))
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -85,6 +101,17 @@ pub async fn run() -> Result<(), Error> {
         limits: timeline_media::thumbnail::Limits::default(),
         step_timeout: std::time::Duration::try_from_secs_f64(args.step_timeout_secs.max(0.001))
             .map_err(|e| Error::Config(format!("--step-timeout-secs: {e}")))?,
+        av_limits: timeline_media::ffmpeg::Limits {
+            timeout: std::time::Duration::try_from_secs_f64(args.ffmpeg_timeout_secs.max(0.001))
+                .map_err(|e| Error::Config(format!("--ffmpeg-timeout-secs: {e}")))?,
+            max_memory_bytes: args.ffmpeg_max_memory_bytes,
+            ..timeline_media::ffmpeg::Limits::default()
+        },
+        max_image_bytes: args.max_image_bytes,
+        spool_dir: args
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("timeline-spool")),
     });
     let housekeeping = tokio::spawn(housekeeping(ctx.pool.clone()));
     let result = pools::run(ctx, &steps, concurrency).await;

@@ -69,6 +69,7 @@ async fn handle(
             Step::Hash => crate::hash::run(ctx, task, attempt_i32).await,
             Step::Exif => crate::exif::run(ctx, task, attempt_i32).await,
             Step::Thumbnail => crate::thumbnail::run(ctx, task, attempt_i32).await,
+            Step::Video => crate::video::run(ctx, task, attempt_i32).await,
         }
     })
     .await;

@@ -80,10 +80,19 @@ pub async fn begin(ctx: &Context, task: MediaTask) -> Result<Option<MediaState>,
     Ok(Some(media))
 }
 
-/// Reads the stored original.
-pub async fn original(storage: &Storage, media: &MediaState) -> Result<bytes::Bytes, StepError> {
+/// Reads the stored original of an image into memory (image decoders need the whole file),
+/// refusing one over `ctx.max_image_bytes` rather than holding an unbounded buffer.
+pub async fn original(ctx: &Context, media: &MediaState) -> Result<bytes::Bytes, StepError> {
     let key = Storage::key(media.user_id, media.id, Rendition::Original);
-    Ok(storage.get(&key).await?)
+    ctx.storage
+        .get_bounded(&key, ctx.max_image_bytes)
+        .await?
+        .ok_or_else(|| {
+            StepError::Permanent(format!(
+                "image too large to process: over {} bytes",
+                ctx.max_image_bytes
+            ))
+        })
 }
 
 /// Records a step's outcome, settles the file's end state and the job's progress, in one

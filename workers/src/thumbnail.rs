@@ -18,7 +18,7 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
     };
     let format = ImageFormat::from_mime(&media.mime_type)
         .ok_or_else(|| StepError::Permanent(format!("unsupported: {}", media.mime_type)))?;
-    let bytes = step::original(&ctx.storage, &media).await?;
+    let bytes = step::original(ctx, &media).await?;
     let limits = ctx.limits;
     let rendered = step::cpu(ctx.step_timeout, move || render(&bytes, format, &limits)).await?;
     let thumbs = rendered.map_err(|e| StepError::Permanent(e.to_string()))?;

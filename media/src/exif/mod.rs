@@ -1,8 +1,9 @@
 //! EXIF extraction: the facts timeline needs from a photo's EXIF block (capture time and
-//! offset, camera, orientation, GPS fix) plus the remaining tags as a bounded, sanitised JSON
-//! object. Reads JPEG, PNG, WebP, TIFF and HEIF containers through kamadak-exif; never decodes
-//! pixels.
+//! offset, camera, orientation, GPS fix, Apple's Live Photo ContentIdentifier) plus the remaining
+//! tags as a bounded, sanitised JSON object. Reads JPEG, PNG, WebP, TIFF and HEIF containers
+//! through kamadak-exif; never decodes pixels.
 
+mod apple;
 mod gps;
 mod metadata;
 
@@ -32,6 +33,10 @@ pub struct ExifFacts {
     pub orientation: Option<u16>,
     /// GPS position; `None` when missing, malformed, out of range or the (0, 0) placeholder.
     pub gps: Option<GpsFix>,
+    /// Apple Live Photo ContentIdentifier from the MakerNote (exiftool's
+    /// `MakerNotes:MediaGroupUUID`); the paired video carries the same value in its
+    /// `com.apple.quicktime.content.identifier` key.
+    pub content_identifier: Option<String>,
     /// The other tags of the primary image as a JSON object, tag name → display value;
     /// strings sanitised and size-capped, binary blobs (MakerNote, thumbnails) omitted.
     pub metadata: serde_json::Value,
@@ -123,6 +128,7 @@ fn facts_from(exif: &Exif) -> ExifFacts {
             .and_then(|o| u16::try_from(o).ok())
             .filter(|o| (1..=8).contains(o)),
         gps: gps::gps_fix(exif),
+        content_identifier: content_identifier(exif),
         metadata: metadata::to_json(exif),
     }
 }
@@ -139,6 +145,15 @@ pub(crate) fn ascii(exif: &Exif, tag: Tag) -> Option<String> {
             .map(|p| String::from_utf8_lossy(p).into_owned()),
         // Some writers store strings as UNDEFINED bytes.
         Value::Undefined(bytes, _) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        _ => None,
+    }
+}
+
+/// The MakerNote is left out of `metadata` (a vendor blob), but Apple's holds the Live Photo
+/// pairing key, so that one tag is read here.
+fn content_identifier(exif: &Exif) -> Option<String> {
+    match &primary(exif, Tag::MakerNote)?.value {
+        Value::Undefined(bytes, _) => apple::content_identifier(bytes),
         _ => None,
     }
 }

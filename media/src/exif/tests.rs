@@ -72,3 +72,35 @@ fn webp_chunk_walk_is_bounded() {
         None
     );
 }
+
+#[test]
+fn live_photo_still_has_its_content_identifier() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/video/IMG_7943.HEIC"
+    );
+    let facts = extract(&std::fs::read(path).unwrap()).unwrap();
+    // exiftool: MakerNotes:MediaGroupUUID; the paired IMG_7943_HEVC.MOV has the same value.
+    assert_eq!(
+        facts.content_identifier.as_deref(),
+        Some("9B539AB8-A668-4FA6-9207-EB653A5E7E3C")
+    );
+    let metadata = facts.metadata.as_object().unwrap();
+    assert!(!metadata.contains_key("MakerNote"));
+    assert!(
+        !metadata
+            .values()
+            .any(|v| v.as_str().is_some_and(|s| s.contains("Apple iOS")))
+    );
+    // Non-Apple stills have none.
+    let nikon = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/DSCN0010.jpg"
+    );
+    assert_eq!(
+        extract(&std::fs::read(nikon).unwrap())
+            .unwrap()
+            .content_identifier,
+        None
+    );
+}

@@ -206,8 +206,41 @@ fn render_inner(
     })
 }
 
+/// Renders the preview and thumbnail of an already upright 8-bit RGB frame (a video's poster
+/// frame or an audio waveform, made by ffmpeg): the same sizes, encoders and rules as photos.
+/// `display` is the full picture's displayed size, which the frame may be a scaled copy of.
+pub fn render_frame(
+    rgb: Vec<u8>,
+    width: u32,
+    height: u32,
+    display: (u32, u32),
+) -> Result<Thumbnails, ThumbnailError> {
+    let expected = u64::from(width) * u64::from(height) * 3;
+    if width == 0 || height == 0 || rgb.len() as u64 != expected {
+        return Err(ThumbnailError::Corrupt(format!(
+            "frame of {width}x{height} with {} bytes of pixels",
+            rgb.len()
+        )));
+    }
+    let frame = RgbBuf {
+        data: rgb,
+        width,
+        height,
+    };
+    let (pw, ph) = target_size(width, height, PREVIEW_SHORT_EDGE);
+    let preview = resize::resize(frame, pw, ph)?;
+    let (tw, th) = target_size(pw, ph, THUMB_SHORT_EDGE);
+    let thumb = resize::resize_ref(&preview, tw, th)?;
+    Ok(Thumbnails {
+        display_width: display.0,
+        display_height: display.1,
+        preview: encode::jpeg(&preview, PREVIEW_JPEG_QUALITY)?,
+        thumb: encode::webp_or_jpeg(&thumb, THUMB_WEBP_QUALITY, PREVIEW_JPEG_QUALITY)?,
+    })
+}
+
 /// Size with the shorter edge scaled to `short_edge`, aspect ratio kept, never upscaled.
-fn target_size(width: u32, height: u32, short_edge: u32) -> (u32, u32) {
+pub fn target_size(width: u32, height: u32, short_edge: u32) -> (u32, u32) {
     let short = width.min(height);
     if short <= short_edge || short == 0 {
         return (width, height);

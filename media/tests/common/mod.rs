@@ -14,8 +14,7 @@ pub fn fixtures_dir() -> PathBuf {
 
 /// The format the API decides from the file's magic bytes.
 pub fn sniff(bytes: &[u8]) -> Option<ImageFormat> {
-    let kind = timeline::media_type::MediaType::sniff(bytes)?;
-    ImageFormat::from_mime(kind.mime())
+    timeline_media::MediaFormat::sniff(bytes)?.image()
 }
 
 /// The format from a file name's extension (for inputs whose bytes lie).

@@ -1,0 +1,468 @@
+//! The capture facts inside a loaded `moov` box: `mvhd` creation time and duration, Apple's
+//! QuickTime metadata (`meta` with `keys` + `ilst`), and user data (`udta`: `©day`, `date`,
+//! `©xyz`, 3GPP `loci`, `©mak`/`©mod`, iTunes `meta/ilst`).
+//!
+//! Everything is parsed from an in-memory slice. A child box whose size lies ends the walk of its
+//! parent and the rest is skipped: the movie may still play, so damaged metadata is never an
+//! error. Depth is bounded because only fixed paths (at most four levels) are followed.
+
+use chrono::{DateTime, FixedOffset, NaiveDateTime, Utc};
+
+use super::bmff::{be_u16, be_u32, be_u64, plausible_fourcc};
+use super::{clean_text, iso6709};
+
+/// Seconds from the QuickTime epoch (1904-01-01 UTC) to the Unix epoch.
+const MAC_TO_UNIX_SECS: u64 = 2_082_844_800;
+/// Children walked per container at most; a 64 MiB `moov` could otherwise hold 8 million.
+const MAX_CHILDREN: usize = 100_000;
+/// Keys read from one `keys` box at most (Apple writes about a dozen).
+const MAX_KEYS: usize = 4096;
+
+/// Capture facts from a movie's `moov` box. Every field is optional; absent or nonsensical
+/// values are `None`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MovieMeta {
+    /// `mvhd` creation time (UTC). Zero and values exactly at the 1904 or 1970 epoch are `None`.
+    pub mvhd_creation: Option<DateTime<Utc>>,
+    /// `mvhd` duration in seconds, when the time scale is non-zero.
+    pub duration_s: Option<f64>,
+    /// Apple `com.apple.quicktime.creationdate`: local capture time with its UTC offset.
+    pub apple_creation_date: Option<DateTime<FixedOffset>>,
+    /// `udta/©day`, 3GPP `udta/date` or iTunes `udta/meta/ilst/©day`, when it has an offset.
+    pub day: Option<DateTime<FixedOffset>>,
+    /// The same date when it is written without an offset (wall-clock time of unknown zone).
+    pub day_local: Option<NaiveDateTime>,
+    /// Raw ISO 6709 location (Apple key, `©xyz`, or built from a 3GPP `loci` box), sanitised.
+    pub location: Option<String>,
+    /// Apple `com.apple.quicktime.content.identifier`: pairs a Live Photo video with its still.
+    pub content_identifier: Option<String>,
+    /// Camera maker (Apple key or `©mak`).
+    pub make: Option<String>,
+    /// Camera model (Apple key or `©mod`).
+    pub model: Option<String>,
+    /// Apple `com.apple.quicktime.location.accuracy.horizontal`, in metres.
+    pub horizontal_accuracy_m: Option<f64>,
+}
+
+/// One child box of an in-memory container.
+struct Child<'a> {
+    fourcc: [u8; 4],
+    body: &'a [u8],
+}
+
+/// The children of a container payload, in order. Stops at the first child whose size does not
+/// fit (the rest of the container cannot be located reliably) and after [`MAX_CHILDREN`].
+fn children(data: &[u8]) -> impl Iterator<Item = Child<'_>> {
+    let mut pos = 0usize;
+    let mut count = 0usize;
+    std::iter::from_fn(move || {
+        if count >= MAX_CHILDREN {
+            return None;
+        }
+        count += 1;
+        let rest = data.get(pos..)?;
+        let size32 = be_u32(rest, 0)?;
+        let fourcc = rest.get(4..8)?;
+        let fourcc = [fourcc[0], fourcc[1], fourcc[2], fourcc[3]];
+        let (size, mut header) = match size32 {
+            1 => (usize::try_from(be_u64(rest, 8)?).ok()?, 16),
+            0 => (rest.len(), 8),
+            n => (usize::try_from(n).ok()?, 8),
+        };
+        if &fourcc == b"uuid" {
+            header += 16;
+        }
+        if size < header || size > rest.len() {
+            return None;
+        }
+        pos += size;
+        Some(Child {
+            fourcc,
+            body: rest.get(header..size)?,
+        })
+    })
+}
+
+fn child<'a>(data: &'a [u8], fourcc: &[u8; 4]) -> Option<&'a [u8]> {
+    children(data).find(|c| &c.fourcc == fourcc).map(|c| c.body)
+}
+
+/// Parses the payload of a `moov` box.
+pub(super) fn parse(moov: &[u8]) -> MovieMeta {
+    let mut meta = MovieMeta::default();
+    let mut keyed = Vec::new();
+    let mut udta = UserData::default();
+    for c in children(moov) {
+        match &c.fourcc {
+            b"mvhd" => parse_mvhd(c.body, &mut meta),
+            b"meta" => keyed.extend(quicktime_keys(c.body)),
+            b"udta" => udta.read(c.body),
+            _ => {}
+        }
+    }
+    let key = |name: &str| {
+        keyed
+            .iter()
+            .find(|(k, _)| k == &format!("com.apple.quicktime.{name}"))
+            .map(|(_, v)| v)
+    };
+    meta.apple_creation_date =
+        key("creationdate")
+            .and_then(DataValue::text)
+            .and_then(|s| match parse_date(&s)? {
+                ParsedDate::Offset(d) => Some(d),
+                ParsedDate::Local(_) => None,
+            });
+    meta.content_identifier = key("content.identifier").and_then(DataValue::text);
+    meta.make = key("make").and_then(DataValue::text).or(udta.make);
+    meta.model = key("model").and_then(DataValue::text).or(udta.model);
+    meta.horizontal_accuracy_m = key("location.accuracy.horizontal")
+        .and_then(DataValue::number)
+        .filter(|m| m.is_finite() && *m >= 0.0);
+    match udta.day.as_deref().and_then(parse_date) {
+        Some(ParsedDate::Offset(d)) => meta.day = Some(d),
+        Some(ParsedDate::Local(d)) => meta.day_local = Some(d),
+        None => {}
+    }
+    let candidates: Vec<String> = key("location.ISO6709")
+        .and_then(DataValue::text)
+        .into_iter()
+        .chain(udta.xyz)
+        .chain(udta.loci)
+        .collect();
+    // Prefer the first location that is a real position over a (0, 0) placeholder.
+    meta.location = candidates
+        .iter()
+        .find(|c| iso6709::parse(c).is_some())
+        .or(candidates.first())
+        .cloned();
+    meta
+}
+
+fn parse_mvhd(body: &[u8], meta: &mut MovieMeta) {
+    let (creation, timescale, duration) = match body.first() {
+        Some(0) => (
+            be_u32(body, 4).map(u64::from),
+            be_u32(body, 12),
+            be_u32(body, 16).map(u64::from),
+        ),
+        Some(1) => (be_u64(body, 4), be_u32(body, 20), be_u64(body, 24)),
+        _ => return,
+    };
+    meta.mvhd_creation = creation.and_then(mac_time);
+    meta.duration_s = match (timescale, duration) {
+        // u64::MAX duration means "unknown" in version 1 boxes.
+        (Some(scale), Some(d)) if scale > 0 && d != u64::MAX && d != u64::from(u32::MAX) => {
+            Some(d as f64 / f64::from(scale))
+        }
+        _ => None,
+    };
+}
+
+/// QuickTime seconds since 1904 → UTC. Zero, and values landing exactly on the 1904 or 1970
+/// epoch, are placeholders written by devices without a clock, not dates.
+fn mac_time(secs: u64) -> Option<DateTime<Utc>> {
+    if secs == 0 || secs == MAC_TO_UNIX_SECS {
+        return None;
+    }
+    let unix = i64::try_from(secs)
+        .ok()?
+        .checked_sub(MAC_TO_UNIX_SECS as i64)?;
+    DateTime::from_timestamp(unix, 0)
+}
+
+/// A value from an `ilst` `data` atom.
+#[derive(Debug, Clone, PartialEq)]
+enum DataValue {
+    Text(String),
+    Number(f64),
+}
+
+impl DataValue {
+    fn text(&self) -> Option<String> {
+        match self {
+            Self::Text(s) => Some(s.clone()),
+            Self::Number(_) => None,
+        }
+    }
+
+    fn number(&self) -> Option<f64> {
+        match self {
+            Self::Text(s) => s.trim().parse().ok(),
+            Self::Number(n) => Some(*n),
+        }
+    }
+}
+
+/// `(key name, value)` pairs of a QuickTime `meta` box (`keys` names, `ilst` values by index).
+fn quicktime_keys(meta: &[u8]) -> Vec<(String, DataValue)> {
+    let body = meta_children(meta);
+    let (Some(keys), Some(ilst)) = (child(body, b"keys"), child(body, b"ilst")) else {
+        return Vec::new();
+    };
+    let names = key_names(keys);
+    children(ilst)
+        .filter_map(|item| {
+            let index = usize::try_from(u32::from_be_bytes(item.fourcc)).ok()?;
+            let name = names.get(index.checked_sub(1)?)?.clone();
+            Some((name, data_value(child(item.body, b"data")?)?))
+        })
+        .collect()
+}
+
+/// QuickTime's `meta` is a plain container while ISO's (and iTunes') is a full box with four
+/// bytes of version and flags first; tell them apart by where the first child type sits.
+fn meta_children(meta: &[u8]) -> &[u8] {
+    let full_box =
+        meta.get(..4) == Some(&[0, 0, 0, 0]) && meta.get(8..12).is_some_and(plausible_fourcc);
+    if full_box {
+        meta.get(4..).unwrap_or_default()
+    } else {
+        meta
+    }
+}
+
+fn key_names(keys: &[u8]) -> Vec<String> {
+    let count = be_u32(keys, 4)
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0);
+    let mut names = Vec::new();
+    let mut pos = 8usize;
+    for _ in 0..count.min(MAX_KEYS) {
+        let Some(size) = be_u32(keys, pos).and_then(|n| usize::try_from(n).ok()) else {
+            break;
+        };
+        let Some(entry) = pos.checked_add(size).and_then(|end| keys.get(pos..end)) else {
+            break;
+        };
+        if size < 8 {
+            break;
+        }
+        names.push(String::from_utf8_lossy(&entry[8..]).into_owned());
+        pos += size;
+    }
+    names
+}
+
+/// Decodes a `data` atom: well-known type, locale, value.
+fn data_value(data: &[u8]) -> Option<DataValue> {
+    let kind = be_u32(data, 0)? & 0x00FF_FFFF;
+    let value = data.get(8..)?;
+    match kind {
+        1 => clean_text(&String::from_utf8_lossy(value)).map(DataValue::Text),
+        2 => {
+            let units: Vec<u16> = value
+                .chunks_exact(2)
+                .map(|p| u16::from_be_bytes([p[0], p[1]]))
+                .collect();
+            clean_text(&String::from_utf16_lossy(&units)).map(DataValue::Text)
+        }
+        23 => Some(DataValue::Number(f64::from(f32::from_be_bytes(
+            value.get(..4)?.try_into().ok()?,
+        )))),
+        24 => Some(DataValue::Number(f64::from_be_bytes(
+            value.get(..8)?.try_into().ok()?,
+        ))),
+        21 | 22 if !value.is_empty() && value.len() <= 8 => {
+            let mut n: i64 = if kind == 21 && value[0] & 0x80 != 0 {
+                -1
+            } else {
+                0
+            };
+            for &b in value {
+                n = (n << 8) | i64::from(b);
+            }
+            Some(DataValue::Number(n as f64))
+        }
+        _ => None,
+    }
+}
+
+/// The user-data facts we keep, as raw sanitised strings.
+#[derive(Debug, Default)]
+struct UserData {
+    day: Option<String>,
+    xyz: Option<String>,
+    loci: Option<String>,
+    make: Option<String>,
+    model: Option<String>,
+}
+
+impl UserData {
+    fn read(&mut self, udta: &[u8]) {
+        for c in children(udta) {
+            let slot = match &c.fourcc {
+                b"\xA9day" => (&mut self.day, udta_text(c.body)),
+                // 3GPP/Samsung `date` holds the bare text, without a length prefix.
+                b"date" => (&mut self.day, clean_text(&String::from_utf8_lossy(c.body))),
+                b"\xA9xyz" => (&mut self.xyz, udta_text(c.body)),
+                b"loci" => (&mut self.loci, loci_iso6709(c.body)),
+                b"\xA9mak" => (&mut self.make, udta_text(c.body)),
+                b"\xA9mod" => (&mut self.model, udta_text(c.body)),
+                b"meta" => (&mut self.day, itunes_day(c.body)),
+                _ => continue,
+            };
+            if slot.0.is_none() {
+                *slot.0 = slot.1;
+            }
+        }
+    }
+}
+
+/// Text of a QuickTime user-data item (16-bit length, 16-bit language, text), or of an iTunes
+/// style item holding a `data` atom.
+fn udta_text(body: &[u8]) -> Option<String> {
+    if body.get(4..8) == Some(b"data") {
+        return child(body, b"data")
+            .and_then(data_value)
+            .and_then(|v| v.text());
+    }
+    let len = usize::from(be_u16(body, 0)?);
+    let text = body.get(4..4usize.checked_add(len)?)?;
+    clean_text(&String::from_utf8_lossy(text))
+}
+
+fn itunes_day(meta: &[u8]) -> Option<String> {
+    let ilst = child(meta_children(meta), b"ilst")?;
+    let day = child(ilst, b"\xA9day")?;
+    data_value(child(day, b"data")?)?.text()
+}
+
+/// A 3GPP `loci` box (TS 26.244) rendered as ISO 6709, so every location source reaches callers
+/// in one format. Layout: version/flags, language, name (NUL-terminated, maybe UTF-16 with BOM),
+/// role, then longitude, latitude and altitude as signed 16.16 fixed point.
+fn loci_iso6709(body: &[u8]) -> Option<String> {
+    let name_start = 6usize;
+    let name = body.get(name_start..)?;
+    let name_len = if name.starts_with(&[0xFE, 0xFF]) {
+        name.chunks_exact(2).position(|p| p == [0, 0])? * 2 + 2
+    } else {
+        name.iter().position(|&b| b == 0)? + 1
+    };
+    let fixed_at = name_start + name_len + 1; // + role
+    let fixed = |i: usize| -> Option<f64> {
+        let raw = be_u32(body, fixed_at + 4 * i)?;
+        Some(f64::from(raw as i32) / 65536.0)
+    };
+    let (lon, lat, alt) = (fixed(0)?, fixed(1)?, fixed(2)?);
+    if lat.abs() > 90.0 || lon.abs() > 180.0 {
+        return None;
+    }
+    Some(format!("{lat:+010.6}{lon:+011.6}{alt:+.3}/"))
+}
+
+/// A container date, with or without a UTC offset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ParsedDate {
+    Offset(DateTime<FixedOffset>),
+    Local(NaiveDateTime),
+}
+
+/// Parses "2019-07-24T11:25:40+0300", "...+03:00", "...Z", fractional seconds, the EXIF-style
+/// "2019:07:24 11:25:40", and the same without an offset. A bare year ("2020", as iTunes
+/// writes) or an all-zero date is not a capture time.
+fn parse_date(raw: &str) -> Option<ParsedDate> {
+    let text = raw.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+    if let Ok(d) = DateTime::parse_from_rfc3339(text) {
+        return Some(ParsedDate::Offset(d));
+    }
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M:%S%.f%z",
+        "%Y:%m:%d %H:%M:%S%.f%z",
+    ] {
+        if let Ok(d) = DateTime::parse_from_str(text, fmt) {
+            return Some(ParsedDate::Offset(d));
+        }
+    }
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y:%m:%d %H:%M:%S%.f",
+    ] {
+        if let Ok(d) = NaiveDateTime::parse_from_str(text, fmt) {
+            return Some(ParsedDate::Local(d));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_parse_with_and_without_offsets() {
+        let d = |s: &str| parse_date(s).map(|p| format!("{p:?}"));
+        assert_eq!(
+            parse_date("2019-07-24T11:25:40+0300"),
+            DateTime::parse_from_rfc3339("2019-07-24T11:25:40+03:00")
+                .ok()
+                .map(ParsedDate::Offset)
+        );
+        assert!(matches!(
+            parse_date("2020-11-20T15:04:02+01:00"),
+            Some(ParsedDate::Offset(_))
+        ));
+        assert!(matches!(
+            parse_date("2020-11-20T15:04:02.5Z"),
+            Some(ParsedDate::Offset(_))
+        ));
+        assert!(matches!(
+            parse_date("2020-11-20T15:04:02\0"),
+            Some(ParsedDate::Local(_))
+        ));
+        assert!(matches!(
+            parse_date("2020:11:20 15:04:02"),
+            Some(ParsedDate::Local(_))
+        ));
+        assert_eq!(d("2020"), None);
+        assert_eq!(d("0000-00-00T00:00:00"), None);
+        assert_eq!(d(""), None);
+    }
+
+    #[test]
+    fn mac_epoch_placeholders_are_not_dates() {
+        assert_eq!(mac_time(0), None);
+        assert_eq!(mac_time(MAC_TO_UNIX_SECS), None);
+        assert_eq!(mac_time(u64::MAX), None);
+        assert_eq!(
+            mac_time(MAC_TO_UNIX_SECS + 1).map(|d| d.timestamp()),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn loci_becomes_iso6709() {
+        let mut body = vec![0, 0, 0, 0, 0x55, 0xC4, b'x', 0, 0];
+        for v in [0x0006_AD14u32, 0x0034_5E8A, 0x000A_88F5] {
+            body.extend_from_slice(&v.to_be_bytes());
+        }
+        body.extend_from_slice(b"earth\0\0");
+        assert_eq!(
+            loci_iso6709(&body).as_deref(),
+            Some("+52.369293+006.676086+10.535/")
+        );
+        assert_eq!(loci_iso6709(&body[..12]), None);
+    }
+
+    #[test]
+    fn data_atoms_decode() {
+        let atom = |kind: u32, value: &[u8]| {
+            let mut v = kind.to_be_bytes().to_vec();
+            v.extend_from_slice(&[0; 4]);
+            v.extend_from_slice(value);
+            data_value(&v)
+        };
+        assert_eq!(atom(1, b"Apple\0"), Some(DataValue::Text("Apple".into())));
+        assert_eq!(
+            atom(23, &3.5f32.to_be_bytes()),
+            Some(DataValue::Number(3.5))
+        );
+        assert_eq!(atom(21, &[0xFF, 0xFE]), Some(DataValue::Number(-2.0)));
+        assert_eq!(atom(22, &[0xFF, 0xFE]), Some(DataValue::Number(65534.0)));
+        assert_eq!(atom(23, &[1]), None);
+        assert_eq!(atom(99, b"x"), None);
+        assert_eq!(data_value(&[0, 0, 0]), None);
+    }
+}
