@@ -256,7 +256,12 @@ pub async fn poster(
         limits.threads.to_string().into(),
     ];
     args.extend(input_args(path, format));
-    let filter = format!("fps={POSTER_FPS},scale={w}:{h}:flags=bilinear,format=rgb24");
+    // The first frame, then one every 1/POSTER_FPS s (a plain `fps` filter drops the only
+    // frame of a clip shorter than its period).
+    let filter = format!(
+        "select='isnan(prev_selected_t)+gte(t-prev_selected_t\\,{})',scale={w}:{h}:flags=bilinear,format=rgb24",
+        1.0 / f64::from(POSTER_FPS)
+    );
     for a in [
         "-map",
         "0:v:0",
@@ -267,6 +272,9 @@ pub async fn poster(
         &POSTER_WINDOW_SECS.to_string(),
         "-vf",
         &filter,
+        // One output frame per selected frame (constant-rate output would repeat them).
+        "-fps_mode",
+        "vfr",
         "-frames:v",
         &(POSTER_WINDOW_SECS * POSTER_FPS).to_string(),
         "-f",
@@ -301,10 +309,10 @@ pub async fn waveform(
     ];
     args.extend(input_args(path, format));
     for a in [
-        "-map",
-        "0:a:0",
         "-filter_complex",
-        "aformat=channel_layouts=mono,showwavespic=s=1000x250:colors=0x4f8fd8,format=rgb24",
+        "[0:a:0]aformat=channel_layouts=mono,showwavespic=s=1000x250:colors=0x4f8fd8,format=rgb24[w]",
+        "-map",
+        "[w]",
         "-frames:v",
         "1",
         "-f",
@@ -456,6 +464,65 @@ fn frame_detail(rgb: &[u8]) -> Detail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/video")
+            .join(name)
+    }
+
+    fn mov() -> MediaFormat {
+        MediaFormat::Video(VideoFormat::Mp4)
+    }
+
+    #[tokio::test]
+    async fn a_logo_fading_in_from_white_gets_a_poster_that_shows_it() {
+        let path = fixture("sample.3gp");
+        let limits = Limits::default();
+        let facts = probe(&path, mov(), &limits).await.unwrap();
+        assert_eq!((facts.width, facts.height), (Some(176), Some(144)));
+        let t = poster(&path, mov(), &facts, &limits).await.unwrap();
+        let img = image::load_from_memory(&t.preview.bytes).unwrap().to_rgb8();
+        let d = frame_detail(img.as_raw());
+        assert!(!d.blank, "{d:?}");
+    }
+
+    #[tokio::test]
+    async fn broken_and_foreign_files_fail_with_ffmpegs_reason() {
+        let limits = Limits::default();
+        let e = probe(&fixture("bad_truncated_no_moov.mov"), mov(), &limits)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("moov"), "{e}");
+        // A JPEG forced through the MP4 demuxer is not "guessed" into something else.
+        let jpeg = fixture("motion_google.jpg");
+        assert!(probe(&jpeg, mov(), &limits).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_hanging_decoder_is_killed_at_the_deadline() {
+        let limits = Limits {
+            timeout: Duration::from_millis(1),
+            ..Limits::default()
+        };
+        let e = probe(&fixture("Issue 515 (java).mp4"), mov(), &limits)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AvError::Timeout { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn audio_gets_a_waveform() {
+        let path = fixture("Issue 337 (dotnet).m4a");
+        let t = waveform(
+            &path,
+            MediaFormat::Audio(AudioFormat::M4a),
+            &Limits::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!((t.preview.width, t.preview.height), (1000, 250));
+    }
 
     #[test]
     fn flat_and_black_frames_are_blank() {

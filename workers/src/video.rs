@@ -259,12 +259,11 @@ async fn store(
         .as_ref()
         .map(|((t, p), sizes)| ((t.as_str(), p.as_str()), sizes.clone()));
     db::pipeline::apply_video(&mut tx, media.id, &update, thumbs_ref).await?;
-    if let Some(cid) = &update.content_identifier {
-        if let Some((still, clip)) =
+    if let Some(cid) = &update.content_identifier
+        && let Some((still, clip)) =
             db::pipeline::link_live_photo(&mut tx, media.user_id, cid).await?
-        {
-            tracing::info!(%still, %clip, "Live Photo paired");
-        }
+    {
+        tracing::info!(%still, %clip, "Live Photo paired");
     }
     db::pipeline::record_step(&mut tx, media, Step::Video, Ok(()), attempt).await?;
     step::settle(&mut tx, media.id).await?;

@@ -10,6 +10,7 @@ pub mod bmff;
 pub mod iso6709;
 mod moov;
 pub mod motion;
+mod udta;
 mod xmp;
 
 #[cfg(test)]

@@ -14,3 +14,4 @@ mod ingest;
 mod isolation;
 mod recovery;
 mod transactional;
+mod video;

@@ -221,7 +221,7 @@ fn user_data_variants() {
     assert_eq!(m.make.as_deref(), Some("ACME[m"));
     assert_eq!(m.location.as_deref(), Some("+51.4169-000.0806/"));
     // iTunes-style udta/meta/ilst/©day.
-    let data = boxed(b"data", b"\0\0\0\x01\0\0\0\02021-01-02T03:04:05Z");
+    let data = boxed(b"data", b"\0\0\0\x01\0\0\0\x002021-01-02T03:04:05Z");
     let ilst = boxed(b"ilst", &boxed(b"\xA9day", &data));
     let itunes = boxed(b"meta", &[&[0u8; 4][..], ilst.as_slice()].concat());
     let m = meta(&boxed(b"udta", &itunes));
