@@ -452,7 +452,7 @@ async fn a_clip_that_opens_on_black_gets_a_real_poster_and_ranges_work(pool: PgP
         "yuv420p",
         clip.to_str().expect("path"),
     ]);
-    let body = upload_files(&app, &token, &[clip.clone()]).await;
+    let body = upload_files(&app, &token, std::slice::from_ref(&clip)).await;
     let id = ids_by_name(&body)["fade-in.mp4"].clone();
     let m = detail(&app, &token, &id).await;
     assert_eq!(m["processing_status"], "completed", "{m}");
