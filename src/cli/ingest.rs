@@ -371,7 +371,7 @@ async fn summarize(
     };
     let first = jobs.first().map(|j| j.id.to_string()).unwrap_or_default();
     write_line(&format!(
-        "{} files in {:.1}s ({:.1} images/s, {} jobs from {first}): {} completed, {} failed, {} duplicate, {} refused",
+        "{} files in {:.1}s ({:.1} files/s, {} jobs from {first}): {} completed, {} failed, {} duplicate, {} refused",
         rows.len(),
         secs,
         rows.len() as f64 / secs.max(1e-9),

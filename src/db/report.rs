@@ -12,6 +12,10 @@ pub struct JobMediaRow {
     pub error_message: Option<String>,
     pub taken_at: Option<DateTime<Utc>>,
     pub taken_at_offset_minutes: Option<i16>,
+    pub taken_at_source: Option<String>,
+    pub kind: String,
+    /// Seconds, for videos and audio.
+    pub duration: Option<f64>,
     pub city: Option<String>,
     pub country: Option<String>,
     pub width: Option<i32>,
@@ -19,7 +23,7 @@ pub struct JobMediaRow {
     pub thumbnails: Option<serde_json::Value>,
 }
 
-/// The photos of a job in upload order.
+/// The media files of a job in upload order.
 pub async fn job_media(
     db: impl PgExecutor<'_>,
     job_id: Uuid,
@@ -27,6 +31,7 @@ pub async fn job_media(
     sqlx::query_as!(
         JobMediaRow,
         r#"SELECT m.filename, m.processing_status, m.error_message, m.taken_at, m.taken_at_offset_minutes,
+                  m.taken_at_source, m.kind AS "kind!", m.duration,
                   l.city AS "city?", l.country AS "country?", m.width, m.height, m.metadata -> 'thumbnails' AS thumbnails
            FROM data_processing_job_media jm
            JOIN media_files m ON m.id = jm.media_file_id

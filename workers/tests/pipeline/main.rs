@@ -12,6 +12,7 @@ mod corpus;
 mod db_restart;
 mod hostile;
 mod ingest;
+mod ingest_cli;
 mod isolation;
 mod recovery;
 mod transactional;

@@ -1,0 +1,96 @@
+//! `timeline ingest` (the real binary) over a folder of mixed photos, videos and audio, with a
+//! file it cannot use and one over the size limit: those two are named in the summary and
+//! skipped, nothing of theirs is stored, and everything else is processed.
+
+use std::process::Command;
+
+use sqlx::PgPool;
+
+use crate::common::{TestApp, fixtures, url_of};
+use crate::video::{tempdir, video_dir};
+
+/// The `timeline` binary, built beside `timeline-worker` by the workspace build.
+pub fn timeline_bin() -> std::path::PathBuf {
+    let bin =
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_timeline-worker")).with_file_name("timeline");
+    assert!(
+        bin.is_file(),
+        "build the workspace first: {} missing",
+        bin.display()
+    );
+    bin
+}
+
+#[sqlx::test(migrations = false)]
+async fn ingest_takes_a_folder_of_photos_videos_and_audio(pool: PgPool) {
+    let app = TestApp::start(pool, true).await;
+    let (user, _) = app.user("roll@example.com").await;
+    let dir = tempdir("roll");
+    for (from, name) in [
+        (fixtures().join("landscape_1.jpg"), "landscape_1.jpg"),
+        (fixtures().join("IMG_5195.HEIC"), "IMG_5195.HEIC"),
+        (video_dir().join("with-gps.mov"), "with-gps.mov"),
+        (video_dir().join("video_mkv.mkv"), "video_mkv.mkv"),
+        (video_dir().join("Issue 337 (dotnet).m4a"), "memo.m4a"),
+        (video_dir().join("MVI_4823.AVI"), "too-big.avi"),
+        (video_dir().join("manifest.tsv"), "notes.tsv"),
+    ] {
+        std::fs::copy(&from, dir.join(name)).expect("copy fixture");
+    }
+    let out = Command::new(timeline_bin())
+        .args(["ingest"])
+        .arg(&dir)
+        .args(["--email", "roll@example.com"])
+        .env("DATABASE_URL", url_of(&app.pool))
+        .env("TIMELINE_STORAGE", &app.storage_dir)
+        // MVI_4823.AVI is 3.1 MB: over this limit it must be refused, not stored.
+        .env("TIMELINE_MAX_FILE_BYTES", "2000000")
+        .output()
+        .expect("timeline ingest");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("5 completed, 0 failed, 0 duplicate, 2 refused"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("refused  too-big.avi: too large"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("refused  notes.tsv: not a photo, video or audio file"),
+        "{stdout}"
+    );
+
+    let kinds: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT filename, kind, processing_status FROM media_files WHERE user_id = $1 ORDER BY filename",
+    )
+    .bind(user)
+    .fetch_all(&app.pool)
+    .await
+    .expect("rows");
+    let got: Vec<(&str, &str)> = kinds
+        .iter()
+        .map(|(f, k, _)| (f.as_str(), k.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("IMG_5195.HEIC", "image"),
+            ("landscape_1.jpg", "image"),
+            ("memo.m4a", "audio"),
+            ("video_mkv.mkv", "video"),
+            ("with-gps.mov", "video"),
+        ]
+    );
+    assert!(kinds.iter().all(|(_, _, s)| s == "completed"), "{kinds:?}");
+    // Exactly the objects of the five rows: originals, and thumb + preview for each (the audio
+    // file's waveform included); nothing from the refused files.
+    let objects = crate::common::walk(&app.storage_dir).len();
+    assert_eq!(objects, 15, "{:?}", crate::common::walk(&app.storage_dir));
+    let _ = std::fs::remove_dir_all(dir);
+}
