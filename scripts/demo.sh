@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job end to end, on a fresh machine: database, build, migrate, seed, then the whole
-# platform (API + worker pools) ingesting the sample photos shipped in tests/fixtures, printing
-# the job's progress and, per photo, its status, taken_at, place and thumbnail sizes.
+# platform (API + worker pools) ingesting a camera roll made of the sample photos shipped in
+# tests/fixtures plus videos, a Live Photo pair, a Motion Photo and an audio file from
+# tests/fixtures/video, printing the job's progress and, per file, its kind, status, taken_at,
+# place, size (and duration) and thumbnail sizes; then a video upload through the HTTP API.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -31,9 +33,13 @@ creds=$($bin/timeline users create --email "$email" --name Demo)
 token=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["token"])' "$creds")
 echo "user $email created"
 
-echo "== ingest tests/fixtures (the sample photos; bad/ holds hostile files, ingested next)"
+echo "== ingest a camera roll: tests/fixtures photos + videos, Live/Motion Photos, audio (bad/ holds hostile files, ingested next)"
 samples=$(mktemp -d)
 find tests/fixtures -maxdepth 1 -type f ! -name '*.md' ! -name '*.json' -exec cp {} "$samples/" \;
+for f in with-gps.mov "Issue 515 (java).mp4" video_mkv.mkv MVI_4823.AVI IMG_7943.HEIC IMG_7943_HEVC.MOV \
+         motion_google.jpg "Issue 337 (dotnet).m4a" bad_truncated_mdat.mp4; do
+  cp "tests/fixtures/video/$f" "$samples/"
+done
 $bin/timeline ingest "$samples" --email "$email" --list --timeout-secs 600
 
 echo "== hostile files through the same queues"
@@ -50,5 +56,18 @@ for _ in $(seq 100); do
   echo "$j" | grep -q '"status":"completed"' && break
   sleep 0.3
 done
+
+echo "== the HTTP API: upload a video, then read its detail and the first 100 bytes by Range"
+resp=$(curl -fsS -X POST "http://$TIMELINE_ADDR/v1/media?filename=rotated.mp4" -H "Authorization: Bearer $token" \
+  -H 'Content-Type: video/mp4' --data-binary @tests/fixtures/video/video_rotate.mp4)
+id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["media"][0]["id"])' "$resp")
+for _ in $(seq 100); do
+  m=$(curl -fsS "http://$TIMELINE_ADDR/v1/media/$id" -H "Authorization: Bearer $token")
+  echo "$m" | grep -q '"processing_status":"\(completed\|failed\)"' && break
+  sleep 0.3
+done
+echo "$m" | python3 -c 'import json,sys; m=json.load(sys.stdin); print({k: m[k] for k in ("kind","processing_status","duration_ms","width","height","taken_at","taken_at_source")}, m["metadata"].get("video_codec"), m["metadata"].get("rotation"), "deg")'
+curl -fsS -o /dev/null -D - -r 0-99 "http://$TIMELINE_ADDR/v1/media/$id/original" -H "Authorization: Bearer $token" \
+  | grep -iE '^(HTTP|content-range|content-length|content-type)'
 rm -rf "$samples"
 echo "== done"

@@ -16,7 +16,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
-# Short runs of the mutation fuzzer over the two hostile-input entry points (deterministic
+# Short runs of the mutation fuzzer over the hostile-input entry points (deterministic
 # seeds; the long runs are `cargo run -p timeline-media --release --example fuzz -- exif 600`).
 cargo run -q -p timeline-media --example fuzz --locked -- exif 30
 cargo run -q -p timeline-media --example fuzz --locked -- thumbnail 30
+cargo run -q -p timeline-media --example fuzz --locked -- video 30

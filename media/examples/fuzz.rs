@@ -1,10 +1,12 @@
-//! A mutation fuzzer for the two entry points that eat hostile bytes: `exif::extract` and
-//! `thumbnail::render`. Runs on stable Rust (cargo-fuzz needs a nightly toolchain for its
+//! A mutation fuzzer for the entry points that eat hostile bytes: `exif::extract`,
+//! `thumbnail::render`, and the video container parsers with the type sniffer (`video`:
+//! ISO-BMFF box walk, `moov` metadata, Motion Photo lookup, `MediaFormat::sniff`). Runs on stable Rust (cargo-fuzz needs a nightly toolchain for its
 //! sanitizers, and this project builds with stable only).
 //!
 //! ```text
 //! cargo run -p timeline-media --release --example fuzz -- exif 600
 //! cargo run -p timeline-media --release --example fuzz -- thumbnail 600 [SEED]
+//! cargo run -p timeline-media --release --example fuzz -- video 600 [SEED]
 //! ```
 //!
 //! Seeds are every file under `tests/fixtures` (good photos of every format plus `bad/`).
@@ -159,6 +161,12 @@ fn run_target(
             Err(ExifError::Internal(m)) => Some(m),
             _ => None,
         },
+        "video" => {
+            // No catch_unwind inside these parsers: any panic is a finding.
+            let _format = timeline_media::MediaFormat::sniff(input);
+            timeline_media::video::fuzz_entry(input);
+            None
+        }
         _ => {
             let format = sniff(input).or(seed_format)?;
             match thumbnail::render(input, format, Some((input.len() % 8 + 1) as u16), limits) {
@@ -173,8 +181,8 @@ fn run_target(
 fn main() {
     let mut args = std::env::args().skip(1);
     let target = args.next().unwrap_or_else(|| "exif".into());
-    if target != "exif" && target != "thumbnail" {
-        eprintln!("usage: fuzz exif|thumbnail [SECONDS] [SEED]");
+    if !["exif", "thumbnail", "video"].contains(&target.as_str()) {
+        eprintln!("usage: fuzz exif|thumbnail|video [SECONDS] [SEED]");
         std::process::exit(2);
     }
     let secs: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(30);
