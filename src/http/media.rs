@@ -13,7 +13,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::auth::{AuthUser, begin_as};
-use super::{AppState, error::ApiError, upload, views};
+use super::{AppState, error::ApiError, range, upload, views};
 use crate::db;
 use crate::db::media::Cursor;
 use crate::format::MediaFormat;
@@ -154,17 +154,17 @@ async fn original(
     let requested = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| parse_range(v, size));
+        .map(|v| range::parse(v, size));
     let (status, range) = match requested {
-        None | Some(RangeRequest::Ignored) => (StatusCode::OK, 0..size),
-        Some(RangeRequest::Unsatisfiable) => {
+        None | Some(range::Request::Ignored) => (StatusCode::OK, 0..size),
+        Some(range::Request::Unsatisfiable) => {
             let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                 resp.headers_mut().insert(header::CONTENT_RANGE, v);
             }
             return Ok(resp);
         }
-        Some(RangeRequest::Bytes(r)) => (StatusCode::PARTIAL_CONTENT, r),
+        Some(range::Request::Bytes(r)) => (StatusCode::PARTIAL_CONTENT, r),
     };
     let body = if range.is_empty() {
         Body::empty()
@@ -189,86 +189,6 @@ async fn original(
         h.insert(header::CONTENT_RANGE, v);
     }
     Ok(resp)
-}
-
-/// What a `Range` header asks of an object of `size` bytes.
-#[derive(Debug, PartialEq, Eq)]
-enum RangeRequest {
-    /// One satisfiable range (half-open).
-    Bytes(std::ops::Range<u64>),
-    /// A valid range that starts past the end.
-    Unsatisfiable,
-    /// Not a single byte range we serve: answer with the whole object.
-    Ignored,
-}
-
-fn parse_range(header: &str, size: u64) -> RangeRequest {
-    let Some(spec) = header.trim().strip_prefix("bytes=") else {
-        return RangeRequest::Ignored;
-    };
-    if spec.contains(',') {
-        return RangeRequest::Ignored;
-    }
-    let Some((first, last)) = spec.trim().split_once('-') else {
-        return RangeRequest::Ignored;
-    };
-    let (first, last) = (first.trim(), last.trim());
-    let num = |s: &str| s.parse::<u64>().ok();
-    match (first.is_empty(), last.is_empty()) {
-        // `-n`: the last n bytes.
-        (true, false) => match num(last) {
-            Some(0) => RangeRequest::Unsatisfiable,
-            Some(n) => RangeRequest::Bytes(size.saturating_sub(n)..size),
-            None => RangeRequest::Ignored,
-        },
-        (false, _) => {
-            let Some(a) = num(first) else {
-                return RangeRequest::Ignored;
-            };
-            let b = if last.is_empty() {
-                Some(u64::MAX)
-            } else {
-                num(last)
-            };
-            match b {
-                Some(b) if b < a => RangeRequest::Ignored,
-                Some(_) if a >= size => RangeRequest::Unsatisfiable,
-                Some(b) => RangeRequest::Bytes(a..b.saturating_add(1).min(size)),
-                None => RangeRequest::Ignored,
-            }
-        }
-        (true, true) => RangeRequest::Ignored,
-    }
-}
-
-#[cfg(test)]
-mod range_tests {
-    use super::{RangeRequest::*, parse_range};
-
-    #[test]
-    fn single_ranges() {
-        assert_eq!(parse_range("bytes=0-99", 1000), Bytes(0..100));
-        assert_eq!(parse_range("bytes=900-", 1000), Bytes(900..1000));
-        assert_eq!(parse_range("bytes=-100", 1000), Bytes(900..1000));
-        assert_eq!(parse_range("bytes=-5000", 1000), Bytes(0..1000));
-        assert_eq!(parse_range("bytes=990-5000", 1000), Bytes(990..1000));
-        assert_eq!(parse_range("bytes=1000-", 1000), Unsatisfiable);
-        assert_eq!(parse_range("bytes=-0", 1000), Unsatisfiable);
-    }
-
-    #[test]
-    fn everything_else_gets_the_whole_file() {
-        for h in [
-            "bytes=0-1,5-6",
-            "items=0-5",
-            "bytes=5-1",
-            "bytes=a-b",
-            "bytes=-",
-            "bytes=18446744073709551616-",
-        ] {
-            assert_eq!(parse_range(h, 1000), Ignored, "{h}");
-        }
-    }
 }
 
 fn image_response(mime: &'static str, body: Body) -> Response {

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 mod jobs;
 mod media;
+mod range;
 mod upload;
 mod views;
 
