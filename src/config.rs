@@ -50,6 +50,9 @@ pub struct UploadLimits {
     /// Largest accepted request (all files together), in bytes.
     #[arg(long, env = "TIMELINE_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: u64,
+    /// Most multipart parts in one request (every part counts, named `file` or not).
+    #[arg(long, env = "TIMELINE_MAX_PARTS", default_value_t = 100)]
+    pub max_parts: usize,
 }
 
 /// `timeline serve` settings.

@@ -166,9 +166,11 @@ pub async fn detail(
                   l.id AS "location_id?", l.latitude AS "latitude?", l.longitude AS "longitude?",
                   l.accuracy, l.country, l.country_code, l.state_province, l.city, l.timezone,
                   m.kind AS "kind!", m.duration, m.motion_of,
-                  c.id AS "motion_id?", c.duration AS motion_duration
+                  -- A clip whose bytes the user already had is a duplicate: name the original.
+                  coalesce(co.id, c.id) AS "motion_id?", coalesce(co.duration, c.duration) AS motion_duration
            FROM media_files m LEFT JOIN locations l ON l.id = m.location_id
            LEFT JOIN media_files c ON c.motion_of = m.id
+           LEFT JOIN media_files co ON co.id = c.duplicate_of
            WHERE m.id = $1 AND m.user_id = $2"#,
         id,
         user_id
@@ -197,9 +199,11 @@ pub async fn list(
                   l.id AS "location_id?", l.latitude AS "latitude?", l.longitude AS "longitude?",
                   l.accuracy, l.country, l.country_code, l.state_province, l.city, l.timezone,
                   m.kind AS "kind!", m.duration, m.motion_of,
-                  c.id AS "motion_id?", c.duration AS motion_duration
+                  -- A clip whose bytes the user already had is a duplicate: name the original.
+                  coalesce(co.id, c.id) AS "motion_id?", coalesce(co.duration, c.duration) AS motion_duration
            FROM media_files m LEFT JOIN locations l ON l.id = m.location_id
            LEFT JOIN media_files c ON c.motion_of = m.id
+           LEFT JOIN media_files co ON co.id = c.duplicate_of
            WHERE m.user_id = $1
              -- A motion clip is shown through its still, not as an item of its own; but a
              -- failed clip is listed among the failures, where it can be retried.

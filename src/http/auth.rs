@@ -23,11 +23,7 @@ impl FromRequestParts<AppState> for AuthUser {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
+            .and_then(bearer_token)
             .filter(|t| !t.is_empty() && t.len() <= 256)
             .ok_or(ApiError::Unauthorized)?;
         // Only the hash is compared, by an index lookup on the hash: the raw token's bytes never
@@ -38,6 +34,13 @@ impl FromRequestParts<AppState> for AuthUser {
         tracing::Span::current().record("user.id", tracing::field::display(user));
         Ok(Self(user))
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive
+/// (RFC 9110 §11.1), so `BEARER` and `bearer` work too.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Who is asking, beyond the user: recorded with every audit row the request causes.
@@ -116,4 +119,19 @@ pub async fn begin_as(
     .fetch_one(&mut *tx)
     .await?;
     Ok(tx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        for h in ["Bearer abc", "bearer abc", "BEARER abc", "BeArEr   abc "] {
+            assert_eq!(bearer_token(h), Some("abc"), "{h}");
+        }
+        for h in ["Basic abc", "Bearerabc", "abc", ""] {
+            assert_eq!(bearer_token(h), None, "{h}");
+        }
+    }
 }

@@ -11,6 +11,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("not found")]
     NotFound,
+    #[error("this method is not allowed on this resource")]
+    MethodNotAllowed,
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -30,6 +32,11 @@ impl ApiError {
         match self {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not-found", "Not Found"),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method Not Allowed",
+            ),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad Request"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
             Self::PayloadTooLarge(_) => (

@@ -2,7 +2,7 @@
 //! original, retry and delete. Every query runs in a transaction scoped to the token's user.
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -80,7 +80,7 @@ fn decode_cursor(raw: &str) -> Result<Cursor, ApiError> {
 async fn list(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Query(q): Query<ListQuery>,
+    super::ApiQuery(q): super::ApiQuery<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 200);
     let status = match q.status.as_deref() {

@@ -35,6 +35,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", axum::routing::get(healthz))
         .merge(media::router())
         .merge(jobs::router())
+        // Every answer is problem+json, unknown routes and wrong methods included.
+        .fallback(|| async { error::ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
         .with_state(state)
         // Innermost: runs after SetRequestIdLayer, so every request has its id here.
         .layer(axum::middleware::from_fn(auth::with_request_meta))
@@ -51,6 +54,59 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        // Outermost: a client's request id that could forge log lines is dropped (and then
+        // replaced by a fresh one) before anything logs it.
+        .layer(axum::middleware::from_fn(drop_unsafe_request_id))
+}
+
+/// Longest client request id kept.
+const MAX_REQUEST_ID: usize = 64;
+
+/// Whether a client's `x-request-id` is safe to log verbatim: 1–64 of `A-Z a-z 0-9 . _ -`.
+fn safe_request_id(v: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID).contains(&v.len())
+        && v.iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+async fn drop_unsafe_request_id(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if req
+        .headers()
+        .get_all("x-request-id")
+        .iter()
+        .enumerate()
+        .any(|(i, v)| i > 0 || !safe_request_id(v.as_bytes()))
+    {
+        req.headers_mut().remove("x-request-id");
+    }
+    next.run(req).await
+}
+
+/// `Query` whose rejection is our problem+json 400 rather than axum's plain text.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = error::ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Self(v))
+            .map_err(|e| {
+                error::ApiError::BadRequest(format!("invalid query string: {}", e.body_text()))
+            })
+    }
 }
 
 /// 200 when the database answers, 503 otherwise.
@@ -97,4 +153,23 @@ pub async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { () = ctrl_c => {}, () = term => {} }
     tracing::info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_request_id;
+
+    #[test]
+    fn request_ids_that_could_forge_log_lines_are_refused() {
+        assert!(safe_request_id(b"3f2a-11.ab_C"));
+        for bad in [
+            &b""[..],
+            b"a b",
+            b"x\n[INFO] forged",
+            b"\x1b[31m",
+            &[b'a'; 65],
+        ] {
+            assert!(!safe_request_id(bad), "{bad:?}");
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! its type from its first bytes, then records rows, job and queue tasks in ONE transaction.
 //! When anything is refused or fails, every object this request stored is deleted again.
 
-use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use bytes::Bytes;
@@ -33,7 +33,7 @@ struct Stored {
 pub async fn upload(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Query(query): Query<RawQuery>,
+    super::ApiQuery(query): super::ApiQuery<RawQuery>,
     req: Request,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut stored = Stored {
@@ -75,17 +75,55 @@ async fn receive(
     query: RawQuery,
     req: Request,
 ) -> Result<(), ApiError> {
+    let limits = state.limits;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if content_type.starts_with("multipart/form-data") {
+    let multipart = content_type.starts_with("multipart/form-data");
+    // A declared size over the limit is refused before a byte of the body is read.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let limit = if multipart {
+        limits.max_request_bytes
+    } else {
+        limits.max_file_bytes.min(limits.max_request_bytes)
+    };
+    if let Some(len) = declared
+        && len > limit
+    {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the request declares {len} bytes, over the {limit}-byte limit"
+        )));
+    }
+    if multipart {
         let mut multipart = Multipart::from_request(req, state)
             .await
             .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+        let mut parts = 0usize;
+        while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+            parts += 1;
+            if parts > limits.max_parts {
+                return Err(ApiError::PayloadTooLarge(format!(
+                    "more than {} parts in one request",
+                    limits.max_parts
+                )));
+            }
             if field.name() != Some("file") {
+                // Other form fields are ignored, but their bytes count toward the limit.
+                while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                    stored.bytes_total += chunk.len() as u64;
+                    if stored.bytes_total > limits.max_request_bytes {
+                        return Err(ApiError::PayloadTooLarge(format!(
+                            "the request exceeds the {}-byte limit",
+                            limits.max_request_bytes
+                        )));
+                    }
+                }
                 continue;
             }
             let name = display_name(field.file_name());
@@ -115,17 +153,33 @@ fn body_error(e: &axum::Error) -> ApiError {
     ApiError::BadRequest(format!("could not read the request body: {e}"))
 }
 
-/// The client's filename, kept for display only: path components and control characters
-/// removed, at most 255 characters.
+/// The client's filename, kept for display only: path components, control characters and
+/// invisible format characters (bidi overrides that make `gpj.exe` look like `exe.jpg`,
+/// zero-width characters) removed, at most 255 characters.
 fn display_name(raw: Option<&str>) -> String {
     let base = raw.unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("");
-    let clean: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
+    let clean: String = base
+        .chars()
+        .filter(|c| !c.is_control() && !is_format_char(*c))
+        .take(255)
+        .collect();
     let clean = clean.trim();
     if clean.is_empty() || clean == "." || clean == ".." {
         "upload".to_owned()
     } else {
         clean.to_owned()
     }
+}
+
+/// Unicode general category Cf (format characters: bidi controls, zero-width joiners and
+/// spaces, the BOM, tag characters …), from the Unicode 15 tables; std has no category lookup
+/// and this is the whole list, so a table beats a dependency.
+fn is_format_char(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2 | 0x180E
+        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF
+        | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3
+        | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
 }
 
 /// Streams one file: sniff the head, then write chunks to a multipart upload, enforcing limits.
@@ -236,5 +290,24 @@ async fn discard(storage: &Storage, stored: &Stored) {
         {
             tracing::error!(media.id = %m.id, error = %e, "could not remove the stored copy of a refused upload");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::display_name;
+
+    #[test]
+    fn names_lose_paths_controls_and_invisible_format_characters() {
+        assert_eq!(display_name(Some("../../etc/passwd")), "passwd");
+        assert_eq!(display_name(Some("C:\\x\\a.jpg")), "a.jpg");
+        assert_eq!(display_name(Some("photo\u{202E}gpj.exe")), "photogpj.exe");
+        assert_eq!(
+            display_name(Some("a\u{200B}b\u{FEFF}c\u{2066}d.jpg")),
+            "abcd.jpg"
+        );
+        assert_eq!(display_name(Some("\u{202E}")), "upload");
+        assert_eq!(display_name(Some("café 🎉.jpg")), "café 🎉.jpg");
+        assert_eq!(display_name(None), "upload");
     }
 }

@@ -65,6 +65,7 @@ impl TestApp {
             limits: timeline::config::UploadLimits {
                 max_file_bytes: 30 * 1024 * 1024,
                 max_request_bytes: 100 * 1024 * 1024,
+                max_parts: 200,
             },
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

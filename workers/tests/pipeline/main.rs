@@ -11,6 +11,7 @@ mod common;
 mod corpus;
 mod db_restart;
 mod hostile;
+mod http_hygiene;
 mod ingest;
 mod ingest_cli;
 mod isolation;
