@@ -12,6 +12,7 @@ pub mod http;
 pub mod ingest;
 pub mod jobs;
 pub mod models;
+pub mod reconcile;
 pub mod storage;
 pub mod telemetry;
 

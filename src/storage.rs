@@ -231,13 +231,74 @@ impl Storage {
         for r in [Rendition::Original, Rendition::Thumb, Rendition::Preview] {
             self.delete(&Self::key(user_id, media_id, r)).await?;
         }
-        if let Some(root) = &self.local_root {
-            let dir = root.join(format!("media/{user_id}/{media_id}"));
+        self.remove_empty_media_dir(&Self::key(user_id, media_id, Rendition::Original))
+            .await;
+        Ok(())
+    }
+
+    /// On a `file://` store, removes the folder of `key` (`media/{user}/{media}`) once it is
+    /// empty, so deleted media leave no empty folders behind.
+    pub async fn remove_empty_media_dir(&self, key: &Path) {
+        if let Some(root) = &self.local_root
+            && let Some(dir) = root.join(key.as_ref()).parent()
+        {
             // Only succeeds when empty, which is what we want: never remove unknown files.
             let _ = tokio::fs::remove_dir(dir).await;
         }
-        Ok(())
     }
+}
+
+impl Storage {
+    /// On a `file://` store, deletes the staging files of multipart uploads that never
+    /// completed (`<key>#<n>`, left by a process killed mid-upload) and are older than
+    /// `older_than`; object listings never show them. Returns how many were deleted.
+    pub async fn sweep_local_staging(&self, older_than: std::time::Duration) -> Result<u64, Error> {
+        let Some(root) = self.local_root.clone() else {
+            return Ok(0);
+        };
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        tokio::task::spawn_blocking(move || sweep_staging(&root.join("media"), cutoff))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?
+    }
+}
+
+/// Walks `dir` (media/{user}/{media}/…, so three levels) deleting stale staging files.
+fn sweep_staging(dir: &std::path::Path, cutoff: std::time::SystemTime) -> Result<u64, Error> {
+    let mut deleted = 0;
+    let mut stack = vec![(dir.to_path_buf(), 0u8)];
+    while let Some((d, depth)) = stack.pop() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() && depth < 3 {
+                stack.push((path, depth + 1));
+            } else if meta.is_file()
+                && is_staging_name(&entry.file_name().to_string_lossy())
+                && meta.modified().is_ok_and(|m| m < cutoff)
+            {
+                std::fs::remove_file(&path)?;
+                if let Some(parent) = path.parent() {
+                    let _ = std::fs::remove_dir(parent);
+                }
+                deleted += 1;
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// object_store's local staging name: `<name>#<digits>`.
+fn is_staging_name(name: &str) -> bool {
+    name.rsplit_once('#')
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A local path to an object's bytes; a spooled copy is deleted on drop.

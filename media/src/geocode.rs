@@ -51,13 +51,23 @@ pub struct Place {
 
 /// The nearest place to (`lat`, `lon`) in degrees, or `None` when the coordinate is not a valid
 /// position or the nearest place is more than [`MAX_DISTANCE_KM`] away.
+///
+/// A fix far from any town (desert, open sea, Antarctica) has no place by design: naming the
+/// nearest city hundreds of kilometres away would put a wrong name on the photo. The fix itself
+/// and its time zone ([`timezone`]) are still known; [`nearest`] gives the far place if wanted.
 pub fn reverse(lat: f64, lon: f64) -> Option<Place> {
+    nearest(lat, lon).filter(|place| place.distance_km <= MAX_DISTANCE_KM)
+}
+
+/// The nearest known place to (`lat`, `lon`) in degrees however far it is (see
+/// [`Place::distance_km`]), or `None` when the coordinate is not a valid position.
+pub fn nearest(lat: f64, lon: f64) -> Option<Place> {
     if !valid_coordinate(lat, lon) {
         return None;
     }
     let found = GEOCODER.search((lat, lon));
     let distance_km = chord_sq_to_km(found.distance);
-    if distance_km.is_nan() || distance_km > MAX_DISTANCE_KM {
+    if distance_km.is_nan() {
         return None;
     }
     let record = found.record;
@@ -71,13 +81,30 @@ pub fn reverse(lat: f64, lon: f64) -> Option<Place> {
 }
 
 /// The IANA time-zone name at (`lat`, `lon`) in degrees ("Europe/Paris"; open sea gives the
-/// nautical "Etc/GMT±N" zones), or `None` for an invalid coordinate or when no zone covers it.
+/// nautical "Etc/GMT±N" zones), or `None` only for an invalid coordinate. Where the polygons
+/// cover nothing, the nautical zone of the longitude is returned ([`nautical_zone`]): a valid
+/// GPS fix always yields a zone, so its photo's wall clock can always be placed in time.
 pub fn timezone(lat: f64, lon: f64) -> Option<String> {
     if !valid_coordinate(lat, lon) {
         return None;
     }
     // tzf takes LONGITUDE first.
-    non_empty(TZ_FINDER.get_tz_name(lon, lat))
+    non_empty(TZ_FINDER.get_tz_name(lon, lat)).or_else(|| nautical_zone(lon))
+}
+
+/// The nautical time zone of a longitude as the tz database names it: 15° bands centred on
+/// multiples of 15°, N = round(lon / 15), and the sign inverted (POSIX style), so 40° W is
+/// "Etc/GMT+3" (UTC−3) and 135° E is "Etc/GMT-9". `None` outside −180..=180.
+pub fn nautical_zone(lon: f64) -> Option<String> {
+    if !lon.is_finite() || !(-180.0..=180.0).contains(&lon) {
+        return None;
+    }
+    // |lon / 15| <= 12, so the conversion is exact.
+    let hours = (lon / 15.0).round() as i32;
+    Some(match hours {
+        0 => "Etc/GMT".to_owned(),
+        h => format!("Etc/GMT{:+}", -h),
+    })
 }
 
 /// Builds the geocoder, the time-zone finder and the country table now instead of on first use.

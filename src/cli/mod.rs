@@ -56,6 +56,13 @@ pub enum Command {
         /// else 30).
         #[arg(long)]
         job_retention_days: Option<u64>,
+        /// Reconciliation grace period in seconds: media files pending/processing with no live
+        /// queue task, and stored objects no row names, older than this are re-enqueued /
+        /// deleted.
+        #[arg(long, env = "TIMELINE_RECONCILE_GRACE_SECS", default_value_t = crate::reconcile::DEFAULT_GRACE_SECS)]
+        grace: u64,
+        #[command(flatten)]
+        storage: crate::config::StorageConfig,
     },
 }
 
@@ -119,6 +126,8 @@ pub async fn run() -> Result<(), Error> {
             audit_retention_months,
             queue_retention_days,
             job_retention_days,
+            grace,
+            storage,
         } => {
             let pool = db::connect(&cli.db).await?;
             let days = |d: u64| std::time::Duration::from_secs(d.saturating_mul(86_400));
@@ -129,7 +138,13 @@ pub async fn run() -> Result<(), Error> {
                 jobs: job_retention_days.map_or(configured.jobs, days),
             };
             let report = db::maintenance::run(&pool, &retention).await?;
-            write_line(&serde_json::to_string(&report).map_err(|e| Error::Invalid(e.to_string()))?)
+            let storage = storage.open().map_err(|e| Error::Invalid(e.to_string()))?;
+            let reconciled =
+                crate::reconcile::run(&pool, &storage, std::time::Duration::from_secs(grace))
+                    .await
+                    .map_err(|e| Error::Invalid(format!("reconciliation failed: {e}")))?;
+            let out = serde_json::json!({ "maintenance": report, "reconcile": reconciled });
+            write_line(&out.to_string())
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod media;
 pub mod migrate;
 pub mod pipeline;
 pub mod queue;
+pub mod reconcile;
 pub mod report;
 pub mod seed;
 pub mod uploads;
@@ -36,4 +37,32 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
 pub fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
     matches!(err, sqlx::Error::Database(db)
         if db.is_unique_violation() && db.constraint() == Some(constraint))
+}
+
+/// How a database error should be treated by a step that hit it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The data itself was refused (SQLSTATE 22xxx data exceptions, 23xxx integrity
+    /// violations): the same statement will fail again, so retrying only delays the verdict.
+    Permanent,
+    /// The database was away or busy (connection loss 08xxx, serialization failure 40001,
+    /// deadlock 40P01, shutdown 57xxx, too many connections 53xxx, pool timeouts, I/O): a later
+    /// attempt may succeed. Anything unrecognised is treated as transient too, the cautious
+    /// choice: it costs retries, never a wrongly failed file.
+    Transient,
+}
+
+/// Classifies a database error by its SQLSTATE.
+pub fn classify(err: &sqlx::Error) -> ErrorClass {
+    match err {
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some(code) if code.starts_with("22") || code.starts_with("23") => ErrorClass::Permanent,
+            _ => ErrorClass::Transient,
+        },
+        // Decoding a column into a Rust type failed: the row holds what the code cannot read.
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::TypeNotFound { .. } => ErrorClass::Permanent,
+        _ => ErrorClass::Transient,
+    }
 }

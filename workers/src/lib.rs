@@ -48,6 +48,10 @@ pub struct Args {
     /// Largest image decoded (image decoders need the whole file in memory).
     #[arg(long, env = "TIMELINE_MAX_IMAGE_BYTES", default_value_t = 512 << 20)]
     pub max_image_bytes: u64,
+    /// Reconciliation grace period in seconds (see `timeline::reconcile`); a pass runs every
+    /// quarter of it (at least every minute, at most every 15 minutes).
+    #[arg(long, env = "TIMELINE_RECONCILE_GRACE_SECS", default_value_t = timeline::reconcile::DEFAULT_GRACE_SECS)]
+    pub reconcile_grace_secs: u64,
     /// Where originals from a remote (S3) store are spooled for ffmpeg.
     #[arg(long, env = "TIMELINE_SPOOL_DIR")]
     pub spool_dir: Option<std::path::PathBuf>,
@@ -114,11 +118,33 @@ pub async fn run() -> Result<(), Error> {
             .unwrap_or_else(|| std::env::temp_dir().join("timeline-spool")),
     });
     let housekeeping = tokio::spawn(housekeeping(ctx.pool.clone()));
+    let reconciler = tokio::spawn(reconcile_loop(
+        ctx.clone(),
+        std::time::Duration::from_secs(args.reconcile_grace_secs),
+    ));
     let result = pools::run(ctx, &steps, concurrency).await;
     housekeeping.abort();
+    reconciler.abort();
     result?;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Runs a reconciliation pass every quarter of the grace period (clamped to 1–15 minutes);
+/// only one process at a time does the work (advisory lock), the others skip.
+async fn reconcile_loop(ctx: Arc<context::Context>, grace: std::time::Duration) {
+    let every = (grace / 4).clamp(
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_secs(900),
+    );
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = timeline::reconcile::run(&ctx.pool, &ctx.storage, grace).await {
+            tracing::warn!(error = %e, "reconciliation pass failed; will try again");
+        }
+    }
 }
 
 /// How often each worker prunes finished queue rows and maintains audit partitions.

@@ -26,8 +26,15 @@ pub enum StepError {
 }
 
 impl From<sqlx::Error> for StepError {
+    /// Data and integrity errors fail the file at once with the database's reason; connection
+    /// loss, deadlocks and the like are retried (see `timeline::db::classify`).
     fn from(e: sqlx::Error) -> Self {
-        Self::Transient(format!("database: {e}"))
+        match db::classify(&e) {
+            db::ErrorClass::Permanent => {
+                Self::Permanent(format!("the database refused the file's data: {e}"))
+            }
+            db::ErrorClass::Transient => Self::Transient(format!("database: {e}")),
+        }
     }
 }
 

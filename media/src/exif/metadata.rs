@@ -1,6 +1,6 @@
 //! The "everything else" part of EXIF: primary-image tags rendered as a bounded JSON object of
-//! display strings, safe to store and to show. Also the WebP `EXIF` chunk locator used to work
-//! around a common writer bug.
+//! display strings, safe to store and to show. Also the WebP chunk locator used to work around a
+//! common writer bug (`EXIF`) and to find the XMP packet (`XMP `).
 
 use exif::{Exif, In, Tag, Value};
 use serde_json::{Map, Value as Json};
@@ -105,6 +105,12 @@ pub(super) fn sanitise(raw: &str) -> String {
 
 /// The payload of the first `EXIF` chunk of a RIFF/WebP file, if any.
 pub(super) fn webp_exif_chunk(bytes: &[u8]) -> Option<&[u8]> {
+    webp_chunk(bytes, b"EXIF")
+}
+
+/// The payload of the first chunk named `fourcc` of a RIFF/WebP file, if any. A chunk that runs
+/// past the end of the file is `None`: the walk is bounded by the file itself.
+pub(super) fn webp_chunk<'a>(bytes: &'a [u8], fourcc: &[u8; 4]) -> Option<&'a [u8]> {
     if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WEBP" {
         return None;
     }
@@ -114,7 +120,7 @@ pub(super) fn webp_exif_chunk(bytes: &[u8]) -> Option<&[u8]> {
         let size = usize::try_from(size).ok()?;
         let start = pos + 8;
         let end = start.checked_add(size)?;
-        if &header[..4] == b"EXIF" {
+        if &header[..4] == fourcc {
             return bytes.get(start..end);
         }
         // Chunks are padded to an even size.

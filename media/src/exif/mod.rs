@@ -1,12 +1,17 @@
 //! EXIF extraction: the facts timeline needs from a photo's EXIF block (capture time and
 //! offset, camera, orientation, GPS fix, Apple's Live Photo ContentIdentifier) plus the remaining
 //! tags as a bounded, sanitised JSON object. Reads JPEG, PNG, WebP, TIFF and HEIF containers
-//! through kamadak-exif; never decodes pixels.
+//! through kamadak-exif, plus the PNG text chunks it does not know ([`png_text`]); when EXIF has
+//! no capture date, the XMP packet's is used ([`xmp_date`]). Never decodes pixels.
 
 mod apple;
 mod gps;
 mod metadata;
+mod png_text;
+mod xmp_date;
+mod xmp_packet;
 
+use std::borrow::Cow;
 use std::io::Cursor;
 
 use chrono::{FixedOffset, NaiveDateTime, Timelike};
@@ -22,9 +27,13 @@ const MAX_CAMERA_CHARS: usize = 200;
 #[derive(Debug, Clone, Default)]
 pub struct ExifFacts {
     /// `DateTimeOriginal` (with `SubSecTimeOriginal` when present): the camera's wall clock.
+    /// Without it, the XMP capture date (see [`DateSource::Xmp`]).
     pub date_time_original: Option<NaiveDateTime>,
-    /// `OffsetTimeOriginal` ("+02:00"): the UTC offset of that wall clock.
+    /// `OffsetTimeOriginal` ("+02:00"): the UTC offset of that wall clock. When the date came
+    /// from XMP, the offset written with it, if any.
     pub offset_time_original: Option<FixedOffset>,
+    /// Where `date_time_original` (and `offset_time_original`) came from; `None` without a date.
+    pub date_source: Option<DateSource>,
     /// Camera maker, trimmed, NULs and control characters stripped, at most 200 characters.
     pub make: Option<String>,
     /// Camera model, cleaned like `make`.
@@ -40,6 +49,17 @@ pub struct ExifFacts {
     /// The other tags of the primary image as a JSON object, tag name → display value;
     /// strings sanitised and size-capped, binary blobs (MakerNote, thumbnails) omitted.
     pub metadata: serde_json::Value,
+}
+
+/// Which metadata block supplied the capture date of [`ExifFacts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateSource {
+    /// EXIF `DateTimeOriginal` / `OffsetTimeOriginal`.
+    Exif,
+    /// The XMP packet: `exif:DateTimeOriginal`, else `photoshop:DateCreated`, else
+    /// `xmp:CreateDate` (ISO 8601; its offset, when written, becomes the offset). Used only when
+    /// EXIF has no `DateTimeOriginal`.
+    Xmp,
 }
 
 /// Why EXIF could not be read.
@@ -59,13 +79,43 @@ pub enum ExifError {
 /// Extracts [`ExifFacts`] from a whole image file. No EXIF at all (including formats that
 /// cannot carry it, like GIF) is `Ok(ExifFacts::default())`, not an error. Recoverable damage
 /// (one bad IFD entry) still yields what could be read.
+///
+/// A PNG without an `eXIf` chunk is also searched for ImageMagick's "Raw profile type exif" (or
+/// "APP1") text chunk. When EXIF has no `DateTimeOriginal`, the capture date comes from the XMP
+/// packet (PNG `iTXt`, JPEG APP1, WebP `XMP ` chunk, or an `<x:xmpmeta>` element elsewhere).
 pub fn extract(bytes: &[u8]) -> Result<ExifFacts, ExifError> {
-    let read = std::panic::catch_unwind(|| read_exif(bytes))
-        .map_err(|panic| ExifError::Internal(panic_message(&panic)))?;
-    match read? {
-        Some(exif) => Ok(facts_from(&exif)),
-        None => Ok(empty_facts()),
+    std::panic::catch_unwind(|| extract_unguarded(bytes))
+        .map_err(|panic| ExifError::Internal(panic_message(&panic)))?
+}
+
+fn extract_unguarded(bytes: &[u8]) -> Result<ExifFacts, ExifError> {
+    let is_png = bytes.starts_with(png_text::SIGNATURE);
+    // The PNG text chunks, read at most once.
+    let mut png = None;
+    let exif = match read_exif(bytes) {
+        Ok(Some(exif)) => Some(exif),
+        // kamadak-exif only knows `eXIf`; its absence, or a PNG it cannot walk, sends us to the
+        // text chunks, and only when there is no raw profile either does its verdict stand.
+        other if is_png => match png.insert(png_text::scan(bytes)).exif.take() {
+            Some(profile) => Some(read_raw(profile?)?),
+            None => other?,
+        },
+        other => other?,
+    };
+    let mut facts = exif.as_ref().map_or_else(empty_facts, facts_from);
+    if facts.date_time_original.is_none() {
+        let packet = match png {
+            Some(text) => text.xmp.map(Cow::Owned),
+            None if is_png => png_text::scan(bytes).xmp.map(Cow::Owned),
+            None => xmp_packet::find(bytes),
+        };
+        if let Some(date) = packet.as_deref().and_then(xmp_date::capture_date) {
+            facts.date_time_original = Some(date.date_time);
+            facts.offset_time_original = date.offset;
+            facts.date_source = Some(DateSource::Xmp);
+        }
     }
+    Ok(facts)
 }
 
 fn empty_facts() -> ExifFacts {
@@ -97,14 +147,17 @@ fn read_exif(bytes: &[u8]) -> Result<Option<Exif>, ExifError> {
 fn retry_webp_with_prefix(bytes: &[u8]) -> Option<Result<Exif, ExifError>> {
     let chunk = metadata::webp_exif_chunk(bytes)?;
     let tiff = chunk.strip_prefix(b"Exif\0\0")?;
+    Some(read_raw(tiff.to_vec()))
+}
+
+/// Parses bare TIFF-structured EXIF (no container), keeping what a damaged block still holds.
+fn read_raw(tiff: Vec<u8>) -> Result<Exif, ExifError> {
     let mut reader = exif::Reader::new();
     reader.continue_on_error(true);
-    Some(
-        reader
-            .read_raw(tiff.to_vec())
-            .or_else(|e| e.distill_partial_result(|_ignored| {}))
-            .map_err(map_error),
-    )
+    reader
+        .read_raw(tiff)
+        .or_else(|e| e.distill_partial_result(|_ignored| {}))
+        .map_err(map_error)
 }
 
 fn map_error(e: exif::Error) -> ExifError {
@@ -118,9 +171,11 @@ fn map_error(e: exif::Error) -> ExifError {
 }
 
 fn facts_from(exif: &Exif) -> ExifFacts {
+    let date_time_original = date_time_original(exif);
     ExifFacts {
-        date_time_original: date_time_original(exif),
+        date_time_original,
         offset_time_original: ascii(exif, Tag::OffsetTimeOriginal).and_then(|s| parse_offset(&s)),
+        date_source: date_time_original.map(|_| DateSource::Exif),
         make: ascii(exif, Tag::Make).and_then(|s| clean_camera_string(&s)),
         model: ascii(exif, Tag::Model).and_then(|s| clean_camera_string(&s)),
         orientation: primary(exif, Tag::Orientation)

@@ -1,4 +1,8 @@
 //! Unit tests for EXIF parsing helpers; whole-file behaviour is covered in `media/tests/`.
+//! `text_chunks`: PNG raw profiles and XMP dates; `far_fix`: GPS fixes far from any town.
+
+mod far_fix;
+mod text_chunks;
 
 use super::metadata::{sanitise, webp_exif_chunk};
 use super::*;

@@ -9,12 +9,14 @@
 mod big_video;
 mod common;
 mod corpus;
+mod db_errors;
 mod db_restart;
 mod hostile;
 mod http_hygiene;
 mod ingest;
 mod ingest_cli;
 mod isolation;
+mod reconcile;
 mod recovery;
 mod transactional;
 mod video;

@@ -1,0 +1,87 @@
+//! The reconciler's SQL: leadership (one pass at a time across every process), media files
+//! stuck `pending`/`processing` with no live queue task, and which stored objects still have
+//! a row. Queue rows are apalis-postgres's (`apalis.jobs`, payload = our JSON as bytes), so
+//! those statements are checked at run time, like the rest of `db::queue`.
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// The advisory lock key of the reconciler ("timeline reconcile").
+const LEADER_KEY: i64 = 0x7469_6d65_7263_6e31;
+
+/// Takes the reconciler's session lock on `conn` if no other process holds it.
+pub async fn try_lead(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(LEADER_KEY)
+        .fetch_one(conn)
+        .await
+}
+
+/// Gives the lock back (it also goes when the connection closes).
+pub async fn release(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(LEADER_KEY)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A media file that no queue task will ever move again.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Stuck {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    /// The newest job the file belongs to, if any.
+    pub job_id: Option<Uuid>,
+}
+
+/// Files `pending`/`processing` untouched for `grace_secs` with no task that may still run
+/// (waiting, running, or failed with attempts left) in any of our queues.
+pub async fn stuck_files(
+    conn: &mut PgConnection,
+    grace_secs: f64,
+    limit: i64,
+) -> Result<Vec<Stuck>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT m.id, m.user_id,
+                (SELECT jm.job_id FROM data_processing_job_media jm
+                 JOIN data_processing_jobs j ON j.id = jm.job_id
+                 WHERE jm.media_file_id = m.id ORDER BY j.created_at DESC LIMIT 1) AS job_id
+         FROM media_files m
+         WHERE m.processing_status IN ('pending', 'processing')
+           AND m.updated_at < now() - make_interval(secs => $1)
+           AND NOT EXISTS (
+               SELECT 1 FROM apalis.jobs a
+               WHERE a.job_type IN ('hash', 'exif', 'thumbnail', 'video')
+                 AND (a.status IN ('Pending', 'Queued', 'Running')
+                      OR (a.status = 'Failed' AND a.attempts < a.max_attempts))
+                 AND convert_from(a.job, 'UTF8')::jsonb ->> 'media_file_id' = m.id::text)
+         ORDER BY m.updated_at
+         LIMIT $2",
+    )
+    .bind(grace_secs)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Marks a requeued file as touched, so the next pass gives its new tasks a full grace period.
+pub async fn touch(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE media_files SET updated_at = now() WHERE id = $1",
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Which of `ids` are media files that exist.
+pub async fn existing_media(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!("SELECT id FROM media_files WHERE id = ANY($1)", ids)
+        .fetch_all(conn)
+        .await
+}

@@ -1,0 +1,225 @@
+//! The reconciler finishes or cleans what crashes leave behind: a file whose queue task
+//! vanished, a file whose last step did its work but whose bookkeeping never committed (a
+//! worker killed between the two), and objects written by an upload that was killed before its
+//! transaction (`timeline serve` killed with -9 mid-upload). After one `timeline maintenance`
+//! pass and a worker, nothing is stuck and the store holds exactly the objects the rows name.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::common::{TestApp, fixtures, url_of, walk};
+use crate::ingest_cli::timeline_bin;
+
+/// Runs `timeline maintenance --grace S` and returns its reconcile report.
+fn maintenance(app: &TestApp, grace: u64) -> serde_json::Value {
+    let out = Command::new(timeline_bin())
+        .args(["maintenance", "--grace", &grace.to_string()])
+        .env("DATABASE_URL", url_of(&app.pool))
+        .env("TIMELINE_STORAGE", &app.storage_dir)
+        .output()
+        .expect("timeline maintenance");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    line["reconcile"].clone()
+}
+
+/// Every object in the store belongs to a media row (its original, thumb or preview path).
+async fn objects_match_rows(app: &TestApp) -> (usize, usize) {
+    let named: Vec<(String, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT file_path, thumbnail_path, preview_path FROM media_files WHERE duplicate_of IS NULL")
+            .fetch_all(&app.pool)
+            .await
+            .expect("rows");
+    let mut keys: Vec<String> = named
+        .into_iter()
+        .flat_map(|(o, t, p)| [Some(o), t, p])
+        .flatten()
+        .collect();
+    keys.sort();
+    let root = std::fs::canonicalize(&app.storage_dir).expect("root");
+    let mut stored: Vec<String> = walk(&root)
+        .into_iter()
+        .map(|p| {
+            p.strip_prefix(&root)
+                .expect("under root")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    stored.sort();
+    assert_eq!(
+        stored, keys,
+        "the store must hold exactly the objects the rows name"
+    );
+    (stored.len(), keys.len())
+}
+
+#[sqlx::test(migrations = false)]
+async fn one_pass_repairs_lost_tasks_unfinished_steps_and_orphan_objects(pool: PgPool) {
+    let mut app = TestApp::start(pool, false).await;
+    let (user, token) = app.user("crash@example.org").await;
+    let jpeg = |n: &str| std::fs::read(fixtures().join(n)).expect("fixture");
+    let (status, body) = app
+        .upload(
+            &token,
+            &[
+                ("a.jpg", jpeg("no_exif.jpg")),
+                ("b.jpg", jpeg("landscape_1.jpg")),
+            ],
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let a = body["media"][0]["id"].as_str().expect("a").to_owned();
+    let b = body["media"][1]["id"].as_str().expect("b").to_owned();
+    // a: its queue task vanished. b: its hash step "ran" (task done) but nothing was recorded,
+    // as when a worker is killed between a step's work and its finish().
+    sqlx::query(
+        "DELETE FROM apalis.jobs WHERE convert_from(job, 'UTF8')::jsonb ->> 'media_file_id' = $1",
+    )
+    .bind(&a)
+    .execute(&app.pool)
+    .await
+    .expect("lose a's task");
+    sqlx::query("UPDATE apalis.jobs SET status = 'Done', done_at = now() WHERE convert_from(job, 'UTF8')::jsonb ->> 'media_file_id' = $1")
+        .bind(&b)
+        .execute(&app.pool)
+        .await
+        .expect("finish b's task");
+    sqlx::query("UPDATE media_files SET processing_status = 'processing' WHERE id = $1::uuid")
+        .bind(&b)
+        .execute(&app.pool)
+        .await
+        .expect("b processing");
+    // An upload killed before its transaction: an object and no row.
+    let orphan = app
+        .storage_dir
+        .join(format!("media/{user}/{}/original", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(orphan.parent().expect("dir")).expect("mkdir");
+    std::fs::write(&orphan, b"half an upload").expect("orphan");
+
+    // Inside the grace period nothing is touched.
+    let report = maintenance(&app, 3600);
+    assert_eq!(report["requeued_files"], 0, "{report}");
+    assert_eq!(report["orphan_objects_deleted"], 0, "{report}");
+    assert!(orphan.exists());
+
+    let report = maintenance(&app, 0);
+    assert_eq!(report["requeued_files"], 2, "{report}");
+    assert_eq!(report["orphan_objects_deleted"], 1, "{report}");
+    assert!(!orphan.exists() && !orphan.parent().expect("dir").exists());
+
+    app.start_worker(&[]);
+    for id in [&a, &b] {
+        for _ in 0..300 {
+            let (_, m) = app.get(&token, &format!("/v1/media/{id}")).await;
+            if m["processing_status"] == "completed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (_, m) = app.get(&token, &format!("/v1/media/{id}")).await;
+        assert_eq!(m["processing_status"], "completed", "{m}");
+    }
+    let job = body["job"]["id"].as_str().expect("job");
+    app.wait_job(&token, job, Duration::from_secs(30)).await;
+    let (stored, _) = objects_match_rows(&app).await;
+    assert_eq!(stored, 6);
+    // A second pass finds nothing; a pass while another process leads does nothing.
+    let report = maintenance(&app, 0);
+    assert_eq!(
+        (
+            report["requeued_files"].as_u64(),
+            report["orphan_objects_deleted"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+    let mut holder = app.pool.acquire().await.expect("conn");
+    assert!(
+        timeline::db::reconcile::try_lead(&mut holder)
+            .await
+            .expect("lock")
+    );
+    assert_eq!(maintenance(&app, 0)["skipped_not_leader"], true);
+    timeline::db::reconcile::release(&mut holder)
+        .await
+        .expect("unlock");
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_api_killed_mid_upload_leaves_nothing_after_a_pass(pool: PgPool) {
+    let app = TestApp::start(pool, false).await;
+    let (_, token) = app.user("killed@example.org").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut serve = Command::new(timeline_bin())
+        .arg("serve")
+        .env("DATABASE_URL", url_of(&app.pool))
+        .env("TIMELINE_STORAGE", &app.storage_dir)
+        .env("TIMELINE_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if reqwest::get(format!("{base}/healthz"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A 40 MB video sent slowly, so the server is killed while it streams to the store.
+    let dir = crate::video::tempdir("killed");
+    let big = dir.join("slow.mp4");
+    let mut bytes =
+        std::fs::read(crate::video::video_dir().join("Issue 515 (java).mp4")).expect("clip");
+    bytes.resize(40 << 20, 0);
+    std::fs::write(&big, &bytes).expect("write");
+    let mut curl = Command::new("curl")
+        .args(["-sS", "--limit-rate", "4M", "-X", "POST", "-T"])
+        .arg(&big)
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!("{base}/v1/media?filename=slow.mp4"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("curl");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = Command::new("kill")
+        .args(["-9", &serve.id().to_string()])
+        .status();
+    let _ = serve.wait();
+    let _ = curl.wait();
+    let left = walk(&app.storage_dir);
+    assert!(
+        !left.is_empty(),
+        "the kill should have left a partial upload behind"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM media_files")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(rows, 0);
+    let report = maintenance(&app, 0);
+    assert!(
+        report["orphan_objects_deleted"].as_u64() >= Some(1),
+        "{report}"
+    );
+    assert_eq!(
+        walk(&app.storage_dir),
+        Vec::<std::path::PathBuf>::new(),
+        "{report}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
