@@ -242,3 +242,46 @@ async fn same_bytes_twice_is_a_duplicate_and_delete_removes_everything(pool: PgP
         .unwrap();
     assert_eq!(places, 1);
 }
+
+/// A GPS fix far from any town (desert, open sea, ice) keeps its location: coordinates and
+/// time zone, with no place name (names only within 50 km of a place), and taken_at in that
+/// zone.
+#[sqlx::test(migrations = false)]
+async fn fixes_far_from_towns_keep_their_location(pool: PgPool) {
+    let app = TestApp::start(pool, true).await;
+    let (_, token) = app.user("far@example.org").await;
+    let cases = [
+        ("gps_sahara.jpg", 23.4162, 25.6628),
+        ("gps_mid_atlantic.jpg", 30.0, -40.0),
+        ("gps_antarctica.jpg", -80.0, 30.0),
+    ];
+    let files: Vec<(&str, Vec<u8>)> = cases
+        .iter()
+        .map(|(n, _, _)| (*n, std::fs::read(fixtures().join(n)).unwrap()))
+        .collect();
+    let (status, body) = app.upload(&token, &files).await;
+    assert_eq!(status, 202, "{body}");
+    app.wait_job(
+        &token,
+        body["job"]["id"].as_str().unwrap(),
+        std::time::Duration::from_secs(60),
+    )
+    .await;
+    for (i, (name, lat, lon)) in cases.iter().enumerate() {
+        let id = body["media"][i]["id"].as_str().unwrap();
+        let (_, m) = app.get(&token, &format!("/v1/media/{id}")).await;
+        assert_eq!(m["processing_status"], "completed", "{name}: {m}");
+        let l = &m["location"];
+        assert!(
+            (l["latitude"].as_f64().unwrap() - lat).abs() < 1e-3,
+            "{name}: {l}"
+        );
+        assert!(
+            (l["longitude"].as_f64().unwrap() - lon).abs() < 1e-3,
+            "{name}: {l}"
+        );
+        assert!(l["timezone"].is_string(), "{name}: {l}");
+        assert!(l["city"].is_null(), "{name}: {l}");
+        assert_eq!(m["taken_at_source"], "gps_timezone", "{name}: {m}");
+    }
+}
