@@ -124,6 +124,11 @@ fn check_exif(name: &str, bytes: &[u8], e: &Value) -> Option<u16> {
 #[test]
 fn whole_corpus_renders_and_matches_exiftool() {
     let Some(dir) = corpus_dir() else {
+        // A skip is a pass that checked nothing: never in CI, which has ../shared beside the clone.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have ../shared/corpus"
+        );
         eprintln!("note: shared corpus not found (set TIMELINE_CORPUS); skipping the corpus test");
         return;
     };
@@ -169,6 +174,11 @@ fn whole_corpus_renders_and_matches_exiftool() {
 #[test]
 fn whole_bad_corpus_fails_cleanly() {
     let Some(dir) = corpus_dir() else {
+        // A skip is a pass that checked nothing: never in CI, which has ../shared beside the clone.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have ../shared/corpus"
+        );
         eprintln!(
             "note: shared corpus not found (set TIMELINE_CORPUS); skipping the bad-corpus test"
         );
