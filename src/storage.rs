@@ -116,6 +116,13 @@ impl Storage {
         Ok(())
     }
 
+    /// [`Storage::put`] returning the size stored.
+    pub async fn put_counted(&self, key: &Path, bytes: Bytes) -> Result<u64, Error> {
+        let size = bytes.len() as u64;
+        self.put(key, bytes).await?;
+        Ok(size)
+    }
+
     /// Reads a whole object. Only for objects known to be small (thumbnails, bounded image
     /// originals); originals of any size are read with [`Storage::stream`].
     pub async fn get(&self, key: &Path) -> Result<Bytes, Error> {
@@ -182,6 +189,12 @@ impl Storage {
         }
         writer.finish().await?;
         Ok(size)
+    }
+
+    /// The object's own file, for a `file://` store (`None` for remote stores).
+    pub fn local_path(&self, key: &Path) -> Option<PathBuf> {
+        // Keys are made by `Storage::key` from ids only, never from a client's name.
+        self.local_root.as_ref().map(|root| root.join(key.as_ref()))
     }
 
     /// A path on the local disk holding the object's bytes: the object itself for a `file://`

@@ -202,9 +202,18 @@ async fn store_one(storage: &Storage, user: Uuid, max_bytes: u64, path: &Path) -
     };
     let id = Uuid::new_v4();
     let key = Storage::key(user, id, Rendition::Original);
-    let chunks = futures::stream::iter([Ok(bytes::Bytes::from(head[..got].to_vec()))])
-        .chain(file_chunks(file).map_err(crate::storage::Error::from));
-    match storage.put_stream(&key, chunks).await {
+    let stored = if size <= WHOLE_PUT_BYTES {
+        // A photo: one read and one put (at most STORE_CONCURRENCY of these in memory).
+        let bytes = read_rest(file, head[..got].to_vec())
+            .await
+            .map_err(|e| refuse(format!("cannot read: {e}")))?;
+        storage.put_counted(&key, bytes::Bytes::from(bytes)).await
+    } else {
+        let chunks = futures::stream::iter([Ok(bytes::Bytes::from(head[..got].to_vec()))])
+            .chain(file_chunks(file).map_err(crate::storage::Error::from));
+        storage.put_stream(&key, chunks).await
+    };
+    match stored {
         Ok(stored) => Ok(NewMedia {
             id,
             user_id: user,
@@ -218,6 +227,17 @@ async fn store_one(storage: &Storage, user: Uuid, max_bytes: u64, path: &Path) -
             Err(refuse(format!("could not store: {e}")))
         }
     }
+}
+
+/// Files up to this size are read and stored in one piece (photos); larger ones (videos) are
+/// streamed in chunks, so memory stays bounded whatever the size.
+const WHOLE_PUT_BYTES: u64 = 32 << 20;
+
+/// The rest of the file after `head`.
+async fn read_rest(mut file: tokio::fs::File, mut head: Vec<u8>) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    file.read_to_end(&mut head).await?;
+    Ok(head)
 }
 
 /// Fills `buf` from the start of the file as far as it goes; returns how much was read.
