@@ -178,11 +178,7 @@ async fn store_one(storage: &Storage, user: Uuid, max_bytes: u64, path: &Path) -
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let refuse = |why: String| (name.clone(), why);
-    let mut file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| refuse(format!("cannot read: {e}")))?;
-    let size = file
-        .metadata()
+    let size = tokio::fs::metadata(path)
         .await
         .map_err(|e| refuse(format!("cannot read: {e}")))?
         .len();
@@ -191,27 +187,33 @@ async fn store_one(storage: &Storage, user: Uuid, max_bytes: u64, path: &Path) -
             "too large: {size} bytes, over the {max_bytes}-byte limit (TIMELINE_MAX_FILE_BYTES)"
         )));
     }
-    let mut head = vec![0u8; SNIFF_LEN];
-    let got = read_head(&mut file, &mut head)
-        .await
-        .map_err(|e| refuse(format!("cannot read: {e}")))?;
-    let Some(format) = MediaFormat::sniff(&head[..got]) else {
-        return Err(refuse(
-            "not a photo, video or audio file this system can handle".to_owned(),
-        ));
-    };
+    let not_media = || refuse("not a photo, video or audio file this system can handle".to_owned());
     let id = Uuid::new_v4();
     let key = Storage::key(user, id, Rendition::Original);
-    let stored = if size <= WHOLE_PUT_BYTES {
+    let (stored, format) = if size <= WHOLE_PUT_BYTES {
         // A photo: one read and one put (at most STORE_CONCURRENCY of these in memory).
-        let bytes = read_rest(file, head[..got].to_vec())
+        let bytes = tokio::fs::read(path)
             .await
             .map_err(|e| refuse(format!("cannot read: {e}")))?;
-        storage.put_counted(&key, bytes::Bytes::from(bytes)).await
+        let format =
+            MediaFormat::sniff(&bytes[..bytes.len().min(SNIFF_LEN)]).ok_or_else(not_media)?;
+        (
+            storage.put_counted(&key, bytes::Bytes::from(bytes)).await,
+            format,
+        )
     } else {
+        // A video: streamed in chunks, memory bounded whatever the size.
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| refuse(format!("cannot read: {e}")))?;
+        let mut head = vec![0u8; SNIFF_LEN];
+        let got = read_head(&mut file, &mut head)
+            .await
+            .map_err(|e| refuse(format!("cannot read: {e}")))?;
+        let format = MediaFormat::sniff(&head[..got]).ok_or_else(not_media)?;
         let chunks = futures::stream::iter([Ok(bytes::Bytes::from(head[..got].to_vec()))])
             .chain(file_chunks(file).map_err(crate::storage::Error::from));
-        storage.put_stream(&key, chunks).await
+        (storage.put_stream(&key, chunks).await, format)
     };
     match stored {
         Ok(stored) => Ok(NewMedia {
@@ -232,13 +234,6 @@ async fn store_one(storage: &Storage, user: Uuid, max_bytes: u64, path: &Path) -
 /// Files up to this size are read and stored in one piece (photos); larger ones (videos) are
 /// streamed in chunks, so memory stays bounded whatever the size.
 const WHOLE_PUT_BYTES: u64 = 32 << 20;
-
-/// The rest of the file after `head`.
-async fn read_rest(mut file: tokio::fs::File, mut head: Vec<u8>) -> std::io::Result<Vec<u8>> {
-    use tokio::io::AsyncReadExt;
-    file.read_to_end(&mut head).await?;
-    Ok(head)
-}
 
 /// Fills `buf` from the start of the file as far as it goes; returns how much was read.
 async fn read_head(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
