@@ -248,14 +248,7 @@ pub async fn poster(
         _ => return Err(AvError::NoFrame),
     };
     let (w, h) = thumbnail::target_size(display.0, display.1, PREVIEW_SHORT_EDGE);
-    let mut args: Vec<std::ffi::OsString> = vec![
-        "-v".into(),
-        "error".into(),
-        "-nostdin".into(),
-        "-threads".into(),
-        limits.threads.to_string().into(),
-    ];
-    args.extend(input_args(path, format));
+    let mut args = ffmpeg_args(path, format, limits);
     // The first frame, then one every 1/POSTER_FPS s (a plain `fps` filter drops the only
     // frame of a clip shorter than its period).
     let filter = format!(
@@ -286,20 +279,11 @@ pub async fn poster(
         args.push(a.into());
     }
     let frame = first_good_frame(args, limits, "decoding the poster frame").await?;
-    let (rgb, fw, fh) = frame;
-    let rendered =
-        tokio::task::spawn_blocking(move || thumbnail::render_frame(rgb, fw, fh, display))
-            .await
-            .map_err(|e| AvError::Render(ThumbnailError::Internal(e.to_string())))??;
-    Ok(rendered)
+    render(frame, Some(display)).await
 }
 
-/// An audio file's waveform as its picture (1000×250, rendered like a photo).
-pub async fn waveform(
-    path: &Path,
-    format: MediaFormat,
-    limits: &Limits,
-) -> Result<Thumbnails, AvError> {
+/// ffmpeg's leading arguments: quiet, no stdin, bounded threads, then the input.
+fn ffmpeg_args(path: &Path, format: MediaFormat, limits: &Limits) -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = vec![
         "-v".into(),
         "error".into(),
@@ -308,6 +292,26 @@ pub async fn waveform(
         limits.threads.to_string().into(),
     ];
     args.extend(input_args(path, format));
+    args
+}
+
+/// Renders a frame like a photo, on the blocking pool. `display` defaults to the frame's size.
+async fn render(frame: Frame, display: Option<(u32, u32)>) -> Result<Thumbnails, AvError> {
+    let (rgb, w, h) = frame;
+    let display = display.unwrap_or((w, h));
+    tokio::task::spawn_blocking(move || thumbnail::render_frame(rgb, w, h, display))
+        .await
+        .map_err(|e| AvError::Render(ThumbnailError::Internal(e.to_string())))?
+        .map_err(AvError::from)
+}
+
+/// An audio file's waveform as its picture (1000×250, rendered like a photo).
+pub async fn waveform(
+    path: &Path,
+    format: MediaFormat,
+    limits: &Limits,
+) -> Result<Thumbnails, AvError> {
+    let mut args = ffmpeg_args(path, format, limits);
     for a in [
         "-filter_complex",
         "[0:a:0]aformat=channel_layouts=mono,showwavespic=s=1000x250:colors=0x4f8fd8,format=rgb24[w]",
@@ -323,11 +327,8 @@ pub async fn waveform(
     ] {
         args.push(a.into());
     }
-    let (rgb, w, h) = first_good_frame(args, limits, "drawing the waveform").await?;
-    let rendered = tokio::task::spawn_blocking(move || thumbnail::render_frame(rgb, w, h, (w, h)))
-        .await
-        .map_err(|e| AvError::Render(ThumbnailError::Internal(e.to_string())))??;
-    Ok(rendered)
+    let frame = first_good_frame(args, limits, "drawing the waveform").await?;
+    render(frame, None).await
 }
 
 /// One decoded RGB frame: pixels, width, height.

@@ -3,7 +3,7 @@
 //! resident memory (peak `VmHWM`, read from /proc). The clip is made by looping a phone clip
 //! with `ffmpeg -stream_loop N -c copy`, never committed.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -13,16 +13,6 @@ use crate::video::{peak_rss, tempdir, video_dir};
 
 const TARGET_BYTES: u64 = 2 << 30;
 const RSS_LIMIT: u64 = 300 << 20;
-
-/// Kills the child on drop.
-struct Proc(std::process::Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[sqlx::test(migrations = false)]
 async fn a_2_gib_video_streams_through_in_bounded_memory(pool: PgPool) {
@@ -54,40 +44,8 @@ async fn a_2_gib_video_streams_through_in_bounded_memory(pool: PgPool) {
 
     let mut app = TestApp::start(pool, true).await;
     let (_, token) = app.user("big@example.com").await;
-    // `timeline serve` is built beside `timeline-worker` by the workspace build.
-    let worker_bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_timeline-worker"));
-    let serve_bin = worker_bin.with_file_name("timeline");
-    assert!(
-        serve_bin.is_file(),
-        "build the workspace first: {} missing",
-        serve_bin.display()
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let serve = Proc(
-        Command::new(&serve_bin)
-            .arg("serve")
-            .env("DATABASE_URL", crate::common::url_of(&app.pool))
-            .env("TIMELINE_STORAGE", &app.storage_dir)
-            .env("TIMELINE_ADDR", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("timeline serve"),
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if reqwest::get(format!("{base}/healthz"))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let serve = app.spawn_serve().await;
+    let base = serve.base.clone();
     // curl streams the file from disk (`-T`), as a phone app would.
     let upload = Command::new("curl")
         .args(["-sS", "--fail-with-body", "-X", "POST", "-T"])
@@ -127,7 +85,7 @@ async fn a_2_gib_video_streams_through_in_bounded_memory(pool: PgPool) {
     assert!(minutes > 60.0, "{minutes} min");
     assert!(m["thumbnails"].is_object());
 
-    let serve_rss = peak_rss(serve.0.id());
+    let serve_rss = peak_rss(serve.child.id());
     let worker_rss = peak_rss(app.worker.as_ref().expect("worker").id());
     eprintln!(
         "2 GiB video ({size} bytes): peak RSS timeline serve {} MB, timeline-worker {} MB",

@@ -243,3 +243,49 @@ impl TestApp {
         }
     }
 }
+
+/// A real `timeline serve` process on a free port over the app's database and store; killed on
+/// drop.
+pub struct Serve {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TestApp {
+    /// Starts `timeline serve` (the binary built beside `timeline-worker`) and waits until it
+    /// answers `/healthz`.
+    pub async fn spawn_serve(&self) -> Serve {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = Command::new(crate::ingest_cli::timeline_bin())
+            .arg("serve")
+            .env("DATABASE_URL", url_of(&self.pool))
+            .env("TIMELINE_STORAGE", &self.storage_dir)
+            .env("TIMELINE_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("timeline serve");
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if reqwest::get(format!("{base}/healthz"))
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Serve { child, base }
+    }
+}

@@ -155,30 +155,8 @@ async fn one_pass_repairs_lost_tasks_unfinished_steps_and_orphan_objects(pool: P
 async fn an_api_killed_mid_upload_leaves_nothing_after_a_pass(pool: PgPool) {
     let app = TestApp::start(pool, false).await;
     let (_, token) = app.user("killed@example.org").await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let mut serve = Command::new(timeline_bin())
-        .arg("serve")
-        .env("DATABASE_URL", url_of(&app.pool))
-        .env("TIMELINE_STORAGE", &app.storage_dir)
-        .env("TIMELINE_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("serve");
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if reqwest::get(format!("{base}/healthz"))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut serve = app.spawn_serve().await;
+    let base = serve.base.clone();
     // A 40 MB video sent slowly, so the server is killed while it streams to the store.
     let dir = crate::video::tempdir("killed");
     let big = dir.join("slow.mp4");
@@ -197,9 +175,9 @@ async fn an_api_killed_mid_upload_leaves_nothing_after_a_pass(pool: PgPool) {
         .expect("curl");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let _ = Command::new("kill")
-        .args(["-9", &serve.id().to_string()])
+        .args(["-9", &serve.child.id().to_string()])
         .status();
-    let _ = serve.wait();
+    let _ = serve.child.wait();
     let _ = curl.wait();
     let left = walk(&app.storage_dir);
     assert!(
