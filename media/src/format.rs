@@ -252,7 +252,8 @@ fn sniff_ftyp(head: &[u8]) -> Option<MediaFormat> {
     let box_len = head
         .get(..4)
         .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
-    let end = box_len.clamp(16, head.len());
+    // (A short head or a lying box size leaves no compatible brands, never a panic.)
+    let end = box_len.min(head.len());
     let compatible = head.get(16..end).unwrap_or_default();
     let found = compatible.chunks_exact(4).filter_map(brand).flatten();
     let mut best = None;
@@ -379,6 +380,9 @@ mod tests {
             b"RIFF\0\0\0\0CDXA",
             // ADTS AAC and MPEG layer I/II frames are not taken for MP3.
             &[0xFF, 0xF1, 0x50, 0x80],
+            // Found by the fuzzer: a 14-byte file with an unknown brand panicked the sniffer.
+            b"\x00\x40\x00\x18ftyphe\x01c\x00\x00",
+            b"\x00\x00\x00\x08ftyp",
         ] {
             assert_eq!(MediaFormat::sniff(bad), None, "{bad:?}");
         }
