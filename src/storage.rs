@@ -204,9 +204,7 @@ impl Storage {
         key: &Path,
         spool_dir: &std::path::Path,
     ) -> Result<LocalFile, Error> {
-        if let Some(root) = &self.local_root {
-            // Keys are made by `Storage::key` from ids only, never from a client's name.
-            let path = root.join(key.as_ref());
+        if let Some(path) = self.local_path(key) {
             if tokio::fs::metadata(&path).await.is_ok() {
                 return Ok(LocalFile {
                     path,

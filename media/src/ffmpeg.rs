@@ -270,11 +270,6 @@ pub async fn poster(
         "vfr",
         "-frames:v",
         &(POSTER_WINDOW_SECS * POSTER_FPS).to_string(),
-        "-f",
-        "image2pipe",
-        "-c:v",
-        "ppm",
-        "pipe:1",
     ] {
         args.push(a.into());
     }
@@ -319,11 +314,6 @@ pub async fn waveform(
         "[w]",
         "-frames:v",
         "1",
-        "-f",
-        "image2pipe",
-        "-c:v",
-        "ppm",
-        "pipe:1",
     ] {
         args.push(a.into());
     }
@@ -334,13 +324,16 @@ pub async fn waveform(
 /// One decoded RGB frame: pixels, width, height.
 type Frame = (Vec<u8>, u32, u32);
 
-/// Reads PPM frames from ffmpeg until one is not blank (then kills it: the rest is not
+/// Reads PPM frames from ffmpeg (the output arguments are added here, beside the reader that
+/// expects them) until one is not blank (then kills it: the rest is not
 /// needed); returns that frame, or the most detailed one seen.
 async fn first_good_frame(
     args: Vec<std::ffi::OsString>,
     limits: &Limits,
     what: &'static str,
 ) -> Result<Frame, AvError> {
+    let mut args = args;
+    args.extend(["-f", "image2pipe", "-c:v", "ppm", "pipe:1"].map(std::ffi::OsString::from));
     let mut child = spawn("ffmpeg", args, limits)?;
     let Some(mut stdout) = child.child.stdout.take() else {
         return Err(AvError::NoFrame);

@@ -125,12 +125,7 @@ async fn store(
     if let Some(clip) = &clip {
         motion_clip::record_in(&mut tx, clip, job_id).await?;
     }
-    if let Some(cid) = &update.content_identifier
-        && let Some((still, clip)) =
-            db::pipeline::link_live_photo(&mut tx, media.user_id, cid).await?
-    {
-        tracing::info!(%still, %clip, "Live Photo paired");
-    }
+    step::pair_live_photo(&mut tx, media.user_id, update.content_identifier.as_deref()).await?;
     db::pipeline::record_step(&mut tx, media, Step::Exif, Ok(()), attempt).await?;
     step::settle(&mut tx, media.id).await?;
     tx.commit().await?;

@@ -102,6 +102,53 @@ pub async fn original(ctx: &Context, media: &MediaState) -> Result<bytes::Bytes,
         })
 }
 
+/// Where a file's `thumb` and `preview` were stored, and their sizes (`metadata.thumbnails`).
+#[derive(Debug)]
+pub struct StoredRenditions {
+    pub thumb_key: String,
+    pub preview_key: String,
+    pub sizes: serde_json::Value,
+}
+
+/// Stores a file's rendered `thumb` and `preview` under their deterministic keys (a rerun
+/// overwrites): photos, video posters and audio waveforms alike.
+pub async fn store_renditions(
+    ctx: &Context,
+    media: &MediaState,
+    t: timeline_media::thumbnail::Thumbnails,
+) -> Result<StoredRenditions, StepError> {
+    let sizes = serde_json::json!({
+        "thumb": {"width": t.thumb.width, "height": t.thumb.height, "mime": t.thumb.mime},
+        "preview": {"width": t.preview.width, "height": t.preview.height, "mime": t.preview.mime},
+    });
+    let thumb_key = Storage::key(media.user_id, media.id, Rendition::Thumb);
+    let preview_key = Storage::key(media.user_id, media.id, Rendition::Preview);
+    ctx.storage.put(&thumb_key, t.thumb.bytes.into()).await?;
+    ctx.storage
+        .put(&preview_key, t.preview.bytes.into())
+        .await?;
+    Ok(StoredRenditions {
+        thumb_key: thumb_key.to_string(),
+        preview_key: preview_key.to_string(),
+        sizes,
+    })
+}
+
+/// Pairs the file with the other half of its Live Photo, if it has an identifier and the other
+/// half is there (on the caller's transaction).
+pub async fn pair_live_photo(
+    conn: &mut sqlx::PgConnection,
+    user_id: uuid::Uuid,
+    content_identifier: Option<&str>,
+) -> Result<(), StepError> {
+    if let Some(cid) = content_identifier
+        && let Some((still, clip)) = db::pipeline::link_live_photo(conn, user_id, cid).await?
+    {
+        tracing::info!(%still, %clip, "Live Photo paired");
+    }
+    Ok(())
+}
+
 /// Records a step's outcome, settles the file's end state and the job's progress, in one
 /// transaction.
 pub async fn finish(

@@ -1,10 +1,8 @@
 //! The `thumbnail` step: `thumb` (shorter edge 250) and `preview` (1440), upright, stored under
 //! deterministic keys (a rerun overwrites), plus the displayed width and height.
 
-use bytes::Bytes;
 use timeline::db;
 use timeline::jobs::{MediaTask, Step};
-use timeline::storage::{Rendition, Storage};
 use timeline_media::ImageFormat;
 use timeline_media::thumbnail::{self, Thumbnails};
 
@@ -23,25 +21,14 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
     let rendered = step::cpu(ctx.step_timeout, move || render(&bytes, format, &limits)).await?;
     let thumbs = rendered.map_err(|e| StepError::Permanent(e.to_string()))?;
 
-    let sizes = serde_json::json!({
-        "thumb": {"width": thumbs.thumb.width, "height": thumbs.thumb.height, "mime": thumbs.thumb.mime},
-        "preview": {"width": thumbs.preview.width, "height": thumbs.preview.height, "mime": thumbs.preview.mime},
-    });
-    let thumb_key = Storage::key(media.user_id, media.id, Rendition::Thumb);
-    let preview_key = Storage::key(media.user_id, media.id, Rendition::Preview);
-    ctx.storage
-        .put(&thumb_key, Bytes::from(thumbs.thumb.bytes))
-        .await?;
-    ctx.storage
-        .put(&preview_key, Bytes::from(thumbs.preview.bytes))
-        .await?;
     let dims = (
         i32::try_from(thumbs.display_width).unwrap_or(i32::MAX),
         i32::try_from(thumbs.display_height).unwrap_or(i32::MAX),
     );
+    let stored = step::store_renditions(ctx, &media, thumbs).await?;
     let mut tx = ctx.pool.begin().await?;
-    let keys = (thumb_key.as_ref(), preview_key.as_ref());
-    db::pipeline::apply_thumbnails(&mut tx, media.id, dims, keys, sizes).await?;
+    let keys = (stored.thumb_key.as_str(), stored.preview_key.as_str());
+    db::pipeline::apply_thumbnails(&mut tx, media.id, dims, keys, stored.sizes).await?;
     db::pipeline::record_step(&mut tx, &media, Step::Thumbnail, Ok(()), attempt).await?;
     step::settle(&mut tx, media.id).await?;
     tx.commit().await?;

@@ -7,7 +7,6 @@
 
 use std::path::Path;
 
-use bytes::Bytes;
 use chrono::Utc;
 use serde_json::{Value, json};
 use timeline::db::{
@@ -19,7 +18,6 @@ use timeline::storage::{Rendition, Storage};
 use timeline_media::exif::GpsFix;
 use timeline_media::ffmpeg::{self, AvError};
 use timeline_media::probe::{ContainerDate, StreamFacts};
-use timeline_media::thumbnail::Thumbnails;
 use timeline_media::video::{ContainerError, bmff, iso6709};
 use timeline_media::{Kind, MediaFormat, taken_at};
 
@@ -69,8 +67,8 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
         Some(gps) => Some(step::cpu(ctx.step_timeout, move || crate::exif::locate(&gps)).await?),
         None => None,
     };
-    let thumbs = match &picture {
-        Some(t) => Some(store_picture(ctx, &media, t).await?),
+    let thumbs = match picture {
+        Some(t) => Some(step::store_renditions(ctx, &media, t).await?),
         None => None,
     };
     store(ctx, &media, format, &facts, location, thumbs, attempt).await
@@ -195,34 +193,13 @@ impl Facts {
     }
 }
 
-/// Stores the poster (or waveform) renditions; returns their keys and sizes.
-async fn store_picture(
-    ctx: &Context,
-    media: &MediaState,
-    t: &Thumbnails,
-) -> Result<((String, String), Value), StepError> {
-    let thumb_key = Storage::key(media.user_id, media.id, Rendition::Thumb);
-    let preview_key = Storage::key(media.user_id, media.id, Rendition::Preview);
-    ctx.storage
-        .put(&thumb_key, Bytes::from(t.thumb.bytes.clone()))
-        .await?;
-    ctx.storage
-        .put(&preview_key, Bytes::from(t.preview.bytes.clone()))
-        .await?;
-    let sizes = json!({
-        "thumb": {"width": t.thumb.width, "height": t.thumb.height, "mime": t.thumb.mime},
-        "preview": {"width": t.preview.width, "height": t.preview.height, "mime": t.preview.mime},
-    });
-    Ok(((thumb_key.to_string(), preview_key.to_string()), sizes))
-}
-
 async fn store(
     ctx: &Context,
     media: &MediaState,
     format: MediaFormat,
     facts: &Facts,
     location: Option<NewLocation>,
-    thumbs: Option<((String, String), Value)>,
+    thumbs: Option<step::StoredRenditions>,
     attempt: i32,
 ) -> Result<(), StepError> {
     let tz = location.as_ref().and_then(|l| l.timezone.clone());
@@ -255,16 +232,12 @@ async fn store(
         update.location_id =
             Some(db::pipeline::upsert_location(&mut tx, media.user_id, loc).await?);
     }
-    let thumbs_ref = thumbs
-        .as_ref()
-        .map(|((t, p), sizes)| ((t.as_str(), p.as_str()), sizes.clone()));
+    let thumbs_ref = thumbs.as_ref().map(|r| {
+        let keys = (r.thumb_key.as_str(), r.preview_key.as_str());
+        (keys, r.sizes.clone())
+    });
     db::pipeline::apply_video(&mut tx, media.id, &update, thumbs_ref).await?;
-    if let Some(cid) = &update.content_identifier
-        && let Some((still, clip)) =
-            db::pipeline::link_live_photo(&mut tx, media.user_id, cid).await?
-    {
-        tracing::info!(%still, %clip, "Live Photo paired");
-    }
+    step::pair_live_photo(&mut tx, media.user_id, update.content_identifier.as_deref()).await?;
     db::pipeline::record_step(&mut tx, media, Step::Video, Ok(()), attempt).await?;
     step::settle(&mut tx, media.id).await?;
     tx.commit().await?;
