@@ -65,4 +65,37 @@ pub struct ServeConfig {
     pub storage: StorageConfig,
     #[command(flatten)]
     pub limits: UploadLimits,
+    #[command(flatten)]
+    pub connections: ConnectionLimits,
+}
+
+/// How long a connection may be slow or idle, and how many may be open (slowloris guards).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ConnectionLimits {
+    /// Seconds a client has to send a request head (also the idle keep-alive limit).
+    #[arg(long, env = "TIMELINE_HEADER_TIMEOUT_SECS", default_value_t = 30)]
+    pub header_timeout_secs: u64,
+    /// Seconds a request body may pause between two chunks.
+    #[arg(long, env = "TIMELINE_BODY_TIMEOUT_SECS", default_value_t = 60)]
+    pub body_timeout_secs: u64,
+    /// Seconds a response write may stall (a client that stopped reading).
+    #[arg(long, env = "TIMELINE_WRITE_TIMEOUT_SECS", default_value_t = 60)]
+    pub write_timeout_secs: u64,
+    /// Most connections open at once; more wait in the listen backlog.
+    #[arg(long, env = "TIMELINE_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+}
+
+impl ConnectionLimits {
+    /// The server loop's limits (seconds of 0 are taken as 1).
+    pub fn server_limits(&self) -> crate::http::server::ServerLimits {
+        let secs = |s: u64| std::time::Duration::from_secs(s.max(1));
+        crate::http::server::ServerLimits {
+            header_timeout: secs(self.header_timeout_secs),
+            body_idle_timeout: secs(self.body_timeout_secs),
+            write_idle_timeout: secs(self.write_timeout_secs),
+            max_connections: self.max_connections.max(1),
+            ..crate::http::server::ServerLimits::default()
+        }
+    }
 }

@@ -112,7 +112,7 @@ pub async fn run() -> Result<(), Error> {
                 storage,
                 limits: cfg.limits,
             };
-            crate::http::serve(state, &cfg.addr).await?;
+            crate::http::serve(state, &cfg.addr, cfg.connections.server_limits()).await?;
             Ok(())
         }
         Command::Ingest(args) => ingest::run(&cli.db, args).await,

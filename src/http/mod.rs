@@ -6,6 +6,7 @@ pub mod error;
 mod jobs;
 mod media;
 mod range;
+pub mod server;
 mod upload;
 mod views;
 
@@ -126,13 +127,14 @@ async fn healthz(
 }
 
 /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests.
-pub async fn serve(state: AppState, addr: &str) -> std::io::Result<()> {
+pub async fn serve(
+    state: AppState,
+    addr: &str,
+    limits: server::ServerLimits,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    server::serve_on(listener, router(state), limits, shutdown_signal()).await
 }
 
 /// Resolves on SIGTERM (the platform's stop) or Ctrl-C.

@@ -11,6 +11,8 @@ pub struct Context {
     pub pool: PgPool,
     pub storage: Storage,
     pub limits: Limits,
+    /// The image decoder child processes (see `crate::decoder`).
+    pub decoders: std::sync::Arc<crate::decoder::Decoders>,
     /// Deadline of one CPU stage; past it the file fails and the pool moves on.
     pub step_timeout: std::time::Duration,
     /// Deadline, memory and threads of each ffprobe/ffmpeg run.

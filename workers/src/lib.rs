@@ -3,6 +3,7 @@
 //! the `timeline-media` crate; this crate adds the database, the store and the queue.
 
 pub mod context;
+pub mod decoder;
 pub mod exif;
 pub mod hash;
 pub mod motion_clip;
@@ -45,6 +46,9 @@ pub struct Args {
     /// Address-space limit of each ffprobe/ffmpeg process, in bytes.
     #[arg(long, env = "TIMELINE_FFMPEG_MAX_MEMORY_BYTES", default_value_t = 3 << 30)]
     pub ffmpeg_max_memory_bytes: u64,
+    /// Address-space limit of each image decoder child process, in bytes.
+    #[arg(long, env = "TIMELINE_DECODER_MAX_MEMORY_BYTES", default_value_t = 4 << 30)]
+    pub decoder_max_memory_bytes: u64,
     /// Largest image decoded (image decoders need the whole file in memory).
     #[arg(long, env = "TIMELINE_MAX_IMAGE_BYTES", default_value_t = 512 << 20)]
     pub max_image_bytes: u64,
@@ -99,10 +103,14 @@ pub async fn run() -> Result<(), Error> {
     tokio::task::spawn_blocking(timeline_media::geocode::warm_up)
         .await
         .map_err(|e| Error::Config(e.to_string()))?;
+    let limits = timeline_media::thumbnail::Limits::default();
+    let decoders = decoder::Decoders::new(limits, args.decoder_max_memory_bytes)
+        .map_err(|e| Error::Config(format!("cannot find the worker executable: {e}")))?;
     let ctx = Arc::new(context::Context {
         pool,
         storage,
-        limits: timeline_media::thumbnail::Limits::default(),
+        limits,
+        decoders: Arc::new(decoders),
         step_timeout: std::time::Duration::try_from_secs_f64(args.step_timeout_secs.max(0.001))
             .map_err(|e| Error::Config(format!("--step-timeout-secs: {e}")))?,
         av_limits: timeline_media::ffmpeg::Limits {

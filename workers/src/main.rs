@@ -5,8 +5,16 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(timeline_workers::decoder::CHILD_ARG) {
+        return timeline_workers::decoder::child_main(&args[1..]);
+    }
+    worker()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn worker() -> ExitCode {
     timeline::telemetry::init();
     match timeline_workers::run().await {
         Ok(()) => ExitCode::SUCCESS,

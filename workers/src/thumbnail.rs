@@ -4,7 +4,6 @@
 use timeline::db;
 use timeline::jobs::{MediaTask, Step};
 use timeline_media::ImageFormat;
-use timeline_media::thumbnail::{self, Thumbnails};
 
 use crate::context::Context;
 use crate::step::{self, StepError};
@@ -17,9 +16,8 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
     let format = ImageFormat::from_mime(&media.mime_type)
         .ok_or_else(|| StepError::Permanent(format!("unsupported: {}", media.mime_type)))?;
     let bytes = step::original(ctx, &media).await?;
-    let limits = ctx.limits;
-    let rendered = step::cpu(ctx.step_timeout, move || render(&bytes, format, &limits)).await?;
-    let thumbs = rendered.map_err(|e| StepError::Permanent(e.to_string()))?;
+    // In a child process: past the deadline the decode is killed, not abandoned.
+    let thumbs = ctx.decoders.render(bytes, format, ctx.step_timeout).await?;
 
     let dims = (
         i32::try_from(thumbs.display_width).unwrap_or(i32::MAX),
@@ -33,20 +31,4 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
     step::settle(&mut tx, media.id).await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// Reads the EXIF orientation itself (a millisecond) rather than waiting for the EXIF step, so
-/// the two steps run independently; HEIF pixels come back already rotated.
-fn render(
-    bytes: &[u8],
-    format: ImageFormat,
-    limits: &thumbnail::Limits,
-) -> Result<Thumbnails, thumbnail::ThumbnailError> {
-    let orientation = match format {
-        ImageFormat::Heif => None,
-        _ => timeline_media::exif::extract(bytes)
-            .ok()
-            .and_then(|f| f.orientation),
-    };
-    thumbnail::render(bytes, format, orientation, limits)
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use crate::common::TestApp;
-use crate::video::{peak_rss, tempdir, video_dir};
+use crate::common::peak_rss;
+use crate::video::{tempdir, video_dir};
 
 const TARGET_BYTES: u64 = 2 << 30;
 const RSS_LIMIT: u64 = 300 << 20;

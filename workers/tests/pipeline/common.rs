@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sqlx::PgPool;
+use timeline::http::server::ServerLimits;
 use uuid::Uuid;
 
 /// A running platform for one test; the worker process is killed on drop.
@@ -41,6 +42,37 @@ pub fn url_of(pool: &PgPool) -> String {
     format!("{server}/{db}")
 }
 
+/// Serves the API in this process with the real server loop and `limits`; returns its base URL.
+pub async fn spawn_api(
+    pool: &PgPool,
+    storage_dir: &std::path::Path,
+    limits: ServerLimits,
+) -> String {
+    let storage = timeline::storage::Storage::from_url(storage_dir.to_str().expect("utf-8 path"))
+        .expect("storage");
+    let state = timeline::http::AppState {
+        pool: pool.clone(),
+        storage,
+        limits: timeline::config::UploadLimits {
+            max_file_bytes: 30 * 1024 * 1024,
+            max_request_bytes: 100 * 1024 * 1024,
+            max_parts: 200,
+        },
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = timeline::http::router(state);
+    tokio::spawn(timeline::http::server::serve_on(
+        listener,
+        app,
+        limits,
+        std::future::pending(),
+    ));
+    base
+}
+
 impl TestApp {
     /// Migrates, starts the API and (unless `workers` is false) a worker process.
     pub async fn start(pool: PgPool, workers: bool) -> Self {
@@ -56,25 +88,7 @@ impl TestApp {
     pub async fn start_with_url(pool: PgPool, db_url: String) -> Self {
         timeline::db::migrate::run(&pool).await.expect("migrate");
         let storage_dir = std::env::temp_dir().join(format!("timeline-test-{}", Uuid::new_v4()));
-        let storage =
-            timeline::storage::Storage::from_url(storage_dir.to_str().expect("utf-8 path"))
-                .expect("storage");
-        let state = timeline::http::AppState {
-            pool: pool.clone(),
-            storage,
-            limits: timeline::config::UploadLimits {
-                max_file_bytes: 30 * 1024 * 1024,
-                max_request_bytes: 100 * 1024 * 1024,
-                max_parts: 200,
-            },
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, timeline::http::router(state)).await;
-        });
+        let base = spawn_api(&pool, &storage_dir, ServerLimits::default()).await;
         Self {
             pool,
             base,
@@ -288,4 +302,15 @@ impl TestApp {
         }
         Serve { child, base }
     }
+}
+
+/// Reads a process's peak resident memory (`VmHWM`) in bytes.
+pub fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM")
+        * 1024
 }

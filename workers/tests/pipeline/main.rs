@@ -18,5 +18,6 @@ mod ingest_cli;
 mod isolation;
 mod reconcile;
 mod recovery;
+mod slow_clients;
 mod transactional;
 mod video;

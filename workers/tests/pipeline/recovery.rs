@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
-use crate::common::{TestApp, fixtures, walk};
+use crate::common::{TestApp, fixtures, peak_rss, walk};
 
 /// `n` distinct 9 MP JPEGs: the same photo with a different trailer after its end marker
 /// (decoders ignore it; the hash differs, so none is a duplicate). Slow enough in a debug
@@ -203,10 +203,24 @@ async fn sigterm_drains_or_requeues_in_flight_steps(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn a_hanging_step_is_cut_off_and_the_pool_moves_on(pool: PgPool) {
     let mut app = TestApp::start(pool, false).await;
-    // An 81 MP blank PNG (inside the pixel limit, so it is decoded) takes seconds; a half-second
-    // deadline stands in for a decoder that never returns.
+    // An 81 MP blank PNG (inside the pixel limit, so it is decoded into ~240 MB of pixels)
+    // takes seconds; a half-second deadline stands in for a decoder that never returns.
     app.start_worker(&["--concurrency", "1", "--step-timeout-secs", "0.5"]);
+    let worker = app.worker.as_ref().expect("worker").id();
     let (_, token) = app.user("slow@example.org").await;
+    // A first photo warms the worker up (its decoder child, geocoder tables): the baseline.
+    let warm = std::fs::read(fixtures().join("DSCN0010.jpg")).unwrap();
+    let (_, body) = app.upload(&token, &[("warm.jpg", warm)]).await;
+    let job = app
+        .wait_job(
+            &token,
+            body["job"]["id"].as_str().unwrap(),
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(job["output_data"]["completed"], 1, "{job}");
+    let baseline = peak_rss(worker);
+
     let slow = std::fs::read(fixtures().join("slow/blank_81mp.png")).unwrap();
     let good = std::fs::read(fixtures().join("no_exif.jpg")).unwrap();
     let (status, body) = app
@@ -231,6 +245,42 @@ async fn a_hanging_step_is_cut_off_and_the_pool_moves_on(pool: PgPool) {
     let reason = m["error_message"].as_str().unwrap_or_default();
     assert!(reason.contains("took longer than"), "{reason}");
     assert!(app.worker_alive(), "the worker survives a hanging step");
+    // The decode ran in a child that was killed at the deadline: the worker's own memory never
+    // held the 240 MB of pixels (a thread left running would have), and no killed child lingers.
+    let peak = peak_rss(worker);
+    eprintln!("worker peak RSS: {baseline} B after a photo, {peak} B after the killed decode");
+    assert!(
+        peak < baseline + (64 << 20),
+        "worker memory grew from {baseline} to {peak} bytes"
+    );
+    let children = decoder_children(worker);
+    assert!(children.len() <= 1, "decoder children left: {children:?}");
+}
+
+/// Live decoder children of a worker process (a killed one is gone once reaped).
+fn decoder_children(worker: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Field 4 (after the parenthesised name) is the parent; field 3 the state.
+        let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if fields.get(1) == Some(&worker.to_string().as_str())
+            && fields.first() != Some(&"Z")
+            && String::from_utf8_lossy(&cmdline).contains("__decoder")
+        {
+            found.push(pid);
+        }
+    }
+    found
 }
 
 #[sqlx::test(migrations = false)]

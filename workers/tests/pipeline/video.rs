@@ -505,14 +505,3 @@ pub fn tempdir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&d).expect("tempdir");
     d
 }
-
-/// Reads a process's peak resident memory (`VmHWM`) in bytes.
-pub fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmHWM")
-        * 1024
-}
