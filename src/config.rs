@@ -11,7 +11,8 @@ pub struct DatabaseConfig {
     /// PostgreSQL URL.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
-    /// Largest number of pooled connections.
+    /// Most connections this process opens (web and worker alike; see docs/OPERATIONS.md for
+    /// sizing N hosts against PostgreSQL's `max_connections`).
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     pub database_max_connections: u32,
 }

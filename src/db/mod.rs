@@ -24,10 +24,19 @@ use crate::config::DatabaseConfig;
 /// Opens a pool. Connections are made lazily and re-made after a database restart; a bounded
 /// acquire timeout turns "database away" into an error instead of a hang.
 pub async fn connect(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
+    connect_waiting(cfg, Duration::from_secs(5)).await
+}
+
+/// [`connect`] with a longer wait for a free connection: a worker whose steps outnumber its
+/// connections queues them rather than failing them (the web process answers 503 instead).
+pub async fn connect_waiting(
+    cfg: &DatabaseConfig,
+    acquire_timeout: Duration,
+) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = cfg.database_url.parse()?;
     PgPoolOptions::new()
-        .max_connections(cfg.database_max_connections)
-        .acquire_timeout(Duration::from_secs(5))
+        .max_connections(cfg.database_max_connections.max(2))
+        .acquire_timeout(acquire_timeout)
         .test_before_acquire(true)
         .connect_with(options.application_name("timeline"))
         .await

@@ -1,5 +1,6 @@
 //! Users and their API tokens.
 
+use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
@@ -35,38 +36,120 @@ pub async fn find_id_by_email(
     .await
 }
 
-/// Stores the hash of a new token for `user_id`.
+/// Stores the hash of a new token for `user_id`, valid until `expires_at` (never if `None`).
 #[tracing::instrument(skip_all, fields(user.id = %user_id))]
 pub async fn insert_api_token(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
     token_hash: &[u8; 32],
     name: &str,
+    expires_at: Option<DateTime<Utc>>,
 ) -> Result<Uuid, sqlx::Error> {
     sqlx::query_scalar!(
-        "INSERT INTO api_tokens (user_id, token_hash, name) VALUES ($1, $2, $3) RETURNING id",
+        "INSERT INTO api_tokens (user_id, token_hash, name, expires_at) VALUES ($1, $2, $3, $4)
+         RETURNING id",
         user_id,
         token_hash.as_slice(),
-        name
+        name,
+        expires_at
     )
     .fetch_one(db)
     .await
 }
 
-/// The active user owning a token hash, if the token is valid (not revoked, not expired, the
-/// account active). The lookup is by the unique hash index, so it is constant-time with
-/// respect to the token's content.
+/// A valid token and its owner.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenOwner {
+    pub token_id: Uuid,
+    pub user_id: Uuid,
+    /// `last_used_at` is older than [`LAST_USED_EVERY`] (or unset): worth recording a use.
+    pub use_unrecorded: bool,
+}
+
+/// `last_used_at` is written at most this often per token, so authentication stays a read.
+pub const LAST_USED_EVERY_SECS: f64 = 300.0;
+
+/// The valid token (not revoked, not expired, its account active) with this hash, if any. The
+/// lookup is by the unique hash index, so it is constant-time with respect to the token's
+/// content.
+pub async fn token_owner(
+    db: impl PgExecutor<'_>,
+    token_hash: &[u8; 32],
+) -> Result<Option<TokenOwner>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT t.id, t.user_id,
+                  (t.last_used_at IS NULL
+                   OR t.last_used_at < now() - make_interval(secs => $2)) AS "stale!"
+           FROM api_tokens t JOIN users u ON u.id = t.user_id
+           WHERE t.token_hash = $1 AND t.revoked_at IS NULL
+             AND (t.expires_at IS NULL OR t.expires_at > now()) AND u.is_active"#,
+        token_hash.as_slice(),
+        LAST_USED_EVERY_SECS
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| TokenOwner {
+        token_id: r.id,
+        user_id: r.user_id,
+        use_unrecorded: r.stale,
+    }))
+}
+
+/// The active user owning a valid token hash, if any (see [`token_owner`]).
 pub async fn user_for_token(
     db: impl PgExecutor<'_>,
     token_hash: &[u8; 32],
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"SELECT t.user_id
-           FROM api_tokens t JOIN users u ON u.id = t.user_id
-           WHERE t.token_hash = $1 AND t.revoked_at IS NULL
-             AND (t.expires_at IS NULL OR t.expires_at > now()) AND u.is_active"#,
-        token_hash.as_slice()
+    Ok(token_owner(db, token_hash).await?.map(|o| o.user_id))
+}
+
+/// Records a use of a token, at most once per [`LAST_USED_EVERY_SECS`] (concurrent requests
+/// race harmlessly: the condition makes all but one a no-op).
+pub async fn record_token_use(db: impl PgExecutor<'_>, token_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE api_tokens SET last_used_at = now()
+         WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2))",
+        token_id,
+        LAST_USED_EVERY_SECS
     )
-    .fetch_optional(db)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Revokes a token at once; `false` if there is no such unrevoked token.
+pub async fn revoke_token(db: impl PgExecutor<'_>, token_id: Uuid) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+        token_id
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A token as an operator sees it (never its hash).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A user's tokens, newest first.
+pub async fn list_tokens(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+) -> Result<Vec<TokenInfo>, sqlx::Error> {
+    sqlx::query_as!(
+        TokenInfo,
+        "SELECT id, name, created_at, expires_at, last_used_at, revoked_at
+         FROM api_tokens WHERE user_id = $1 ORDER BY created_at DESC, id",
+        user_id
+    )
+    .fetch_all(db)
     .await
 }

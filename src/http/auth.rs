@@ -29,8 +29,16 @@ impl FromRequestParts<AppState> for AuthUser {
         // Only the hash is compared, by an index lookup on the hash: the raw token's bytes never
         // meet a byte-by-byte comparison that could leak timing.
         let hash = crate::auth::hash_token(token);
-        let user = crate::db::users::user_for_token(&state.pool, &hash).await?;
-        let user = user.ok_or(ApiError::Unauthorized)?;
+        let owner = crate::db::users::token_owner(&state.pool, &hash).await?;
+        let owner = owner.ok_or(ApiError::Unauthorized)?;
+        let user = owner.user_id;
+        if owner.use_unrecorded {
+            // Throttled to one write per token every few minutes; a failure to record a use
+            // must not refuse the request.
+            if let Err(e) = crate::db::users::record_token_use(&state.pool, owner.token_id).await {
+                tracing::warn!(error = %e, "could not record a token's use");
+            }
+        }
         tracing::Span::current().record("user.id", tracing::field::display(user));
         Ok(Self(user))
     }

@@ -90,11 +90,22 @@ pub async fn run() -> Result<(), Error> {
         .concurrency
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
-    let mut db = args.db.clone();
-    db.database_max_connections = db
-        .database_max_connections
-        .max(u32::try_from(concurrency * steps.len() * 2 + 4).unwrap_or(u32::MAX));
-    let pool = timeline::db::connect(&db).await?;
+    // The pool is capped by DATABASE_MAX_CONNECTIONS whatever the core count: each queue's
+    // LISTEN holds one connection for good, the steps share the rest (a step holds one only
+    // around its reads and its final transaction; more steps than connections wait for one).
+    // Sizing for N hosts: docs/OPERATIONS.md.
+    let needed = u32::try_from(steps.len())
+        .unwrap_or(u32::MAX)
+        .saturating_add(2);
+    if args.db.database_max_connections < needed {
+        return Err(Error::Config(format!(
+            "--database-max-connections {} is too few for {} queues: each queue listens on one \
+             connection and the steps need at least 2 more (give at least {needed})",
+            args.db.database_max_connections,
+            steps.len()
+        )));
+    }
+    let pool = timeline::db::connect_waiting(&args.db, std::time::Duration::from_secs(60)).await?;
     let storage = args
         .storage
         .open()

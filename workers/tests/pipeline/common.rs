@@ -134,6 +134,7 @@ impl TestApp {
             id,
             &timeline::auth::hash_token(&token),
             "test",
+            None,
         )
         .await
         .expect("token");

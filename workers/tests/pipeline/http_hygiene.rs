@@ -145,3 +145,129 @@ async fn uploads_are_refused_before_anything_is_stored(pool: PgPool) {
     assert_eq!(rows, 1);
     assert_eq!(crate::common::walk(&app.storage_dir).len(), 1);
 }
+
+/// Runs the `timeline` binary against the test's database; returns its stdout lines as JSON.
+fn timeline_cli(app: &TestApp, args: &[&str]) -> Result<Vec<serde_json::Value>, String> {
+    let out = std::process::Command::new(crate::ingest_cli::timeline_bin())
+        .args(args)
+        .env("DATABASE_URL", crate::common::url_of(&app.pool))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run timeline");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect())
+}
+
+#[sqlx::test(migrations = false)]
+async fn tokens_expire_can_be_revoked_and_record_their_last_use(pool: PgPool) {
+    let app = TestApp::start(pool, false).await;
+    let created = timeline_cli(&app, &["users", "create", "--email", "tok@example.org"])
+        .expect("users create")
+        .remove(0);
+    let token = created["token"].as_str().expect("token").to_owned();
+    let token_id = created["token_id"].as_str().expect("token_id").to_owned();
+    let expires: chrono::DateTime<chrono::Utc> = created["expires_at"]
+        .as_str()
+        .expect("expiry")
+        .parse()
+        .expect("time");
+    let days = (expires - chrono::Utc::now()).num_days();
+    assert!((364..=365).contains(&days), "default lifetime: {days} days");
+
+    let status = |token: String| {
+        let app = &app;
+        async move {
+            app.http
+                .get(format!("{}/v1/media", app.base))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("get")
+                .status()
+                .as_u16()
+        }
+    };
+    let last_used = |id: String| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>(
+                "SELECT last_used_at FROM api_tokens WHERE id = $1::uuid",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .expect("token row")
+        }
+    };
+    assert_eq!(last_used(token_id.clone()).await, None);
+    assert_eq!(status(token.clone()).await, 200);
+    let first = last_used(token_id.clone()).await.expect("use recorded");
+    assert_eq!(status(token.clone()).await, 200);
+    assert_eq!(
+        last_used(token_id.clone()).await,
+        Some(first),
+        "a use within minutes of the last is not written again"
+    );
+
+    // A second token, then its expiry passes: refused.
+    let second = timeline_cli(
+        &app,
+        &[
+            "users",
+            "token",
+            "create",
+            "--email",
+            "tok@example.org",
+            "--name",
+            "phone",
+            "--expires-in-days",
+            "1",
+        ],
+    )
+    .expect("token create")
+    .remove(0);
+    let token2 = second["token"].as_str().expect("token").to_owned();
+    assert_eq!(status(token2.clone()).await, 200);
+    sqlx::query(
+        "UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE id = $1::uuid",
+    )
+    .bind(second["token_id"].as_str().expect("id"))
+    .execute(&app.pool)
+    .await
+    .expect("expire");
+    assert_eq!(status(token2).await, 401, "an expired token is refused");
+
+    // Listing shows both, never a secret; revoking the first refuses it from the next request.
+    let listed = timeline_cli(
+        &app,
+        &["users", "token", "list", "--email", "tok@example.org"],
+    )
+    .expect("token list");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(
+        listed
+            .iter()
+            .all(|t| t.get("token_hash").is_none() && t.get("token").is_none())
+    );
+    assert!(listed.iter().any(|t| t["name"] == "phone"));
+    timeline_cli(&app, &["users", "token", "revoke", "--id", &token_id]).expect("revoke");
+    assert_eq!(status(token).await, 401, "a revoked token is refused");
+    assert!(
+        timeline_cli(&app, &["users", "token", "revoke", "--id", &token_id]).is_err(),
+        "revoking twice is an error"
+    );
+
+    // Recording uses wrote no audit rows; the revocation and the expiry change did.
+    let updates: Vec<serde_json::Value> = sqlx::query_scalar(
+        "SELECT new_values FROM audit_logs WHERE resource_type = 'api_tokens' AND action = 'update'",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("audit");
+    assert_eq!(updates.len(), 2, "{updates:?}");
+}

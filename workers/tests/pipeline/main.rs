@@ -10,6 +10,7 @@ mod big_video;
 mod common;
 mod corpus;
 mod db_errors;
+mod db_pool;
 mod db_restart;
 mod hostile;
 mod http_hygiene;
