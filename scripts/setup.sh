@@ -21,3 +21,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq >&2
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
+
+# A real S3-compatible server for the storage-fault tests (workers/tests/pipeline/s3_faults.rs):
+# s3s-fs serves a directory over the S3 API. 0.14.1 is the last release building on Rust 1.95;
+# built once into cargo's bin directory (a few minutes), then found there.
+if ! command -v s3s-fs >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" ]; then
+  echo "setup: installing s3s-fs 0.14.1 (once)" >&2
+  cargo install s3s-fs@0.14.1 --features binary --locked --quiet >&2
+fi

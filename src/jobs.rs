@@ -21,9 +21,17 @@ pub const MAX_ATTEMPTS: usize = 5;
 /// (2 s, 4 s, 8 s, … capped at 5 min) with ±50 % jitter so a burst of failures (a database
 /// restart) does not come back as a burst. Persisted in the queue by `db::queue::delay_retry`.
 pub fn retry_delay(attempt: usize) -> Duration {
+    retry_delay_from(attempt, DEFAULT_RETRY_BASE)
+}
+
+/// The first retry's delay before jitter (`--retry-base-secs` scales the whole series).
+pub const DEFAULT_RETRY_BASE: Duration = Duration::from_secs(2);
+
+/// [`retry_delay`] from another base delay: `base × 2^(attempt-1)`, jittered, capped at 5 min.
+pub fn retry_delay_from(attempt: usize, base: Duration) -> Duration {
     use rand::RngExt;
     let jitter: f64 = rand::rng().random_range(0.5..1.5);
-    retry_delay_with(attempt, jitter)
+    retry_delay_with(attempt, jitter).mul_f64(base.as_secs_f64() / DEFAULT_RETRY_BASE.as_secs_f64())
 }
 
 /// [`retry_delay`] with a given jitter factor (tests pin it).

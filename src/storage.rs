@@ -71,6 +71,7 @@ impl Storage {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             let s3 = object_store::aws::AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
+                .with_retry(s3_retry())
                 .build()
                 .map_err(|e| config_err(e.to_string()))?;
             if prefix.is_empty() {
@@ -331,5 +332,24 @@ impl Drop for LocalFile {
         if self.temporary {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+/// The S3 client's own retries: a few quick ones for a dropped request
+/// (`TIMELINE_S3_MAX_RETRIES`, default 3, within `TIMELINE_S3_RETRY_TIMEOUT_SECS`, default 15).
+/// Longer outages are the queue's business — the step fails transiently and its task waits out
+/// a growing delay in the queue — rather than a worker slot blocked for minutes (object_store's
+/// default is 10 retries over up to 3 minutes).
+fn s3_retry() -> object_store::RetryConfig {
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(default)
+    };
+    object_store::RetryConfig {
+        max_retries: usize::try_from(env("TIMELINE_S3_MAX_RETRIES", 3)).unwrap_or(3),
+        retry_timeout: std::time::Duration::from_secs(env("TIMELINE_S3_RETRY_TIMEOUT_SECS", 15)),
+        ..object_store::RetryConfig::default()
     }
 }

@@ -12,18 +12,98 @@ use sqlx::PgConnection;
 /// `attempts < max_attempts` as soon as `run_at < now()`, and its result handler never touches
 /// `run_at`, so moving `run_at` forward persists the backoff in the queue itself (it survives a
 /// worker restart, and no worker sleeps on it).
+///
+/// Guarded: only while the task is still `Running` under `worker` (its lock holder). A task the
+/// heartbeat sweep took back from a worker presumed dead, and another worker now holds, is not
+/// touched. Returns whether the delay was applied.
 pub async fn delay_retry(
     conn: &mut PgConnection,
     task_id: &str,
+    worker: &str,
     delay: Duration,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     let millis = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-    sqlx::query("UPDATE apalis.jobs SET run_at = now() + make_interval(secs => $2::float8 / 1000) WHERE id = $1")
-        .bind(task_id)
-        .bind(millis as f64)
-        .execute(conn)
-        .await?;
-    Ok(())
+    let done = sqlx::query(
+        "UPDATE apalis.jobs SET run_at = now() + make_interval(secs => $2::float8 / 1000)
+         WHERE id = $1 AND status = 'Running' AND lock_by = $3",
+    )
+    .bind(task_id)
+    .bind(millis as f64)
+    .bind(worker)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A step waiting out its backoff before another attempt.
+#[derive(Debug, Clone)]
+pub struct PendingRetry {
+    pub media_id: uuid::Uuid,
+    pub step: String,
+    /// Attempts made so far.
+    pub attempts: i32,
+    pub next_attempt_at: chrono::DateTime<chrono::Utc>,
+    /// What the last attempt said (apalis's recorded result).
+    pub last_error: Option<String>,
+}
+
+/// media id (text), step, attempts, next run, last result (JSON text).
+type RetryRow = (
+    String,
+    String,
+    i32,
+    chrono::DateTime<chrono::Utc>,
+    Option<String>,
+);
+
+/// The retries pending for these media files (tasks `Failed` with attempts left). The caller
+/// passes only ids it may show (the user's own, already read under row-level security).
+pub async fn pending_retries(
+    conn: &mut PgConnection,
+    media_ids: &[uuid::Uuid],
+) -> Result<Vec<PendingRetry>, sqlx::Error> {
+    if media_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = media_ids.iter().map(ToString::to_string).collect();
+    let rows: Vec<RetryRow> = sqlx::query_as(
+        "SELECT convert_from(job, 'UTF8')::jsonb ->> 'media_file_id', job_type, attempts,
+                    run_at, last_result::text
+             FROM apalis.jobs
+             WHERE job_type IN ('hash', 'exif', 'thumbnail', 'video')
+               AND status = 'Failed' AND attempts < max_attempts
+               AND convert_from(job, 'UTF8')::jsonb ->> 'media_file_id' = ANY($1)
+             ORDER BY run_at",
+    )
+    .bind(&ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(media, step, attempts, next_attempt_at, last)| {
+            Some(PendingRetry {
+                media_id: media.parse().ok()?,
+                step,
+                attempts,
+                next_attempt_at,
+                last_error: last.map(|l| {
+                    serde_json::from_str::<serde_json::Value>(&l)
+                        .ok()
+                        .and_then(|v| retry_reason(&v))
+                        .unwrap_or(l)
+                }),
+            })
+        })
+        .collect())
+}
+
+/// The readable reason inside apalis's recorded result (`{"Err": "..."}` or a plain string).
+fn retry_reason(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Object(o) => o.values().find_map(retry_reason),
+        _ => None,
+    }
 }
 
 /// Counts of what [`prune`] removed.

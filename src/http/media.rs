@@ -52,7 +52,36 @@ async fn detail(
         .await?
         .ok_or(ApiError::NotFound)?;
     tx.commit().await?;
-    Ok(Json(views::media(&m)))
+    let retries = with_retries(&state, std::slice::from_ref(&m)).await?;
+    Ok(Json(retries.into_iter().next().unwrap_or_default()))
+}
+
+/// Media views with their pending retry (`retry`: step, attempts, next attempt's time, last
+/// error) for the files still on their way; queue rows are read outside the user's
+/// row-level-security transaction, for ids that transaction already showed to be theirs.
+async fn with_retries(
+    state: &AppState,
+    rows: &[db::media::MediaDetail],
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let waiting: Vec<Uuid> = rows
+        .iter()
+        .filter(|m| !m.processing_status.is_final())
+        .map(|m| m.id)
+        .collect();
+    let retries = if waiting.is_empty() {
+        Vec::new()
+    } else {
+        let mut conn = state.pool.acquire().await?;
+        db::queue::pending_retries(&mut conn, &waiting).await?
+    };
+    Ok(rows
+        .iter()
+        .map(|m| {
+            let mut v = views::media(m);
+            v["retry"] = views::retry(retries.iter().find(|r| r.media_id == m.id));
+            v
+        })
+        .collect())
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -101,7 +130,7 @@ async fn list(
     } else {
         None
     };
-    let items: Vec<_> = page.iter().map(views::media).collect();
+    let items = with_retries(&state, page).await?;
     Ok(Json(json!({ "items": items, "next_cursor": next })))
 }
 

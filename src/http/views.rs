@@ -28,6 +28,14 @@ pub fn taken_at(m: &MediaDetail) -> Value {
     }
 }
 
+/// `retry` of a media view: the step waiting out its backoff, if any.
+pub fn retry(r: Option<&crate::db::queue::PendingRetry>) -> Value {
+    r.map_or(Value::Null, |r| {
+        json!({ "step": r.step, "attempts": r.attempts, "next_attempt_at": r.next_attempt_at,
+                "last_error": r.last_error })
+    })
+}
+
 /// The media object of `GET /v1/media/{id}` (and of list items).
 pub fn media(m: &MediaDetail) -> Value {
     let location = m.location_id.map(|id| {

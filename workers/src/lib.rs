@@ -56,6 +56,10 @@ pub struct Args {
     /// quarter of it (at least every minute, at most every 15 minutes).
     #[arg(long, env = "TIMELINE_RECONCILE_GRACE_SECS", default_value_t = timeline::reconcile::DEFAULT_GRACE_SECS)]
     pub reconcile_grace_secs: u64,
+    /// Seconds before the first retry of a step that failed transiently (the database or the
+    /// store away); each further attempt waits twice as long (±50 % jitter, at most 5 min).
+    #[arg(long, env = "TIMELINE_RETRY_BASE_SECS", default_value_t = timeline::jobs::DEFAULT_RETRY_BASE.as_secs_f64())]
+    pub retry_base_secs: f64,
     /// Where originals from a remote (S3) store are spooled for ffmpeg.
     #[arg(long, env = "TIMELINE_SPOOL_DIR")]
     pub spool_dir: Option<std::path::PathBuf>,
@@ -131,6 +135,8 @@ pub async fn run() -> Result<(), Error> {
             ..timeline_media::ffmpeg::Limits::default()
         },
         max_image_bytes: args.max_image_bytes,
+        retry_base: std::time::Duration::try_from_secs_f64(args.retry_base_secs.max(0.0))
+            .map_err(|e| Error::Config(format!("--retry-base-secs: {e}")))?,
         spool_dir: args
             .spool_dir
             .clone()

@@ -59,6 +59,7 @@ async fn handle(
     attempt: Attempt,
     step: Data<Step>,
     task_id: TaskId,
+    worker: WorkerContext,
 ) -> Result<(), BoxDynError> {
     let n = attempt.current();
     let attempt_i32 = i32::try_from(n.max(1)).unwrap_or(i32::MAX);
@@ -76,7 +77,7 @@ async fn handle(
     if let Err(e) = result {
         // Only transient errors come back here (permanent ones are recorded as the file's
         // failure by `step::run`): persist the backoff before apalis records the failure.
-        schedule_retry(ctx, &task_id, n).await;
+        schedule_retry(ctx, &task_id, worker.name(), n).await;
         return Err(Box::new(e));
     }
     Ok(())
@@ -85,17 +86,20 @@ async fn handle(
 /// Moves the failed task's `run_at` forward before apalis records the failure, so the retry
 /// waits out its backoff in the queue (see `timeline::db::queue::delay_retry`). Best effort:
 /// if the database is away, the task is re-queued by the heartbeat sweep instead.
-async fn schedule_retry(ctx: &Context, task_id: &TaskId, attempt: usize) {
-    let delay = timeline::jobs::retry_delay(attempt);
+async fn schedule_retry(ctx: &Context, task_id: &TaskId, worker: &str, attempt: usize) {
+    let delay = timeline::jobs::retry_delay_from(attempt, ctx.retry_base);
     let id = task_id.to_string();
     let result = async {
         let mut conn = ctx.pool.acquire().await?;
-        timeline::db::queue::delay_retry(&mut conn, &id, delay).await
+        timeline::db::queue::delay_retry(&mut conn, &id, worker, delay).await
     }
     .await;
     match result {
-        Ok(()) => {
+        Ok(true) => {
             tracing::info!(task.id = %id, delay_ms = delay.as_millis() as u64, "retry scheduled")
+        }
+        Ok(false) => {
+            tracing::warn!(task.id = %id, "task no longer held by this worker; its retry is left as it is")
         }
         Err(e) => tracing::warn!(task.id = %id, error = %e, "could not delay the retry"),
     }

@@ -101,6 +101,12 @@ impl TestApp {
 
     /// Starts a `timeline-worker` process with extra arguments.
     pub fn start_worker(&mut self, args: &[&str]) {
+        self.start_worker_env(args, &[]);
+    }
+
+    /// Starts a `timeline-worker` process with extra arguments and environment (which wins over
+    /// the defaults: an S3 store, say).
+    pub fn start_worker_env(&mut self, args: &[&str], envs: &[(&str, &str)]) {
         let child = Command::new(env!("CARGO_BIN_EXE_timeline-worker"))
             .args(args)
             .env("DATABASE_URL", &self.db_url)
@@ -109,6 +115,7 @@ impl TestApp {
                 "RUST_LOG",
                 std::env::var("TEST_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .expect("start timeline-worker");
@@ -277,6 +284,11 @@ impl TestApp {
     /// Starts `timeline serve` (the binary built beside `timeline-worker`) and waits until it
     /// answers `/healthz`.
     pub async fn spawn_serve(&self) -> Serve {
+        self.spawn_serve_env(&[]).await
+    }
+
+    /// [`Self::spawn_serve`] with extra environment (which wins over the defaults).
+    pub async fn spawn_serve_env(&self, envs: &[(&str, &str)]) -> Serve {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("port")
             .local_addr()
@@ -288,6 +300,7 @@ impl TestApp {
             .env("TIMELINE_STORAGE", &self.storage_dir)
             .env("TIMELINE_ADDR", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "warn")
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .expect("timeline serve");

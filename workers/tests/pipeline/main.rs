@@ -19,6 +19,7 @@ mod ingest_cli;
 mod isolation;
 mod reconcile;
 mod recovery;
+mod s3_faults;
 mod slow_clients;
 mod transactional;
 mod video;
