@@ -42,18 +42,89 @@ pub const DEFAULT_MAX_FILE_BYTES: u64 = 10 << 30;
 /// Default largest request (all files of one upload together).
 pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 20 << 30;
 
-/// Upload size limits.
-#[derive(Debug, Clone, Copy, Args)]
+/// Upload limits as the web process applies them (see [`UploadLimitArgs::resolve`]).
+#[derive(Debug, Clone)]
 pub struct UploadLimits {
     /// Largest accepted file, in bytes.
-    #[arg(long, env = "TIMELINE_MAX_FILE_BYTES", default_value_t = DEFAULT_MAX_FILE_BYTES)]
     pub max_file_bytes: u64,
     /// Largest accepted request (all files together), in bytes.
-    #[arg(long, env = "TIMELINE_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: u64,
+    /// Most multipart parts in one request (every part counts, named `file` or not).
+    pub max_parts: usize,
+    /// Formats accepted (`None`: every format the sniffer knows).
+    pub allowed_types: Option<std::sync::Arc<[crate::format::MediaFormat]>>,
+}
+
+impl UploadLimits {
+    /// Whether `format` may be uploaded here.
+    pub fn allows(&self, format: crate::format::MediaFormat) -> bool {
+        self.allowed_types
+            .as_ref()
+            .is_none_or(|allowed| allowed.contains(&format))
+    }
+}
+
+/// Upload limits: a flag or environment variable wins, else the value recorded in
+/// `system_configuration` (`upload.*`), else the built-in default.
+#[derive(Debug, Clone, Args)]
+pub struct UploadLimitArgs {
+    /// Largest accepted file, in bytes (default: `upload.max_file_bytes`, else 10 GiB).
+    #[arg(long, env = "TIMELINE_MAX_FILE_BYTES")]
+    pub max_file_bytes: Option<u64>,
+    /// Largest accepted request, all files together (default: `upload.max_request_bytes`,
+    /// else 20 GiB).
+    #[arg(long, env = "TIMELINE_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<u64>,
     /// Most multipart parts in one request (every part counts, named `file` or not).
     #[arg(long, env = "TIMELINE_MAX_PARTS", default_value_t = 100)]
     pub max_parts: usize,
+    /// Accepted types, comma-separated MIME types (default: `upload.allowed_types`, else all).
+    #[arg(long, env = "TIMELINE_ALLOWED_TYPES", value_delimiter = ',')]
+    pub allowed_types: Option<Vec<String>>,
+}
+
+impl UploadLimitArgs {
+    /// The limits in force, given what the database records.
+    pub fn resolve(
+        &self,
+        recorded: &crate::db::settings::Recorded,
+    ) -> Result<UploadLimits, String> {
+        let allowed_types = match &self.allowed_types {
+            Some(list) => Some(
+                list.iter()
+                    .map(|m| {
+                        crate::format::MediaFormat::from_mime(m.trim())
+                            .ok_or_else(|| format!("TIMELINE_ALLOWED_TYPES: unknown type {m:?}"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            None => recorded.allowed_types.clone(),
+        };
+        Ok(UploadLimits {
+            max_file_bytes: self
+                .max_file_bytes
+                .or(recorded.max_file_bytes)
+                .unwrap_or(DEFAULT_MAX_FILE_BYTES),
+            max_request_bytes: self
+                .max_request_bytes
+                .or(recorded.max_request_bytes)
+                .unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
+            max_parts: self.max_parts,
+            allowed_types: allowed_types.map(Into::into),
+        })
+    }
+}
+
+/// Attempts per step: `TIMELINE_MAX_ATTEMPTS` wins, else `jobs.max_attempts`, else 5. Applied
+/// process-wide (every enqueue and every worker's give-up) by [`apply_max_attempts`].
+pub fn apply_max_attempts(recorded: &crate::db::settings::Recorded) {
+    let from_env = std::env::var("TIMELINE_MAX_ATTEMPTS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|n| *n > 0);
+    if let Some(n) = from_env.or(recorded.max_attempts) {
+        crate::jobs::set_max_attempts(n);
+    }
 }
 
 /// `timeline serve` settings.
@@ -65,7 +136,7 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub storage: StorageConfig,
     #[command(flatten)]
-    pub limits: UploadLimits,
+    pub limits: UploadLimitArgs,
     #[command(flatten)]
     pub connections: ConnectionLimits,
 }

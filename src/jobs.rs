@@ -14,8 +14,22 @@ use uuid::Uuid;
 /// changes, and "reprocess missing" redoes the steps recorded with an older version.
 pub const PIPELINE_VERSION: i32 = 1;
 
-/// Attempts per step before the media file is marked failed.
+/// Default attempts per step before the media file is marked failed (`jobs.max_attempts`).
 pub const MAX_ATTEMPTS: usize = 5;
+
+static CONFIGURED_MAX_ATTEMPTS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(MAX_ATTEMPTS);
+
+/// Attempts per step in force in this process (set at start-up from the configuration).
+pub fn max_attempts() -> usize {
+    CONFIGURED_MAX_ATTEMPTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sets [`max_attempts`] (see `config::apply_max_attempts`).
+pub fn set_max_attempts(n: u32) {
+    let n = usize::try_from(n.max(1)).unwrap_or(MAX_ATTEMPTS);
+    CONFIGURED_MAX_ATTEMPTS.store(n, std::sync::atomic::Ordering::Relaxed);
+}
 
 /// Delay before retry number `attempt + 1` of a step that failed transiently: exponential
 /// (2 s, 4 s, 8 s, … capped at 5 min) with ±50 % jitter so a burst of failures (a database
@@ -116,7 +130,7 @@ pub async fn enqueue(
     for t in tasks {
         batch.push(
             TaskBuilder::new(serde_json::to_vec(t)?)
-                .max_attempts(MAX_ATTEMPTS)
+                .max_attempts(max_attempts())
                 .build(),
         );
     }

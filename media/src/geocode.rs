@@ -56,7 +56,12 @@ pub struct Place {
 /// nearest city hundreds of kilometres away would put a wrong name on the photo. The fix itself
 /// and its time zone ([`timezone`]) are still known; [`nearest`] gives the far place if wanted.
 pub fn reverse(lat: f64, lon: f64) -> Option<Place> {
-    nearest(lat, lon).filter(|place| place.distance_km <= MAX_DISTANCE_KM)
+    reverse_within(lat, lon, MAX_DISTANCE_KM)
+}
+
+/// [`reverse`] with another distance limit (`geocoding.max_distance_km`).
+pub fn reverse_within(lat: f64, lon: f64, max_km: f64) -> Option<Place> {
+    nearest(lat, lon).filter(|place| place.distance_km <= max_km)
 }
 
 /// The nearest known place to (`lat`, `lon`) in degrees however far it is (see

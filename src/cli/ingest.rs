@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
 
 use super::{Error, write_line};
-use crate::config::{DatabaseConfig, StorageConfig};
+use crate::config::{DatabaseConfig, StorageConfig, UploadLimits};
 use crate::db;
 use crate::db::uploads::NewMedia;
 use crate::format::{MediaFormat, SNIFF_LEN};
@@ -35,9 +35,13 @@ pub struct IngestArgs {
     /// Give up waiting after this many seconds.
     #[arg(long, default_value_t = 3600)]
     pub timeout_secs: u64,
-    /// Largest file imported, in bytes (larger files are reported and skipped).
-    #[arg(long, env = "TIMELINE_MAX_FILE_BYTES", default_value_t = crate::config::DEFAULT_MAX_FILE_BYTES)]
-    pub max_file_bytes: u64,
+    /// Largest file imported, in bytes (larger files are reported and skipped; default:
+    /// `upload.max_file_bytes`, else 10 GiB).
+    #[arg(long, env = "TIMELINE_MAX_FILE_BYTES")]
+    pub max_file_bytes: Option<u64>,
+    /// Accepted types, comma-separated MIME types (default: `upload.allowed_types`, else all).
+    #[arg(long, env = "TIMELINE_ALLOWED_TYPES", value_delimiter = ',')]
+    pub allowed_types: Option<Vec<String>>,
 }
 
 /// Every regular file under `dir`, sorted, skipping hidden entries.
@@ -77,6 +81,16 @@ const STORE_CONCURRENCY: usize = 4;
 
 pub(super) async fn run(cfg: &DatabaseConfig, args: IngestArgs) -> Result<(), Error> {
     let pool = db::connect(cfg).await?;
+    let recorded = db::settings::recorded(&pool).await?;
+    crate::config::apply_max_attempts(&recorded);
+    let limits = crate::config::UploadLimitArgs {
+        max_file_bytes: args.max_file_bytes,
+        max_request_bytes: None,
+        max_parts: 0,
+        allowed_types: args.allowed_types.clone(),
+    }
+    .resolve(&recorded)
+    .map_err(Error::Invalid)?;
     let user = db::users::find_id_by_email(&pool, &args.email)
         .await?
         .ok_or_else(|| Error::Invalid(format!("no user with email {}", args.email)))?;
@@ -92,7 +106,7 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: IngestArgs) -> Result<(), Er
     let producer = submit_all(
         &pool,
         &storage,
-        (user, args.max_file_bytes),
+        (user, &limits),
         &files,
         job_tx,
         &refused_count,
@@ -122,14 +136,14 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: IngestArgs) -> Result<(), Er
 async fn submit_all(
     pool: &sqlx::PgPool,
     storage: &Storage,
-    (user, max_bytes): (Uuid, u64),
+    (user, limits): (Uuid, &UploadLimits),
     files: &[PathBuf],
     jobs: tokio::sync::mpsc::UnboundedSender<Uuid>,
     refused_count: &AtomicUsize,
 ) -> Result<Vec<(String, String)>, Error> {
     let mut refused = Vec::new();
     for chunk in files.chunks(CHUNK) {
-        let (media, mut nope) = store_files(storage, user, max_bytes, chunk).await?;
+        let (media, mut nope) = store_files(storage, user, limits, chunk).await?;
         refused_count.fetch_add(nope.len(), Ordering::Relaxed);
         refused.append(&mut nope);
         if media.is_empty() {
@@ -151,11 +165,11 @@ async fn submit_all(
 async fn store_files(
     storage: &Storage,
     user: Uuid,
-    max_bytes: u64,
+    limits: &UploadLimits,
     files: &[PathBuf],
 ) -> Result<(Vec<NewMedia>, Vec<(String, String)>), Error> {
     let stored: Vec<Stored> = futures::stream::iter(files)
-        .map(|path| store_one(storage, user, max_bytes, path))
+        .map(|path| store_one(storage, user, limits, path))
         .buffered(STORE_CONCURRENCY)
         .collect()
         .await;
@@ -172,7 +186,8 @@ async fn store_files(
 
 /// Sniffs and streams one file into the store (never holding it whole): the new media row,
 /// or why it was refused. Whatever went wrong, nothing is left in the store.
-async fn store_one(storage: &Storage, user: Uuid, max_bytes: u64, path: &Path) -> Stored {
+async fn store_one(storage: &Storage, user: Uuid, limits: &UploadLimits, path: &Path) -> Stored {
+    let max_bytes = limits.max_file_bytes;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -188,6 +203,12 @@ async fn store_one(storage: &Storage, user: Uuid, max_bytes: u64, path: &Path) -
         )));
     }
     let not_media = || refuse("not a photo, video or audio file this system can handle".to_owned());
+    let not_allowed = |f: MediaFormat| {
+        refuse(format!(
+            "{}: a type this server does not accept (upload.allowed_types)",
+            f.mime()
+        ))
+    };
     let id = Uuid::new_v4();
     let key = Storage::key(user, id, Rendition::Original);
     let (stored, format) = if size <= WHOLE_PUT_BYTES {
@@ -197,6 +218,9 @@ async fn store_one(storage: &Storage, user: Uuid, max_bytes: u64, path: &Path) -
             .map_err(|e| refuse(format!("cannot read: {e}")))?;
         let format =
             MediaFormat::sniff(&bytes[..bytes.len().min(SNIFF_LEN)]).ok_or_else(not_media)?;
+        if !limits.allows(format) {
+            return Err(not_allowed(format));
+        }
         (
             storage.put_counted(&key, bytes::Bytes::from(bytes)).await,
             format,
@@ -211,6 +235,9 @@ async fn store_one(storage: &Storage, user: Uuid, max_bytes: u64, path: &Path) -
             .await
             .map_err(|e| refuse(format!("cannot read: {e}")))?;
         let format = MediaFormat::sniff(&head[..got]).ok_or_else(not_media)?;
+        if !limits.allows(format) {
+            return Err(not_allowed(format));
+        }
         let chunks = futures::stream::iter([Ok(bytes::Bytes::from(head[..got].to_vec()))])
             .chain(file_chunks(file).map_err(crate::storage::Error::from));
         (storage.put_stream(&key, chunks).await, format)

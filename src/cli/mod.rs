@@ -107,10 +107,19 @@ pub async fn run() -> Result<(), Error> {
                 .storage
                 .open()
                 .map_err(|e| Error::Invalid(e.to_string()))?;
+            let recorded = db::settings::recorded(&pool).await?;
+            crate::config::apply_max_attempts(&recorded);
+            let limits = cfg.limits.resolve(&recorded).map_err(Error::Invalid)?;
+            tracing::info!(
+                max_file_bytes = limits.max_file_bytes,
+                max_request_bytes = limits.max_request_bytes,
+                max_attempts = crate::jobs::max_attempts(),
+                "upload limits"
+            );
             let state = crate::http::AppState {
                 pool,
                 storage,
-                limits: cfg.limits,
+                limits,
             };
             crate::http::serve(state, &cfg.addr, cfg.connections.server_limits()).await?;
             Ok(())
@@ -130,6 +139,7 @@ pub async fn run() -> Result<(), Error> {
             storage,
         } => {
             let pool = db::connect(&cli.db).await?;
+            crate::config::apply_max_attempts(&db::settings::recorded(&pool).await?);
             let days = |d: u64| std::time::Duration::from_secs(d.saturating_mul(86_400));
             let configured = db::maintenance::Retention::configured(&pool).await?;
             let retention = db::maintenance::Retention {

@@ -12,6 +12,7 @@ pub mod queue;
 pub mod reconcile;
 pub mod report;
 pub mod seed;
+pub mod settings;
 pub mod uploads;
 pub mod users;
 

@@ -75,7 +75,7 @@ async fn receive(
     query: RawQuery,
     req: Request,
 ) -> Result<(), ApiError> {
-    let limits = state.limits;
+    let limits = &state.limits;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -192,7 +192,7 @@ async fn store_one<S>(
 where
     S: Stream<Item = Result<Bytes, ApiError>> + Unpin,
 {
-    let limits = state.limits;
+    let limits = &state.limits;
     let mut head = Vec::with_capacity(SNIFF_LEN);
     let mut pending: Vec<Bytes> = Vec::new();
     // Gather enough bytes to decide the type before storing anything.
@@ -212,6 +212,12 @@ where
              M4A, MP3, WAV, OGG, FLAC)"
         ))
     })?;
+    if !state.limits.allows(media_type) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "{filename:?} is {}, a type this server does not accept (upload.allowed_types)",
+            media_type.mime()
+        )));
+    }
     let id = Uuid::new_v4();
     let key = Storage::key(stored.user, id, Rendition::Original);
     let upload = state

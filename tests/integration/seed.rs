@@ -12,7 +12,7 @@ async fn seeds_once_and_again_without_duplicates(pool: PgPool) {
     let first = summary(&pool).await.unwrap();
     assert_eq!(first.users, 3);
     assert!(first.memories >= 5 && first.persons >= 3 && first.user_persons >= 3);
-    assert!(first.locations >= 4 && first.collections >= 1 && first.system_configuration >= 10);
+    assert!(first.locations >= 4 && first.collections >= 1 && first.system_configuration >= 8);
 
     run(&pool, SeedSet::Development).await.unwrap();
     let second = summary(&pool).await.unwrap();

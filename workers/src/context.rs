@@ -20,6 +20,8 @@ pub struct Context {
     /// Largest image original decoded in memory (decoders need the whole file); larger images
     /// fail with a reason instead of taking the worker's memory.
     pub max_image_bytes: u64,
+    /// Farther than this (km) from every known place, a fix gets no place name.
+    pub geocode_max_km: f64,
     /// First retry delay of a transiently failed step (doubling per attempt).
     pub retry_base: std::time::Duration,
     /// Where originals from a remote store are spooled for ffmpeg (removed after each step).

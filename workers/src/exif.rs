@@ -51,10 +51,10 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
             return step::finish(ctx, &media, Step::Exif, Err(&reason), attempt).await;
         }
     };
-    let place = facts
-        .gps
-        .clone()
-        .map(|gps| step::cpu(ctx.step_timeout, move || locate(&gps)));
+    let place = facts.gps.clone().map(|gps| {
+        let max_km = ctx.geocode_max_km;
+        step::cpu(ctx.step_timeout, move || locate(&gps, max_km))
+    });
     let location = match place {
         Some(fut) => Some(fut.await?),
         None => None,
@@ -73,8 +73,8 @@ pub(crate) fn source(s: taken_at::TakenAtSource) -> TakenAtSource {
 }
 
 /// Reverse geocoding and time zone of a GPS fix (CPU only, offline data).
-pub(crate) fn locate(gps: &GpsFix) -> NewLocation {
-    let place = geocode::reverse(gps.latitude, gps.longitude);
+pub(crate) fn locate(gps: &GpsFix, max_km: f64) -> NewLocation {
+    let place = geocode::reverse_within(gps.latitude, gps.longitude, max_km);
     NewLocation {
         latitude: gps.latitude,
         longitude: gps.longitude,

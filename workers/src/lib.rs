@@ -46,6 +46,13 @@ pub struct Args {
     /// Address-space limit of each ffprobe/ffmpeg process, in bytes.
     #[arg(long, env = "TIMELINE_FFMPEG_MAX_MEMORY_BYTES", default_value_t = 3 << 30)]
     pub ffmpeg_max_memory_bytes: u64,
+    /// Largest image decoded, in pixels (default: `media.max_pixels`, else 100 000 000).
+    #[arg(long, env = "TIMELINE_MAX_PIXELS")]
+    pub max_pixels: Option<u64>,
+    /// Farther than this from every known place, a GPS fix gets no place name (default:
+    /// `geocoding.max_distance_km`, else 50).
+    #[arg(long, env = "TIMELINE_GEOCODE_MAX_DISTANCE_KM")]
+    pub geocode_max_distance_km: Option<f64>,
     /// Address-space limit of each image decoder child process, in bytes.
     #[arg(long, env = "TIMELINE_DECODER_MAX_MEMORY_BYTES", default_value_t = 4 << 30)]
     pub decoder_max_memory_bytes: u64,
@@ -118,7 +125,22 @@ pub async fn run() -> Result<(), Error> {
     tokio::task::spawn_blocking(timeline_media::geocode::warm_up)
         .await
         .map_err(|e| Error::Config(e.to_string()))?;
-    let limits = timeline_media::thumbnail::Limits::default();
+    let recorded = timeline::db::settings::recorded(&pool).await?;
+    timeline::config::apply_max_attempts(&recorded);
+    let mut limits = timeline_media::thumbnail::Limits::default();
+    if let Some(px) = args.max_pixels.or(recorded.max_pixels) {
+        limits.max_pixels = px;
+    }
+    let geocode_max_km = args
+        .geocode_max_distance_km
+        .or(recorded.geocoding_max_distance_km)
+        .unwrap_or(timeline_media::geocode::MAX_DISTANCE_KM);
+    tracing::info!(
+        max_pixels = limits.max_pixels,
+        geocode_max_km,
+        max_attempts = timeline::jobs::max_attempts(),
+        "settings"
+    );
     let decoders = decoder::Decoders::new(limits, args.decoder_max_memory_bytes)
         .map_err(|e| Error::Config(format!("cannot find the worker executable: {e}")))?;
     let ctx = Arc::new(context::Context {
@@ -135,6 +157,7 @@ pub async fn run() -> Result<(), Error> {
             ..timeline_media::ffmpeg::Limits::default()
         },
         max_image_bytes: args.max_image_bytes,
+        geocode_max_km,
         retry_base: std::time::Duration::try_from_secs_f64(args.retry_base_secs.max(0.0))
             .map_err(|e| Error::Config(format!("--retry-base-secs: {e}")))?,
         spool_dir: args

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use timeline::db::{self, pipeline::MediaState};
-use timeline::jobs::{MAX_ATTEMPTS, MediaTask, Step};
+use timeline::jobs::{MediaTask, Step};
 use timeline::models::ProcessingStatus;
 use timeline::storage::{Rendition, Storage};
 use tracing::Instrument;
@@ -208,7 +208,7 @@ where
             return Ok(());
         }
         Err(StepError::Permanent(r)) => r,
-        Err(StepError::Transient(r)) if attempt >= MAX_ATTEMPTS => give_up(&r),
+        Err(StepError::Transient(r)) if attempt >= timeline::jobs::max_attempts() => give_up(&r),
         Err(e @ StepError::Transient(_)) => {
             tracing::warn!(error = %e, "step failed; will retry");
             return Err(e);

@@ -64,7 +64,10 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
     drop(local);
     let facts = Facts::merge(movie.unwrap_or_default(), facts);
     let location = match facts.gps.clone() {
-        Some(gps) => Some(step::cpu(ctx.step_timeout, move || crate::exif::locate(&gps)).await?),
+        Some(gps) => {
+            let max_km = ctx.geocode_max_km;
+            Some(step::cpu(ctx.step_timeout, move || crate::exif::locate(&gps, max_km)).await?)
+        }
         None => None,
     };
     let thumbs = match picture {

@@ -57,6 +57,7 @@ pub async fn spawn_api(
             max_file_bytes: 30 * 1024 * 1024,
             max_request_bytes: 100 * 1024 * 1024,
             max_parts: 200,
+            allowed_types: None,
         },
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

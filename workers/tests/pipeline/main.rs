@@ -20,6 +20,7 @@ mod isolation;
 mod reconcile;
 mod recovery;
 mod s3_faults;
+mod settings;
 mod slow_clients;
 mod transactional;
 mod video;
