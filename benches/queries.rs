@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::{Rng, RngExt, SeedableRng, rngs::StdRng};
 use sqlx::PgPool;
-use timeline::db::media::{Cursor, find_by_hash, timeline_page, within_radius};
+use timeline::db::media::{Cursor, find_by_hash, list, within_radius};
 use uuid::Uuid;
 
 const USERS: i64 = 1_000;
@@ -144,7 +144,8 @@ async fn report(pool: &PgPool) {
     for _ in 0..1000 {
         let (u, c) = random_cursor(pool, &mut rng).await;
         let s = Instant::now();
-        let rows = timeline_page(pool, u, c, 50).await.unwrap_or_default();
+        // The API's own timeline query (`GET /v1/media`).
+        let rows = list(pool, u, None, c, 50).await.unwrap_or_default();
         t.push(s.elapsed());
         std::hint::black_box(rows);
     }
@@ -201,9 +202,10 @@ fn queries(c: &mut Criterion) {
             let at = chrono::Utc::now() - chrono::Duration::days(rng.next_u32() as i64 % 3650);
             let pool = pool.clone();
             async move {
-                timeline_page(
+                list(
                     &pool,
                     u,
+                    None,
                     Some(Cursor {
                         timeline_at: at,
                         id: Uuid::max(),

@@ -13,46 +13,6 @@ pub struct Cursor {
     pub id: Uuid,
 }
 
-/// One row of a timeline page (the list's summary of a media file).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct TimelineRow {
-    pub id: Uuid,
-    pub filename: String,
-    pub mime_type: String,
-    pub processing_status: ProcessingStatus,
-    pub taken_at: Option<DateTime<Utc>>,
-    pub timeline_at: DateTime<Utc>,
-    pub width: Option<i32>,
-    pub height: Option<i32>,
-}
-
-/// A user's media, newest first, strictly after `cursor`. Served by
-/// `idx_media_files_user_timeline` as one index range scan whatever the page depth.
-pub async fn timeline_page(
-    db: impl PgExecutor<'_>,
-    user_id: Uuid,
-    cursor: Option<Cursor>,
-    limit: i64,
-) -> Result<Vec<TimelineRow>, sqlx::Error> {
-    let (at, id) = cursor.map_or((None, None), |c| (Some(c.timeline_at), Some(c.id)));
-    sqlx::query_as!(
-        TimelineRow,
-        r#"SELECT id, filename, mime_type, processing_status AS "processing_status: ProcessingStatus",
-                  taken_at, timeline_at AS "timeline_at!", width, height
-           FROM media_files
-           WHERE user_id = $1
-             AND ($2::timestamptz IS NULL OR (timeline_at, id) < ($2, $3::uuid))
-           ORDER BY timeline_at DESC, id DESC
-           LIMIT $4"#,
-        user_id,
-        at,
-        id,
-        limit
-    )
-    .fetch_all(db)
-    .await
-}
-
 /// The user's original media file with these bytes, if any (`idx_media_files_user_hash`).
 pub async fn find_by_hash(
     db: impl PgExecutor<'_>,

@@ -1,10 +1,14 @@
-//! The API's read paths: the timeline by cursor and the radius search.
+//! The API's read paths — the very functions `GET /v1/media` calls (`db::media::list`,
+//! `db::media::detail`), run as the API runs them: inside `begin_as`, the API role with
+//! row-level security — and the radius search.
 
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::common::{media, migrate, user};
-use timeline::db::media::{Cursor, timeline_page, within_radius};
+use timeline::db::media::{Cursor, detail, list, within_radius};
+use timeline::http::auth::begin_as;
+use timeline::models::ProcessingStatus;
 
 #[sqlx::test(migrations = false)]
 async fn timeline_pages_newest_first_without_gaps_or_repeats(pool: PgPool) {
@@ -30,7 +34,9 @@ async fn timeline_pages_newest_first_without_gaps_or_repeats(pool: PgPool) {
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
-        let page = timeline_page(&pool, a, cursor, 3).await.unwrap();
+        let mut tx = begin_as(&pool, a).await.unwrap();
+        let page = list(&mut *tx, a, None, cursor, 3).await.unwrap();
+        tx.commit().await.unwrap();
         if page.is_empty() {
             break;
         }
@@ -45,6 +51,37 @@ async fn timeline_pages_newest_first_without_gaps_or_repeats(pool: PgPool) {
     let mut sorted = seen.clone();
     sorted.sort_by(|x, y| y.cmp(x));
     assert_eq!(seen, sorted, "newest first, then id descending");
+
+    // The status filter (`?status=failed`) and the detail view, under the same scoping: even a
+    // query that forgot its user filter would see only user a's rows here.
+    sqlx::query(
+        "UPDATE media_files SET processing_status = 'failed', error_message = 'x' WHERE id = $1",
+    )
+    .bind(ids[2])
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut tx = begin_as(&pool, a).await.unwrap();
+    let failed = list(&mut *tx, a, Some(ProcessingStatus::Failed), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        failed.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![ids[2]]
+    );
+    assert!(detail(&mut *tx, a, ids[0]).await.unwrap().is_some());
+    let other: Uuid = sqlx::query_scalar("SELECT id FROM media_files WHERE user_id = $1")
+        .bind(b)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        detail(&mut *tx, a, other).await.unwrap().is_none(),
+        "another user's media is not found"
+    );
+    // Row-level security, not only the WHERE clause: asked as user a for user b's rows.
+    assert!(list(&mut *tx, b, None, None, 10).await.unwrap().is_empty());
+    tx.commit().await.unwrap();
 }
 
 #[sqlx::test(migrations = false)]
