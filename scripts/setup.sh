@@ -29,3 +29,10 @@ if ! command -v s3s-fs >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s
   echo "setup: installing s3s-fs 0.14.1 (once)" >&2
   cargo install s3s-fs@0.14.1 --features binary --locked --quiet >&2
 fi
+
+# cargo-fuzz for the coverage-guided fuzz runs (scripts/fuzz.sh; libFuzzer is built by the
+# libfuzzer-sys crate with g++).
+if ! command -v cargo-fuzz >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-fuzz" ]; then
+  echo "setup: installing cargo-fuzz 0.13.1 (once)" >&2
+  cargo install cargo-fuzz@0.13.1 --locked --quiet >&2
+fi

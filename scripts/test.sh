@@ -16,8 +16,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
-# Short runs of the mutation fuzzer over the hostile-input entry points (deterministic
-# seeds; the long runs are `cargo run -p timeline-media --release --example fuzz -- exif 600`).
-cargo run -q -p timeline-media --example fuzz --locked -- exif 30
-cargo run -q -p timeline-media --example fuzz --locked -- thumbnail 30
-cargo run -q -p timeline-media --example fuzz --locked -- video 30
+# Coverage-guided fuzzing (libFuzzer via cargo-fuzz on stable) of the entry points that eat
+# hostile bytes, 30 s each; a crash fails the run. Long runs: `bash scripts/fuzz.sh 600`.
+bash scripts/fuzz.sh 30

@@ -4,9 +4,11 @@
 //! - A media file `pending`/`processing` for longer than the grace period with no queue task
 //!   that may still run (its task vanished, or its last step's bookkeeping never committed)
 //!   gets the steps it is missing enqueued again, on its newest job.
-//! - A stored object under `media/{user}/{media}/…` whose media row does not exist (an upload
-//!   killed before its transaction committed, a delete whose object removal failed) and that
-//!   is older than the grace period is deleted; so are the staging files a killed multipart
+//! - A stored object under `media/{user}/{media}/…` that no row names (its media row does not
+//!   exist — an upload killed before its transaction committed, a delete whose object removal
+//!   failed — or the row does not name it: renditions a worker stored before it was killed
+//!   ahead of its step's final transaction) and that is older than the grace period is
+//!   deleted; so are the staging files a killed multipart
 //!   upload leaves in a `file://` store (S3 expires incomplete multipart uploads by its own
 //!   lifecycle rule; see docs/OPERATIONS.md).
 //!
@@ -195,11 +197,14 @@ async fn delete_orphans(
 ) -> Result<u64, Error> {
     let ids: Vec<Uuid> = batch.iter().map(|(_, id)| *id).collect();
     let mut conn = pool.acquire().await?;
-    let existing = db::reconcile::existing_media(&mut conn, &ids).await?;
+    let named: std::collections::HashSet<String> = db::reconcile::named_keys(&mut conn, &ids)
+        .await?
+        .into_iter()
+        .collect();
     drop(conn);
     let mut deleted = 0;
     for (key, id) in batch {
-        if existing.contains(&id) {
+        if named.contains(key.as_ref()) {
             continue;
         }
         storage.delete(&key).await?;

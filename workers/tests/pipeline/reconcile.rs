@@ -201,3 +201,53 @@ async fn an_api_killed_mid_upload_leaves_nothing_after_a_pass(pool: PgPool) {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_worker_killed_between_its_work_and_its_finish_leaves_nothing_behind(pool: PgPool) {
+    let mut app = TestApp::start(pool, false).await;
+    let (user, token) = app.user("killed-worker@example.org").await;
+    // The thumbnail step stores its renditions, then waits before its final transaction.
+    app.start_worker_env(&[], &[("TIMELINE_TEST_PAUSE_BEFORE_FINISH_SECS", "120")]);
+    let photo = std::fs::read(fixtures().join("landscape_1.jpg")).expect("fixture");
+    let (status, body) = app.upload(&token, &[("a.jpg", photo)]).await;
+    assert_eq!(status, 202, "{body}");
+    let media = body["media"][0]["id"].as_str().expect("id").to_owned();
+    let job = body["job"]["id"].as_str().expect("job").to_owned();
+    let thumb = app.storage_dir.join(format!("media/{user}/{media}/thumb"));
+    let started = std::time::Instant::now();
+    while !thumb.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the thumbnail was never stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Killed in the window: objects written, nothing recorded.
+    app.signal_worker("KILL");
+    assert!(app.wait_worker_exit(Duration::from_secs(10)).is_some());
+    let (_, m) = app.get(&token, &format!("/v1/media/{media}")).await;
+    assert_eq!(m["processing_status"], "processing", "{m}");
+    assert!(m["thumbnails"].is_null(), "{m}");
+
+    // One pass: the renditions no row names are removed; the task the dead worker held is
+    // still its queue's (apalis hands it back once the worker's heartbeats stop).
+    let report = maintenance(&app, 0);
+    assert_eq!(report["orphan_objects_deleted"], 2, "{report}");
+    objects_match_rows(&app).await;
+
+    // A new worker takes the task back and finishes the file, once.
+    app.start_worker(&[]);
+    let done = app.wait_job(&token, &job, Duration::from_secs(90)).await;
+    assert_eq!(done["output_data"]["completed"], 1, "{done}");
+    let (stored, named) = objects_match_rows(&app).await;
+    assert_eq!((stored, named), (3, 3));
+    let steps: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM media_processing_steps WHERE media_file_id = $1::uuid AND status = 'succeeded'",
+    )
+    .bind(&media)
+    .fetch_one(&app.pool)
+    .await
+    .expect("steps");
+    assert_eq!(steps, 3, "hash, exif and thumbnail recorded once each");
+    assert_eq!(maintenance(&app, 0)["requeued_files"], 0);
+}
