@@ -25,7 +25,7 @@ for t in "${TARGETS[@]}"; do
   # rss_limit: the image target decodes up to 16 MP; timeout: one input over 30 s is a finding.
   (cd fuzz && cargo fuzz run -s none --target-dir ../target/fuzz "$t" "../$corpus" -- \
     -max_total_time="$SECS" -rss_limit_mb=3072 -timeout=30 -print_final_stats=1 2>&1) |
-    grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss|cov:|==[0-9]+==|.*(panicked|ERROR|SUMMARY))' |
+    grep -E '^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::peak_rss|cov:|==[0-9]+==|.*(panicked|ERROR|SUMMARY))' |
     tail -n 6 >&2
   [ "${PIPESTATUS[0]}" = 0 ] || { echo "fuzz: $t found a crash (see fuzz/artifacts/$t)" >&2; exit 1; }
 done
