@@ -119,8 +119,16 @@ impl Decoders {
         }
     }
 
+    /// An idle child that is still alive (one that died while idle — the OOM killer, an
+    /// operator's kill — is reaped and dropped, so it never fails the next photo).
     fn take_idle(&self) -> Option<Proc> {
-        self.idle.lock().ok()?.pop()
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(mut proc) = idle.pop() {
+            if matches!(proc.child.try_wait(), Ok(None)) {
+                return Some(proc);
+            }
+        }
+        None
     }
 
     fn give_back(&self, proc: Proc) {

@@ -255,6 +255,23 @@ async fn a_hanging_step_is_cut_off_and_the_pool_moves_on(pool: PgPool) {
     );
     let children = decoder_children(worker);
     assert!(children.len() <= 1, "decoder children left: {children:?}");
+
+    // An idle decoder child that dies (the OOM killer, an operator) does not fail the next photo.
+    for pid in &children {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    let next = std::fs::read(fixtures().join("landscape_1.jpg")).unwrap();
+    let (_, body) = app.upload(&token, &[("next.jpg", next)]).await;
+    let job = app
+        .wait_job(
+            &token,
+            body["job"]["id"].as_str().unwrap(),
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(job["output_data"]["completed"], 1, "{job}");
 }
 
 /// Live decoder children of a worker process (a killed one is gone once reaped).
