@@ -7,6 +7,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The corpus maker needs a real ImageMagick `convert` and exiftool.
+have_im() {
+  local c
+  for c in $(type -ap convert); do "$c" -version 2>/dev/null | grep -q "^Version: ImageMagick" && return 0; done
+  return 1
+}
+if ! have_im || ! command -v exiftool >/dev/null; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends imagemagick libimage-exiftool-perl >&2
+fi
 corpus=target/bench-corpus
 if [ ! -d "$corpus/jpg12" ]; then
   [ -f ../shared/bench/make_corpus.sh ] || { echo "needs ../shared/bench/make_corpus.sh" >&2; exit 1; }
