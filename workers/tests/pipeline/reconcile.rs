@@ -251,3 +251,98 @@ async fn a_worker_killed_between_its_work_and_its_finish_leaves_nothing_behind(p
     assert_eq!(steps, 3, "hash, exif and thumbnail recorded once each");
     assert_eq!(maintenance(&app, 0)["requeued_files"], 0);
 }
+
+#[sqlx::test(migrations = false)]
+async fn an_api_killed_inside_its_transaction_leaves_nothing_after_a_pass(pool: PgPool) {
+    let app = TestApp::start(pool, false).await;
+    let (_, token) = app.user("killed-tx@example.org").await;
+    // The upload's objects are stored and its rows written, then it waits before committing.
+    let mut serve = app
+        .spawn_serve_env(&[("TIMELINE_TEST_PAUSE_BEFORE_COMMIT_SECS", "120")])
+        .await;
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(
+                std::fs::read(fixtures().join("no_exif.jpg")).expect("a"),
+            )
+            .file_name("a.jpg"),
+        )
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(
+                std::fs::read(fixtures().join("landscape_1.jpg")).expect("b"),
+            )
+            .file_name("b.jpg"),
+        );
+    let request = app
+        .http
+        .post(format!("{}/v1/media", serve.base))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send();
+    let pending = tokio::spawn(request);
+    // Inside the transaction: both originals stored, and the rows exist (uncommitted).
+    let started = std::time::Instant::now();
+    loop {
+        let inside: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND state = 'idle in transaction'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .expect("activity");
+        if inside > 0 && walk(&app.storage_dir).len() >= 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never inside the transaction"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = Command::new("kill")
+        .args(["-9", &serve.child.id().to_string()])
+        .status();
+    let _ = serve.child.wait();
+    let _ = pending.await;
+    // PostgreSQL rolls the transaction back as soon as it sees the connection gone.
+    let started = std::time::Instant::now();
+    while sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND state = 'idle in transaction'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("activity")
+        > 0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the transaction lingers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The transaction died with the process: no rows, no job, no task; the objects stay.
+    let (rows, jobs, tasks): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM media_files), (SELECT count(*) FROM data_processing_jobs),
+                (SELECT count(*) FROM apalis.jobs)",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("counts");
+    assert_eq!((rows, jobs, tasks), (0, 0, 0));
+    assert_eq!(
+        walk(&app.storage_dir).len(),
+        2,
+        "the two originals are left behind"
+    );
+    let report = maintenance(&app, 0);
+    assert_eq!(report["orphan_objects_deleted"], 2, "{report}");
+    assert_eq!(
+        walk(&app.storage_dir),
+        Vec::<std::path::PathBuf>::new(),
+        "{report}"
+    );
+}
