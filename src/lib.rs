@@ -15,6 +15,7 @@ pub mod models;
 pub mod reconcile;
 pub mod storage;
 pub mod telemetry;
+pub mod test_hooks;
 
 /// What a file is (magic bytes → format → MIME → kind): the media crate's one table.
 pub use timeline_media::format;

@@ -273,7 +273,8 @@ async fn record(state: &AppState, stored: &Stored) -> Result<serde_json::Value, 
             crate::ingest::Error::Database(db) => ApiError::from(db),
             crate::ingest::Error::Queue(q) => ApiError::from(q),
         })?;
-    test_pause_before_commit().await;
+    // Crash tests kill the server here: objects stored, rows written, nothing committed.
+    crate::test_hooks::pause("TIMELINE_TEST_PAUSE_BEFORE_COMMIT_SECS").await;
     tx.commit().await?;
     tracing::info!(job.id = %job.id, files = stored.media.len(), size_bytes = stored.bytes_total, "upload accepted");
     let media: Vec<_> = stored
@@ -286,24 +287,6 @@ async fn record(state: &AppState, stored: &Stored) -> Result<serde_json::Value, 
         obj.retain(|k, _| matches!(k.as_str(), "id" | "job_type" | "status" | "progress"));
     }
     Ok(json!({ "job": job_view, "media": media }))
-}
-
-/// Testing hook for crash tests: with `TIMELINE_TEST_PAUSE_BEFORE_COMMIT_SECS` set, an upload
-/// waits that long with its objects stored and its rows written but not committed, so a test
-/// can kill the server inside the transaction. Unset (always, in production) it costs one
-/// lookup per upload.
-async fn test_pause_before_commit() {
-    if let Some(secs) = std::env::var("TIMELINE_TEST_PAUSE_BEFORE_COMMIT_SECS")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
-    {
-        tracing::warn!(
-            secs = secs.as_secs_f64(),
-            "test hook: pausing before commit"
-        );
-        tokio::time::sleep(secs).await;
-    }
 }
 
 /// Best-effort removal of what a refused or failed request stored.

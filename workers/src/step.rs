@@ -149,23 +149,6 @@ pub async fn pair_live_photo(
     Ok(())
 }
 
-/// Testing hook for crash tests: with `TIMELINE_TEST_PAUSE_BEFORE_FINISH_SECS` set, a step
-/// waits that long after its work is stored and before its final transaction, so a test can kill
-/// the worker in exactly that window. Unset (always, in production) it costs one lookup.
-pub async fn pause_before_finish() {
-    if let Some(secs) = std::env::var("TIMELINE_TEST_PAUSE_BEFORE_FINISH_SECS")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
-    {
-        tracing::warn!(
-            secs = secs.as_secs_f64(),
-            "test hook: pausing before finish"
-        );
-        tokio::time::sleep(secs).await;
-    }
-}
-
 /// Records a step's outcome, settles the file's end state and the job's progress, in one
 /// transaction.
 pub async fn finish(

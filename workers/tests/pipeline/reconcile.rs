@@ -285,13 +285,7 @@ async fn an_api_killed_inside_its_transaction_leaves_nothing_after_a_pass(pool: 
     // Inside the transaction: both originals stored, and the rows exist (uncommitted).
     let started = std::time::Instant::now();
     loop {
-        let inside: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND state = 'idle in transaction'",
-        )
-        .fetch_one(&app.pool)
-        .await
-        .expect("activity");
+        let inside = idle_in_transaction(&app.pool).await;
         if inside > 0 && walk(&app.storage_dir).len() >= 2 {
             break;
         }
@@ -308,15 +302,7 @@ async fn an_api_killed_inside_its_transaction_leaves_nothing_after_a_pass(pool: 
     let _ = pending.await;
     // PostgreSQL rolls the transaction back as soon as it sees the connection gone.
     let started = std::time::Instant::now();
-    while sqlx::query_scalar::<_, i64>(
-        "SELECT count(*) FROM pg_stat_activity
-         WHERE datname = current_database() AND state = 'idle in transaction'",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .expect("activity")
-        > 0
-    {
+    while idle_in_transaction(&app.pool).await > 0 {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "the transaction lingers"
@@ -345,4 +331,15 @@ async fn an_api_killed_inside_its_transaction_leaves_nothing_after_a_pass(pool: 
         Vec::<std::path::PathBuf>::new(),
         "{report}"
     );
+}
+
+/// Connections of the test's database holding an open transaction while idle.
+async fn idle_in_transaction(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND state = 'idle in transaction'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("activity")
 }
