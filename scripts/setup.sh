@@ -5,6 +5,7 @@
 # ffmpeg/ffprobe probe videos and audio and cut poster frames (run as child processes, so a
 # hostile clip costs one process, not a worker); prlimit (util-linux) caps their memory.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 missing=()
 command -v cmake >/dev/null || missing+=(cmake)
 command -v nasm >/dev/null || missing+=(nasm)
@@ -14,12 +15,24 @@ pkg-config --exists libde265 2>/dev/null || missing+=(libde265-dev)
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 command -v ffprobe >/dev/null || missing+=(ffmpeg)
 command -v prlimit >/dev/null || missing+=(util-linux)
+# The operators' surface: promtool checks /metrics (Debian's prometheus package), Chromium
+# runs the dashboard test (driven by playwright-core from npm, below).
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq >&2
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# playwright-core for the dashboard test, from tests/browser/package-lock.json (it downloads
+# no browser: the test uses Debian's chromium).
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "setup: installing tests/browser npm packages" >&2
+  npm ci --prefix tests/browser --no-audit --no-fund --silent >&2
 fi
 
 # A real S3-compatible server for the storage-fault tests (workers/tests/pipeline/s3_faults.rs):

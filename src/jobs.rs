@@ -101,11 +101,90 @@ impl Step {
     }
 }
 
-/// The payload of every step: which media file, on behalf of which tracked job.
+/// The payload of every step: which media file, on behalf of which tracked job, in which lane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaTask {
     pub media_file_id: Uuid,
     pub job_id: Uuid,
+    /// The queue priority (see [`priority`]); a file's later steps keep its first step's.
+    #[serde(default)]
+    pub priority: u32,
+    /// When this step was queued (ms since the epoch), for the queue-wait histogram.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enqueued_at_ms: Option<i64>,
+    /// Reprocessing of a file that already completed: the step runs although the file has
+    /// ended, and the file stays `completed` (see `timeline::reprocess`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refresh: bool,
+}
+
+impl MediaTask {
+    pub fn new(media_file_id: Uuid, job_id: Uuid, priority: u32) -> Self {
+        Self {
+            media_file_id,
+            job_id,
+            priority,
+            enqueued_at_ms: None,
+            refresh: false,
+        }
+    }
+}
+
+/// Which lane work is queued in. apalis-postgres fetches by `priority DESC, run_at ASC`, so
+/// the lanes are priority bands of one queue per step: no extra pools, no idle workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// A user waiting on the other end (`POST /v1/media`, a user's retry): ahead of all bulk work.
+    Interactive,
+    /// Imports, reprocessing, reconciliation.
+    Bulk,
+}
+
+/// Priority of every interactive task.
+pub const INTERACTIVE_PRIORITY: u32 = 1 << 30;
+/// Priority of the first file of a bulk job; file `n` gets `BULK_TOP - n`.
+pub const BULK_TOP: u32 = 1 << 29;
+
+/// The queue priority of the `position`-th file (from 0) of a job in `lane`.
+///
+/// Bulk files count down from [`BULK_TOP`] by their position in their job, so concurrent bulk
+/// jobs take turns by how much of each is done ("least attained service"): a 50,000-file
+/// import that is 10,000 files in has priorities below 10,000 positions down, and an import
+/// started now by someone else runs its first 10,000 files ahead of it, then the two
+/// alternate file by file. Neither starves; a small job is never stuck behind a big one.
+/// `TIMELINE_PRIORITY_LANES=off` queues everything at 0 (strictly oldest first).
+pub fn priority(lane: Lane, position: usize) -> u32 {
+    if !lanes_enabled() {
+        return 0;
+    }
+    match lane {
+        Lane::Interactive => INTERACTIVE_PRIORITY,
+        Lane::Bulk => {
+            let pos = u32::try_from(position).unwrap_or(u32::MAX);
+            BULK_TOP.saturating_sub(pos).max(1)
+        }
+    }
+}
+
+/// The lane name of a priority (the `priority` label of the queue metrics).
+pub fn lane_name(priority: u32) -> &'static str {
+    if priority >= INTERACTIVE_PRIORITY {
+        "interactive"
+    } else {
+        "bulk"
+    }
+}
+
+/// Whether priority lanes are on (`TIMELINE_PRIORITY_LANES`, default on; `off`/`false`/`0`
+/// turn them off, for comparison runs). Read once per process.
+pub fn lanes_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        !matches!(
+            std::env::var("TIMELINE_PRIORITY_LANES").as_deref(),
+            Ok("off" | "false" | "0")
+        )
+    })
 }
 
 /// Errors while enqueueing.
@@ -126,11 +205,17 @@ pub async fn enqueue(
     if tasks.is_empty() {
         return Ok(());
     }
+    let now = chrono::Utc::now().timestamp_millis();
     let mut batch = Vec::with_capacity(tasks.len());
     for t in tasks {
+        let t = MediaTask {
+            enqueued_at_ms: Some(now),
+            ..*t
+        };
         batch.push(
-            TaskBuilder::new(serde_json::to_vec(t)?)
+            TaskBuilder::new(serde_json::to_vec(&t)?)
                 .max_attempts(max_attempts())
+                .priority(t.priority as usize)
                 .build(),
         );
     }
@@ -158,6 +243,29 @@ mod tests {
             let d = retry_delay(3).as_secs_f64();
             assert!((4.0..12.0).contains(&d), "{d}");
         }
+    }
+
+    #[test]
+    fn bulk_priorities_count_down_below_every_interactive_one() {
+        assert_eq!(priority(Lane::Interactive, 7), INTERACTIVE_PRIORITY);
+        assert_eq!(priority(Lane::Bulk, 0), BULK_TOP);
+        assert_eq!(priority(Lane::Bulk, 10), BULK_TOP - 10);
+        assert_eq!(priority(Lane::Bulk, usize::MAX), 1);
+        assert!(priority(Lane::Bulk, 0) < priority(Lane::Interactive, 0));
+        assert_eq!(lane_name(priority(Lane::Interactive, 0)), "interactive");
+        assert_eq!(lane_name(priority(Lane::Bulk, 3)), "bulk");
+        // apalis keeps priorities as PostgreSQL integers.
+        assert!(i32::try_from(INTERACTIVE_PRIORITY).is_ok());
+    }
+
+    #[test]
+    fn old_payloads_without_a_priority_still_decode() {
+        let t: MediaTask = serde_json::from_str(
+            r#"{"media_file_id":"7d1c5a52-6f0e-4c3a-9d5e-2f61d6a0c001","job_id":"7d1c5a52-6f0e-4c3a-9d5e-2f61d6a0c002"}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.priority, 0);
+        assert_eq!(t.enqueued_at_ms, None);
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct Report {
     pub objects_seen: u64,
     /// Objects no row names, deleted.
     pub orphan_objects_deleted: u64,
+    /// Open import jobs left unsealed by an importer that stopped, sealed.
+    pub jobs_sealed: u64,
 }
 
 /// Default grace period: an hour (the contract's), far beyond any upload's transaction or a
@@ -72,11 +74,16 @@ pub async fn run(pool: &PgPool, storage: &Storage, grace: Duration) -> Result<Re
     }
     let result = async {
         let requeued_files = requeue_stuck(pool, grace).await?;
+        let jobs_sealed = {
+            let mut conn = pool.acquire().await?;
+            db::jobs::seal_abandoned(&mut conn, grace.as_secs_f64()).await?
+        };
         let (objects_seen, orphans) = sweep_store(pool, storage, grace).await?;
         let staging = storage.sweep_local_staging(grace).await?;
         Ok::<_, Error>(Report {
             skipped_not_leader: false,
             requeued_files,
+            jobs_sealed,
             objects_seen,
             orphan_objects_deleted: orphans + staging,
         })
@@ -85,9 +92,10 @@ pub async fn run(pool: &PgPool, storage: &Storage, grace: Duration) -> Result<Re
     // Best effort: the lock also ends with the connection.
     let _ = db::reconcile::release(&mut lead).await;
     let report = result?;
-    if report.requeued_files > 0 || report.orphan_objects_deleted > 0 {
+    if report.requeued_files > 0 || report.orphan_objects_deleted > 0 || report.jobs_sealed > 0 {
         tracing::warn!(
             requeued = report.requeued_files,
+            sealed = report.jobs_sealed,
             orphans = report.orphan_objects_deleted,
             "reconciler repaired leftovers of a crash or an outage"
         );
@@ -123,15 +131,16 @@ async fn requeue_stuck(pool: &PgPool, grace: Duration) -> Result<u64, Error> {
             }
         };
         let missing = db::uploads::missing_steps(&mut tx, file.id).await?;
-        let task = [MediaTask {
-            media_file_id: file.id,
+        let task = [MediaTask::new(
+            file.id,
             job_id,
-        }];
+            jobs::priority(jobs::Lane::Bulk, 0),
+        )];
         if missing.is_empty() {
             // Every step succeeded but the end state was never written (killed between the
             // last step's record and its settlement): settle it here.
             if db::pipeline::finalize(&mut tx, file.id).await?.is_some() {
-                db::jobs::refresh_progress(&mut tx, file.id).await?;
+                db::jobs::file_ended(&mut tx, file.id).await?;
             }
         } else if missing.iter().any(|s| s == "hash") {
             jobs::enqueue(&mut tx, Step::Hash, &task).await?;

@@ -15,8 +15,8 @@ use crate::config::{DatabaseConfig, StorageConfig, UploadLimits};
 use crate::db;
 use crate::db::uploads::NewMedia;
 use crate::format::{MediaFormat, SNIFF_LEN};
-use crate::models::JobStatus;
 use crate::models::system::DataProcessingJob;
+use crate::models::{JobStatus, JobType};
 use crate::storage::{Rendition, Storage};
 
 /// Flags of `timeline ingest`.
@@ -71,10 +71,10 @@ type Refusal = (String, String);
 /// One file's outcome: stored as a new media row, or refused.
 type Stored = Result<NewMedia, Refusal>;
 
-/// Files per submitted job. Submitting in chunks lets the workers start on the first photos
+/// Files per submitted chunk. Submitting in chunks lets the workers start on the first photos
 /// while the rest are still being stored, instead of idling through the whole upload; each
-/// chunk is atomic (rows, job and queue tasks in one transaction), like an app uploading an
-/// album in parts.
+/// chunk is atomic (rows, job links and queue tasks in one transaction), like an app
+/// uploading an album in parts. All chunks belong to one job.
 const CHUNK: usize = 10;
 /// Files read and stored at once.
 const STORE_CONCURRENCY: usize = 4;
@@ -142,6 +142,10 @@ async fn submit_all(
     refused_count: &AtomicUsize,
 ) -> Result<Vec<(String, String)>, Error> {
     let mut refused = Vec::new();
+    // One open job for the whole import, made when the first file is stored, filled chunk by
+    // chunk and sealed at the end (a crashed import's job is sealed by the reconciler).
+    let mut job: Option<Uuid> = None;
+    let mut position = 0usize;
     for chunk in files.chunks(CHUNK) {
         let (media, mut nope) = store_files(storage, user, limits, chunk).await?;
         refused_count.fetch_add(nope.len(), Ordering::Relaxed);
@@ -150,12 +154,27 @@ async fn submit_all(
             continue;
         }
         let mut tx = pool.begin().await?;
-        let job = crate::ingest::submit(&mut tx, user, &media)
+        let job_id = match job {
+            Some(id) => id,
+            None => {
+                let input =
+                    serde_json::json!({ "source": "timeline ingest", "files_found": files.len() });
+                let id = db::jobs::create_open(&mut tx, user, JobType::MediaIngest, input).await?;
+                job = Some(id);
+                // The waiter only ends once every announced job has; it cannot be gone here.
+                let _ = jobs.send(id);
+                id
+            }
+        };
+        crate::ingest::submit_into(&mut tx, job_id, user, &media, position)
             .await
             .map_err(|e| Error::Invalid(e.to_string()))?;
         tx.commit().await?;
-        // The waiter only ends once every announced job has; it cannot be gone here.
-        let _ = jobs.send(job.id);
+        position += media.len();
+    }
+    if let Some(id) = job {
+        let mut conn = pool.acquire().await?;
+        db::jobs::seal(&mut conn, id).await?;
     }
     Ok(refused)
 }

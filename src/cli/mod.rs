@@ -42,6 +42,19 @@ pub enum Command {
     },
     /// Print docs/DATABASE_SCHEMA.md generated from the live catalog.
     SchemaDoc,
+    /// Put ended files back through steps, at bulk priority, as one tracked job per user;
+    /// prints {"jobs": [...], "files": N, "steps": {...}}. Safe to run twice.
+    Reprocess {
+        /// The steps with no record at the current pipeline version.
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        missing: bool,
+        /// Only this step (hash, exif, thumbnail, video); with --missing.
+        #[arg(long, requires = "missing")]
+        step: Option<String>,
+        /// Every step of every ended file (the hash is kept).
+        #[arg(long)]
+        all: bool,
+    },
     /// Housekeeping: create audit partitions ahead, drop those past retention.
     Maintenance {
         /// Months of audit_logs partitions to keep (default: `audit.retention_months` in
@@ -116,11 +129,7 @@ pub async fn run() -> Result<(), Error> {
                 max_attempts = crate::jobs::max_attempts(),
                 "upload limits"
             );
-            let state = crate::http::AppState {
-                pool,
-                storage,
-                limits,
-            };
+            let state = crate::http::AppState::new(pool, storage, limits);
             crate::http::serve(state, &cfg.addr, cfg.connections.server_limits()).await?;
             Ok(())
         }
@@ -130,6 +139,28 @@ pub async fn run() -> Result<(), Error> {
             let pool = db::connect(&cli.db).await?;
             let doc = db::catalog::schema_markdown(&pool).await?;
             write_line(doc.trim_end())
+        }
+        Command::Reprocess { step, all, .. } => {
+            let scope = if all {
+                crate::reprocess::Scope::All
+            } else {
+                let step = step
+                    .map(|s| {
+                        crate::jobs::Step::from_queue(&s).ok_or_else(|| {
+                            Error::Invalid(format!(
+                                "unknown step {s:?} (hash, exif, thumbnail, video)"
+                            ))
+                        })
+                    })
+                    .transpose()?;
+                crate::reprocess::Scope::Missing(step)
+            };
+            let pool = db::connect(&cli.db).await?;
+            crate::config::apply_max_attempts(&db::settings::recorded(&pool).await?);
+            let report = crate::reprocess::run(&pool, scope)
+                .await
+                .map_err(|e| Error::Invalid(format!("reprocess failed: {e}")))?;
+            write_line(&serde_json::to_string(&report).unwrap_or_default())
         }
         Command::Maintenance {
             audit_retention_months,

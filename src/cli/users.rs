@@ -19,6 +19,9 @@ pub enum UsersCommand {
         email: String,
         #[arg(long)]
         name: Option<String>,
+        /// An operator: may open the jobs dashboard (`/admin`).
+        #[arg(long)]
+        admin: bool,
         #[command(flatten)]
         expiry: Expiry,
     },
@@ -73,6 +76,7 @@ pub(super) async fn run(cfg: &DatabaseConfig, command: UsersCommand) -> Result<(
         UsersCommand::Create {
             email,
             name,
+            admin,
             expiry,
         } => {
             let email = Email::parse(&email).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -88,6 +92,9 @@ pub(super) async fn run(cfg: &DatabaseConfig, command: UsersCommand) -> Result<(
                 }
                 Err(e) => return Err(e.into()),
             };
+            if admin {
+                db::users::set_admin(&mut *tx, user_id, true).await?;
+            }
             let expires_at = expiry.at();
             let token_id = db::users::insert_api_token(
                 &mut *tx,

@@ -4,7 +4,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::models::system::DataProcessingJob;
-use crate::models::{JobStatus, JobType};
+use crate::models::{JobStatus, JobType, ProcessingStatus};
 
 /// Creates a job over `media_ids` (in order) and links them to it.
 pub async fn create(
@@ -14,16 +14,18 @@ pub async fn create(
     input_data: serde_json::Value,
     media_ids: &[Uuid],
 ) -> Result<DataProcessingJob, sqlx::Error> {
+    let total = i32::try_from(media_ids.len()).unwrap_or(i32::MAX);
     let job = sqlx::query_as!(
         DataProcessingJob,
-        r#"INSERT INTO data_processing_jobs (user_id, job_type, input_data)
-           VALUES ($1, $2, $3)
+        r#"INSERT INTO data_processing_jobs (user_id, job_type, input_data, total_count, output_data)
+           VALUES ($1, $2, $3, $4, jsonb_build_object('completed', 0, 'failed', 0, 'duplicate', 0, 'total', $4::int))
            RETURNING id, user_id, job_type AS "job_type: JobType", status AS "status: JobStatus",
                      progress, input_data, output_data, error_message, started_at, completed_at,
                      created_at, updated_at"#,
         user_id,
         job_type.as_str(),
-        input_data
+        input_data,
+        total
     )
     .fetch_one(&mut *conn)
     .await?;
@@ -37,6 +39,95 @@ pub async fn create(
     .execute(&mut *conn)
     .await?;
     Ok(job)
+}
+
+/// Creates an open job (no files yet; see [`add_media`] and [`seal`]): an import that submits
+/// its files chunk by chunk, followed as one job.
+pub async fn create_open(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    job_type: JobType,
+    input_data: serde_json::Value,
+) -> Result<Uuid, sqlx::Error> {
+    sqlx::query_scalar!(
+        "INSERT INTO data_processing_jobs (user_id, job_type, input_data, sealed, output_data)
+         VALUES ($1, $2, $3, false, jsonb_build_object('completed', 0, 'failed', 0, 'duplicate', 0, 'total', 0))
+         RETURNING id",
+        user_id,
+        job_type.as_str(),
+        input_data
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Adds files to an open job, at positions `first_position..` (on the caller's transaction,
+/// with the files' rows and queue tasks).
+pub async fn add_media(
+    conn: &mut PgConnection,
+    job_id: Uuid,
+    user_id: Uuid,
+    media_ids: &[Uuid],
+    first_position: i32,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO data_processing_job_media (job_id, media_file_id, user_id, position)
+         SELECT $1, m, $2, $4 + (o - 1)::int FROM unnest($3::uuid[]) WITH ORDINALITY AS t(m, o)",
+        job_id,
+        user_id,
+        media_ids,
+        first_position
+    )
+    .execute(&mut *conn)
+    .await?;
+    let n = i32::try_from(media_ids.len()).unwrap_or(i32::MAX);
+    sqlx::query!(
+        "UPDATE data_processing_jobs SET total_count = total_count + $2,
+                output_data = output_data || jsonb_build_object('total', total_count + $2)
+         WHERE id = $1",
+        job_id,
+        n
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Closes an open job: no more files come, and it completes as soon as all of its have ended
+/// (now, if they already have). Idempotent.
+pub async fn seal(conn: &mut PgConnection, job_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE data_processing_jobs SET sealed = true,
+                status = CASE WHEN completed_count + failed_count + duplicate_count >= total_count
+                              THEN 'completed' ELSE status END,
+                progress = CASE WHEN completed_count + failed_count + duplicate_count >= total_count
+                                THEN 100 ELSE progress END,
+                started_at = CASE WHEN completed_count + failed_count + duplicate_count >= total_count
+                                  THEN coalesce(started_at, now()) ELSE started_at END,
+                completed_at = CASE WHEN completed_count + failed_count + duplicate_count >= total_count
+                                    THEN now() END
+         WHERE id = $1 AND NOT sealed AND status IN ('pending', 'running')",
+        job_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Seals open jobs nobody has added to for `idle_secs` (their importer died): returns how many.
+pub async fn seal_abandoned(conn: &mut PgConnection, idle_secs: f64) -> Result<u64, sqlx::Error> {
+    let ids = sqlx::query_scalar!(
+        "SELECT id FROM data_processing_jobs
+         WHERE NOT sealed AND status IN ('pending', 'running')
+           AND updated_at < now() - make_interval(secs => $1)",
+        idle_secs
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for id in &ids {
+        seal(conn, *id).await?;
+    }
+    Ok(ids.len() as u64)
 }
 
 /// A user's job, if it is theirs.
@@ -70,54 +161,88 @@ pub async fn mark_running(conn: &mut PgConnection, job_id: Uuid) -> Result<(), s
     Ok(())
 }
 
-/// Recomputes the progress of every job containing `media_file_id`, after that file reached an
-/// end state. The job row is locked first, in its own statement, so the counting statement
-/// runs on a snapshot taken after any concurrent finisher committed: the last file to finish
-/// always sees all the others, and the job always completes. Progress never goes down.
-pub async fn refresh_progress(
-    conn: &mut PgConnection,
-    media_file_id: Uuid,
-) -> Result<(), sqlx::Error> {
-    let job_ids = sqlx::query_scalar!(
-        "SELECT j.id FROM data_processing_jobs j
-         JOIN data_processing_job_media jm ON jm.job_id = j.id
-         WHERE jm.media_file_id = $1 AND j.status IN ('pending', 'running')
-         ORDER BY j.id FOR UPDATE OF j",
-        media_file_id
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    for job_id in job_ids {
-        update_counts(conn, job_id).await?;
-    }
-    Ok(())
+/// Moves the progress of every running job containing `media_file_id` to the file's current
+/// end state: O(1) per file, whatever the job's size. Each (job, file) link remembers the end
+/// state it was counted with, so a transition is counted exactly once, a rerun of this call
+/// changes nothing, and a file retried while its job runs moves from one counter to another.
+/// Every counter expression reads the job row itself (not a snapshot taken before its lock),
+/// so two files finishing at once both count. Progress never goes down; the job completes
+/// when every file has ended. A no-op while the file has not ended.
+pub async fn file_ended(conn: &mut PgConnection, media_file_id: Uuid) -> Result<(), sqlx::Error> {
+    file_ended_as(conn, media_file_id, None).await
 }
 
-async fn update_counts(conn: &mut PgConnection, job_id: Uuid) -> Result<(), sqlx::Error> {
+/// [`file_ended`], counting the file as `status` rather than its own status (a completed file
+/// whose reprocessing failed counts as a failure of the reprocessing job).
+pub async fn file_ended_as(
+    conn: &mut PgConnection,
+    media_file_id: Uuid,
+    status: Option<ProcessingStatus>,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        r#"WITH c AS (
-               SELECT count(*) AS total,
-                      count(*) FILTER (WHERE m.processing_status = 'completed') AS completed,
-                      count(*) FILTER (WHERE m.processing_status = 'failed') AS failed,
-                      count(*) FILTER (WHERE m.processing_status = 'duplicate') AS duplicate,
-                      coalesce(jsonb_agg(jsonb_build_object('media_id', m.id, 'filename', m.filename,
-                                                            'error', m.error_message) ORDER BY jm.position)
-                               FILTER (WHERE m.processing_status = 'failed'), '[]') AS errors
-               FROM data_processing_job_media jm JOIN media_files m ON m.id = jm.media_file_id
-               WHERE jm.job_id = $1
+        r#"WITH f AS (
+               SELECT coalesce($2, processing_status) AS now FROM media_files
+               WHERE id = $1 AND coalesce($2, processing_status) IN ('completed', 'failed', 'duplicate')
+           ), moved AS (
+               UPDATE data_processing_job_media jm SET counted_status = f.now
+               FROM f, data_processing_job_media old, data_processing_jobs j
+               WHERE jm.media_file_id = $1 AND old.job_id = jm.job_id AND old.media_file_id = $1
+                 AND j.id = jm.job_id AND j.status IN ('pending', 'running')
+                 AND jm.counted_status IS DISTINCT FROM f.now
+               RETURNING jm.job_id,
+                   (f.now = 'completed')::int - (old.counted_status IS NOT DISTINCT FROM 'completed')::int AS dc,
+                   (f.now = 'failed')::int - (old.counted_status IS NOT DISTINCT FROM 'failed')::int AS df,
+                   (f.now = 'duplicate')::int - (old.counted_status IS NOT DISTINCT FROM 'duplicate')::int AS dd
            )
            UPDATE data_processing_jobs j SET
-               progress = greatest(j.progress, CASE WHEN c.total = 0 THEN 100
-                          ELSE floor(100.0 * (c.completed + c.failed + c.duplicate) / c.total) END)::smallint,
-               status = CASE WHEN c.completed + c.failed + c.duplicate = c.total THEN 'completed' ELSE 'running' END,
+               completed_count = j.completed_count + m.dc,
+               failed_count = j.failed_count + m.df,
+               duplicate_count = j.duplicate_count + m.dd,
+               progress = greatest(j.progress, CASE WHEN j.total_count = 0 THEN 100 ELSE floor(
+                   (CASE WHEN j.sealed THEN 100.0 ELSE 99.0 END)
+                   * (j.completed_count + m.dc + j.failed_count + m.df + j.duplicate_count + m.dd)
+                   / j.total_count) END)::smallint,
+               status = CASE WHEN j.sealed AND j.completed_count + m.dc + j.failed_count + m.df
+                                  + j.duplicate_count + m.dd >= j.total_count THEN 'completed' ELSE 'running' END,
                started_at = coalesce(j.started_at, now()),
-               completed_at = CASE WHEN c.completed + c.failed + c.duplicate = c.total THEN now() END,
-               output_data = jsonb_build_object('completed', c.completed, 'failed', c.failed,
-                                                'duplicate', c.duplicate, 'total', c.total, 'errors', c.errors)
-           FROM c WHERE j.id = $1"#,
-        job_id
+               completed_at = CASE WHEN j.sealed AND j.completed_count + m.dc + j.failed_count + m.df
+                                  + j.duplicate_count + m.dd >= j.total_count THEN now() END,
+               output_data = jsonb_build_object('completed', j.completed_count + m.dc,
+                   'failed', j.failed_count + m.df, 'duplicate', j.duplicate_count + m.dd,
+                   'total', j.total_count)
+           FROM moved m WHERE j.id = m.job_id AND j.status IN ('pending', 'running')"#,
+        media_file_id,
+        status.map(ProcessingStatus::as_str)
     )
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// A failed file of a job, for its summary.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobError {
+    pub media_id: Uuid,
+    pub filename: String,
+    pub error: Option<String>,
+}
+
+/// The first `limit` failures of a job, in upload order (an index on the failed links: the
+/// job's other files are not read).
+pub async fn errors(
+    conn: &mut PgConnection,
+    job_id: Uuid,
+    limit: i64,
+) -> Result<Vec<JobError>, sqlx::Error> {
+    sqlx::query_as!(
+        JobError,
+        "SELECT m.id AS media_id, m.filename, m.error_message AS error
+         FROM data_processing_job_media jm JOIN media_files m ON m.id = jm.media_file_id
+         WHERE jm.job_id = $1 AND jm.counted_status = 'failed'
+         ORDER BY jm.position LIMIT $2",
+        job_id,
+        limit
+    )
+    .fetch_all(conn)
+    .await
 }

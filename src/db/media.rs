@@ -203,3 +203,10 @@ pub async fn object_key(
         Rendition::Preview => (r.preview_path, String::new()),
     }))
 }
+
+/// The owner of a media file (for operators, who act across users).
+pub async fn owner(db: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!("SELECT user_id FROM media_files WHERE id = $1", id)
+        .fetch_optional(db)
+        .await
+}

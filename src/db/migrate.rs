@@ -49,7 +49,36 @@ pub async fn run(pool: &PgPool) -> Result<(), Error> {
         .await
         .map_err(Error::Queue)?;
     grant_queue_access(pool).await.map_err(Error::Grants)?;
+    queue_indexes(pool).await.map_err(Error::Grants)?;
     Ok(())
+}
+
+/// Indexes our metrics and dashboard read on apalis's table, and the pause trigger (here, not in `migrations/`:
+/// ours run before the queue's exist). `apalis.jobs` keeps every finished task until pruning;
+/// these keep the per-scrape counts to the live tasks and the recent finished ones.
+async fn queue_indexes(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(
+        "CREATE INDEX IF NOT EXISTS timeline_apalis_jobs_live ON apalis.jobs (job_type, status)
+             WHERE status <> 'Done';
+         CREATE INDEX IF NOT EXISTS timeline_apalis_jobs_done_at ON apalis.jobs (done_at)
+             WHERE status = 'Done';
+         -- A paused queue's new or rescheduled tasks wait 100 years (see queue_pauses).
+         CREATE OR REPLACE FUNCTION public.timeline_hold_paused() RETURNS trigger
+             LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+         BEGIN
+             IF NEW.run_at < now() + interval '50 years'
+                AND EXISTS (SELECT 1 FROM public.queue_pauses p WHERE p.queue = NEW.job_type) THEN
+                 NEW.run_at := NEW.run_at + interval '100 years';
+             END IF;
+             RETURN NEW;
+         END $$;
+         DROP TRIGGER IF EXISTS timeline_hold_paused ON apalis.jobs;
+         CREATE TRIGGER timeline_hold_paused BEFORE INSERT OR UPDATE OF run_at ON apalis.jobs
+             FOR EACH ROW EXECUTE FUNCTION public.timeline_hold_paused();",
+    )
+    .execute(pool)
+    .await
+    .map(|_| ())
 }
 
 /// The API enqueues jobs in its own transaction while running as `timeline_api`, so that role

@@ -2,6 +2,7 @@
 //! the caller decides the transaction; queries are compile-checked (`query!`) against the
 //! committed `.sqlx/` cache.
 
+pub mod admin;
 pub mod catalog;
 pub mod jobs;
 pub mod maintenance;
@@ -11,6 +12,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod reconcile;
 pub mod report;
+pub mod reprocess;
 pub mod seed;
 pub mod settings;
 pub mod uploads;

@@ -356,14 +356,21 @@ pub async fn insert_embedded_clip(
     .rows_affected()
         > 0;
     if inserted {
+        // The clip joins its still's running jobs (one more file to wait for); it is placed
+        // right after its still (same position: a clip belongs to the still it came from).
         sqlx::query!(
-            "INSERT INTO data_processing_job_media (job_id, media_file_id, user_id, position)
-             SELECT jm.job_id, $1, jm.user_id,
-                    (SELECT coalesce(max(x.position), 0) + 1 FROM data_processing_job_media x WHERE x.job_id = jm.job_id)
-             FROM data_processing_job_media jm
-             JOIN data_processing_jobs j ON j.id = jm.job_id AND j.status IN ('pending', 'running')
-             WHERE jm.media_file_id = $2
-             ON CONFLICT DO NOTHING",
+            "WITH linked AS (
+                 INSERT INTO data_processing_job_media (job_id, media_file_id, user_id, position)
+                 SELECT jm.job_id, $1, jm.user_id, jm.position
+                 FROM data_processing_job_media jm
+                 JOIN data_processing_jobs j ON j.id = jm.job_id AND j.status IN ('pending', 'running')
+                 WHERE jm.media_file_id = $2
+                 ON CONFLICT DO NOTHING
+                 RETURNING job_id
+             )
+             UPDATE data_processing_jobs j SET total_count = j.total_count + 1,
+                    output_data = j.output_data || jsonb_build_object('total', j.total_count + 1)
+             FROM linked WHERE j.id = linked.job_id",
             c.id,
             c.still_id
         )

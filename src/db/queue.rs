@@ -143,3 +143,60 @@ pub async fn prune(
     .rows_affected();
     Ok(Pruned { queue_rows, jobs })
 }
+
+/// The steps' queue names (`apalis.jobs.job_type`).
+const QUEUES: [&str; 4] = ["hash", "exif", "thumbnail", "video"];
+
+/// One queue's state, for the metrics and the dashboard.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct QueueGauges {
+    pub queue: String,
+    /// Waiting for a worker (due or scheduled) or fetched and not yet started.
+    pub pending: i64,
+    pub running: i64,
+    /// Failed with attempts left (waiting out their backoff).
+    pub retrying: i64,
+    /// Failed for good (kept until pruned).
+    pub failed: i64,
+    /// Age of the oldest due task no worker has taken (0 when none).
+    pub oldest_pending_secs: f64,
+    /// Pools that beat in the last 20 s.
+    pub workers_alive: i64,
+}
+
+type GaugeRow = (String, i64, i64, i64, i64, f64, i64);
+
+/// Every queue's counts (one row per queue, zeros included). Reads only the live tasks
+/// (`timeline_apalis_jobs_live`), never the finished ones apalis keeps.
+pub async fn gauges(conn: &mut PgConnection) -> Result<Vec<QueueGauges>, sqlx::Error> {
+    let rows: Vec<GaugeRow> = sqlx::query_as(
+        "SELECT q,
+                count(*) FILTER (WHERE j.status IN ('Pending', 'Queued')),
+                count(*) FILTER (WHERE j.status = 'Running'),
+                count(*) FILTER (WHERE j.status = 'Failed' AND j.attempts < j.max_attempts),
+                count(*) FILTER (WHERE j.status = 'Killed' OR (j.status = 'Failed' AND j.attempts >= j.max_attempts)),
+                coalesce(extract(epoch FROM now() - min(j.run_at) FILTER (WHERE j.status = 'Pending' AND j.run_at <= now())), 0)::float8,
+                (SELECT count(*) FROM apalis.workers w
+                 WHERE w.worker_type = q AND w.last_seen > now() - interval '20 seconds')
+         FROM unnest($1::text[]) AS q
+         LEFT JOIN apalis.jobs j ON j.job_type = q AND j.status <> 'Done'
+         GROUP BY q ORDER BY array_position($1::text[], q)",
+    )
+    .bind(&QUEUES[..])
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(queue, pending, running, retrying, failed, oldest, alive)| QueueGauges {
+                queue,
+                pending,
+                running,
+                retrying,
+                failed,
+                oldest_pending_secs: oldest.max(0.0),
+                workers_alive: alive,
+            },
+        )
+        .collect())
+}

@@ -99,3 +99,23 @@ pub async fn delete(
     .fetch_all(conn)
     .await
 }
+
+/// For a file being reprocessed: how many of its kind's steps have no record at the current
+/// pipeline version, and how many fatal steps (not EXIF) failed at it.
+pub async fn refresh_state(conn: &mut PgConnection, id: Uuid) -> Result<(i64, i64), sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT count(*) FILTER (WHERE p.step IS NULL) AS "unrecorded!",
+                  count(*) FILTER (WHERE p.status = 'failed' AND p.step <> 'exif') AS "fatal!"
+           FROM media_files m
+           CROSS JOIN unnest(CASE m.kind WHEN 'image' THEN ARRAY['hash', 'exif', 'thumbnail']
+                                         ELSE ARRAY['hash', 'video'] END) AS s
+           LEFT JOIN media_processing_steps p
+                  ON p.media_file_id = m.id AND p.step = s AND p.pipeline_version >= $2
+           WHERE m.id = $1"#,
+        id,
+        crate::jobs::PIPELINE_VERSION
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok((row.unrecorded, row.fatal))
+}

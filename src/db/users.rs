@@ -23,6 +23,33 @@ pub async fn create_user(
     .await
 }
 
+/// Makes a user an operator (role `admin`) or an ordinary user again.
+pub async fn set_admin(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    admin: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE users SET role = CASE WHEN $2 THEN 'admin' ELSE 'user' END WHERE id = $1",
+        user_id,
+        admin
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Whether an active user is an operator.
+pub async fn is_admin(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<bool, sqlx::Error> {
+    let admin = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND role = 'admin' AND is_active) AS "admin!""#,
+        user_id
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(admin)
+}
+
 /// Finds a user by email, ignoring case.
 pub async fn find_id_by_email(
     db: impl PgExecutor<'_>,

@@ -102,6 +102,15 @@ impl From<crate::jobs::Error> for ApiError {
     }
 }
 
+impl From<crate::ingest::Error> for ApiError {
+    fn from(e: crate::ingest::Error) -> Self {
+        match e {
+            crate::ingest::Error::Database(db) => Self::from(db),
+            crate::ingest::Error::Queue(q) => Self::from(q),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, title) = self.parts();

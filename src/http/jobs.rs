@@ -1,15 +1,25 @@
-//! `GET /v1/jobs/{id}`: progress of a tracked job, for polling.
+//! `GET /v1/jobs/{id}`: progress of a tracked job, for polling; `GET /v1/jobs/{id}/events`:
+//! the same progress pushed as Server-Sent Events.
+
+use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures::Stream;
+use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 use super::auth::{AuthUser, begin_as};
 use super::{AppState, error::ApiError, views};
+use crate::models::system::DataProcessingJob;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/jobs/{id}", get(get_job))
+    Router::new()
+        .route("/v1/jobs/{id}", get(get_job))
+        .route("/v1/jobs/{id}/events", get(events))
 }
 
 async fn get_job(
@@ -19,10 +29,128 @@ async fn get_job(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     // A malformed id is as unknown as another user's: 404, not 400.
     let id: Uuid = id.parse().map_err(|_| ApiError::NotFound)?;
+    let (_, view) = read(&state, user, id).await?;
+    Ok(Json(view))
+}
+
+/// The user's job and its view (with its first failures).
+async fn read(
+    state: &AppState,
+    user: Uuid,
+    id: Uuid,
+) -> Result<(DataProcessingJob, serde_json::Value), ApiError> {
     let mut tx = begin_as(&state.pool, user).await?;
     let job = crate::db::jobs::get(&mut tx, user, id)
         .await?
         .ok_or(ApiError::NotFound)?;
+    let errors = crate::db::jobs::errors(&mut tx, job.id, views::JOB_ERRORS_SHOWN).await?;
     tx.commit().await?;
-    Ok(Json(views::job(&job)))
+    let view = views::job(&job, &errors);
+    Ok((job, view))
+}
+
+/// Without news, the stream re-reads its job this often: an announcement lost while the web
+/// process's listener reconnected still reaches the client, and the end is never missed.
+const RESYNC: Duration = Duration::from_secs(10);
+
+/// `GET /v1/jobs/{id}/events`: `progress` now and on every change, `file` as each file ends,
+/// then `done` with the whole job (as `GET /v1/jobs/{id}` shows it), and the stream ends.
+async fn events(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let id: Uuid = id.parse().map_err(|_| ApiError::NotFound)?;
+    // Subscribe before the first read: nothing committed after it can be missed.
+    let rx = state.events.subscribe();
+    let (job, view) = read(&state, user, id).await?;
+    let (out, out_rx) = mpsc::channel(64);
+    tokio::spawn(forward(state, user, (job, view), rx, out));
+    let stream = futures::stream::unfold(out_rx, |mut rx| async move {
+        rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// The `progress` event of a job row.
+fn progress(job: &DataProcessingJob) -> serde_json::Value {
+    let count = |k: &str| job.output_data.get(k).cloned().unwrap_or(0.into());
+    serde_json::json!({
+        "job_id": job.id, "status": job.status, "progress": job.progress,
+        "total": count("total"), "completed": count("completed"), "failed": count("failed"),
+        "duplicate": count("duplicate"),
+    })
+}
+
+fn event(kind: &str, data: &serde_json::Value) -> Event {
+    Event::default().event(kind).data(data.to_string())
+}
+
+/// Feeds one client until its job ends or it goes away (a send fails).
+async fn forward(
+    state: AppState,
+    user: Uuid,
+    (job, view): (DataProcessingJob, serde_json::Value),
+    mut rx: broadcast::Receiver<std::sync::Arc<super::events::JobEvent>>,
+    out: mpsc::Sender<Event>,
+) {
+    let id = job.id;
+    let mut last = progress(&job);
+    if out.send(event("progress", &last)).await.is_err() {
+        return;
+    }
+    if job.status.is_final() {
+        let _ = out.send(event("done", &view)).await;
+        return;
+    }
+    let mut resync = tokio::time::interval(RESYNC);
+    resync.tick().await;
+    loop {
+        let reread = tokio::select! {
+            got = rx.recv() => match got {
+                Ok(e) if e.job_id != id => false,
+                Ok(e) => {
+                    let mut data = e.data.clone();
+                    if let Some(o) = data.as_object_mut() {
+                        o.remove("type");
+                    }
+                    if e.kind == "progress" {
+                        last = data.clone();
+                    }
+                    if out.send(event(&e.kind, &data)).await.is_err() {
+                        return;
+                    }
+                    e.kind == "progress" && data["status"] != "running" && data["status"] != "pending"
+                }
+                // Missed some: read the job as it is now.
+                Err(broadcast::error::RecvError::Lagged(_)) => true,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = resync.tick() => true,
+        };
+        if out.is_closed() {
+            return;
+        }
+        if !reread {
+            continue;
+        }
+        let (job, view) = match read(&state, user, id).await {
+            Ok(read) => read,
+            // Deleted meanwhile: nothing more will come.
+            Err(ApiError::NotFound) => return,
+            // The database is away: try again at the next tick.
+            Err(_) => continue,
+        };
+        let now = progress(&job);
+        if now != last {
+            last = now;
+            if out.send(event("progress", &last)).await.is_err() {
+                return;
+            }
+        }
+        if job.status.is_final() {
+            let _ = out.send(event("done", &view)).await;
+            return;
+        }
+    }
 }

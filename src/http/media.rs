@@ -17,8 +17,8 @@ use super::{AppState, error::ApiError, range, upload, views};
 use crate::db;
 use crate::db::media::Cursor;
 use crate::format::MediaFormat;
-use crate::jobs::{self, MediaTask, Step};
-use crate::models::{JobType, ProcessingStatus};
+use crate::jobs;
+use crate::models::ProcessingStatus;
 use crate::storage::Rendition;
 
 pub fn router() -> Router<AppState> {
@@ -266,7 +266,8 @@ async fn retry(
     let current = db::media::detail(&mut *tx, user, id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let filename = db::uploads::reset_failed(&mut tx, user, id)
+    // The user is waiting for this one: the interactive lane.
+    let job = crate::ingest::retry(&mut tx, user, id, jobs::Lane::Interactive)
         .await?
         .ok_or_else(|| {
             ApiError::Conflict(format!(
@@ -274,26 +275,11 @@ async fn retry(
                 current.processing_status
             ))
         })?;
-    let input = json!({ "media": [{"id": id, "filename": filename}], "retry_of": id });
-    let job = db::jobs::create(&mut tx, user, JobType::MediaReprocess, input, &[id]).await?;
-    let missing = db::uploads::missing_steps(&mut tx, id).await?;
-    let task = [MediaTask {
-        media_file_id: id,
-        job_id: job.id,
-    }];
-    // A missing hash reruns everything after it; otherwise only the steps that did not succeed.
-    if missing.iter().any(|s| s == "hash") {
-        jobs::enqueue(&mut tx, Step::Hash, &task).await?;
-    } else {
-        for step in missing.iter().filter_map(|s| Step::from_queue(s)) {
-            jobs::enqueue(&mut tx, step, &task).await?;
-        }
-    }
     tx.commit().await?;
     let location = format!("/v1/jobs/{}", job.id);
     let mut resp = (
         StatusCode::ACCEPTED,
-        Json(json!({ "job": views::job(&job) })),
+        Json(json!({ "job": views::job(&job, &[]) })),
     )
         .into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {

@@ -1,8 +1,10 @@
 //! The HTTP API (the `web` process): routes, shared state and the server loop.
 //! Each resource module exposes `router()`; errors map once in `error`.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod events;
 mod jobs;
 mod media;
 mod range;
@@ -27,6 +29,22 @@ pub struct AppState {
     pub pool: PgPool,
     pub storage: Storage,
     pub limits: UploadLimits,
+    /// Live job events for the SSE streams.
+    pub events: events::JobEvents,
+}
+
+impl AppState {
+    /// The state of a web process (starts its job-event listener: call inside the runtime).
+    pub fn new(pool: PgPool, storage: Storage, limits: UploadLimits) -> Self {
+        let events = events::JobEvents::start(pool.clone());
+        crate::metrics::handle();
+        Self {
+            pool,
+            storage,
+            limits,
+            events,
+        }
+    }
 }
 
 /// The whole API.
@@ -34,13 +52,17 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .route("/healthz", axum::routing::get(healthz))
+        .route("/metrics", axum::routing::get(metrics))
         .merge(media::router())
         .merge(jobs::router())
+        .merge(admin::router())
         // Every answer is problem+json, unknown routes and wrong methods included.
         .fallback(|| async { error::ApiError::NotFound })
         .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
         .with_state(state)
-        // Innermost: runs after SetRequestIdLayer, so every request has its id here.
+        // Wraps each route (after matching), so the route pattern is known.
+        .layer(axum::middleware::from_fn(record_metrics))
+        // Runs after SetRequestIdLayer, so every request has its id here.
         .layer(axum::middleware::from_fn(auth::with_request_meta))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
@@ -108,6 +130,40 @@ where
                 error::ApiError::BadRequest(format!("invalid query string: {}", e.body_text()))
             })
     }
+}
+
+/// Counts and times every answered request by its route pattern (`/v1/media/{id}`).
+async fn record_metrics(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    crate::metrics::http_request(
+        method.as_str(),
+        &route,
+        resp.status().as_u16(),
+        started.elapsed(),
+    );
+    resp
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        crate::metrics::render(&state.pool).await,
+    )
 }
 
 /// 200 when the database answers, 503 otherwise.

@@ -267,12 +267,8 @@ where
 /// One transaction: media rows, the tracked job, its media links and the first queue tasks.
 async fn record(state: &AppState, stored: &Stored) -> Result<serde_json::Value, ApiError> {
     let mut tx = begin_as(&state.pool, stored.user).await?;
-    let job = crate::ingest::submit(&mut tx, stored.user, &stored.media)
-        .await
-        .map_err(|e| match e {
-            crate::ingest::Error::Database(db) => ApiError::from(db),
-            crate::ingest::Error::Queue(q) => ApiError::from(q),
-        })?;
+    let lane = crate::jobs::Lane::Interactive;
+    let job = crate::ingest::submit(&mut tx, stored.user, &stored.media, lane).await?;
     // Crash tests kill the server here: objects stored, rows written, nothing committed.
     crate::test_hooks::pause("TIMELINE_TEST_PAUSE_BEFORE_COMMIT_SECS").await;
     tx.commit().await?;
@@ -282,7 +278,7 @@ async fn record(state: &AppState, stored: &Stored) -> Result<serde_json::Value, 
         .iter()
         .map(|m| json!({"id": m.id, "filename": m.filename, "processing_status": "pending"}))
         .collect();
-    let mut job_view = views::job(&job);
+    let mut job_view = views::job(&job, &[]);
     if let Some(obj) = job_view.as_object_mut() {
         obj.retain(|k, _| matches!(k.as_str(), "id" | "job_type" | "status" | "progress"));
     }

@@ -73,11 +73,18 @@ fn seconds_to_ms(s: f64) -> i64 {
     (s * 1000.0).round() as i64
 }
 
-/// The job object of `GET /v1/jobs/{id}`.
-pub fn job(j: &DataProcessingJob) -> Value {
+/// Most failures listed in a job's `output_data.errors` (all of them: `GET /v1/media?status=failed`).
+pub const JOB_ERRORS_SHOWN: i64 = 100;
+
+/// The job object of `GET /v1/jobs/{id}`, with its first failures (`errors`, in upload order).
+pub fn job(j: &DataProcessingJob, errors: &[crate::db::jobs::JobError]) -> Value {
+    let mut output = j.output_data.clone();
+    if let Value::Object(o) = &mut output {
+        o.insert("errors".into(), json!(errors));
+    }
     json!({
         "id": j.id, "job_type": j.job_type, "status": j.status, "progress": j.progress,
-        "input_data": j.input_data, "output_data": j.output_data, "error_message": j.error_message,
+        "input_data": j.input_data, "output_data": output, "error_message": j.error_message,
         "created_at": j.created_at, "started_at": j.started_at, "completed_at": j.completed_at,
     })
 }

@@ -78,6 +78,13 @@ text_enum!(
     }
 );
 
+impl JobStatus {
+    /// End states of a job.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+}
+
 impl ProcessingStatus {
     /// End states: nothing more will happen to the file without a retry.
     pub fn is_final(self) -> bool {

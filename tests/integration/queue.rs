@@ -12,10 +12,7 @@ use crate::common::migrate;
 
 async fn one_task(pool: &PgPool) -> String {
     let mut conn = pool.acquire().await.unwrap();
-    let task = MediaTask {
-        media_file_id: Uuid::new_v4(),
-        job_id: Uuid::new_v4(),
-    };
+    let task = MediaTask::new(Uuid::new_v4(), Uuid::new_v4(), 0);
     jobs::enqueue(&mut conn, Step::Hash, &[task]).await.unwrap();
     // The one task not yet moved on by the test.
     sqlx::query_scalar("SELECT id FROM apalis.jobs WHERE job_type = 'hash' AND status = 'Pending'")
@@ -151,4 +148,273 @@ async fn retention_follows_system_configuration(pool: PgPool) {
     assert_eq!(policy.audit_months, 24);
     assert_eq!(policy.jobs, Duration::from_secs(3 * 86_400));
     assert_eq!(policy.queue_rows, Duration::from_secs(3 * 86_400));
+}
+
+/// Stored media rows for `n` files of `user` (no bytes needed: nothing runs).
+fn new_media(user: Uuid, n: usize) -> Vec<timeline::db::uploads::NewMedia> {
+    (0..n)
+        .map(|i| timeline::db::uploads::NewMedia {
+            id: Uuid::new_v4(),
+            user_id: user,
+            filename: format!("{i}.jpg"),
+            file_path: format!("media/{user}/{i}"),
+            file_size: 1,
+            mime_type: "image/jpeg",
+        })
+        .collect()
+}
+
+/// Files of the hash queue in the order apalis-postgres's fetch takes them.
+async fn fetch_order(pool: &PgPool) -> Vec<(Uuid, u32)> {
+    let rows: Vec<(Vec<u8>,)> = sqlx::query_as(
+        "SELECT job FROM apalis.jobs WHERE job_type = 'hash' ORDER BY priority DESC, run_at ASC",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|(b,)| {
+            let t: MediaTask = serde_json::from_slice(&b).unwrap();
+            (t.job_id, t.priority)
+        })
+        .collect()
+}
+
+#[sqlx::test(migrations = false)]
+async fn uploads_go_first_and_bulk_jobs_take_turns(pool: PgPool) {
+    migrate(&pool).await;
+    let a = crate::common::user(&pool, "a@example.org").await;
+    let b = crate::common::user(&pool, "b@example.org").await;
+    // User A's 50-file import is queued first, in chunks like `timeline ingest` does.
+    let mut tx = pool.begin().await.unwrap();
+    let big = timeline::db::jobs::create_open(
+        &mut tx,
+        a,
+        timeline::models::JobType::MediaIngest,
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    let media_a = new_media(a, 50);
+    for (i, chunk) in media_a.chunks(10).enumerate() {
+        timeline::ingest::submit_into(&mut tx, big, a, chunk, i * 10)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    // Then B imports 5 files, then A uploads one photo through the API path.
+    let mut tx = pool.begin().await.unwrap();
+    let small = timeline::ingest::submit(&mut tx, b, &new_media(b, 5), jobs::Lane::Bulk)
+        .await
+        .unwrap()
+        .id;
+    let upload = timeline::ingest::submit(&mut tx, a, &new_media(a, 1), jobs::Lane::Interactive)
+        .await
+        .unwrap()
+        .id;
+    tx.commit().await.unwrap();
+
+    let order = fetch_order(&pool).await;
+    assert_eq!(order.len(), 56);
+    // The upload, queued last, is fetched first.
+    assert_eq!(order[0].0, upload);
+    // B's import, queued after A's 50, is not behind them: the two alternate from the start.
+    let first_ten: Vec<Uuid> = order[1..11].iter().map(|(j, _)| *j).collect();
+    assert_eq!(
+        first_ten.iter().filter(|j| **j == small).count(),
+        5,
+        "{first_ten:?}"
+    );
+    assert_eq!(
+        first_ten.iter().filter(|j| **j == big).count(),
+        5,
+        "{first_ten:?}"
+    );
+    // A's files keep their own order (position in the import).
+    let a_prio: Vec<u32> = order
+        .iter()
+        .filter(|(j, _)| *j == big)
+        .map(|(_, p)| *p)
+        .collect();
+    assert!(a_prio.windows(2).all(|w| w[0] > w[1]), "{a_prio:?}");
+    assert!(
+        order
+            .iter()
+            .all(|(j, p)| (*j == upload) == (*p == jobs::INTERACTIVE_PRIORITY))
+    );
+    // One job for the whole chunked import, complete only once sealed.
+    let (total, sealed): (i32, bool) =
+        sqlx::query_as("SELECT total_count, sealed FROM data_processing_jobs WHERE id = $1")
+            .bind(big)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((total, sealed), (50, false));
+}
+
+/// Ends a file as `status` and counts it, as a step's final transaction does.
+async fn end_file(pool: &PgPool, id: Uuid, status: &str) {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("UPDATE media_files SET processing_status = $2, error_message = CASE WHEN $2 = 'failed' THEN 'broken' END WHERE id = $1")
+        .bind(id)
+        .bind(status)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    timeline::db::jobs::file_ended(&mut tx, id).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn job_row(pool: &PgPool, id: Uuid) -> (String, i16, i32, i32, i32) {
+    sqlx::query_as(
+        "SELECT status, progress, completed_count, failed_count, total_count FROM data_processing_jobs WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrations = false)]
+async fn job_counters_move_once_per_transition_and_the_job_completes(pool: PgPool) {
+    migrate(&pool).await;
+    let u = crate::common::user(&pool, "c@example.org").await;
+    let media = new_media(u, 4);
+    let mut tx = pool.begin().await.unwrap();
+    let job = timeline::ingest::submit(&mut tx, u, &media, jobs::Lane::Interactive)
+        .await
+        .unwrap()
+        .id;
+    tx.commit().await.unwrap();
+    end_file(&pool, media[0].id, "completed").await;
+    // Counting the same end twice (a redelivered step) changes nothing.
+    let mut conn = pool.acquire().await.unwrap();
+    timeline::db::jobs::file_ended(&mut conn, media[0].id)
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(job_row(&pool, job).await, ("running".into(), 25, 1, 0, 4));
+    end_file(&pool, media[1].id, "failed").await;
+    // A failed file retried while its job runs moves from `failed` to `completed`.
+    end_file(&pool, media[1].id, "completed").await;
+    assert_eq!(job_row(&pool, job).await, ("running".into(), 50, 2, 0, 4));
+    // Files ending concurrently all count (each update reads the locked row, not a snapshot).
+    let (p1, p2) = (pool.clone(), pool.clone());
+    let (i2, i3) = (media[2].id, media[3].id);
+    tokio::join!(end_file(&p1, i2, "failed"), end_file(&p2, i3, "completed"));
+    assert_eq!(
+        job_row(&pool, job).await,
+        ("completed".into(), 100, 3, 1, 4)
+    );
+    let errors = timeline::db::jobs::errors(&mut pool.acquire().await.unwrap(), job, 100)
+        .await
+        .unwrap();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].media_id, media[2].id);
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_paused_queue_holds_old_and_new_tasks_and_resume_restores_their_order(pool: PgPool) {
+    migrate(&pool).await;
+    let u = crate::common::user(&pool, "p@example.org").await;
+    let mut tx = pool.begin().await.unwrap();
+    timeline::ingest::submit(&mut tx, u, &new_media(u, 3), jobs::Lane::Bulk)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let due = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM apalis.jobs WHERE job_type = 'hash' AND run_at <= now()",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let before = fetch_order(&pool).await;
+    let mut tx = pool.begin().await.unwrap();
+    timeline::db::admin::pause(&mut tx, "hash", u)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(due(pool.clone()).await, 0);
+    // Queued while paused: held too. Other queues are not.
+    let mut tx = pool.begin().await.unwrap();
+    timeline::ingest::submit(&mut tx, u, &new_media(u, 1), jobs::Lane::Interactive)
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    jobs::enqueue(
+        &mut conn,
+        Step::Exif,
+        &[MediaTask::new(Uuid::new_v4(), Uuid::new_v4(), 0)],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(due(pool.clone()).await, 0);
+    let exif_due: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM apalis.jobs WHERE job_type = 'exif' AND run_at <= now()",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(exif_due, 1);
+    let mut tx = pool.begin().await.unwrap();
+    timeline::db::admin::resume(&mut tx, "hash").await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(due(pool.clone()).await, 4);
+    let after = fetch_order(&pool).await;
+    assert_eq!(
+        &after[1..],
+        &before[..],
+        "the old tasks keep their order behind the upload"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn cancelling_a_job_drops_its_waiting_tasks_and_fails_its_unfinished_files(pool: PgPool) {
+    migrate(&pool).await;
+    let u = crate::common::user(&pool, "x@example.org").await;
+    let media = new_media(u, 3);
+    let mut tx = pool.begin().await.unwrap();
+    let job = timeline::ingest::submit(&mut tx, u, &media, jobs::Lane::Bulk)
+        .await
+        .unwrap()
+        .id;
+    let other = timeline::ingest::submit(&mut tx, u, &new_media(u, 1), jobs::Lane::Bulk)
+        .await
+        .unwrap()
+        .id;
+    tx.commit().await.unwrap();
+    end_file(&pool, media[0].id, "completed").await;
+    let mut tx = pool.begin().await.unwrap();
+    assert!(timeline::db::admin::cancel_job(&mut tx, job).await.unwrap());
+    assert!(
+        !timeline::db::admin::cancel_job(&mut tx, job).await.unwrap(),
+        "once"
+    );
+    tx.commit().await.unwrap();
+    let left = fetch_order(&pool).await;
+    assert_eq!(
+        left.iter().map(|(j, _)| *j).collect::<Vec<_>>(),
+        vec![other]
+    );
+    let statuses: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT processing_status, error_message FROM media_files WHERE id = ANY($1) ORDER BY filename",
+    )
+    .bind(media.iter().map(|m| m.id).collect::<Vec<_>>())
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(statuses[0].0, "completed");
+    for s in &statuses[1..] {
+        assert_eq!(
+            s,
+            &(
+                "failed".to_owned(),
+                Some("cancelled by an operator".to_owned())
+            )
+        );
+    }
+    assert_eq!(job_row(&pool, job).await.0, "cancelled");
 }

@@ -46,7 +46,7 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
             // Not fatal: the photo still gets its thumbnails.
             let reason = format!("unreadable EXIF: {e}");
             if let Some(clip) = &clip {
-                motion_clip::record(ctx, clip, task.job_id).await?;
+                motion_clip::record(ctx, clip, task.job_id, task.priority).await?;
             }
             return step::finish(ctx, &media, Step::Exif, Err(&reason), attempt).await;
         }
@@ -59,7 +59,7 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
         Some(fut) => Some(fut.await?),
         None => None,
     };
-    store(ctx, &media, &facts, location, (clip, task.job_id), attempt).await
+    store(ctx, &media, &facts, location, (clip, task), attempt).await
 }
 
 /// The row's `TakenAtSource` for the media crate's.
@@ -95,7 +95,7 @@ async fn store(
     media: &MediaState,
     facts: &ExifFacts,
     location: Option<NewLocation>,
-    (clip, job_id): (Option<EmbeddedClip>, uuid::Uuid),
+    (clip, task): (Option<EmbeddedClip>, MediaTask),
     attempt: i32,
 ) -> Result<(), StepError> {
     let tz = location.as_ref().and_then(|l| l.timezone.clone());
@@ -123,11 +123,11 @@ async fn store(
     }
     db::pipeline::apply_exif(&mut tx, media.id, &update).await?;
     if let Some(clip) = &clip {
-        motion_clip::record_in(&mut tx, clip, job_id).await?;
+        motion_clip::record_in(&mut tx, clip, task.job_id, task.priority).await?;
     }
     step::pair_live_photo(&mut tx, media.user_id, update.content_identifier.as_deref()).await?;
     db::pipeline::record_step(&mut tx, media, Step::Exif, Ok(()), attempt).await?;
-    step::settle(&mut tx, media.id).await?;
+    step::settle(&mut tx, media).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -119,8 +119,12 @@ async fn mark_duplicate(
     };
     db::pipeline::mark_duplicate(&mut tx, media.id, original, hash).await?;
     db::pipeline::record_step(&mut tx, media, Step::Hash, Ok(()), attempt).await?;
-    db::jobs::refresh_progress(&mut tx, media.id).await?;
+    db::jobs::file_ended(&mut tx, media.id).await?;
     tx.commit().await?;
+    step::media_ended(
+        &media.mime_type,
+        timeline::models::ProcessingStatus::Duplicate,
+    );
     tracing::info!(duplicate_of = %original, "duplicate of an earlier upload");
     ctx.storage
         .delete(&Storage::key(media.user_id, media.id, Rendition::Original))

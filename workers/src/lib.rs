@@ -67,6 +67,9 @@ pub struct Args {
     /// store away); each further attempt waits twice as long (±50 % jitter, at most 5 min).
     #[arg(long, env = "TIMELINE_RETRY_BASE_SECS", default_value_t = timeline::jobs::DEFAULT_RETRY_BASE.as_secs_f64())]
     pub retry_base_secs: f64,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (e.g. `127.0.0.1:9101`; default: off).
+    #[arg(long, env = "TIMELINE_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
     /// Where originals from a remote (S3) store are spooled for ffmpeg.
     #[arg(long, env = "TIMELINE_SPOOL_DIR")]
     pub spool_dir: Option<std::path::PathBuf>,
@@ -117,6 +120,19 @@ pub async fn run() -> Result<(), Error> {
         )));
     }
     let pool = timeline::db::connect_waiting(&args.db, std::time::Duration::from_secs(60)).await?;
+    timeline::metrics::handle();
+    let metrics = match &args.metrics_addr {
+        Some(addr) => {
+            let listener = timeline::metrics::bind(addr)
+                .await
+                .map_err(|e| Error::Config(format!("--metrics-addr {addr}: {e}")))?;
+            Some(tokio::spawn(timeline::metrics::serve_on(
+                listener,
+                pool.clone(),
+            )))
+        }
+        None => None,
+    };
     let storage = args
         .storage
         .open()
@@ -173,6 +189,9 @@ pub async fn run() -> Result<(), Error> {
     let result = pools::run(ctx, &steps, concurrency).await;
     housekeeping.abort();
     reconciler.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     result?;
     tracing::info!("worker stopped");
     Ok(())

@@ -64,12 +64,11 @@ pub async fn record_in(
     conn: &mut PgConnection,
     clip: &EmbeddedClip,
     job_id: Uuid,
+    priority: u32,
 ) -> Result<(), StepError> {
     if db::pipeline::insert_embedded_clip(conn, clip).await? {
-        let task = [MediaTask {
-            media_file_id: clip.id,
-            job_id,
-        }];
+        // The clip runs in its still's lane.
+        let task = [MediaTask::new(clip.id, job_id, priority)];
         jobs::enqueue(conn, Step::Hash, &task).await?;
         tracing::info!(clip.id = %clip.id, "Motion Photo clip extracted");
     }
@@ -77,9 +76,14 @@ pub async fn record_in(
 }
 
 /// [`record_in`] in a transaction of its own.
-pub async fn record(ctx: &Context, clip: &EmbeddedClip, job_id: Uuid) -> Result<(), StepError> {
+pub async fn record(
+    ctx: &Context,
+    clip: &EmbeddedClip,
+    job_id: Uuid,
+    priority: u32,
+) -> Result<(), StepError> {
     let mut tx = ctx.pool.begin().await?;
-    record_in(&mut tx, clip, job_id).await?;
+    record_in(&mut tx, clip, job_id, priority).await?;
     tx.commit().await?;
     Ok(())
 }

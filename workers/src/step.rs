@@ -79,7 +79,9 @@ pub async fn begin(ctx: &Context, task: MediaTask) -> Result<Option<MediaState>,
         return Ok(None);
     };
     if media.processing_status.is_final() {
-        return Ok(None);
+        // Reprocessing a completed file runs its step; nothing else touches an ended file.
+        let refreshing = task.refresh && media.processing_status == ProcessingStatus::Completed;
+        return Ok(refreshing.then_some(media));
     }
     db::pipeline::mark_processing(&mut tx, media.id).await?;
     db::jobs::mark_running(&mut tx, task.job_id).await?;
@@ -160,22 +162,67 @@ pub async fn finish(
 ) -> Result<(), StepError> {
     let mut tx = ctx.pool.begin().await?;
     db::pipeline::record_step(&mut tx, media, step, outcome, attempt).await?;
-    settle(&mut tx, media.id).await?;
+    settle(&mut tx, media).await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// Decides the end state (if reached) and refreshes the progress of the file's jobs.
+/// Decides the end state (if reached) and moves the progress of the file's jobs.
 pub async fn settle(
     conn: &mut sqlx::PgConnection,
-    media_id: uuid::Uuid,
+    media: &MediaState,
 ) -> Result<Option<ProcessingStatus>, StepError> {
-    let end = db::pipeline::finalize(conn, media_id).await?;
+    let end = db::pipeline::finalize(conn, media.id).await?;
     if let Some(status) = end {
         tracing::info!(status = %status, "media file reached its end state");
-        db::jobs::refresh_progress(conn, media_id).await?;
+        db::jobs::file_ended(conn, media.id).await?;
+        media_ended(&media.mime_type, status);
     }
     Ok(end)
+}
+
+/// Counts a file reaching its end state (`timeline_media_total`).
+pub fn media_ended(mime_type: &str, status: ProcessingStatus) {
+    let kind = timeline_media::Kind::of_mime(mime_type).map_or("unknown", |k| match k {
+        timeline_media::Kind::Image => "image",
+        timeline_media::Kind::Video => "video",
+        timeline_media::Kind::Audio => "audio",
+    });
+    metrics::counter!(timeline::metrics::MEDIA_TOTAL, "kind" => kind, "status" => status.as_str())
+        .increment(1);
+}
+
+/// After a step of a reprocessed (completed) file: once none of its steps lacks a record at
+/// the current version, its reprocessing job counts it (as `failed` if a step failed).
+async fn refreshed(
+    ctx: &Context,
+    task: MediaTask,
+    failed: Option<ProcessingStatus>,
+) -> Result<(), StepError> {
+    let mut tx = ctx.pool.begin().await?;
+    let (unrecorded, fatal) = db::uploads::refresh_state(&mut tx, task.media_file_id).await?;
+    if failed.is_some() || unrecorded == 0 {
+        let status = if failed.is_some() || fatal > 0 {
+            ProcessingStatus::Failed
+        } else {
+            ProcessingStatus::Completed
+        };
+        db::jobs::file_ended_as(&mut tx, task.media_file_id, Some(status)).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Records how long a first attempt waited in its queue (`timeline_queue_wait_seconds`);
+/// retries wait out their backoff on purpose and are not queueing delay.
+fn record_wait(step: Step, task: &MediaTask, attempt: usize) {
+    let Some(at) = task.enqueued_at_ms.filter(|_| attempt == 1) else {
+        return;
+    };
+    let waited = (chrono::Utc::now().timestamp_millis() - at).max(0) as f64 / 1000.0;
+    metrics::histogram!(timeline::metrics::QUEUE_WAIT, "queue" => step.queue(),
+                        "priority" => timeline::jobs::lane_name(task.priority))
+    .record(waited);
 }
 
 /// The apalis-facing wrapper of every step: instruments it, turns permanent errors and
@@ -195,12 +242,22 @@ where
     let attempt = attempt.max(1);
     let span = tracing::info_span!("step", step = step.queue(), media.id = %task.media_file_id,
                                    job.id = %task.job_id, attempt);
+    record_wait(step, &task, attempt);
     let started = std::time::Instant::now();
     let result = body().instrument(span.clone()).await;
     let _enter = span.enter();
+    let took = |outcome: &'static str| {
+        metrics::histogram!(timeline::metrics::STEP_DURATION, "step" => step.queue(), "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+    };
     let give_up = |reason: &str| format!("gave up after {attempt} attempts: {reason}");
     let reason = match result {
+        Ok(()) if task.refresh => {
+            took("ok");
+            return refreshed(ctx, task, None).await;
+        }
         Ok(()) => {
+            took("ok");
             tracing::debug!(
                 duration_ms = started.elapsed().as_millis() as u64,
                 "step done"
@@ -210,16 +267,26 @@ where
         Err(StepError::Permanent(r)) => r,
         Err(StepError::Transient(r)) if attempt >= timeline::jobs::max_attempts() => give_up(&r),
         Err(e @ StepError::Transient(_)) => {
+            took("retry");
             tracing::warn!(error = %e, "step failed; will retry");
             return Err(e);
         }
     };
+    took("failed");
     tracing::warn!(error = %reason, "step failed");
     let media = {
         let mut conn = ctx.pool.acquire().await?;
         db::pipeline::load(&mut conn, task.media_file_id).await?
     };
     match media {
+        Some(media) if task.refresh && media.processing_status == ProcessingStatus::Completed => {
+            // The file keeps its earlier renditions; the reprocessing job counts a failure.
+            let mut tx = ctx.pool.begin().await?;
+            let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
+            db::pipeline::record_step(&mut tx, &media, step, Err(&reason), attempt).await?;
+            tx.commit().await?;
+            refreshed(ctx, task, Some(ProcessingStatus::Failed)).await
+        }
         Some(media) if !media.processing_status.is_final() => {
             finish(
                 ctx,

@@ -30,7 +30,7 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
     let keys = (stored.thumb_key.as_str(), stored.preview_key.as_str());
     db::pipeline::apply_thumbnails(&mut tx, media.id, dims, keys, stored.sizes).await?;
     db::pipeline::record_step(&mut tx, &media, Step::Thumbnail, Ok(()), attempt).await?;
-    step::settle(&mut tx, media.id).await?;
+    step::settle(&mut tx, &media).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -242,7 +242,7 @@ async fn store(
     db::pipeline::apply_video(&mut tx, media.id, &update, thumbs_ref).await?;
     step::pair_live_photo(&mut tx, media.user_id, update.content_identifier.as_deref()).await?;
     db::pipeline::record_step(&mut tx, media, Step::Video, Ok(()), attempt).await?;
-    step::settle(&mut tx, media.id).await?;
+    step::settle(&mut tx, media).await?;
     tx.commit().await?;
     Ok(())
 }

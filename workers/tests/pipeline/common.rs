@@ -50,16 +50,16 @@ pub async fn spawn_api(
 ) -> String {
     let storage = timeline::storage::Storage::from_url(storage_dir.to_str().expect("utf-8 path"))
         .expect("storage");
-    let state = timeline::http::AppState {
-        pool: pool.clone(),
+    let state = timeline::http::AppState::new(
+        pool.clone(),
         storage,
-        limits: timeline::config::UploadLimits {
+        timeline::config::UploadLimits {
             max_file_bytes: 30 * 1024 * 1024,
             max_request_bytes: 100 * 1024 * 1024,
             max_parts: 200,
             allowed_types: None,
         },
-    };
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -17,6 +17,7 @@ mod http_hygiene;
 mod ingest;
 mod ingest_cli;
 mod isolation;
+mod operators;
 mod reconcile;
 mod recovery;
 mod s3_faults;

@@ -31,9 +31,14 @@ async fn a_rolled_back_upload_leaves_neither_row_nor_job(pool: PgPool) {
     };
 
     let mut tx = pool.begin().await.unwrap();
-    let job = timeline::ingest::submit(&mut tx, user, std::slice::from_ref(&media))
-        .await
-        .unwrap();
+    let job = timeline::ingest::submit(
+        &mut tx,
+        user,
+        std::slice::from_ref(&media),
+        timeline::jobs::Lane::Interactive,
+    )
+    .await
+    .unwrap();
     tx.rollback().await.unwrap();
     assert_eq!(count("SELECT count(*) FROM media_files").await, 0);
     assert_eq!(count("SELECT count(*) FROM data_processing_jobs").await, 0);
@@ -41,9 +46,14 @@ async fn a_rolled_back_upload_leaves_neither_row_nor_job(pool: PgPool) {
 
     // Committed, all three exist, and the queue task names this media file and job.
     let mut tx = pool.begin().await.unwrap();
-    let job2 = timeline::ingest::submit(&mut tx, user, std::slice::from_ref(&media))
-        .await
-        .unwrap();
+    let job2 = timeline::ingest::submit(
+        &mut tx,
+        user,
+        std::slice::from_ref(&media),
+        timeline::jobs::Lane::Interactive,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     assert_ne!(job.id, job2.id);
     assert_eq!(count("SELECT count(*) FROM media_files").await, 1);
