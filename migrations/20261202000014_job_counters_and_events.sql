@@ -83,6 +83,8 @@ CREATE TABLE queue_pauses (
     paused_by  uuid REFERENCES users (id) ON DELETE SET NULL,
     paused_at  timestamptz NOT NULL DEFAULT now()
 );
+-- Operators' table: the API role has no policy (and no grant); the pause trigger runs as owner.
+ALTER TABLE queue_pauses ENABLE ROW LEVEL SECURITY;
 
 -- An operator dismissed this failure from the dashboard (the file stays failed for its owner).
 ALTER TABLE media_files ADD COLUMN failure_dismissed_at timestamptz;

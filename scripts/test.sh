@@ -16,6 +16,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+# The live API against its own OpenAPI document (schemathesis): no 5xx, every answer as described.
+bash scripts/schemathesis.sh 25
 # Coverage-guided fuzzing (libFuzzer via cargo-fuzz on stable) of the entry points that eat
 # hostile bytes, 30 s each; a crash fails the run. Long runs: `bash scripts/fuzz.sh 600`.
 bash scripts/fuzz.sh 30

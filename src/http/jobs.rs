@@ -4,29 +4,34 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::routing::get;
-use axum::{Json, Router};
 use futures::Stream;
 use tokio::sync::{broadcast, mpsc};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::auth::{AuthUser, begin_as};
+use super::docs::{IdParam, NotFound, Unauthorized, Unavailable};
+use super::views::JobView;
 use super::{AppState, error::ApiError, views};
 use crate::models::system::DataProcessingJob;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/jobs/{id}", get(get_job))
-        .route("/v1/jobs/{id}/events", get(events))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_job))
+        .routes(routes!(events))
 }
 
+/// A tracked job's progress, for polling.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(IdParam),
+    responses((status = 200, body = JobView), Unauthorized, NotFound, Unavailable))]
 async fn get_job(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<JobView>, ApiError> {
     // A malformed id is as unknown as another user's: 404, not 400.
     let id: Uuid = id.parse().map_err(|_| ApiError::NotFound)?;
     let (_, view) = read(&state, user, id).await?;
@@ -38,7 +43,7 @@ async fn read(
     state: &AppState,
     user: Uuid,
     id: Uuid,
-) -> Result<(DataProcessingJob, serde_json::Value), ApiError> {
+) -> Result<(DataProcessingJob, JobView), ApiError> {
     let mut tx = begin_as(&state.pool, user).await?;
     let job = crate::db::jobs::get(&mut tx, user, id)
         .await?
@@ -55,6 +60,10 @@ const RESYNC: Duration = Duration::from_secs(10);
 
 /// `GET /v1/jobs/{id}/events`: `progress` now and on every change, `file` as each file ends,
 /// then `done` with the whole job (as `GET /v1/jobs/{id}` shows it), and the stream ends.
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", params(IdParam),
+    responses((status = 200, description = "Server-Sent Events: `progress`, `file`, then `done` (the job)",
+               content_type = "text/event-stream", body = String),
+              Unauthorized, NotFound, Unavailable))]
 async fn events(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -82,6 +91,10 @@ fn progress(job: &DataProcessingJob) -> serde_json::Value {
     })
 }
 
+fn done(view: &JobView) -> Event {
+    event("done", &serde_json::to_value(view).unwrap_or_default())
+}
+
 fn event(kind: &str, data: &serde_json::Value) -> Event {
     Event::default().event(kind).data(data.to_string())
 }
@@ -90,7 +103,7 @@ fn event(kind: &str, data: &serde_json::Value) -> Event {
 async fn forward(
     state: AppState,
     user: Uuid,
-    (job, view): (DataProcessingJob, serde_json::Value),
+    (job, view): (DataProcessingJob, JobView),
     mut rx: broadcast::Receiver<std::sync::Arc<super::events::JobEvent>>,
     out: mpsc::Sender<Event>,
 ) {
@@ -100,7 +113,7 @@ async fn forward(
         return;
     }
     if job.status.is_final() {
-        let _ = out.send(event("done", &view)).await;
+        let _ = out.send(done(&view)).await;
         return;
     }
     let mut resync = tokio::time::interval(RESYNC);
@@ -149,7 +162,7 @@ async fn forward(
             }
         }
         if job.status.is_final() {
-            let _ = out.send(event("done", &view)).await;
+            let _ = out.send(done(&view)).await;
             return;
         }
     }

@@ -1,18 +1,19 @@
 //! `/v1/media`: upload, read one, the timeline list (and its failures), thumbnails, the
 //! original, retry and delete. Every query runs in a transaction scoped to the token's user.
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use object_store::ObjectStoreExt;
-use serde_json::json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::auth::{AuthUser, begin_as};
+use super::docs::{BadRequest, Conflict, IdParam, NotFound, Unauthorized, Unavailable};
+use super::views::{MediaPage, MediaView, RetryAccepted};
 use super::{AppState, error::ApiError, range, upload, views};
 use crate::db;
 use crate::db::media::Cursor;
@@ -21,19 +22,16 @@ use crate::jobs;
 use crate::models::ProcessingStatus;
 use crate::storage::Rendition;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        // The upload route counts bytes itself against the configured limits.
-        .route(
-            "/v1/media",
-            post(upload::upload)
-                .layer(DefaultBodyLimit::disable())
-                .get(list),
-        )
-        .route("/v1/media/{id}", get(detail).delete(delete))
-        .route("/v1/media/{id}/original", get(original))
-        .route("/v1/media/{id}/thumbnails/{kind}", get(thumbnail))
-        .route("/v1/media/{id}/retry", post(retry))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(upload::upload, list))
+        .routes(routes!(detail, delete))
+        .routes(routes!(original))
+        .routes(routes!(thumbnail))
+        .routes(routes!(retry))
+        // The upload route counts bytes itself against the configured limits (no other media
+        // route reads a body).
+        .layer(DefaultBodyLimit::disable())
 }
 
 /// Ids in paths: a malformed one is as unknown as another user's.
@@ -41,11 +39,14 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound)
 }
 
+/// A media file.
+#[utoipa::path(get, path = "/v1/media/{id}", tag = "media", params(IdParam),
+    responses((status = 200, body = MediaView), Unauthorized, NotFound, Unavailable))]
 async fn detail(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<MediaView>, ApiError> {
     let id = parse_id(&id)?;
     let mut tx = begin_as(&state.pool, user).await?;
     let m = db::media::detail(&mut *tx, user, id)
@@ -53,7 +54,11 @@ async fn detail(
         .ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     let retries = with_retries(&state, std::slice::from_ref(&m)).await?;
-    Ok(Json(retries.into_iter().next().unwrap_or_default()))
+    retries
+        .into_iter()
+        .next()
+        .map(Json)
+        .ok_or(ApiError::NotFound)
 }
 
 /// Media views with their pending retry (`retry`: step, attempts, next attempt's time, last
@@ -62,7 +67,7 @@ async fn detail(
 async fn with_retries(
     state: &AppState,
     rows: &[db::media::MediaDetail],
-) -> Result<Vec<serde_json::Value>, ApiError> {
+) -> Result<Vec<MediaView>, ApiError> {
     let waiting: Vec<Uuid> = rows
         .iter()
         .filter(|m| !m.processing_status.is_final())
@@ -78,16 +83,20 @@ async fn with_retries(
         .iter()
         .map(|m| {
             let mut v = views::media(m);
-            v["retry"] = views::retry(retries.iter().find(|r| r.media_id == m.id));
+            v.retry = views::retry(retries.iter().find(|r| r.media_id == m.id));
             v
         })
         .collect())
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Items per page, 1–200 (default 50).
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Only files in this state (`pending`, `processing`, `completed`, `failed`, `duplicate`).
     status: Option<String>,
 }
 
@@ -106,11 +115,14 @@ fn decode_cursor(raw: &str) -> Result<Cursor, ApiError> {
     })
 }
 
+/// The user's media, newest first (by `taken_at`, else upload time), a page at a time.
+#[utoipa::path(get, path = "/v1/media", tag = "media", params(ListQuery),
+    responses((status = 200, body = MediaPage), BadRequest, Unauthorized, Unavailable))]
 async fn list(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     super::ApiQuery(q): super::ApiQuery<ListQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<MediaPage>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 200);
     let status = match q.status.as_deref() {
         None | Some("") => None,
@@ -131,9 +143,17 @@ async fn list(
         None
     };
     let items = with_retries(&state, page).await?;
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    Ok(Json(MediaPage {
+        items,
+        next_cursor: next,
+    }))
 }
 
+/// A rendition: `thumb` (250 px) or `preview` (1440 px), JPEG or WebP.
+#[utoipa::path(get, path = "/v1/media/{id}/thumbnails/{kind}", tag = "media",
+    params(IdParam, ("kind" = String, Path, description = "`thumb` or `preview`")),
+    responses((status = 200, description = "the image", content_type = "image/*", body = Vec<u8>),
+              Unauthorized, NotFound, Unavailable))]
 async fn thumbnail(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -160,6 +180,14 @@ async fn thumbnail(
 /// The original, streamed; a single HTTP `Range` (`bytes=a-b`, `a-`, `-n`) answers 206 with
 /// just those bytes, so a player can seek in a video without downloading it whole. Several
 /// ranges at once are answered with the whole file (200), as RFC 9110 allows.
+#[utoipa::path(get, path = "/v1/media/{id}/original", tag = "media", params(IdParam,
+        ("Range" = Option<String>, Header, description = "one byte range: `bytes=a-b`, `bytes=a-` or `bytes=-n`")),
+    responses((status = 200, description = "the whole original, as its own type",
+               content((Vec<u8> = "image/*"), (Vec<u8> = "video/*"), (Vec<u8> = "audio/*"), (Vec<u8> = "application/octet-stream"))),
+              (status = 206, description = "the requested bytes",
+               content((Vec<u8> = "image/*"), (Vec<u8> = "video/*"), (Vec<u8> = "audio/*"), (Vec<u8> = "application/octet-stream"))),
+              (status = 416, description = "the range is outside the file"),
+              Unauthorized, NotFound, Unavailable))]
 async fn original(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -235,6 +263,9 @@ fn image_response(mime: &'static str, body: Body) -> Response {
     resp
 }
 
+/// Deletes a media file, its renditions and its original (and its duplicates' rows).
+#[utoipa::path(delete, path = "/v1/media/{id}", tag = "media", params(IdParam),
+    responses((status = 204, description = "deleted"), Unauthorized, NotFound, Unavailable))]
 async fn delete(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -256,6 +287,10 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Puts a failed file through its failed steps again, as a new job.
+#[utoipa::path(post, path = "/v1/media/{id}/retry", tag = "media", params(IdParam),
+    responses((status = 202, body = RetryAccepted, headers(("Location" = String, description = "the job"))),
+              Unauthorized, NotFound, Conflict, Unavailable))]
 async fn retry(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -279,7 +314,9 @@ async fn retry(
     let location = format!("/v1/jobs/{}", job.id);
     let mut resp = (
         StatusCode::ACCEPTED,
-        Json(json!({ "job": views::job(&job, &[]) })),
+        Json(RetryAccepted {
+            job: views::job(&job, &[]),
+        }),
     )
         .into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod docs;
 pub mod error;
 pub mod events;
 mod jobs;
@@ -10,7 +11,7 @@ mod media;
 mod range;
 pub mod server;
 mod upload;
-mod views;
+pub mod views;
 
 use std::time::Duration;
 
@@ -47,39 +48,59 @@ impl AppState {
     }
 }
 
+/// The API's routes and their OpenAPI description, built together (see `docs`).
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use utoipa::OpenApi;
+    utoipa_axum::router::OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+        .routes(utoipa_axum::routes!(healthz))
+        .routes(utoipa_axum::routes!(metrics))
+        .merge(media::router())
+        .merge(jobs::router())
+        .split_for_parts()
+}
+
+/// The OpenAPI 3.1 document (`GET /openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
-        .route("/healthz", axum::routing::get(healthz))
-        .route("/metrics", axum::routing::get(metrics))
-        .merge(media::router())
-        .merge(jobs::router())
-        .merge(admin::router())
-        // Every answer is problem+json, unknown routes and wrong methods included.
-        .fallback(|| async { error::ApiError::NotFound })
-        .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
-        .with_state(state)
-        // Wraps each route (after matching), so the route pattern is known.
-        .layer(axum::middleware::from_fn(record_metrics))
-        // Runs after SetRequestIdLayer, so every request has its id here.
-        .layer(axum::middleware::from_fn(auth::with_request_meta))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                let id = req
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(),
+    let (api, doc) = api();
+    let doc = std::sync::Arc::new(doc);
+    api.route(
+        "/openapi.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { axum::Json(doc.as_ref().clone()) }
+        }),
+    )
+    .merge(admin::router())
+    // Every answer is problem+json, unknown routes and wrong methods included.
+    .fallback(|| async { error::ApiError::NotFound })
+    .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
+    .with_state(state)
+    // Wraps each route (after matching), so the route pattern is known.
+    .layer(axum::middleware::from_fn(record_metrics))
+    // Runs after SetRequestIdLayer, so every request has its id here.
+    .layer(axum::middleware::from_fn(auth::with_request_meta))
+    .layer(
+        TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(),
                                     request.id = %id, user.id = tracing::field::Empty)
-            }),
-        )
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-        // Outermost: a client's request id that could forge log lines is dropped (and then
-        // replaced by a fresh one) before anything logs it.
-        .layer(axum::middleware::from_fn(drop_unsafe_request_id))
+        }),
+    )
+    .layer(PropagateRequestIdLayer::new(request_id.clone()))
+    .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+    // Outermost: a client's request id that could forge log lines is dropped (and then
+    // replaced by a fresh one) before anything logs it.
+    .layer(axum::middleware::from_fn(drop_unsafe_request_id))
 }
 
 /// Longest client request id kept.
@@ -153,7 +174,9 @@ async fn record_metrics(
     resp
 }
 
-/// `GET /metrics`: Prometheus text exposition.
+/// Prometheus metrics (text exposition format; see docs/OPERATIONS.md).
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "the metrics", content_type = "text/plain", body = String)))]
 async fn metrics(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> impl axum::response::IntoResponse {
@@ -167,6 +190,9 @@ async fn metrics(
 }
 
 /// 200 when the database answers, 503 otherwise.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "`ok`", content_type = "text/plain", body = String),
+              docs::Unavailable))]
 async fn healthz(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<&'static str, error::ApiError> {

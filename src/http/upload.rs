@@ -8,18 +8,21 @@ use axum::response::IntoResponse;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use object_store::{ObjectStoreExt, WriteMultipart};
-use serde_json::json;
 use uuid::Uuid;
 
 use super::auth::{AuthUser, begin_as};
-use super::{AppState, error::ApiError, views};
+use super::docs::{BadRequest, TooLarge, Unauthorized, Unavailable, Unsupported};
+use super::views::{AcceptedMedia, JobSummary, UploadAccepted};
+use super::{AppState, error::ApiError};
 use crate::db::uploads::NewMedia;
 use crate::format::{MediaFormat, SNIFF_LEN};
 use crate::storage::{Rendition, Storage};
 
 /// Query of a raw (non-multipart) upload.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RawQuery {
+    /// The file's name, for a raw (non-multipart) body.
     filename: Option<String>,
 }
 
@@ -30,6 +33,13 @@ struct Stored {
     bytes_total: u64,
 }
 
+/// Uploads photos, videos and audio: `multipart/form-data` with parts named `file`, or a raw
+/// body with `?filename=`. Streamed to the store; answers at once with the job to follow.
+#[utoipa::path(post, path = "/v1/media", tag = "media", params(RawQuery),
+    request_body(description = "multipart/form-data (parts named `file`) or the raw bytes of one file",
+        content((Vec<u8> = "multipart/form-data"), (Vec<u8> = "application/octet-stream"))),
+    responses((status = 202, body = UploadAccepted, headers(("Location" = String, description = "the job"))),
+              BadRequest, Unauthorized, TooLarge, Unsupported, Unavailable))]
 pub async fn upload(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -51,10 +61,7 @@ pub async fn upload(
     };
     match result {
         Ok(body) => {
-            let location = format!(
-                "/v1/jobs/{}",
-                body["job"]["id"].as_str().unwrap_or_default()
-            );
+            let location = format!("/v1/jobs/{}", body.job.id);
             let mut headers = HeaderMap::new();
             if let Ok(v) = HeaderValue::from_str(&location) {
                 headers.insert(header::LOCATION, v);
@@ -265,7 +272,7 @@ where
 }
 
 /// One transaction: media rows, the tracked job, its media links and the first queue tasks.
-async fn record(state: &AppState, stored: &Stored) -> Result<serde_json::Value, ApiError> {
+async fn record(state: &AppState, stored: &Stored) -> Result<UploadAccepted, ApiError> {
     let mut tx = begin_as(&state.pool, stored.user).await?;
     let lane = crate::jobs::Lane::Interactive;
     let job = crate::ingest::submit(&mut tx, stored.user, &stored.media, lane).await?;
@@ -273,16 +280,24 @@ async fn record(state: &AppState, stored: &Stored) -> Result<serde_json::Value, 
     crate::test_hooks::pause("TIMELINE_TEST_PAUSE_BEFORE_COMMIT_SECS").await;
     tx.commit().await?;
     tracing::info!(job.id = %job.id, files = stored.media.len(), size_bytes = stored.bytes_total, "upload accepted");
-    let media: Vec<_> = stored
+    let media = stored
         .media
         .iter()
-        .map(|m| json!({"id": m.id, "filename": m.filename, "processing_status": "pending"}))
+        .map(|m| AcceptedMedia {
+            id: m.id,
+            filename: m.filename.clone(),
+            processing_status: "pending".into(),
+        })
         .collect();
-    let mut job_view = views::job(&job, &[]);
-    if let Some(obj) = job_view.as_object_mut() {
-        obj.retain(|k, _| matches!(k.as_str(), "id" | "job_type" | "status" | "progress"));
-    }
-    Ok(json!({ "job": job_view, "media": media }))
+    Ok(UploadAccepted {
+        job: JobSummary {
+            id: job.id,
+            job_type: job.job_type.as_str().to_owned(),
+            status: job.status.as_str().to_owned(),
+            progress: job.progress,
+        },
+        media,
+    })
 }
 
 /// Best-effort removal of what a refused or failed request stored.

@@ -1,7 +1,10 @@
 //! JSON shapes of the contract (`../shared/API.md`), built from database rows.
 
-use chrono::{FixedOffset, SecondsFormat};
+use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use uuid::Uuid;
 
 use crate::db::media::MediaDetail;
 use crate::models::system::DataProcessingJob;
@@ -28,44 +31,157 @@ pub fn taken_at(m: &MediaDetail) -> Value {
     }
 }
 
+/// A step waiting out its backoff before another attempt.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RetryView {
+    pub step: String,
+    /// Attempts made so far.
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+}
+
 /// `retry` of a media view: the step waiting out its backoff, if any.
-pub fn retry(r: Option<&crate::db::queue::PendingRetry>) -> Value {
-    r.map_or(Value::Null, |r| {
-        json!({ "step": r.step, "attempts": r.attempts, "next_attempt_at": r.next_attempt_at,
-                "last_error": r.last_error })
+pub fn retry(r: Option<&crate::db::queue::PendingRetry>) -> Option<RetryView> {
+    r.map(|r| RetryView {
+        step: r.step.clone(),
+        attempts: r.attempts,
+        next_attempt_at: r.next_attempt_at,
+        last_error: r.last_error.clone(),
     })
 }
 
+/// Where a file was taken (`null` without GPS).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LocationView {
+    pub id: Uuid,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub accuracy: Option<f64>,
+    pub country: Option<String>,
+    pub country_code: Option<String>,
+    pub state_province: Option<String>,
+    pub city: Option<String>,
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CameraView {
+    pub make: Option<String>,
+    pub model: Option<String>,
+}
+
+/// Links to the renditions.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ThumbnailLinks {
+    pub thumb: String,
+    pub preview: String,
+}
+
+/// The clip of a Live or Motion Photo.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MotionView {
+    pub media_id: Uuid,
+    pub duration_ms: Option<i64>,
+}
+
 /// The media object of `GET /v1/media/{id}` (and of list items).
-pub fn media(m: &MediaDetail) -> Value {
-    let location = m.location_id.map(|id| {
-        json!({
-            "id": id, "latitude": m.latitude, "longitude": m.longitude, "accuracy": m.accuracy,
-            "country": m.country, "country_code": m.country_code, "state_province": m.state_province,
-            "city": m.city, "timezone": m.timezone,
-        })
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MediaView {
+    pub id: Uuid,
+    /// `image`, `video` or `audio`.
+    pub kind: String,
+    pub filename: String,
+    pub mime_type: String,
+    pub file_size: i64,
+    /// Whole milliseconds; `null` for photos.
+    pub duration_ms: Option<i64>,
+    pub motion: Option<MotionView>,
+    /// The still this clip belongs to (Live / Motion Photos).
+    pub motion_of: Option<Uuid>,
+    /// SHA-256, hex.
+    pub file_hash: Option<String>,
+    /// As displayed (after orientation).
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub orientation: Option<i16>,
+    /// Local time with its UTC offset when known, else the bare wall-clock time.
+    pub taken_at: Option<String>,
+    pub taken_at_source: Option<String>,
+    pub camera: Option<CameraView>,
+    pub location: Option<LocationView>,
+    /// `pending`, `processing`, `completed`, `failed` or `duplicate`.
+    pub processing_status: String,
+    pub error_message: Option<String>,
+    pub attempts: i32,
+    pub duplicate_of: Option<Uuid>,
+    pub thumbnails: Option<ThumbnailLinks>,
+    /// What the steps read (EXIF, container tags, rendition sizes).
+    pub metadata: Value,
+    pub created_at: DateTime<Utc>,
+    /// The step waiting out its backoff, while one does.
+    pub retry: Option<RetryView>,
+}
+
+/// Builds the media view of a row (without its pending retry).
+pub fn media(m: &MediaDetail) -> MediaView {
+    let location = m.location_id.map(|id| LocationView {
+        id,
+        latitude: m.latitude,
+        longitude: m.longitude,
+        accuracy: m.accuracy,
+        country: m.country.clone(),
+        country_code: m.country_code.clone(),
+        state_province: m.state_province.clone(),
+        city: m.city.clone(),
+        timezone: m.timezone.clone(),
     });
-    let camera = (m.camera_make.is_some() || m.camera_model.is_some())
-        .then(|| json!({ "make": m.camera_make, "model": m.camera_model }));
-    let thumbnails = m.has_thumbnails.then(|| {
-        json!({
-            "thumb": format!("/v1/media/{}/thumbnails/thumb", m.id),
-            "preview": format!("/v1/media/{}/thumbnails/preview", m.id),
-        })
+    let camera = (m.camera_make.is_some() || m.camera_model.is_some()).then(|| CameraView {
+        make: m.camera_make.clone(),
+        model: m.camera_model.clone(),
     });
-    let motion = m
-        .motion_id
-        .map(|id| json!({ "media_id": id, "duration_ms": m.motion_duration.map(seconds_to_ms) }));
-    json!({
-        "id": m.id, "kind": m.kind, "filename": m.filename, "mime_type": m.mime_type, "file_size": m.file_size,
-        "duration_ms": m.duration.map(seconds_to_ms), "motion": motion, "motion_of": m.motion_of,
-        "file_hash": m.file_hash, "width": m.width, "height": m.height, "orientation": m.orientation,
-        "taken_at": taken_at(m), "taken_at_source": m.taken_at_source,
-        "camera": camera, "location": location,
-        "processing_status": m.processing_status, "error_message": m.error_message,
-        "attempts": m.attempts, "duplicate_of": m.duplicate_of, "thumbnails": thumbnails,
-        "metadata": m.metadata, "created_at": m.created_at,
-    })
+    let thumbnails = m.has_thumbnails.then(|| ThumbnailLinks {
+        thumb: format!("/v1/media/{}/thumbnails/thumb", m.id),
+        preview: format!("/v1/media/{}/thumbnails/preview", m.id),
+    });
+    let motion = m.motion_id.map(|id| MotionView {
+        media_id: id,
+        duration_ms: m.motion_duration.map(seconds_to_ms),
+    });
+    MediaView {
+        id: m.id,
+        kind: m.kind.clone(),
+        filename: m.filename.clone(),
+        mime_type: m.mime_type.clone(),
+        file_size: m.file_size,
+        duration_ms: m.duration.map(seconds_to_ms),
+        motion,
+        motion_of: m.motion_of,
+        file_hash: m.file_hash.clone(),
+        width: m.width,
+        height: m.height,
+        orientation: m.orientation,
+        taken_at: taken_at(m).as_str().map(str::to_owned),
+        taken_at_source: m.taken_at_source.clone(),
+        camera,
+        location,
+        processing_status: m.processing_status.as_str().to_owned(),
+        error_message: m.error_message.clone(),
+        attempts: m.attempts,
+        duplicate_of: m.duplicate_of,
+        thumbnails,
+        metadata: m.metadata.clone(),
+        created_at: m.created_at,
+        retry: None,
+    }
+}
+
+/// A page of `GET /v1/media`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MediaPage {
+    pub items: Vec<MediaView>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
 }
 
 /// Stored seconds → the contract's whole milliseconds.
@@ -76,15 +192,83 @@ fn seconds_to_ms(s: f64) -> i64 {
 /// Most failures listed in a job's `output_data.errors` (all of them: `GET /v1/media?status=failed`).
 pub const JOB_ERRORS_SHOWN: i64 = 100;
 
-/// The job object of `GET /v1/jobs/{id}`, with its first failures (`errors`, in upload order).
-pub fn job(j: &DataProcessingJob, errors: &[crate::db::jobs::JobError]) -> Value {
+/// The job object of `GET /v1/jobs/{id}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobView {
+    pub id: Uuid,
+    /// `media_ingest` or `media_reprocess`.
+    pub job_type: String,
+    /// `pending`, `running`, `completed`, `failed` or `cancelled`.
+    pub status: String,
+    /// 0–100, never going down.
+    pub progress: i16,
+    pub input_data: Value,
+    /// `completed`, `failed`, `duplicate`, `total` and the first 100 failures (`errors`).
+    pub output_data: Value,
+    pub error_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// The job object, with its first failures (`output_data.errors`, in upload order).
+pub fn job(j: &DataProcessingJob, errors: &[crate::db::jobs::JobError]) -> JobView {
     let mut output = j.output_data.clone();
     if let Value::Object(o) = &mut output {
         o.insert("errors".into(), json!(errors));
     }
-    json!({
-        "id": j.id, "job_type": j.job_type, "status": j.status, "progress": j.progress,
-        "input_data": j.input_data, "output_data": output, "error_message": j.error_message,
-        "created_at": j.created_at, "started_at": j.started_at, "completed_at": j.completed_at,
-    })
+    JobView {
+        id: j.id,
+        job_type: j.job_type.as_str().to_owned(),
+        status: j.status.as_str().to_owned(),
+        progress: j.progress,
+        input_data: j.input_data.clone(),
+        output_data: output,
+        error_message: j.error_message.clone(),
+        created_at: j.created_at,
+        started_at: j.started_at,
+        completed_at: j.completed_at,
+    }
+}
+
+/// The job as an upload's answer names it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobSummary {
+    pub id: Uuid,
+    pub job_type: String,
+    pub status: String,
+    pub progress: i16,
+}
+
+/// A file an upload accepted.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AcceptedMedia {
+    pub id: Uuid,
+    pub filename: String,
+    /// Always `pending` here.
+    pub processing_status: String,
+}
+
+/// `202` of `POST /v1/media`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UploadAccepted {
+    pub job: JobSummary,
+    pub media: Vec<AcceptedMedia>,
+}
+
+/// `202` of `POST /v1/media/{id}/retry`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RetryAccepted {
+    pub job: JobView,
+}
+
+/// An error (`application/problem+json`, RFC 9457).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// A stable URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
 }

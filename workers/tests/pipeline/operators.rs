@@ -659,3 +659,82 @@ async fn the_dashboard_shows_a_failure_and_its_retry_completes_in_a_real_browser
         .expect("pauses");
     assert_eq!(paused, 0, "the browser test resumes what it paused");
 }
+
+#[sqlx::test(migrations = false)]
+async fn the_openapi_document_lists_every_route_and_each_answers_as_described(pool: PgPool) {
+    let app = TestApp::start(pool, false).await;
+    let (_, token) = app.user("openapi@example.org").await;
+    let r = app
+        .http
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+    let doc: Value = r.json().await.expect("json");
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "{}",
+        doc["openapi"]
+    );
+    // Every route the API serves (the /admin pages are HTML for operators, not API).
+    let expected = [
+        ("/healthz", "get"),
+        ("/metrics", "get"),
+        ("/v1/media", "get"),
+        ("/v1/media", "post"),
+        ("/v1/media/{id}", "get"),
+        ("/v1/media/{id}", "delete"),
+        ("/v1/media/{id}/original", "get"),
+        ("/v1/media/{id}/thumbnails/{kind}", "get"),
+        ("/v1/media/{id}/retry", "post"),
+        ("/v1/jobs/{id}", "get"),
+        ("/v1/jobs/{id}/events", "get"),
+    ];
+    let mut listed: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .expect("operations")
+                .keys()
+                .filter(|m| ["get", "post", "put", "patch", "delete"].contains(&m.as_str()))
+                .map(move |m| (path.clone(), m.clone()))
+        })
+        .collect();
+    listed.sort();
+    let mut want: Vec<(String, String)> = expected
+        .iter()
+        .map(|(p, m)| ((*p).to_owned(), (*m).to_owned()))
+        .collect();
+    want.sort();
+    assert_eq!(listed, want);
+    // Each listed operation is served, and answers one of the statuses it documents.
+    let some_id = uuid::Uuid::new_v4().to_string();
+    for (path, method) in &listed {
+        let url = format!(
+            "{}{}",
+            app.base,
+            path.replace("{id}", &some_id).replace("{kind}", "thumb")
+        );
+        let req = match method.as_str() {
+            "get" => app.http.get(&url),
+            "post" => app.http.post(&url).body(Vec::<u8>::new()),
+            "delete" => app.http.delete(&url),
+            other => panic!("{other}"),
+        };
+        let status = req.bearer_auth(&token).send().await.expect("send").status();
+        let documented = doc["paths"][path][method]["responses"]
+            .as_object()
+            .expect("responses");
+        assert!(
+            documented.contains_key(status.as_str()),
+            "{method} {path} answered {status}, documented: {:?}",
+            documented.keys().collect::<Vec<_>>()
+        );
+        assert_ne!(status, 405, "{method} {path}");
+    }
+}
