@@ -626,7 +626,13 @@ async fn the_dashboard_shows_a_failure_and_its_retry_completes_in_a_real_browser
     }
     app.start_worker(&[]);
 
-    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    // Screenshots go to target/screenshots; `TIMELINE_SCREENSHOT_DIR=docs` refreshes the
+    // ones in docs/ (relative to the repository).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let docs = root.join(
+        std::env::var("TIMELINE_SCREENSHOT_DIR").unwrap_or_else(|_| "target/screenshots".into()),
+    );
+    std::fs::create_dir_all(&docs).expect("screenshot dir");
     // Async: the API under test runs on this test's runtime.
     let out = tokio::process::Command::new("node")
         .arg(browser_dir.join("admin.mjs"))
