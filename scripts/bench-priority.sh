@@ -15,8 +15,16 @@ N=${1:-300}
 UPLOADS=${2:-10}
 PROFILE=${PROFILE:-release}
 bash scripts/setup.sh
-command -v convert >/dev/null || { SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo;
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends imagemagick >&2; }
+# The corpus maker needs ImageMagick 6 (a `convert` that is not ImageMagick does not count).
+have_im() {
+  local c
+  for c in $(type -ap convert); do "$c" -version 2>/dev/null | grep -q "^Version: ImageMagick" && return 0; done
+  return 1
+}
+if ! have_im || ! command -v exiftool >/dev/null; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends imagemagick libimage-exiftool-perl >&2
+fi
 export SQLX_OFFLINE=true RUST_LOG=${RUST_LOG:-warn}
 corpus=target/bench-corpus
 if [ ! -d "$corpus/jpg12" ]; then
@@ -83,5 +91,4 @@ PY
 }
 
 echo "== $N x 12 MP import + $UPLOADS uploads, $PROFILE build, $(nproc) cores"
-run_mode on | tee "$work/result-on.txt"
-run_mode off | tee "$work/result-off.txt"
+for m in ${MODES:-on off}; do run_mode "$m" | tee "$work/result-$m.txt"; done
