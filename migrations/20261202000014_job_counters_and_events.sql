@@ -43,7 +43,8 @@ CREATE INDEX idx_job_media_failed ON data_processing_job_media (job_id, position
 -- Live progress: every change of a job's status or counters is announced on one channel
 -- (the web process holds one LISTEN and fans out to its SSE clients). Delivered at commit,
 -- so a listener never sees progress that rolls back.
-CREATE FUNCTION notify_job_progress() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION notify_job_progress() RETURNS trigger LANGUAGE plpgsql
+    SET search_path = pg_catalog, public AS $$
 BEGIN
     IF NEW.status IS DISTINCT FROM OLD.status OR NEW.progress IS DISTINCT FROM OLD.progress
        OR NEW.completed_count <> OLD.completed_count OR NEW.failed_count <> OLD.failed_count
@@ -60,7 +61,8 @@ CREATE TRIGGER data_processing_jobs_notify AFTER UPDATE ON data_processing_jobs
 
 -- Each file's end state, as its job counts it (before the job's own progress event, in the
 -- same transaction: a listener sees the file, then the progress it made).
-CREATE FUNCTION notify_job_file() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION notify_job_file() RETURNS trigger LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
     f record;
 BEGIN
@@ -96,3 +98,37 @@ CREATE INDEX idx_media_files_failed_recent ON media_files (updated_at DESC)
 ALTER TABLE media_processing_steps DROP CONSTRAINT media_processing_steps_pipeline_version_check;
 ALTER TABLE media_processing_steps ADD CONSTRAINT media_processing_steps_pipeline_version_check
     CHECK (pipeline_version >= 0);
+
+-- A file deleted while its job runs (its owner's DELETE, cascading to the link) leaves the
+-- job: the total and the counter it was counted in go down by one, and a sealed job whose
+-- remaining files have all ended completes. Finished jobs keep their history.
+-- SECURITY DEFINER: the API's role deletes the file (under row-level security) but the job's
+-- counters are the platform's bookkeeping, not a column the API may write.
+CREATE FUNCTION job_media_removed() RETURNS trigger LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+BEGIN
+    UPDATE data_processing_jobs j SET
+        total_count = j.total_count - 1,
+        completed_count = j.completed_count - (OLD.counted_status IS NOT DISTINCT FROM 'completed')::int,
+        failed_count = j.failed_count - (OLD.counted_status IS NOT DISTINCT FROM 'failed')::int,
+        duplicate_count = j.duplicate_count - (OLD.counted_status IS NOT DISTINCT FROM 'duplicate')::int,
+        output_data = j.output_data || jsonb_build_object(
+            'total', j.total_count - 1,
+            'completed', j.completed_count - (OLD.counted_status IS NOT DISTINCT FROM 'completed')::int,
+            'failed', j.failed_count - (OLD.counted_status IS NOT DISTINCT FROM 'failed')::int,
+            'duplicate', j.duplicate_count - (OLD.counted_status IS NOT DISTINCT FROM 'duplicate')::int),
+        status = CASE WHEN j.sealed AND j.completed_count + j.failed_count + j.duplicate_count
+                           - (OLD.counted_status IS NOT NULL)::int >= j.total_count - 1
+                      THEN 'completed' ELSE j.status END,
+        progress = CASE WHEN j.sealed AND j.completed_count + j.failed_count + j.duplicate_count
+                             - (OLD.counted_status IS NOT NULL)::int >= j.total_count - 1
+                        THEN 100 ELSE j.progress END,
+        started_at = coalesce(j.started_at, now()),
+        completed_at = CASE WHEN j.sealed AND j.completed_count + j.failed_count + j.duplicate_count
+                                 - (OLD.counted_status IS NOT NULL)::int >= j.total_count - 1
+                            THEN now() ELSE j.completed_at END
+    WHERE j.id = OLD.job_id AND j.status IN ('pending', 'running');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER data_processing_job_media_removed AFTER DELETE ON data_processing_job_media
+    FOR EACH ROW EXECUTE FUNCTION job_media_removed();

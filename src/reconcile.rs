@@ -52,6 +52,8 @@ pub struct Report {
     pub orphan_objects_deleted: u64,
     /// Open import jobs left unsealed by an importer that stopped, sealed.
     pub jobs_sealed: u64,
+    /// Ended files of stalled jobs that had not been counted in their job's progress.
+    pub files_counted: u64,
 }
 
 /// Default grace period: an hour (the contract's), far beyond any upload's transaction or a
@@ -74,9 +76,13 @@ pub async fn run(pool: &PgPool, storage: &Storage, grace: Duration) -> Result<Re
     }
     let result = async {
         let requeued_files = requeue_stuck(pool, grace).await?;
-        let jobs_sealed = {
+        let (jobs_sealed, files_counted) = {
             let mut conn = pool.acquire().await?;
-            db::jobs::seal_abandoned(&mut conn, grace.as_secs_f64()).await?
+            let sealed = db::jobs::seal_abandoned(&mut conn, grace.as_secs_f64()).await?;
+            (
+                sealed,
+                db::jobs::count_missed(&mut conn, grace.as_secs_f64()).await?,
+            )
         };
         let (objects_seen, orphans) = sweep_store(pool, storage, grace).await?;
         let staging = storage.sweep_local_staging(grace).await?;
@@ -84,6 +90,7 @@ pub async fn run(pool: &PgPool, storage: &Storage, grace: Duration) -> Result<Re
             skipped_not_leader: false,
             requeued_files,
             jobs_sealed,
+            files_counted,
             objects_seen,
             orphan_objects_deleted: orphans + staging,
         })
@@ -92,10 +99,15 @@ pub async fn run(pool: &PgPool, storage: &Storage, grace: Duration) -> Result<Re
     // Best effort: the lock also ends with the connection.
     let _ = db::reconcile::release(&mut lead).await;
     let report = result?;
-    if report.requeued_files > 0 || report.orphan_objects_deleted > 0 || report.jobs_sealed > 0 {
+    if report.requeued_files > 0
+        || report.orphan_objects_deleted > 0
+        || report.jobs_sealed > 0
+        || report.files_counted > 0
+    {
         tracing::warn!(
             requeued = report.requeued_files,
             sealed = report.jobs_sealed,
+            counted = report.files_counted,
             orphans = report.orphan_objects_deleted,
             "reconciler repaired leftovers of a crash or an outage"
         );

@@ -159,17 +159,18 @@ async fn submit_all(
             None => {
                 let input =
                     serde_json::json!({ "source": "timeline ingest", "files_found": files.len() });
-                let id = db::jobs::create_open(&mut tx, user, JobType::MediaIngest, input).await?;
-                job = Some(id);
-                // The waiter only ends once every announced job has; it cannot be gone here.
-                let _ = jobs.send(id);
-                id
+                db::jobs::create_open(&mut tx, user, JobType::MediaIngest, input).await?
             }
         };
         crate::ingest::submit_into(&mut tx, job_id, user, &media, position)
             .await
             .map_err(|e| Error::Invalid(e.to_string()))?;
         tx.commit().await?;
+        if job.replace(job_id).is_none() {
+            // Announced once it exists. The waiter only ends once every announced job has;
+            // it cannot be gone here.
+            let _ = jobs.send(job_id);
+        }
         position += media.len();
     }
     if let Some(id) = job {

@@ -130,6 +130,29 @@ pub async fn seal_abandoned(conn: &mut PgConnection, idle_secs: f64) -> Result<u
     Ok(ids.len() as u64)
 }
 
+/// Counts the ended files of running sealed jobs nobody has moved for `idle_secs` that were
+/// never counted (a worker killed between a file's end and its count, say): the reconciler's
+/// safety net under the O(1) counters. Returns how many files it counted.
+pub async fn count_missed(conn: &mut PgConnection, idle_secs: f64) -> Result<u64, sqlx::Error> {
+    let files = sqlx::query_scalar!(
+        "SELECT jm.media_file_id FROM data_processing_jobs j
+         JOIN data_processing_job_media jm ON jm.job_id = j.id
+         JOIN media_files m ON m.id = jm.media_file_id
+         WHERE j.sealed AND j.status IN ('pending', 'running')
+           AND j.updated_at < now() - make_interval(secs => $1)
+           AND jm.counted_status IS NULL
+           AND m.processing_status IN ('completed', 'failed', 'duplicate')
+         LIMIT 1000",
+        idle_secs
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for id in &files {
+        file_ended(conn, *id).await?;
+    }
+    Ok(files.len() as u64)
+}
+
 /// A user's job, if it is theirs.
 pub async fn get(
     conn: &mut PgConnection,

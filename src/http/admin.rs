@@ -452,13 +452,15 @@ async fn cancel(
     Ok(Redirect::to(&format!("/admin/jobs/{id}")))
 }
 
-async fn reprocess(
-    State(state): State<AppState>,
-    Admin(admin): Admin,
-) -> Result<Redirect, AdminError> {
-    let report = crate::reprocess::run(&state.pool, crate::reprocess::Scope::Missing(None))
-        .await
-        .map_err(|e| AdminError::Other(e.to_string()))?;
-    tracing::info!(admin.id = %admin, jobs = report.jobs.len(), files = report.files, "operator queued reprocessing");
-    Ok(back())
+async fn reprocess(State(state): State<AppState>, Admin(admin): Admin) -> Redirect {
+    // In the background: a big library takes a while to scan, and the jobs it creates show up
+    // on the page as they are made.
+    tokio::spawn(async move {
+        match crate::reprocess::run(&state.pool, crate::reprocess::Scope::Missing(None)).await {
+            Ok(r) => tracing::info!(admin.id = %admin, jobs = r.jobs.len(), files = r.files,
+                                    "operator queued reprocessing"),
+            Err(e) => tracing::error!(admin.id = %admin, error = %e, "reprocessing failed"),
+        }
+    });
+    back()
 }

@@ -418,3 +418,130 @@ async fn cancelling_a_job_drops_its_waiting_tasks_and_fails_its_unfinished_files
     }
     assert_eq!(job_row(&pool, job).await.0, "cancelled");
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_file_deleted_mid_job_leaves_it_and_the_job_still_completes(pool: PgPool) {
+    migrate(&pool).await;
+    let u = crate::common::user(&pool, "d@example.org").await;
+    let media = new_media(u, 3);
+    let mut tx = pool.begin().await.unwrap();
+    let job = timeline::ingest::submit(&mut tx, u, &media, jobs::Lane::Interactive)
+        .await
+        .unwrap()
+        .id;
+    tx.commit().await.unwrap();
+    end_file(&pool, media[0].id, "completed").await;
+    // The owner deletes a file that was counted, then one still pending.
+    sqlx::query("DELETE FROM media_files WHERE id = $1")
+        .bind(media[0].id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(job_row(&pool, job).await, ("running".into(), 33, 0, 0, 2));
+    sqlx::query("DELETE FROM media_files WHERE id = $1")
+        .bind(media[2].id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(job_row(&pool, job).await, ("running".into(), 33, 0, 0, 1));
+    end_file(&pool, media[1].id, "failed").await;
+    assert_eq!(
+        job_row(&pool, job).await,
+        ("completed".into(), 100, 0, 1, 1)
+    );
+    // Deleting the last file of a pending job completes it (nothing left to wait for).
+    let more = new_media(u, 1);
+    let mut tx = pool.begin().await.unwrap();
+    let job = timeline::ingest::submit(&mut tx, u, &more, jobs::Lane::Interactive)
+        .await
+        .unwrap()
+        .id;
+    tx.commit().await.unwrap();
+    sqlx::query("DELETE FROM media_files WHERE id = $1")
+        .bind(more[0].id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        job_row(&pool, job).await,
+        ("completed".into(), 100, 0, 0, 0)
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_reconciler_seals_abandoned_imports_and_counts_missed_ends(pool: PgPool) {
+    migrate(&pool).await;
+    let u = crate::common::user(&pool, "r@example.org").await;
+    // An importer that died after its first chunk: an open job whose files all ended.
+    let media = new_media(u, 2);
+    let mut tx = pool.begin().await.unwrap();
+    let open = timeline::db::jobs::create_open(
+        &mut tx,
+        u,
+        timeline::models::JobType::MediaIngest,
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    timeline::ingest::submit_into(&mut tx, open, u, &media, 0)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    for m in &media {
+        end_file(&pool, m.id, "completed").await;
+    }
+    assert_eq!(
+        job_row(&pool, open).await,
+        ("running".into(), 99, 2, 0, 2),
+        "open: not complete"
+    );
+    // A sealed job one of whose files ended without being counted (killed in between).
+    let other = new_media(u, 1);
+    let mut tx = pool.begin().await.unwrap();
+    let sealed = timeline::ingest::submit(&mut tx, u, &other, jobs::Lane::Bulk)
+        .await
+        .unwrap()
+        .id;
+    tx.commit().await.unwrap();
+    sqlx::query("UPDATE media_files SET processing_status = 'completed' WHERE id = $1")
+        .bind(other[0].id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    // Within the grace period nothing is touched.
+    let mut conn = pool.acquire().await.unwrap();
+    assert_eq!(
+        timeline::db::jobs::seal_abandoned(&mut conn, 3600.0)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        timeline::db::jobs::count_missed(&mut conn, 3600.0)
+            .await
+            .unwrap(),
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        timeline::db::jobs::seal_abandoned(&mut conn, 0.01)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        timeline::db::jobs::count_missed(&mut conn, 0.01)
+            .await
+            .unwrap(),
+        1
+    );
+    drop(conn);
+    assert_eq!(
+        job_row(&pool, open).await,
+        ("completed".into(), 100, 2, 0, 2)
+    );
+    assert_eq!(
+        job_row(&pool, sealed).await,
+        ("completed".into(), 100, 1, 0, 1)
+    );
+}

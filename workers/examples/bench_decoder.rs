@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         inproc.push(t.elapsed() / photos.len().max(1) as u32);
         let t = Instant::now();
         for (b, f) in &photos {
-            let r = rt.block_on(decoders.render(b.clone(), *f, Duration::from_secs(120)));
+            let r = rt.block_on(decoders.render(b.clone(), *f, Duration::from_secs(120), false));
             let _ = std::hint::black_box(r);
         }
         child.push(t.elapsed() / photos.len().max(1) as u32);

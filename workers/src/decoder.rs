@@ -65,8 +65,15 @@ pub struct Decoders {
     exe: PathBuf,
     limits: Limits,
     max_memory_bytes: u64,
-    idle: std::sync::Mutex<Vec<Proc>>,
+    /// Idle children per lane: `[interactive, bulk]`.
+    idle: [std::sync::Mutex<Vec<Proc>>; 2],
 }
+
+/// CPU niceness of the children that decode bulk work (imports, reprocessing). The children
+/// of the interactive lane run at the worker's own priority, so a user's upload being decoded
+/// next to a big import gets most of a core instead of an equal share (CFS weights: nice 10
+/// is about a tenth of nice 0).
+pub const BULK_NICENESS: u8 = 10;
 
 /// One running child; killed when dropped.
 #[derive(Debug)]
@@ -83,28 +90,34 @@ impl Decoders {
             exe: std::env::current_exe()?,
             limits,
             max_memory_bytes,
-            idle: std::sync::Mutex::new(Vec::new()),
+            idle: [
+                std::sync::Mutex::new(Vec::new()),
+                std::sync::Mutex::new(Vec::new()),
+            ],
         })
     }
 
-    /// Renders `bytes` in a child within `timeout`; past it the child is killed.
+    /// Renders `bytes` in a child within `timeout`; past it the child is killed. `bulk` work
+    /// goes to children running at [`BULK_NICENESS`].
     pub async fn render(
         &self,
         bytes: bytes::Bytes,
         format: ImageFormat,
         timeout: Duration,
+        bulk: bool,
     ) -> Result<Thumbnails, StepError> {
-        let mut proc = match self.take_idle() {
+        let lane = usize::from(bulk);
+        let mut proc = match self.take_idle(lane) {
             Some(p) => p,
-            None => self.spawn()?,
+            None => self.spawn(bulk)?,
         };
         match tokio::time::timeout(timeout, exchange(&mut proc, &bytes, format)).await {
             Ok(Ok(Answered::Rendered(t))) => {
-                self.give_back(proc);
+                self.give_back(lane, proc);
                 Ok(t)
             }
             Ok(Ok(Answered::Refused(reason))) => {
-                self.give_back(proc);
+                self.give_back(lane, proc);
                 Err(StepError::Permanent(reason))
             }
             // The child died mid-request: its memory limit, a crash or a signal.
@@ -121,8 +134,8 @@ impl Decoders {
 
     /// An idle child that is still alive (one that died while idle — the OOM killer, an
     /// operator's kill — is reaped and dropped, so it never fails the next photo).
-    fn take_idle(&self) -> Option<Proc> {
-        let mut idle = self.idle.lock().ok()?;
+    fn take_idle(&self, lane: usize) -> Option<Proc> {
+        let mut idle = self.idle[lane].lock().ok()?;
         while let Some(mut proc) = idle.pop() {
             if matches!(proc.child.try_wait(), Ok(None)) {
                 return Some(proc);
@@ -131,14 +144,22 @@ impl Decoders {
         None
     }
 
-    fn give_back(&self, proc: Proc) {
-        if let Ok(mut idle) = self.idle.lock() {
+    fn give_back(&self, lane: usize, proc: Proc) {
+        if let Ok(mut idle) = self.idle[lane].lock() {
             idle.push(proc);
         }
     }
 
-    fn spawn(&self) -> Result<Proc, StepError> {
-        let mut cmd = Command::new("prlimit");
+    fn spawn(&self, bulk: bool) -> Result<Proc, StepError> {
+        // `nice` (coreutils) lowers the CPU priority of bulk children; it cannot be raised back
+        // without privileges, hence children per lane rather than renicing one.
+        let mut cmd = if bulk {
+            let mut c = Command::new("nice");
+            c.arg("-n").arg(BULK_NICENESS.to_string()).arg("prlimit");
+            c
+        } else {
+            Command::new("prlimit")
+        };
         cmd.arg(format!("--as={}", self.max_memory_bytes))
             .arg("--")
             .arg(&self.exe)
