@@ -24,7 +24,8 @@ $bin/timeline seed
 echo "== start the platform (web + worker, as in the Procfile)"
 $bin/timeline serve & web=$!
 # Its warnings (about the hostile files) go to a log beside the binaries.
-$bin/timeline-worker 2>>"$bin/demo-worker.log" & worker=$!
+metrics_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+$bin/timeline-worker --metrics-addr "127.0.0.1:$metrics_port" 2>>"$bin/demo-worker.log" & worker=$!
 trap 'kill $web $worker 2>/dev/null; wait 2>/dev/null' EXIT
 for _ in $(seq 50); do curl -fs "http://$TIMELINE_ADDR/healthz" >/dev/null && break; sleep 0.2; done
 
@@ -69,5 +70,18 @@ done
 echo "$m" | python3 -c 'import json,sys; m=json.load(sys.stdin); print({k: m[k] for k in ("kind","processing_status","duration_ms","width","height","taken_at","taken_at_source")}, m["metadata"].get("video_codec"), m["metadata"].get("rotation"), "deg")'
 curl -fsS -o /dev/null -D - -r 0-99 "http://$TIMELINE_ADDR/v1/media/$id/original" -H "Authorization: Bearer $token" \
   | grep -iE '^(HTTP|content-range|content-length|content-type)'
+
+echo "== live progress of that job (Server-Sent Events: it has ended, so the state and the summary)"
+curl -fsSN --max-time 10 "http://$TIMELINE_ADDR/v1/jobs/$job/events" -H "Authorization: Bearer $token" \
+  | grep '^event:' | tr '\n' ' '; echo
+
+echo "== operators: metrics (web and worker), reprocess, the API description, the dashboard"
+curl -fsS "http://$TIMELINE_ADDR/metrics" | grep -E '^timeline_(queue_jobs|workers_alive)\{queue="thumbnail"' || true
+curl -fsS "http://127.0.0.1:$metrics_port/metrics" | grep -E '^timeline_media_total' || true
+$bin/timeline reprocess --missing
+curl -fsS "http://$TIMELINE_ADDR/openapi.json" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("openapi", d["openapi"], len(d["paths"]), "paths")'
+admin=$($bin/timeline users create --admin --email "ops+$(date +%s%N)@example.org" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+curl -fsS "http://$TIMELINE_ADDR/admin" -H "Authorization: Bearer $admin" | grep -oE '<h2>[A-Za-z]+</h2>' | tr '\n' ' '; echo
+echo "   (sign in at http://$TIMELINE_ADDR/admin/login with an operator's token)"
 rm -rf "$samples"
 echo "== done"
