@@ -289,7 +289,7 @@ async fn job_page(
     Admin(_): Admin,
     Path(id): Path<String>,
 ) -> Result<Html<String>, AdminError> {
-    let id: Uuid = id.parse().map_err(|_| AdminError::NotFound)?;
+    let id = id_of(&id)?;
     let mut conn = state.pool.acquire().await?;
     let job = db::admin::job(&mut conn, id)
         .await?
@@ -382,7 +382,7 @@ async fn retry(
     Admin(admin): Admin,
     Path(id): Path<String>,
 ) -> Result<Redirect, AdminError> {
-    let id: Uuid = id.parse().map_err(|_| AdminError::NotFound)?;
+    let id = id_of(&id)?;
     let mut tx = state.pool.begin().await?;
     let owner = db::media::owner(&mut *tx, id)
         .await?
@@ -400,12 +400,17 @@ async fn dismiss(
     Admin(admin): Admin,
     Path(id): Path<String>,
 ) -> Result<Redirect, AdminError> {
-    let id: Uuid = id.parse().map_err(|_| AdminError::NotFound)?;
+    let id = id_of(&id)?;
     let mut conn = state.pool.acquire().await?;
     if db::admin::dismiss_failure(&mut conn, id).await? {
         tracing::info!(admin.id = %admin, media.id = %id, "operator dismissed a failure");
     }
     Ok(back())
+}
+
+/// An id in a path: a malformed one is as unknown as a missing one.
+fn id_of(raw: &str) -> Result<Uuid, AdminError> {
+    raw.parse().map_err(|_| AdminError::NotFound)
 }
 
 fn queue_of(name: &str) -> Result<Step, AdminError> {
@@ -443,7 +448,7 @@ async fn cancel(
     Admin(admin): Admin,
     Path(id): Path<String>,
 ) -> Result<Redirect, AdminError> {
-    let id: Uuid = id.parse().map_err(|_| AdminError::NotFound)?;
+    let id = id_of(&id)?;
     let mut tx = state.pool.begin().await?;
     if db::admin::cancel_job(&mut tx, id).await? {
         tracing::warn!(admin.id = %admin, job.id = %id, "job cancelled by an operator");
