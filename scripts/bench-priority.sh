@@ -3,11 +3,15 @@
 #
 #   bash scripts/bench-priority.sh [N] [UPLOADS]     (N import files, default 300; UPLOADS 10)
 #
-# For each mode (lanes on, then TIMELINE_PRIORITY_LANES=off: strictly oldest first) on a fresh
-# database and store: a release `timeline-worker` (all pools, both cores) and `timeline serve`;
-# `timeline ingest` of N x 12 MP JPEGs (the deterministic corpus, distinct bytes per copy) and,
-# 3 s after it starts, UPLOADS single-photo uploads through `POST /v1/media`, 2 s apart. Prints
-# each upload's time from request to `completed` (p50/p95) next to the import's images/s.
+# For each mode in MODES (default "on off") on a fresh database and store:
+#   on     the lanes with express pools (the default configuration)
+#   queue  the lanes as queue order only (TIMELINE_INTERACTIVE_CONCURRENCY=0)
+#   off    TIMELINE_PRIORITY_LANES=off: strictly oldest first
+# a `timeline-worker` (all pools, both cores) and `timeline serve` (release build; PROFILE=debug
+# for the dev profile); `timeline ingest` of N x 12 MP JPEGs (the deterministic corpus,
+# distinct bytes per copy) and, 3 s after it starts, UPLOADS single-photo uploads through
+# `POST /v1/media`, 2 s apart. Prints each upload's time from request to `completed`
+# (p50/p95) next to the import's images/s.
 # Goal: uploads p95 < 3 s with the lanes while the import loses < 10 % throughput.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,11 +55,15 @@ else
   bin=${CARGO_TARGET_DIR:-target}/debug
 fi
 
-run_mode() { # $1 = on|off
+run_mode() { # $1 = on|queue|off
   local mode=$1 db="timeline_bench_priority_$1" port
   DATABASE_URL=$(TIMELINE_DB_NAME=postgres scripts/ensure-postgres.sh)
   psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
-  export DATABASE_URL="${DATABASE_URL%/*}/$db" TIMELINE_PRIORITY_LANES=$mode
+  export DATABASE_URL="${DATABASE_URL%/*}/$db" TIMELINE_PRIORITY_LANES=on TIMELINE_INTERACTIVE_CONCURRENCY=1
+  case $mode in
+    queue) TIMELINE_INTERACTIVE_CONCURRENCY=0 ;;
+    off) TIMELINE_PRIORITY_LANES=off ;;
+  esac
   export TIMELINE_STORAGE="$PWD/$work/store-$mode"
   rm -rf "$TIMELINE_STORAGE"
   $bin/timeline migrate >/dev/null
@@ -85,7 +93,7 @@ import statistics, sys
 mode, n, t0, t1, path = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 lat = sorted(float(l) for l in open(path) if l.strip())
 p = lambda q: lat[min(len(lat) - 1, int(round(q * (len(lat) - 1))))]
-print(f"lanes {mode:3}: import {n / (t1 - t0):5.2f} images/s ({t1 - t0:6.1f} s) | "
+print(f"lanes {mode:5}: import {n / (t1 - t0):5.2f} images/s ({t1 - t0:6.1f} s) | "
       f"{len(lat)} uploads to completed: p50 {statistics.median(lat):6.2f} s  p95 {p(0.95):6.2f} s  max {lat[-1]:6.2f} s")
 PY
 }

@@ -95,6 +95,13 @@ impl Step {
         }
     }
 
+    /// The worker type of this step's express pool: a pool that fetches only interactive
+    /// tasks of [`Self::queue`], so an upload never waits for a bulk task to free a slot
+    /// (see `db::migrate::lane_fetch`).
+    pub fn express_pool(self) -> String {
+        format!("{}{EXPRESS_SUFFIX}", self.queue())
+    }
+
     /// Parses a queue name (for `timeline-worker --queues`).
     pub fn from_queue(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.queue() == name)
@@ -131,7 +138,9 @@ impl MediaTask {
 }
 
 /// Which lane work is queued in. apalis-postgres fetches by `priority DESC, run_at ASC`, so
-/// the lanes are priority bands of one queue per step: no extra pools, no idle workers.
+/// the lanes are priority bands of one queue per step: every pool takes interactive tasks
+/// first, and each worker also runs a small express pool per step that takes only interactive
+/// tasks, so an upload starts at once even while every regular slot holds a long bulk task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lane {
     /// A user waiting on the other end (`POST /v1/media`, a user's retry): ahead of all bulk work.
@@ -139,6 +148,14 @@ pub enum Lane {
     /// Imports, reprocessing, reconciliation.
     Bulk,
 }
+
+/// Suffix of an express pool's worker type: `get_jobs(worker, "hash:interactive", n)` fetches
+/// only the `hash` tasks at [`INTERACTIVE_PRIORITY`] or above.
+pub const EXPRESS_SUFFIX: &str = ":interactive";
+
+/// The channel on which each interactive task announces itself (payload: its queue), to wake
+/// the express pools without waking them for every bulk insert.
+pub const INTERACTIVE_CHANNEL: &str = "timeline_interactive_tasks";
 
 /// Priority of every interactive task.
 pub const INTERACTIVE_PRIORITY: u32 = 1 << 30;
@@ -272,7 +289,9 @@ mod tests {
     fn steps_round_trip_through_queue_names() {
         for s in Step::ALL {
             assert_eq!(Step::from_queue(s.queue()), Some(s));
+            assert_eq!(Step::from_queue(&s.express_pool()), None);
         }
+        assert_eq!(Step::Thumbnail.express_pool(), "thumbnail:interactive");
         assert_eq!(Step::from_queue("bogus"), None);
     }
 

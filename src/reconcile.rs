@@ -11,6 +11,8 @@
 //!   deleted; so are the staging files a killed multipart
 //!   upload leaves in a `file://` store (S3 expires incomplete multipart uploads by its own
 //!   lifecycle rule; see docs/OPERATIONS.md).
+//! - A queue task held by a worker pool that has not beaten for the grace period (at least a
+//!   minute) goes back to its queue, even when no pool of its kind runs any more.
 //!
 //! One process leads at a time (a PostgreSQL advisory lock); the worker runs a pass
 //! periodically and `timeline maintenance [--grace S]` runs one on demand.
@@ -44,6 +46,8 @@ pub enum Error {
 pub struct Report {
     /// Another process was reconciling; this pass did nothing.
     pub skipped_not_leader: bool,
+    /// Queue tasks held by a worker pool silent for the grace period, returned to their queue.
+    pub tasks_released: u64,
     /// Stuck media files whose missing steps were enqueued again.
     pub requeued_files: u64,
     /// Objects examined in the store.
@@ -60,6 +64,10 @@ pub struct Report {
 /// step's retries.
 pub const DEFAULT_GRACE_SECS: u64 = 3600;
 
+/// A worker pool silent this long has stopped, whatever the grace period (a live one beats
+/// every 5 s; `maintenance --grace 0` must not take tasks from live workers).
+const SILENT_WORKER: Duration = Duration::from_secs(60);
+
 /// Files handled per pass (the next pass takes the rest).
 const BATCH: i64 = 1000;
 /// Objects checked against the database per query.
@@ -75,6 +83,11 @@ pub async fn run(pool: &PgPool, storage: &Storage, grace: Duration) -> Result<Re
         });
     }
     let result = async {
+        let tasks_released = {
+            let mut conn = pool.acquire().await?;
+            let silent = grace.max(SILENT_WORKER);
+            db::reconcile::release_abandoned_tasks(&mut conn, silent.as_secs_f64()).await?
+        };
         let requeued_files = requeue_stuck(pool, grace).await?;
         let (jobs_sealed, files_counted) = {
             let mut conn = pool.acquire().await?;
@@ -88,6 +101,7 @@ pub async fn run(pool: &PgPool, storage: &Storage, grace: Duration) -> Result<Re
         let staging = storage.sweep_local_staging(grace).await?;
         Ok::<_, Error>(Report {
             skipped_not_leader: false,
+            tasks_released,
             requeued_files,
             jobs_sealed,
             files_counted,
@@ -100,11 +114,13 @@ pub async fn run(pool: &PgPool, storage: &Storage, grace: Duration) -> Result<Re
     let _ = db::reconcile::release(&mut lead).await;
     let report = result?;
     if report.requeued_files > 0
+        || report.tasks_released > 0
         || report.orphan_objects_deleted > 0
         || report.jobs_sealed > 0
         || report.files_counted > 0
     {
         tracing::warn!(
+            released = report.tasks_released,
             requeued = report.requeued_files,
             sealed = report.jobs_sealed,
             counted = report.files_counted,

@@ -50,15 +50,70 @@ pub async fn run(pool: &PgPool) -> Result<(), Error> {
         .map_err(Error::Queue)?;
     grant_queue_access(pool).await.map_err(Error::Grants)?;
     queue_indexes(pool).await.map_err(Error::Grants)?;
+    lane_fetch(pool).await.map_err(Error::Grants)?;
     Ok(())
 }
 
-/// Indexes our metrics and dashboard read on apalis's table, and the pause trigger (here, not in `migrations/`:
-/// ours run before the queue's exist). `apalis.jobs` keeps every finished task until pruning;
-/// these keep the per-scrape counts to the live tasks and the recent finished ones.
+/// Express pools (see `jobs::Lane`): apalis-postgres fetches through the SQL function
+/// `apalis.get_jobs(worker, queue, n)`, the one place a pool's fetch can be told apart.
+/// This is apalis-postgres 1.0.0's own definition (migration 20260902075949) with one
+/// addition: a queue name ending in `:interactive` fetches from the queue before the suffix,
+/// only tasks at `INTERACTIVE_PRIORITY` or above. Every other name fetches exactly as
+/// before, through the same partial index (`job_type, priority DESC, run_at`). Should an
+/// apalis upgrade replace the function, express pools find nothing and uploads still go first
+/// in the regular pools; `queue::express_pools_fetch_only_interactive_tasks` pins the contract.
+///
+/// Each interactive task also announces its queue on `jobs::INTERACTIVE_CHANNEL` (apalis's
+/// own insert notification cannot tell the lanes apart, and would wake the express pools for
+/// every one of an import's tasks). Re-applied on every start (idempotent).
+async fn lane_fetch(pool: &PgPool) -> Result<(), sqlx::Error> {
+    use crate::jobs::{EXPRESS_SUFFIX, INTERACTIVE_CHANNEL, INTERACTIVE_PRIORITY};
+    // Safe: every interpolated value is one of our constants, none comes from outside.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SELECT pg_advisory_xact_lock(hashtext('timeline_queue_ddl'));
+         CREATE OR REPLACE FUNCTION apalis.get_jobs(
+             worker_id TEXT, v_job_type TEXT, v_job_count INTEGER DEFAULT 5)
+         RETURNS SETOF apalis.jobs LANGUAGE sql VOLATILE AS $$
+             WITH jobs AS (
+                 SELECT id FROM apalis.jobs
+                 WHERE (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))
+                   AND run_at < now()
+                   AND job_type = CASE WHEN right(v_job_type, {len}) = '{EXPRESS_SUFFIX}'
+                                       THEN left(v_job_type, -{len}) ELSE v_job_type END
+                   AND priority >= CASE WHEN right(v_job_type, {len}) = '{EXPRESS_SUFFIX}'
+                                        THEN {INTERACTIVE_PRIORITY} ELSE -2147483648 END
+                 ORDER BY priority DESC, run_at ASC
+                 LIMIT v_job_count
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE apalis.jobs j SET status = 'Queued', lock_by = worker_id, lock_at = now()
+             FROM jobs WHERE j.id = jobs.id
+             RETURNING j.*;
+         $$;
+         CREATE OR REPLACE FUNCTION public.timeline_announce_interactive() RETURNS trigger
+             LANGUAGE plpgsql AS $$
+         BEGIN
+             PERFORM pg_notify('{INTERACTIVE_CHANNEL}', NEW.job_type);
+             RETURN NEW;
+         END $$;
+         CREATE OR REPLACE TRIGGER timeline_announce_interactive AFTER INSERT ON apalis.jobs
+             FOR EACH ROW WHEN (NEW.priority >= {INTERACTIVE_PRIORITY} AND NEW.run_at <= now())
+             EXECUTE FUNCTION public.timeline_announce_interactive();",
+        len = EXPRESS_SUFFIX.len(),
+    )))
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+/// Indexes our metrics and dashboard read on apalis's table, and the pause trigger (here, not
+/// in `migrations/`: ours run before the queue's exist). `apalis.jobs` keeps every finished
+/// task until pruning; these keep the per-scrape counts to the live tasks and the recent
+/// finished ones. Each batch here runs as one implicit transaction under an advisory lock, so
+/// processes starting together do not race on the same DDL.
 async fn queue_indexes(pool: &PgPool) -> Result<(), sqlx::Error> {
     sqlx::raw_sql(
-        "CREATE INDEX IF NOT EXISTS timeline_apalis_jobs_live ON apalis.jobs (job_type, status)
+        "SELECT pg_advisory_xact_lock(hashtext('timeline_queue_ddl'));
+         CREATE INDEX IF NOT EXISTS timeline_apalis_jobs_live ON apalis.jobs (job_type, status)
              WHERE status <> 'Done';
          CREATE INDEX IF NOT EXISTS timeline_apalis_jobs_done_at ON apalis.jobs (done_at)
              WHERE status = 'Done';

@@ -160,7 +160,7 @@ pub struct QueueGauges {
     pub failed: i64,
     /// Age of the oldest due task no worker has taken (0 when none).
     pub oldest_pending_secs: f64,
-    /// Pools that beat in the last 20 s.
+    /// Pools that beat in the last 20 s (express pools included).
     pub workers_alive: i64,
 }
 
@@ -177,12 +177,13 @@ pub async fn gauges(conn: &mut PgConnection) -> Result<Vec<QueueGauges>, sqlx::E
                 count(*) FILTER (WHERE j.status = 'Killed' OR (j.status = 'Failed' AND j.attempts >= j.max_attempts)),
                 coalesce(extract(epoch FROM now() - min(j.run_at) FILTER (WHERE j.status = 'Pending' AND j.run_at <= now())), 0)::float8,
                 (SELECT count(*) FROM apalis.workers w
-                 WHERE w.worker_type = q AND w.last_seen > now() - interval '20 seconds')
+                 WHERE w.worker_type IN (q, q || $2) AND w.last_seen > now() - interval '20 seconds')
          FROM unnest($1::text[]) AS q
          LEFT JOIN apalis.jobs j ON j.job_type = q AND j.status <> 'Done'
          GROUP BY q ORDER BY array_position($1::text[], q)",
     )
     .bind(&QUEUES[..])
+    .bind(crate::jobs::EXPRESS_SUFFIX)
     .fetch_all(conn)
     .await?;
     Ok(rows

@@ -65,6 +65,33 @@ pub async fn stuck_files(
     .await
 }
 
+/// Returns to their queue the tasks held by worker pools silent for `grace_secs` (apalis's
+/// own sweep does this only for pools of the same queue name still running, so a pool type
+/// no worker serves any more, say the express pools after `--interactive-concurrency 0`,
+/// would keep its tasks `Running` for good). The same update as apalis's sweep: the attempt
+/// counts, the task goes back to `Pending`.
+pub async fn release_abandoned_tasks(
+    conn: &mut PgConnection,
+    grace_secs: f64,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "WITH stale AS (
+             SELECT j.id FROM apalis.jobs j JOIN apalis.workers w ON w.id = j.lock_by
+             WHERE j.status IN ('Queued', 'Running')
+               AND w.last_seen < now() - make_interval(secs => $1)
+             FOR UPDATE OF j SKIP LOCKED)
+         UPDATE apalis.jobs j
+         SET status = 'Pending', done_at = NULL, lock_by = NULL, lock_at = NULL,
+             attempts = attempts + 1,
+             last_result = '{\"Err\": \"Re-enqueued by the reconciler: its worker stopped.\"}'
+         FROM stale WHERE j.id = stale.id",
+    )
+    .bind(grace_secs)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
 /// Marks a requeued file as touched, so the next pass gives its new tasks a full grace period.
 pub async fn touch(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query!(

@@ -1,5 +1,6 @@
-//! Queue housekeeping on apalis-postgres's table: persisted retry backoff and pruning of
-//! finished rows.
+//! Queue semantics on apalis-postgres's table: persisted retry backoff, pruning of finished
+//! rows, priority lanes and express fetches, job counters, pause and cancel, and what the
+//! reconciler repairs in the queue.
 
 use std::time::Duration;
 
@@ -544,4 +545,164 @@ async fn the_reconciler_seals_abandoned_imports_and_counts_missed_ends(pool: PgP
         job_row(&pool, sealed).await,
         ("completed".into(), 100, 1, 0, 1)
     );
+}
+
+/// What a pool named `pool_name` gets from apalis-postgres's fetch (`apalis.get_jobs`, as
+/// replaced by `db::migrate::lane_fetch`): the media ids, in the order given.
+async fn fetch(pool: &PgPool, worker: &str, pool_name: &str) -> Vec<Uuid> {
+    // A pool registers itself before it fetches (the lock names it).
+    sqlx::query(
+        "INSERT INTO apalis.workers (id, worker_type, storage_name, last_seen)
+         VALUES ($1, $2, 'pg', now()) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(worker)
+    .bind(pool_name)
+    .execute(pool)
+    .await
+    .unwrap();
+    let rows: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT job FROM apalis.get_jobs($1, $2, 10)")
+        .bind(worker)
+        .bind(pool_name)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    let mut tasks: Vec<MediaTask> = rows
+        .into_iter()
+        .map(|(b,)| serde_json::from_slice(&b).unwrap())
+        .collect();
+    // RETURNING keeps no order; the fetch took them by priority.
+    tasks.sort_by_key(|t| std::cmp::Reverse(t.priority));
+    tasks.into_iter().map(|t| t.media_file_id).collect()
+}
+
+#[sqlx::test(migrations = false)]
+async fn express_pools_fetch_only_interactive_tasks_and_only_they_are_announced(pool: PgPool) {
+    migrate(&pool).await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .unwrap();
+    listener.listen(jobs::INTERACTIVE_CHANNEL).await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let bulk: Vec<MediaTask> = (0..3)
+        .map(|i| {
+            MediaTask::new(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                jobs::priority(jobs::Lane::Bulk, i),
+            )
+        })
+        .collect();
+    jobs::enqueue(&mut conn, Step::Hash, &bulk).await.unwrap();
+    // An import's tasks wake no express pool.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), listener.recv())
+            .await
+            .is_err(),
+        "bulk tasks are not announced"
+    );
+    let prio = jobs::priority(jobs::Lane::Interactive, 0);
+    let upload = MediaTask::new(Uuid::new_v4(), Uuid::new_v4(), prio);
+    let later = MediaTask::new(Uuid::new_v4(), Uuid::new_v4(), prio);
+    jobs::enqueue(&mut conn, Step::Hash, &[upload])
+        .await
+        .unwrap();
+    jobs::enqueue(&mut conn, Step::Exif, &[later])
+        .await
+        .unwrap();
+    for queue in ["hash", "exif"] {
+        let n = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+            .await
+            .expect("an interactive task is announced")
+            .unwrap();
+        assert_eq!(n.payload(), queue);
+    }
+    drop(conn);
+
+    // The hash express pool gets the upload and nothing else: no bulk task, no other queue's.
+    assert_eq!(
+        fetch(&pool, "x1", "hash:interactive").await,
+        vec![upload.media_file_id]
+    );
+    assert!(fetch(&pool, "x1", "hash:interactive").await.is_empty());
+    // The regular pool fetches as apalis does: the bulk tasks, in their order.
+    let bulk_ids: Vec<Uuid> = bulk.iter().map(|t| t.media_file_id).collect();
+    assert_eq!(fetch(&pool, "r1", "hash").await, bulk_ids);
+    // A regular pool takes interactive tasks too (a burst of uploads uses every slot).
+    assert_eq!(fetch(&pool, "r2", "exif").await, vec![later.media_file_id]);
+    let held: Vec<(String, String)> =
+        sqlx::query_as("SELECT status, lock_by FROM apalis.jobs ORDER BY lock_by")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(held.len(), 5);
+    assert!(held.iter().all(|(s, _)| s == "Queued"), "{held:?}");
+    assert_eq!(held.iter().filter(|(_, w)| w == "x1").count(), 1);
+    // An unknown suffix is just another queue name.
+    assert!(fetch(&pool, "y", "hash:bulk").await.is_empty());
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_reconciler_returns_tasks_held_by_stopped_pools(pool: PgPool) {
+    migrate(&pool).await;
+    for _ in 0..2 {
+        one_task(&pool).await;
+        sqlx::query("UPDATE apalis.jobs SET status = 'Running' WHERE status = 'Pending'")
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    // One task held by an express pool that stopped two minutes ago (and whose kind no worker
+    // runs any more), one by a live pool.
+    sqlx::query(
+        "INSERT INTO apalis.workers (id, worker_type, storage_name, last_seen)
+         VALUES ('gone', 'hash:interactive', 'pg', now() - interval '2 minutes'),
+                ('alive', 'hash', 'pg', now())",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE apalis.jobs SET lock_by = CASE WHEN id = (SELECT min(id) FROM apalis.jobs)
+                                             THEN 'gone' ELSE 'alive' END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    // Silent for less than the given time: kept.
+    assert_eq!(
+        timeline::db::reconcile::release_abandoned_tasks(&mut conn, 600.0)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        timeline::db::reconcile::release_abandoned_tasks(&mut conn, 60.0)
+            .await
+            .unwrap(),
+        1
+    );
+    let rows: Vec<(String, Option<String>, i32)> =
+        sqlx::query_as("SELECT status, lock_by, attempts FROM apalis.jobs ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            ("Pending".into(), None, 1),
+            ("Running".into(), Some("alive".into()), 0)
+        ]
+    );
+    // A whole pass with grace 0 still leaves live pools' tasks alone (a minute's floor).
+    drop(conn);
+    let dir = std::env::temp_dir().join(format!("timeline-test-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let storage =
+        timeline::storage::Storage::from_url(&format!("file://{}", dir.display())).unwrap();
+    let report = timeline::reconcile::run(&pool, &storage, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(report.tasks_released, 0);
+    let _ = std::fs::remove_dir_all(&dir);
 }

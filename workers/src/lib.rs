@@ -11,6 +11,7 @@ pub mod pools;
 pub mod step;
 pub mod thumbnail;
 pub mod video;
+pub mod wake;
 
 use std::sync::Arc;
 
@@ -37,6 +38,12 @@ pub struct Args {
     /// Steps in flight per pool (default: the number of CPUs).
     #[arg(long, env = "TIMELINE_CONCURRENCY")]
     pub concurrency: Option<usize>,
+    /// Slots per queue reserved for interactive tasks (uploads, a user's retry): an express
+    /// pool beside each regular pool that takes nothing else, so an upload never waits for a
+    /// bulk task to finish. 0 turns express pools off (uploads still go first in the regular
+    /// pools' queue order).
+    #[arg(long, env = "TIMELINE_INTERACTIVE_CONCURRENCY", default_value_t = 1)]
+    pub interactive_concurrency: usize,
     /// Seconds one CPU stage of a step may take before the file is failed as pathological.
     #[arg(long, env = "TIMELINE_STEP_TIMEOUT_SECS", default_value_t = step::CPU_TIMEOUT.as_secs_f64())]
     pub step_timeout_secs: f64,
@@ -107,14 +114,17 @@ pub async fn run() -> Result<(), Error> {
     // The pool is capped by DATABASE_MAX_CONNECTIONS whatever the core count: each queue's
     // LISTEN holds one connection for good, the steps share the rest (a step holds one only
     // around its reads and its final transaction; more steps than connections wait for one).
-    // Sizing for N hosts: docs/OPERATIONS.md.
-    let needed = u32::try_from(steps.len())
+    // The express pools share one more LISTEN connection. Sizing for N hosts:
+    // docs/OPERATIONS.md.
+    let listeners = steps.len() + usize::from(args.interactive_concurrency > 0);
+    let needed = u32::try_from(listeners)
         .unwrap_or(u32::MAX)
         .saturating_add(2);
     if args.db.database_max_connections < needed {
         return Err(Error::Config(format!(
             "--database-max-connections {} is too few for {} queues: each queue listens on one \
-             connection and the steps need at least 2 more (give at least {needed})",
+             connection (the express pools share one more) and the steps need at least 2 more \
+             (give at least {needed})",
             args.db.database_max_connections,
             steps.len()
         )));
@@ -186,7 +196,7 @@ pub async fn run() -> Result<(), Error> {
         ctx.clone(),
         std::time::Duration::from_secs(args.reconcile_grace_secs),
     ));
-    let result = pools::run(ctx, &steps, concurrency).await;
+    let result = pools::run(ctx, &steps, concurrency, args.interactive_concurrency).await;
     housekeeping.abort();
     reconciler.abort();
     if let Some(m) = metrics {

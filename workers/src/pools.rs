@@ -11,6 +11,7 @@ use timeline::jobs::{MediaTask, Step};
 
 use crate::context::Context;
 use crate::step;
+use crate::wake::{self, Wakers};
 
 /// Heartbeat period. With `MISSED_HEARTBEATS`, a killed worker's tasks return to the queue
 /// about 20 s after its last beat, well inside the 60 s recovery target.
@@ -23,32 +24,59 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// A unique worker name per boot, so heartbeats and locks of a restarted process never collide.
-fn worker_name(step: Step, index: usize) -> String {
+fn worker_name(pool: &str, index: usize) -> String {
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     format!(
         "{}-{}-{}-{}-{index}",
-        step.queue(),
+        pool,
         host.trim(),
         std::process::id(),
         uuid::Uuid::new_v4().simple()
     )
 }
 
-fn backend(ctx: &Context, step: Step) -> PollWith<PostgresStorage<MediaTask>, Strategy> {
+/// Which tasks of a step's queue a pool takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PoolKind {
+    /// Every task, interactive ones first.
+    Regular,
+    /// Interactive tasks only (worker type `<queue>:interactive`).
+    Express,
+}
+
+fn config(pool: &str) -> Config {
     // One task per fetch: a task fetched is locked to this pool until a slot frees, so a
     // deeper prefetch would hold bulk tasks ahead of an upload that arrives meanwhile
     // (measured with scripts/bench-priority.sh: import 1.26 → 1.31 images/s, upload p50
     // 3.07 → 2.93 s against a batch of `concurrency`).
-    let config = Config::default()
-        .queue(step.queue())
+    Config::default()
+        .queue(pool)
         .batch_size(1)
         .heartbeat_interval(HEARTBEAT)
-        .missed_heartbeats(MISSED_HEARTBEATS);
+        .missed_heartbeats(MISSED_HEARTBEATS)
+}
+
+fn backend(ctx: &Context, step: Step) -> PollWith<PostgresStorage<MediaTask>, Strategy> {
     let wake = Strategy::new()
         .stream(Pubsub::new(ctx.pool.clone(), step.queue().to_owned()))
         .interval(POLL_INTERVAL);
     PostgresStorage::<MediaTask>::new(&ctx.pool)
-        .with_config(config)
+        .with_config(config(step.queue()))
+        .poll_with_strategy(wake)
+}
+
+/// An express pool's backend: the same queue fetched through its `:interactive` name (see
+/// `timeline::db::migrate::lane_fetch`), woken only by interactive tasks.
+fn express_backend(
+    ctx: &Context,
+    step: Step,
+    wakers: &Wakers,
+) -> PollWith<PostgresStorage<MediaTask>, Strategy> {
+    let wake = Strategy::new()
+        .stream(wakers.stream(step))
+        .interval(POLL_INTERVAL);
+    PostgresStorage::<MediaTask>::new(&ctx.pool)
+        .with_config(config(&step.express_pool()))
         .poll_with_strategy(wake)
 }
 
@@ -105,11 +133,32 @@ async fn schedule_retry(ctx: &Context, task_id: &TaskId, worker: &str, attempt: 
     }
 }
 
-/// Runs the pools of `steps` until SIGTERM/Ctrl-C.
+/// Runs the pools of `steps` until SIGTERM/Ctrl-C: per step a regular pool of `concurrency`
+/// slots and, unless `express` is 0, an express pool of `express` slots that only interactive
+/// tasks may use. Bulk work can therefore never hold every slot an upload could use; the
+/// express pools sit idle (one fetch per announced upload, one poll per interval) otherwise.
 pub async fn run(
     ctx: Arc<Context>,
     steps: &[Step],
     concurrency: usize,
+    express: usize,
+) -> Result<(), MonitorError> {
+    let wakers = Wakers::new(steps);
+    let listener =
+        (express > 0).then(|| tokio::spawn(wake::listen(ctx.pool.clone(), wakers.clone())));
+    let result = run_pools(ctx, steps, concurrency, express, wakers).await;
+    if let Some(l) = listener {
+        l.abort();
+    }
+    result
+}
+
+async fn run_pools(
+    ctx: Arc<Context>,
+    steps: &[Step],
+    concurrency: usize,
+    express: usize,
+    wakers: Wakers,
 ) -> Result<(), MonitorError> {
     // A pool whose backend fails (the database went away: every poll and heartbeat errors)
     // is rebuilt rather than left dead; each attempt first waits out the pool's acquire
@@ -122,23 +171,43 @@ pub async fn run(
             true
         });
     for &step in steps {
-        let ctx = ctx.clone();
-        monitor = monitor.register(move |restarts| {
-            WorkerBuilder::new(worker_name(step, restarts))
-                .backend(backend(&ctx, step))
-                .data(ctx.clone())
-                .data(step)
-                .catch_panic()
-                .concurrency(concurrency)
-                .parallelize(tokio::spawn)
-                .build(handle)
-        });
+        monitor = register(monitor, &ctx, step, PoolKind::Regular, concurrency, &wakers);
+        if express > 0 {
+            monitor = register(monitor, &ctx, step, PoolKind::Express, express, &wakers);
+        }
     }
-    tracing::info!(queues = ?steps.iter().map(|s| s.queue()).collect::<Vec<_>>(), concurrency, "worker pools starting");
+    tracing::info!(queues = ?steps.iter().map(|s| s.queue()).collect::<Vec<_>>(), concurrency, express, "worker pools starting");
     monitor
         .run_with_signal(async {
             timeline::http::shutdown_signal().await;
             Ok(())
         })
         .await
+}
+
+/// Adds one pool of `step` to the monitor (rebuilt with a new name on each restart).
+fn register(
+    monitor: Monitor,
+    ctx: &Arc<Context>,
+    step: Step,
+    kind: PoolKind,
+    concurrency: usize,
+    wakers: &Wakers,
+) -> Monitor {
+    let ctx = ctx.clone();
+    let wakers = wakers.clone();
+    monitor.register(move |restarts| {
+        let (name, backend) = match kind {
+            PoolKind::Regular => (step.queue().to_owned(), backend(&ctx, step)),
+            PoolKind::Express => (step.express_pool(), express_backend(&ctx, step, &wakers)),
+        };
+        WorkerBuilder::new(worker_name(&name, restarts))
+            .backend(backend)
+            .data(ctx.clone())
+            .data(step)
+            .catch_panic()
+            .concurrency(concurrency)
+            .parallelize(tokio::spawn)
+            .build(handle)
+    })
 }

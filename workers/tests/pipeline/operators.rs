@@ -369,12 +369,9 @@ async fn an_sse_client_sees_progress_in_order_ending_with_the_completion(pool: P
     assert_eq!(names, ["progress", "done"]);
 }
 
-#[sqlx::test(migrations = false)]
-async fn an_upload_overtakes_a_running_import_in_every_queue(pool: PgPool) {
-    let mut app = TestApp::start(pool, false).await;
-    let (user, token) = app.user("lanes@example.org").await;
-    // A bulk import of 40 photos is queued first (as `timeline ingest` does, one open job).
-    const BULK: usize = 40;
+/// Queues a sealed bulk import of `n` distinct photos for `user`, as `timeline ingest` does
+/// (stored originals, one open job filled and sealed); returns the job.
+async fn queue_import(app: &TestApp, user: uuid::Uuid, n: usize) -> uuid::Uuid {
     let bulk_names = [
         "landscape_1.jpg",
         "landscape_5.jpg",
@@ -392,12 +389,11 @@ async fn an_upload_overtakes_a_running_import_in_every_queue(pool: PgPool) {
     let storage = timeline::storage::Storage::from_url(app.storage_dir.to_str().expect("utf-8"))
         .expect("storage");
     let mut media = Vec::new();
-    for (i, name) in bulk_names.iter().cycle().take(BULK).enumerate() {
+    for (i, name) in bulk_names.iter().cycle().take(n).enumerate() {
         let id = uuid::Uuid::new_v4();
         let key = timeline::storage::Storage::key(user, id, timeline::storage::Rendition::Original);
-        let bytes = photo(name);
         // Distinct bytes per file (no duplicates), same decoding work.
-        let mut bytes = bytes;
+        let mut bytes = photo(name);
         bytes.extend_from_slice(format!("{i}").as_bytes());
         let size = bytes.len() as i64;
         storage.put(&key, bytes.into()).await.expect("put");
@@ -427,10 +423,20 @@ async fn an_upload_overtakes_a_running_import_in_every_queue(pool: PgPool) {
     timeline::db::jobs::seal(&mut conn, job)
         .await
         .expect("seal");
-    drop(conn);
+    job
+}
 
-    // One step at a time per queue, so the order is the queue's, not the scheduler's.
-    app.start_worker(&["--concurrency", "1"]);
+#[sqlx::test(migrations = false)]
+async fn an_upload_overtakes_a_running_import_in_every_queue(pool: PgPool) {
+    let mut app = TestApp::start(pool, false).await;
+    let (user, token) = app.user("lanes@example.org").await;
+    // A bulk import of 40 photos is queued first (as `timeline ingest` does, one open job).
+    const BULK: usize = 40;
+    let job = queue_import(&app, user, BULK).await;
+
+    // One step at a time per queue, so the order is the queue's, not the scheduler's; no
+    // express pools: this is the queue order alone (the next test has them).
+    app.start_worker(&["--concurrency", "1", "--interactive-concurrency", "0"]);
     // Once the import is going, a user uploads one photo.
     let progress = |pool: PgPool| async move {
         sqlx::query_scalar::<_, i32>(
@@ -465,6 +471,77 @@ async fn an_upload_overtakes_a_running_import_in_every_queue(pool: PgPool) {
     let done = app.wait_job(&token, &job_s, Duration::from_secs(240)).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["output_data"]["completed"], BULK, "{done}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_upload_completes_while_bulk_work_holds_every_regular_slot(pool: PgPool) {
+    let mut app = TestApp::start(pool, false).await;
+    let (user, token) = app.user("express@example.org").await;
+    let job = queue_import(&app, user, 4).await;
+    // One regular slot per queue, and every bulk step holds its slot for a minute (a long
+    // video, a huge panorama): only the express pools can serve an upload meanwhile.
+    app.start_worker_env(
+        &["--concurrency", "1"],
+        &[("TIMELINE_TEST_PAUSE_BULK_STEP_SECS", "60")],
+    );
+    let held = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM apalis.jobs j JOIN apalis.workers w ON w.id = j.lock_by
+             WHERE j.job_type = 'hash' AND j.status IN ('Queued', 'Running')
+               AND w.worker_type = 'hash'",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("held")
+    };
+    let until = Instant::now() + Duration::from_secs(60);
+    while held(app.pool.clone()).await < 1 {
+        assert!(
+            Instant::now() < until,
+            "the worker never took the import's first task"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = app
+        .upload(&token, &[("mine.jpg", photo("landscape_1.jpg"))])
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let upload_job = body["job"]["id"].as_str().expect("job").to_owned();
+    let done = app
+        .wait_job(&token, &upload_job, Duration::from_secs(40))
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    // The regular hash slot is still held by the import, which has not moved.
+    assert_eq!(held(app.pool.clone()).await, 1);
+    let import_done: i32 =
+        sqlx::query_scalar("SELECT completed_count FROM data_processing_jobs WHERE id = $1")
+            .bind(job)
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+    assert_eq!(import_done, 0);
+    // Each of the upload's three steps ran on its queue's express pool.
+    let express: Vec<String> = sqlx::query_scalar(
+        "SELECT w.worker_type FROM apalis.jobs j JOIN apalis.workers w ON w.id = j.lock_by
+         WHERE j.status = 'Done' ORDER BY w.worker_type",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("done tasks");
+    assert_eq!(
+        express,
+        [
+            "exif:interactive",
+            "hash:interactive",
+            "thumbnail:interactive"
+        ]
+    );
+    // The dashboard and the metrics count them as workers of their queue.
+    let mut conn = app.pool.acquire().await.expect("conn");
+    let gauges = timeline::db::queue::gauges(&mut conn)
+        .await
+        .expect("gauges");
+    assert!(gauges.iter().all(|g| g.workers_alive == 2), "{gauges:?}");
 }
 
 /// Runs `timeline reprocess ARGS` against the app's database; returns its JSON report.
