@@ -19,6 +19,8 @@ pub enum Error {
     Queue(#[source] MigrateError),
     #[error("granting queue access failed: {0}")]
     Grants(#[source] sqlx::Error),
+    #[error("installing timeline's additions to the queue schema failed: {0}")]
+    QueueAdditions(#[source] sqlx::Error),
 }
 
 /// Creates the database named in `url` if it does not exist yet (fresh machines).
@@ -49,8 +51,8 @@ pub async fn run(pool: &PgPool) -> Result<(), Error> {
         .await
         .map_err(Error::Queue)?;
     grant_queue_access(pool).await.map_err(Error::Grants)?;
-    queue_indexes(pool).await.map_err(Error::Grants)?;
-    lane_fetch(pool).await.map_err(Error::Grants)?;
+    queue_indexes(pool).await.map_err(Error::QueueAdditions)?;
+    lane_fetch(pool).await.map_err(Error::QueueAdditions)?;
     Ok(())
 }
 
@@ -65,7 +67,7 @@ pub async fn run(pool: &PgPool) -> Result<(), Error> {
 ///
 /// Each interactive task also announces its queue on `jobs::INTERACTIVE_CHANNEL` (apalis's
 /// own insert notification cannot tell the lanes apart, and would wake the express pools for
-/// every one of an import's tasks). Re-applied on every start (idempotent).
+/// every one of an import's tasks). Re-applied by every `timeline migrate` (idempotent).
 async fn lane_fetch(pool: &PgPool) -> Result<(), sqlx::Error> {
     use crate::jobs::{EXPRESS_SUFFIX, INTERACTIVE_CHANNEL, INTERACTIVE_PRIORITY};
     // Safe: every interpolated value is one of our constants, none comes from outside.
