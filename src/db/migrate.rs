@@ -67,7 +67,10 @@ pub async fn run(pool: &PgPool) -> Result<(), Error> {
 ///
 /// Each interactive task also announces its queue on `jobs::INTERACTIVE_CHANNEL` (apalis's
 /// own insert notification cannot tell the lanes apart, and would wake the express pools for
-/// every one of an import's tasks). Re-applied by every `timeline migrate` (idempotent).
+/// every one of an import's tasks); a retry due later is left to the pools' polling. The due
+/// test uses the clock, not `now()`: apalis stores `run_at` in whole seconds of the client's
+/// clock, which can be past the start of a transaction that began in the second before.
+/// Re-applied by every `timeline migrate` (idempotent).
 async fn lane_fetch(pool: &PgPool) -> Result<(), sqlx::Error> {
     use crate::jobs::{EXPRESS_SUFFIX, INTERACTIVE_CHANNEL, INTERACTIVE_PRIORITY};
     // Safe: every interpolated value is one of our constants, none comes from outside.
@@ -98,7 +101,8 @@ async fn lane_fetch(pool: &PgPool) -> Result<(), sqlx::Error> {
              RETURN NEW;
          END $$;
          CREATE OR REPLACE TRIGGER timeline_announce_interactive AFTER INSERT ON apalis.jobs
-             FOR EACH ROW WHEN (NEW.priority >= {INTERACTIVE_PRIORITY} AND NEW.run_at <= now())
+             FOR EACH ROW WHEN (NEW.priority >= {INTERACTIVE_PRIORITY}
+                                AND NEW.run_at <= clock_timestamp() + interval '1 second')
              EXECUTE FUNCTION public.timeline_announce_interactive();",
         len = EXPRESS_SUFFIX.len(),
     )))

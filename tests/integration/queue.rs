@@ -617,6 +617,22 @@ async fn express_pools_fetch_only_interactive_tasks_and_only_they_are_announced(
         assert_eq!(n.payload(), queue);
     }
     drop(conn);
+    // An upload enqueued in a transaction that began in an earlier second is announced too.
+    let late = MediaTask::new(Uuid::new_v4(), Uuid::new_v4(), prio);
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_sleep(1.2)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    jobs::enqueue(&mut tx, Step::Thumbnail, &[late])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("a late transaction's interactive task is announced")
+        .unwrap();
+    assert_eq!(n.payload(), "thumbnail");
 
     // The hash express pool gets the upload and nothing else: no bulk task, no other queue's.
     assert_eq!(
@@ -629,12 +645,16 @@ async fn express_pools_fetch_only_interactive_tasks_and_only_they_are_announced(
     assert_eq!(fetch(&pool, "r1", "hash").await, bulk_ids);
     // A regular pool takes interactive tasks too (a burst of uploads uses every slot).
     assert_eq!(fetch(&pool, "r2", "exif").await, vec![later.media_file_id]);
+    assert_eq!(
+        fetch(&pool, "x2", "thumbnail:interactive").await,
+        vec![late.media_file_id]
+    );
     let held: Vec<(String, String)> =
         sqlx::query_as("SELECT status, lock_by FROM apalis.jobs ORDER BY lock_by")
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(held.len(), 5);
+    assert_eq!(held.len(), 6);
     assert!(held.iter().all(|(s, _)| s == "Queued"), "{held:?}");
     assert_eq!(held.iter().filter(|(_, w)| w == "x1").count(), 1);
     // An unknown suffix is just another queue name.
