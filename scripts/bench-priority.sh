@@ -3,7 +3,7 @@
 #
 #   bash scripts/bench-priority.sh [N] [UPLOADS]     (N import files, default 300; UPLOADS 10)
 #
-# For each mode in MODES (default "on off") on a fresh database and store:
+# For each mode in MODES (default "on queue off") on a fresh database and store:
 #   on     the lanes with express pools (the default configuration)
 #   queue  the lanes as queue order only (TIMELINE_INTERACTIVE_CONCURRENCY=0)
 #   off    TIMELINE_PRIORITY_LANES=off: strictly oldest first
@@ -99,4 +99,4 @@ PY
 }
 
 echo "== $N x 12 MP import + $UPLOADS uploads, $PROFILE build, $(nproc) cores"
-for m in ${MODES:-on off}; do run_mode "$m" | tee "$work/result-$m.txt"; done
+for m in ${MODES:-on queue off}; do run_mode "$m" | tee "$work/result-$m.txt"; done
