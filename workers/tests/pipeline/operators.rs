@@ -451,15 +451,7 @@ async fn an_upload_overtakes_a_running_import_in_every_queue(pool: PgPool) {
     while progress(app.pool.clone()).await < 1 && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (status, body) = app
-        .upload(&token, &[("mine.jpg", photo("landscape_1.jpg"))])
-        .await;
-    assert_eq!(status, 202, "{body}");
-    let upload_job = body["job"]["id"].as_str().expect("job").to_owned();
-    let done = app
-        .wait_job(&token, &upload_job, Duration::from_secs(120))
-        .await;
-    assert_eq!(done["status"], "completed", "{done}");
+    upload_one_and_wait(&app, &token, Duration::from_secs(120)).await;
     // When the upload completed, most of the import was still waiting.
     let import_done = progress(app.pool.clone()).await;
     assert!(
@@ -502,15 +494,7 @@ async fn an_upload_completes_while_bulk_work_holds_every_regular_slot(pool: PgPo
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (status, body) = app
-        .upload(&token, &[("mine.jpg", photo("landscape_1.jpg"))])
-        .await;
-    assert_eq!(status, 202, "{body}");
-    let upload_job = body["job"]["id"].as_str().expect("job").to_owned();
-    let done = app
-        .wait_job(&token, &upload_job, Duration::from_secs(40))
-        .await;
-    assert_eq!(done["status"], "completed", "{done}");
+    upload_one_and_wait(&app, &token, Duration::from_secs(40)).await;
     // The regular hash slot is still held by the import, which has not moved.
     assert_eq!(held(app.pool.clone()).await, 1);
     let import_done: i32 =
@@ -547,6 +531,17 @@ async fn an_upload_completes_while_bulk_work_holds_every_regular_slot(pool: PgPo
         .await
         .expect("gauges");
     assert!(gauges.iter().all(|g| g.workers_alive == 2), "{gauges:?}");
+}
+
+/// Uploads one photo through the API and waits (up to `timeout`) for its job to complete.
+async fn upload_one_and_wait(app: &TestApp, token: &str, timeout: Duration) {
+    let (status, body) = app
+        .upload(token, &[("mine.jpg", photo("landscape_1.jpg"))])
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let upload_job = body["job"]["id"].as_str().expect("job").to_owned();
+    let done = app.wait_job(token, &upload_job, timeout).await;
+    assert_eq!(done["status"], "completed", "{done}");
 }
 
 /// Runs `timeline reprocess ARGS` against the app's database; returns its JSON report.
