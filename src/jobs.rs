@@ -183,12 +183,22 @@ pub fn priority(lane: Lane, position: usize) -> u32 {
     }
 }
 
+impl Lane {
+    /// The lane a task of `priority` was queued in.
+    pub fn of(priority: u32) -> Self {
+        if priority >= INTERACTIVE_PRIORITY {
+            Lane::Interactive
+        } else {
+            Lane::Bulk
+        }
+    }
+}
+
 /// The lane name of a priority (the `priority` label of the queue metrics).
 pub fn lane_name(priority: u32) -> &'static str {
-    if priority >= INTERACTIVE_PRIORITY {
-        "interactive"
-    } else {
-        "bulk"
+    match Lane::of(priority) {
+        Lane::Interactive => "interactive",
+        Lane::Bulk => "bulk",
     }
 }
 
@@ -271,6 +281,8 @@ mod tests {
         assert!(priority(Lane::Bulk, 0) < priority(Lane::Interactive, 0));
         assert_eq!(lane_name(priority(Lane::Interactive, 0)), "interactive");
         assert_eq!(lane_name(priority(Lane::Bulk, 3)), "bulk");
+        assert_eq!(Lane::of(priority(Lane::Interactive, 0)), Lane::Interactive);
+        assert_eq!(Lane::of(priority(Lane::Bulk, 0)), Lane::Bulk);
         // apalis keeps priorities as PostgreSQL integers.
         assert!(i32::try_from(INTERACTIVE_PRIORITY).is_ok());
     }

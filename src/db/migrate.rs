@@ -61,9 +61,10 @@ pub async fn run(pool: &PgPool) -> Result<(), Error> {
 /// This is apalis-postgres 1.0.0's own definition (migration 20260902075949) with one
 /// addition: a queue name ending in `:interactive` fetches from the queue before the suffix,
 /// only tasks at `INTERACTIVE_PRIORITY` or above. Every other name fetches exactly as
-/// before, through the same partial index (`job_type, priority DESC, run_at`). Should an
-/// apalis upgrade replace the function, express pools find nothing and uploads still go first
-/// in the regular pools; `queue::express_pools_fetch_only_interactive_tasks` pins the contract.
+/// before, through the same partial index (`job_type, priority DESC, run_at`). Since this
+/// runs after apalis's migrations, an apalis upgrade that redefines the function is
+/// overridden by this copy: compare the two when upgrading (docs/MIGRATIONS.md);
+/// `queue::express_pools_fetch_only_interactive_tasks` pins the contract.
 ///
 /// Each interactive task also announces its queue on `jobs::INTERACTIVE_CHANNEL` (apalis's
 /// own insert notification cannot tell the lanes apart, and would wake the express pools for

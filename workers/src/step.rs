@@ -243,7 +243,7 @@ where
     let span = tracing::info_span!("step", step = step.queue(), media.id = %task.media_file_id,
                                    job.id = %task.job_id, attempt);
     record_wait(step, &task, attempt);
-    if timeline::jobs::lane_name(task.priority) == "bulk" {
+    if timeline::jobs::Lane::of(task.priority) == timeline::jobs::Lane::Bulk {
         // Crash and lane tests hold bulk work here (a slot busy for as long as they need).
         timeline::test_hooks::pause("TIMELINE_TEST_PAUSE_BULK_STEP_SECS").await;
     }

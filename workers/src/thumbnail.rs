@@ -17,7 +17,7 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
         .ok_or_else(|| StepError::Permanent(format!("unsupported: {}", media.mime_type)))?;
     let bytes = step::original(ctx, &media).await?;
     // In a child process: past the deadline the decode is killed, not abandoned.
-    let bulk = timeline::jobs::lane_name(task.priority) == "bulk";
+    let bulk = timeline::jobs::Lane::of(task.priority) == timeline::jobs::Lane::Bulk;
     let thumbs = ctx
         .decoders
         .render(bytes, format, ctx.step_timeout, bulk)
