@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod inflight;
 pub mod ingest;
 pub mod jobs;
 pub mod metrics;

@@ -1,34 +1,33 @@
 //! Every state reconciles: a pass that finds what a crash, a kill or an outage left half-done
-//! and finishes or cleans it, without an operator.
+//! and finishes or cleans it, without an operator. It decides from durable records of intent
+//! only (never an object's age, never a listing of the store), and its work is in proportion
+//! to what is stuck:
 //!
-//! - A media file `pending`/`processing` for longer than the grace period with no queue task
-//!   that may still run (its task vanished, or its last step's bookkeeping never committed)
-//!   gets the steps it is missing enqueued again, on its newest job.
-//! - A stored object under `media/{user}/{media}/…` that no row names (its media row does not
-//!   exist — an upload killed before its transaction committed, a delete whose object removal
-//!   failed — or the row does not name it: renditions a worker stored before it was killed
-//!   ahead of its step's final transaction) and that is older than the grace period is
-//!   deleted; so are the staging files a killed multipart
-//!   upload leaves in a `file://` store (S3 expires incomplete multipart uploads by its own
-//!   lifecycle rule; see docs/OPERATIONS.md).
 //! - A queue task held by a worker pool that has not beaten for the grace period (at least a
 //!   minute) goes back to its queue, even when no pool of its kind runs any more.
+//! - An upload session past its deadline (expired, or no progress for the grace period, at
+//!   least [`inflight::STALL_MIN`]; a paused resumable upload waits until it expires) is
+//!   aborted: what it stored becomes objects to delete.
+//! - A pending object nobody can still write (an aborted session's, a deleted file's, or one a
+//!   step stored whose task can no longer run) is deleted unless a committed row names it.
+//! - A media file `pending`/`processing` for longer than the grace period with no queue task
+//!   that may still run gets the steps it is missing enqueued again, on its newest job; one
+//!   whose original is missing from the store fails with that reason.
 //!
 //! One process leads at a time (a PostgreSQL advisory lock); the worker runs a pass
-//! periodically and `timeline maintenance [--grace S]` runs one on demand.
+//! periodically and `timeline maintenance [--grace S]` runs one on demand. The full audit of
+//! the store against the rows is an operator's command of its own ([`audit_store`]).
 
 use std::time::Duration;
 
-use chrono::Utc;
-use futures::StreamExt;
 use serde::Serialize;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use crate::db;
+use crate::inflight;
 use crate::jobs::{self, MediaTask, Step};
 use crate::models::JobType;
-use crate::storage::Storage;
+use crate::storage::{Rendition, Storage};
 
 /// Errors of a pass.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +40,15 @@ pub enum Error {
     Storage(#[from] crate::storage::Error),
 }
 
+impl From<inflight::CleanError> for Error {
+    fn from(e: inflight::CleanError) -> Self {
+        match e {
+            inflight::CleanError::Database(e) => Self::Database(e),
+            inflight::CleanError::Storage(e) => Self::Storage(e),
+        }
+    }
+}
+
 /// What one pass did.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Report {
@@ -50,8 +58,12 @@ pub struct Report {
     pub tasks_released: u64,
     /// Stuck media files whose missing steps were enqueued again.
     pub requeued_files: u64,
-    /// Objects examined in the store.
-    pub objects_seen: u64,
+    /// Stuck media files whose original is missing from the store, failed with that reason.
+    pub missing_originals_failed: u64,
+    /// Upload sessions past their deadline, aborted.
+    pub sessions_aborted: u64,
+    /// Pending objects nobody can still write, settled (deleted, or kept when a row names them).
+    pub pending_objects_settled: u64,
     /// Objects no row names, deleted.
     pub orphan_objects_deleted: u64,
     /// Open import jobs left unsealed by an importer that stopped, sealed.
@@ -70,8 +82,6 @@ const SILENT_WORKER: Duration = Duration::from_secs(60);
 
 /// Files handled per pass (the next pass takes the rest).
 const BATCH: i64 = 1000;
-/// Objects checked against the database per query.
-const ID_BATCH: usize = 500;
 
 /// One reconciliation pass with the given grace period.
 pub async fn run(pool: &PgPool, storage: &Storage, grace: Duration) -> Result<Report, Error> {
@@ -88,7 +98,17 @@ pub async fn run(pool: &PgPool, storage: &Storage, grace: Duration) -> Result<Re
             let silent = grace.max(SILENT_WORKER);
             db::reconcile::release_abandoned_tasks(&mut conn, silent.as_secs_f64()).await?
         };
-        let requeued_files = requeue_stuck(pool, grace).await?;
+        let sessions_aborted = {
+            let mut conn = pool.acquire().await?;
+            let stall = grace.max(inflight::STALL_MIN).as_secs_f64();
+            db::objects::abort_stalled(&mut conn, stall, BATCH)
+                .await?
+                .len() as u64
+        };
+        let (pending_objects_settled, orphan_objects_deleted) =
+            clean_pending(pool, storage).await?;
+        let (requeued_files, missing_originals_failed) =
+            requeue_stuck(pool, storage, grace).await?;
         let (jobs_sealed, files_counted) = {
             let mut conn = pool.acquire().await?;
             let sealed = db::jobs::seal_abandoned(&mut conn, grace.as_secs_f64()).await?;
@@ -97,51 +117,78 @@ pub async fn run(pool: &PgPool, storage: &Storage, grace: Duration) -> Result<Re
                 db::jobs::count_missed(&mut conn, grace.as_secs_f64()).await?,
             )
         };
-        let (objects_seen, orphans) = sweep_store(pool, storage, grace).await?;
-        let staging = storage.sweep_local_staging(grace).await?;
         Ok::<_, Error>(Report {
             skipped_not_leader: false,
             tasks_released,
             requeued_files,
+            missing_originals_failed,
+            sessions_aborted,
+            pending_objects_settled,
+            orphan_objects_deleted,
             jobs_sealed,
             files_counted,
-            objects_seen,
-            orphan_objects_deleted: orphans + staging,
         })
     }
     .await;
     // Best effort: the lock also ends with the connection.
     let _ = db::reconcile::release(&mut lead).await;
     let report = result?;
-    if report.requeued_files > 0
-        || report.tasks_released > 0
-        || report.orphan_objects_deleted > 0
-        || report.jobs_sealed > 0
-        || report.files_counted > 0
-    {
+    if report != (Report::default()) {
         tracing::warn!(
             released = report.tasks_released,
             requeued = report.requeued_files,
+            missing = report.missing_originals_failed,
+            aborted = report.sessions_aborted,
+            settled = report.pending_objects_settled,
+            orphans = report.orphan_objects_deleted,
             sealed = report.jobs_sealed,
             counted = report.files_counted,
-            orphans = report.orphan_objects_deleted,
             "reconciler repaired leftovers of a crash or an outage"
         );
     } else {
-        tracing::debug!(
-            objects = report.objects_seen,
-            "reconciler found nothing to repair"
-        );
+        tracing::debug!("reconciler found nothing to repair");
     }
     Ok(report)
 }
 
-async fn requeue_stuck(pool: &PgPool, grace: Duration) -> Result<u64, Error> {
+/// Deletes the objects of pending rows nobody can still write (a batch per pass); returns the
+/// rows settled and the objects deleted.
+async fn clean_pending(pool: &PgPool, storage: &Storage) -> Result<(u64, u64), Error> {
+    let cleanable = {
+        let mut conn = pool.acquire().await?;
+        db::objects::cleanable(&mut conn, BATCH).await?
+    };
+    let (mut settled, mut deleted) = (0, 0);
+    for object in cleanable {
+        settled += 1;
+        if inflight::clean(pool, storage, &object.object_key).await? {
+            tracing::info!(media.id = %object.media_file_id, user.id = %object.user_id,
+                           "object of an unfinished upload or step deleted");
+            deleted += 1;
+        }
+    }
+    Ok((settled, deleted))
+}
+
+/// Requeues stuck files; returns how many were requeued, and how many failed because their
+/// original is missing.
+async fn requeue_stuck(
+    pool: &PgPool,
+    storage: &Storage,
+    grace: Duration,
+) -> Result<(u64, u64), Error> {
     let mut conn = pool.acquire().await?;
     let stuck = db::reconcile::stuck_files(&mut conn, grace.as_secs_f64(), BATCH).await?;
     drop(conn);
-    let mut n = 0;
+    let (mut n, mut missing) = (0, 0);
     for file in stuck {
+        let original = Storage::key(file.user_id, file.id, Rendition::Original);
+        if !storage.exists(&original).await? {
+            if fail_missing(pool, file.id).await? {
+                missing += 1;
+            }
+            continue;
+        }
         let mut tx = pool.begin().await?;
         let job_id = match file.job_id {
             Some(j) => j,
@@ -182,90 +229,154 @@ async fn requeue_stuck(pool: &PgPool, grace: Duration) -> Result<u64, Error> {
         tracing::info!(media.id = %file.id, user.id = %file.user_id, job.id = %job_id, ?missing, "stuck media file requeued");
         n += 1;
     }
-    Ok(n)
+    Ok((n, missing))
 }
 
-/// The media id in a key `media/{user}/{media}/{rendition}`.
-fn media_id_of(key: &str) -> Option<Uuid> {
-    let mut parts = key.split('/');
-    (parts.next()? == "media").then_some(())?;
-    let _user: Uuid = parts.next()?.parse().ok()?;
-    parts.next()?.parse().ok()
+/// The reason a file whose original never arrived (or was lost) fails with.
+pub const MISSING_ORIGINAL: &str = "the original is missing from storage";
+
+/// Fails a stuck file whose original is missing: its hash step is recorded as failed with
+/// [`MISSING_ORIGINAL`], which settles the file and its jobs. True if it was still unended.
+async fn fail_missing(pool: &PgPool, id: uuid::Uuid) -> Result<bool, Error> {
+    let mut tx = pool.begin().await?;
+    let Some(media) = db::pipeline::load(&mut tx, id).await? else {
+        return Ok(false);
+    };
+    if media.processing_status.is_final() {
+        return Ok(false);
+    }
+    db::pipeline::record_step(&mut tx, &media, Step::Hash, Err(MISSING_ORIGINAL), 0).await?;
+    if db::pipeline::finalize(&mut tx, id).await?.is_some() {
+        db::jobs::file_ended(&mut tx, id).await?;
+    }
+    tx.commit().await?;
+    tracing::warn!(media.id = %id, user.id = %media.user_id, "stuck media file failed: its original is missing");
+    Ok(true)
 }
 
-async fn sweep_store(
+/// What an audit of the store did.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct AuditReport {
+    /// Objects listed so far in this audit (across resumed runs).
+    pub objects_seen: u64,
+    /// Objects no row names, deleted so far in this audit.
+    pub orphan_objects_deleted: u64,
+    /// The audit reached the end of the store (the next one starts from the beginning).
+    pub finished: bool,
+    /// Where a run stopped by `max_pages` resumes.
+    pub resume_after: Option<String>,
+}
+
+/// Keys listed per page of an audit.
+const AUDIT_PAGE: usize = 1000;
+
+/// The operator's full audit of the store (`timeline maintenance --audit-store`): pages through
+/// every object under `media/`, deleting those that neither a media row nor a pending object
+/// names. Objects being written are always named by a pending row first, so no age is needed.
+/// Progress is kept after each page: a run that stops (killed, or `max_pages` reached) resumes
+/// where it was. Never part of the periodic pass: it is O(objects in the store).
+pub async fn audit_store(
     pool: &PgPool,
     storage: &Storage,
-    grace: Duration,
-) -> Result<(u64, u64), Error> {
-    let cutoff = Utc::now() - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
-    let prefix = object_store::path::Path::from("media");
-    let mut listing = storage.inner().list(Some(&prefix));
-    let (mut seen, mut deleted) = (0u64, 0u64);
-    let mut batch: Vec<(object_store::path::Path, Uuid)> = Vec::with_capacity(ID_BATCH);
+    max_pages: Option<u64>,
+) -> Result<AuditReport, Error> {
+    let (mut after, seen, deleted) = {
+        let mut conn = pool.acquire().await?;
+        db::objects::audit_position(&mut conn)
+            .await?
+            .map(|(after, seen, deleted)| match after {
+                Some(after) => (Some(after), seen, deleted),
+                None => (None, 0, 0),
+            })
+            .unwrap_or((None, 0, 0))
+    };
+    let (mut seen, mut deleted) = (seen.max(0) as u64, deleted.max(0) as u64);
+    let mut pages = 0u64;
     loop {
-        let next = listing
-            .next()
-            .await
-            .transpose()
-            .map_err(crate::storage::Error::from)?;
-        if let Some(meta) = &next {
-            seen += 1;
-            // Young objects may belong to an upload whose transaction is about to commit.
-            if meta.last_modified < cutoff
-                && let Some(id) = media_id_of(meta.location.as_ref())
-            {
-                batch.push((meta.location.clone(), id));
-            }
+        if max_pages.is_some_and(|m| pages >= m) {
+            return Ok(AuditReport {
+                objects_seen: seen,
+                orphan_objects_deleted: deleted,
+                finished: false,
+                resume_after: after,
+            });
         }
-        if batch.len() >= ID_BATCH || (next.is_none() && !batch.is_empty()) {
-            deleted += delete_orphans(pool, storage, std::mem::take(&mut batch)).await?;
-        }
-        if next.is_none() {
-            return Ok((seen, deleted));
-        }
+        let page = storage.list_page(after.as_deref(), AUDIT_PAGE).await?;
+        pages += 1;
+        let Some(last) = page.last().map(|k| k.to_string()) else {
+            let mut conn = pool.acquire().await?;
+            db::objects::audit_advance(&mut conn, None, 0, 0).await?;
+            return Ok(AuditReport {
+                objects_seen: seen,
+                orphan_objects_deleted: deleted,
+                finished: true,
+                resume_after: None,
+            });
+        };
+        seen += page.len() as u64;
+        deleted += delete_unnamed(pool, storage, &page).await?;
+        let mut conn = pool.acquire().await?;
+        let (s, d) = (
+            i64::try_from(seen).unwrap_or(i64::MAX),
+            i64::try_from(deleted).unwrap_or(i64::MAX),
+        );
+        db::objects::audit_advance(&mut conn, Some(&last), s, d).await?;
+        after = Some(last);
     }
 }
 
-async fn delete_orphans(
+/// Deletes the objects of a listed page that no row names; returns how many.
+async fn delete_unnamed(
     pool: &PgPool,
     storage: &Storage,
-    batch: Vec<(object_store::path::Path, Uuid)>,
+    page: &[object_store::path::Path],
 ) -> Result<u64, Error> {
-    let ids: Vec<Uuid> = batch.iter().map(|(_, id)| *id).collect();
-    let mut conn = pool.acquire().await?;
-    let named: std::collections::HashSet<String> = db::reconcile::named_keys(&mut conn, &ids)
-        .await?
-        .into_iter()
-        .collect();
-    drop(conn);
-    let mut deleted = 0;
-    for (key, id) in batch {
-        if named.contains(key.as_ref()) {
-            continue;
-        }
-        storage.delete(&key).await?;
-        storage.remove_empty_media_dir(&key).await;
-        tracing::info!(object = %key, media.id = %id, "orphan object deleted");
-        deleted += 1;
+    let (keys, media): (Vec<String>, Vec<uuid::Uuid>) = page
+        .iter()
+        .map(|k| {
+            (
+                k.to_string(),
+                Storage::media_of(k.as_ref()).unwrap_or_default(),
+            )
+        })
+        .unzip();
+    let unnamed = {
+        let mut conn = pool.acquire().await?;
+        db::objects::unnamed(&mut conn, &keys, &media).await?
+    };
+    for key in &unnamed {
+        // Named as to delete first, then cleaned like any other: the claim re-checks the rows
+        // under the pending row's lock, so an upload that names the key meanwhile wins.
+        let mut conn = pool.acquire().await?;
+        let media = Storage::media_of(key).unwrap_or_default();
+        let user = key
+            .split('/')
+            .nth(1)
+            .and_then(|u| u.parse().ok())
+            .unwrap_or_default();
+        let keys = [key.clone()];
+        db::objects::name_new(&mut conn, user, media, &keys).await?;
+        drop(conn);
+        inflight::clean(pool, storage, key).await?;
+        tracing::info!(object = %key, "audit: object no row names deleted");
     }
-    Ok(deleted)
+    Ok(unnamed.len() as u64)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::media_id_of;
+    use crate::storage::Storage;
 
     #[test]
     fn only_our_keys_name_a_media_file() {
         let u = "7f1b1c3e-0000-4000-8000-000000000001";
         let m = "7f1b1c3e-0000-4000-8000-000000000002";
         assert_eq!(
-            media_id_of(&format!("media/{u}/{m}/original")).map(|i| i.to_string()),
+            Storage::media_of(&format!("media/{u}/{m}/original")).map(|i| i.to_string()),
             Some(m.to_owned())
         );
         for bad in ["media", "media/x/y/original", "other/a/b/c", ""] {
-            assert_eq!(media_id_of(bad), None, "{bad}");
+            assert_eq!(Storage::media_of(bad), None, "{bad}");
         }
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart, path::Path};
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
@@ -20,6 +20,8 @@ pub enum Error {
     Config { url: String, reason: String },
     #[error("object not found: {0}")]
     NotFound(String),
+    #[error("object replaced while it was being read: {0}")]
+    Changed(String),
     #[error("storage error: {0}")]
     Store(#[source] object_store::Error),
     #[error("local file error: {0}")]
@@ -41,6 +43,11 @@ pub enum Rendition {
     Original,
     Thumb,
     Preview,
+}
+
+impl Rendition {
+    /// Every rendition a media file may have stored.
+    pub const ALL: [Rendition; 3] = [Rendition::Original, Rendition::Thumb, Rendition::Preview];
 }
 
 /// A handle to the configured object store (cheap to clone).
@@ -69,7 +76,7 @@ impl Storage {
         let mut local_root = None;
         let store: Arc<dyn ObjectStore> = if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            let s3 = object_store::aws::AmazonS3Builder::from_env()
+            let s3 = s3_builder()
                 .with_bucket_name(bucket)
                 .with_retry(s3_retry())
                 .build()
@@ -106,6 +113,14 @@ impl Storage {
         Path::from(format!("media/{user_id}/{media_id}/{name}"))
     }
 
+    /// The media file a key made by [`Storage::key`] belongs to (`media/{user}/{media}/…`).
+    pub fn media_of(key: &str) -> Option<Uuid> {
+        let mut parts = key.split('/');
+        (parts.next()? == "media").then_some(())?;
+        let _user: Uuid = parts.next()?.parse().ok()?;
+        parts.next()?.parse().ok()
+    }
+
     /// The underlying store, for streaming uploads.
     pub fn inner(&self) -> &Arc<dyn ObjectStore> {
         &self.store
@@ -124,6 +139,15 @@ impl Storage {
         Ok(size)
     }
 
+    /// Whether the object exists (one HEAD request).
+    pub async fn exists(&self, key: &Path) -> Result<bool, Error> {
+        match self.store.head(key).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Reads a whole object. Only for objects known to be small (thumbnails, bounded image
     /// originals); originals of any size are read with [`Storage::stream`].
     pub async fn get(&self, key: &Path) -> Result<Bytes, Error> {
@@ -131,16 +155,22 @@ impl Storage {
     }
 
     /// Reads an object as a stream of chunks, with its total size.
+    /// A broken read resumes from its last byte (see [`resume::resuming`]).
     pub async fn stream(
         &self,
         key: &Path,
     ) -> Result<(u64, BoxStream<'static, Result<Bytes, Error>>), Error> {
         let got = self.store.get(key).await?;
         let size = got.meta.size;
-        Ok((size, got.into_stream().map_err(Error::from).boxed()))
+        let etag = got.meta.e_tag.clone();
+        let start = got.range.start;
+        let body = got.into_stream();
+        let stream = resume::resuming(self.store.clone(), key.clone(), etag, start..size, body);
+        Ok((size, stream))
     }
 
-    /// Reads the byte range `range` of an object as a stream.
+    /// Reads the byte range `range` of an object as a stream; a broken read resumes from its
+    /// last byte.
     pub async fn stream_range(
         &self,
         key: &Path,
@@ -151,7 +181,16 @@ impl Storage {
             ..Default::default()
         };
         let got = self.store.get_opts(key, opts).await?;
-        Ok(got.into_stream().map_err(Error::from).boxed())
+        let etag = got.meta.e_tag.clone();
+        let range = got.range.clone();
+        let body = got.into_stream();
+        Ok(resume::resuming(
+            self.store.clone(),
+            key.clone(),
+            etag,
+            range,
+            body,
+        ))
     }
 
     /// Reads at most `limit` bytes of an object; `Ok(None)` when it is larger (the caller
@@ -237,17 +276,6 @@ impl Storage {
         }
     }
 
-    /// Deletes every rendition of a media file, then its (now empty) folder on a `file://`
-    /// store.
-    pub async fn delete_media(&self, user_id: Uuid, media_id: Uuid) -> Result<(), Error> {
-        for r in [Rendition::Original, Rendition::Thumb, Rendition::Preview] {
-            self.delete(&Self::key(user_id, media_id, r)).await?;
-        }
-        self.remove_empty_media_dir(&Self::key(user_id, media_id, Rendition::Original))
-            .await;
-        Ok(())
-    }
-
     /// On a `file://` store, removes the folder of `key` (`media/{user}/{media}`) once it is
     /// empty, so deleted media leave no empty folders behind.
     pub async fn remove_empty_media_dir(&self, key: &Path) {
@@ -261,56 +289,73 @@ impl Storage {
 }
 
 impl Storage {
-    /// On a `file://` store, deletes the staging files of multipart uploads that never
-    /// completed (`<key>#<n>`, left by a process killed mid-upload) and are older than
-    /// `older_than`; object listings never show them. Returns how many were deleted.
-    pub async fn sweep_local_staging(&self, older_than: std::time::Duration) -> Result<u64, Error> {
-        let Some(root) = self.local_root.clone() else {
-            return Ok(0);
+    /// Deletes an object with what a killed writer may have left of it: on a `file://` store
+    /// the staging files of its unfinished multipart upload (`<key>#<n>`, which listings never
+    /// show) and its folder once empty.
+    pub async fn discard(&self, key: &Path) -> Result<(), Error> {
+        self.delete(key).await?;
+        if let Some(path) = self.local_path(key) {
+            tokio::task::spawn_blocking(move || remove_staging(&path))
+                .await
+                .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+        }
+        self.remove_empty_media_dir(key).await;
+        Ok(())
+    }
+
+    /// One page of the store's keys under `media/`, after `after` (for the operator's audit).
+    pub async fn list_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<Path>, Error> {
+        let prefix = Path::from("media");
+        let mut listing = match after {
+            Some(after) => self
+                .store
+                .list_with_offset(Some(&prefix), &Path::from(after)),
+            None => self.store.list(Some(&prefix)),
         };
-        let cutoff = std::time::SystemTime::now()
-            .checked_sub(older_than)
-            .unwrap_or(std::time::UNIX_EPOCH);
-        tokio::task::spawn_blocking(move || sweep_staging(&root.join("media"), cutoff))
-            .await
-            .map_err(|e| Error::Io(std::io::Error::other(e)))?
+        // S3 lists in key order, so a page is its first `limit` keys. A local listing walks
+        // folders in no order: the page is the `limit` smallest keys of the whole walk.
+        let sorted = self.local_root.is_none();
+        let mut page = std::collections::BinaryHeap::with_capacity(limit + 1);
+        while let Some(meta) = listing.next().await.transpose()? {
+            page.push(meta.location);
+            if page.len() > limit {
+                page.pop();
+            }
+            if sorted && page.len() == limit {
+                break;
+            }
+        }
+        Ok(page.into_sorted_vec())
     }
 }
 
-/// Walks `dir` (media/{user}/{media}/…, so three levels) deleting stale staging files.
-fn sweep_staging(dir: &std::path::Path, cutoff: std::time::SystemTime) -> Result<u64, Error> {
-    let mut deleted = 0;
-    let mut stack = vec![(dir.to_path_buf(), 0u8)];
-    while let Some((d, depth)) = stack.pop() {
-        let entries = match std::fs::read_dir(&d) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e.into()),
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() && depth < 3 {
-                stack.push((path, depth + 1));
-            } else if meta.is_file()
-                && is_staging_name(&entry.file_name().to_string_lossy())
-                && meta.modified().is_ok_and(|m| m < cutoff)
-            {
-                std::fs::remove_file(&path)?;
-                if let Some(parent) = path.parent() {
-                    let _ = std::fs::remove_dir(parent);
-                }
-                deleted += 1;
+/// Removes the staging files of the object at `path` (`<name>#<digits>` beside it).
+fn remove_staging(path: &std::path::Path) -> Result<(), Error> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok(());
+    };
+    let name = name.to_string_lossy();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        if let Some((stem, n)) = file.rsplit_once('#')
+            && stem == name
+            && !n.is_empty()
+            && n.bytes().all(|b| b.is_ascii_digit())
+        {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }
-    Ok(deleted)
-}
-
-/// object_store's local staging name: `<name>#<digits>`.
-fn is_staging_name(name: &str) -> bool {
-    name.rsplit_once('#')
-        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    Ok(())
 }
 
 /// A local path to an object's bytes; a spooled copy is deleted on drop.
@@ -341,15 +386,168 @@ impl Drop for LocalFile {
 /// a growing delay in the queue — rather than a worker slot blocked for minutes (object_store's
 /// default is 10 retries over up to 3 minutes).
 fn s3_retry() -> object_store::RetryConfig {
-    let env = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(default)
-    };
     object_store::RetryConfig {
-        max_retries: usize::try_from(env("TIMELINE_S3_MAX_RETRIES", 3)).unwrap_or(3),
-        retry_timeout: std::time::Duration::from_secs(env("TIMELINE_S3_RETRY_TIMEOUT_SECS", 15)),
+        max_retries: usize::try_from(env_u64("TIMELINE_S3_MAX_RETRIES", 3)).unwrap_or(3),
+        retry_timeout: std::time::Duration::from_secs(env_u64(
+            "TIMELINE_S3_RETRY_TIMEOUT_SECS",
+            15,
+        )),
         ..object_store::RetryConfig::default()
+    }
+}
+
+/// The S3 client: its connections time out on progress, never on a whole body. A request has
+/// `TIMELINE_S3_CONNECT_TIMEOUT_SECS` (5) to connect and may then run as long as bytes keep
+/// coming: a read that sees no byte for `TIMELINE_S3_STALL_SECS` (30) fails, and a broken
+/// read resumes from its last byte (see [`resume`]). Idle connections are kept for 90 s.
+/// object_store's default, a 30 s timeout over the whole request body, cut every read of a
+/// large original on a slow link. `AWS_*` variables are applied last and win.
+fn s3_builder() -> object_store::aws::AmazonS3Builder {
+    let secs = |name: &str, default: u64| std::time::Duration::from_secs(env_u64(name, default));
+    let client = object_store::ClientOptions::new()
+        .with_timeout_disabled()
+        .with_connect_timeout(secs("TIMELINE_S3_CONNECT_TIMEOUT_SECS", 5))
+        .with_read_timeout(secs("TIMELINE_S3_STALL_SECS", 30))
+        .with_pool_idle_timeout(std::time::Duration::from_secs(90));
+    let mut builder = object_store::aws::AmazonS3Builder::new().with_client_options(client);
+    for (key, value) in std::env::vars() {
+        if key.starts_with("AWS_")
+            && let Ok(config_key) = key.to_ascii_lowercase().parse()
+        {
+            builder = builder.with_config(config_key, value);
+        }
+    }
+    builder
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(default)
+}
+
+mod resume {
+    //! Reads that survive a broken connection: the rest of the object is asked for again with
+    //! `Range` from the last byte received (and `If-Match` on its ETag, so a replaced object is
+    //! never spliced onto the old one's head). object_store resumes a body only within its
+    //! retry budget, counted from the request's start, so a read of many minutes is never
+    //! resumed by it.
+
+    use std::ops::Range;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use futures::StreamExt;
+    use futures::stream::BoxStream;
+    use object_store::{GetOptions, GetRange, ObjectStore, path::Path};
+
+    use super::Error;
+
+    /// Consecutive failures without a byte of progress before a read gives up.
+    const MAX_FAILURES: u32 = 5;
+
+    struct Read {
+        store: Arc<dyn ObjectStore>,
+        key: Path,
+        etag: Option<String>,
+        pos: u64,
+        end: u64,
+        body: Option<BoxStream<'static, object_store::Result<Bytes>>>,
+        failures: u32,
+        done: bool,
+    }
+
+    /// `body`, the bytes `range` of the object `key`, resumed from the last byte on error.
+    pub(super) fn resuming(
+        store: Arc<dyn ObjectStore>,
+        key: Path,
+        etag: Option<String>,
+        range: Range<u64>,
+        body: BoxStream<'static, object_store::Result<Bytes>>,
+    ) -> BoxStream<'static, Result<Bytes, Error>> {
+        let read = Read {
+            store,
+            key,
+            etag,
+            pos: range.start,
+            end: range.end,
+            body: Some(body),
+            failures: 0,
+            done: false,
+        };
+        futures::stream::unfold(read, |mut r| async move {
+            if r.done {
+                return None;
+            }
+            match r.next().await {
+                Ok(Some(chunk)) => Some((Ok(chunk), r)),
+                Ok(None) => None,
+                Err(e) => {
+                    r.done = true;
+                    Some((Err(e), r))
+                }
+            }
+        })
+        .boxed()
+    }
+
+    impl Read {
+        async fn next(&mut self) -> Result<Option<Bytes>, Error> {
+            loop {
+                if self.pos >= self.end {
+                    return Ok(None);
+                }
+                let failure = match self.body.as_mut() {
+                    Some(body) => match body.next().await {
+                        Some(Ok(chunk)) => {
+                            self.pos += chunk.len() as u64;
+                            self.failures = 0;
+                            return Ok(Some(chunk));
+                        }
+                        Some(Err(e)) => Error::from(e),
+                        None => Error::Io(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "the store ended the body early",
+                        )),
+                    },
+                    None => match self.reopen().await {
+                        Ok(body) => {
+                            self.body = Some(body);
+                            continue;
+                        }
+                        // The object is gone or was replaced: resuming cannot help.
+                        Err(e @ (Error::NotFound(_) | Error::Changed(_))) => return Err(e),
+                        Err(e) => e,
+                    },
+                };
+                self.body = None;
+                self.failures += 1;
+                if self.failures > MAX_FAILURES {
+                    return Err(failure);
+                }
+                tracing::warn!(object = %self.key, at = self.pos, error = %failure,
+                               "read broken; resuming from the last byte");
+                tokio::time::sleep(Duration::from_millis(200) * self.failures).await;
+            }
+        }
+
+        async fn reopen(
+            &mut self,
+        ) -> Result<BoxStream<'static, object_store::Result<Bytes>>, Error> {
+            let opts = GetOptions {
+                range: Some(GetRange::Bounded(self.pos..self.end)),
+                if_match: self.etag.clone(),
+                ..Default::default()
+            };
+            match self.store.get_opts(&self.key, opts).await {
+                Ok(got) => Ok(got.into_stream()),
+                Err(object_store::Error::Precondition { .. }) => {
+                    Err(Error::Changed(self.key.to_string()))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
     }
 }

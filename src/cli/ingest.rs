@@ -15,6 +15,7 @@ use crate::config::{DatabaseConfig, StorageConfig, UploadLimits};
 use crate::db;
 use crate::db::uploads::NewMedia;
 use crate::format::{MediaFormat, SNIFF_LEN};
+use crate::inflight::{Protocol, UploadSession};
 use crate::models::system::DataProcessingJob;
 use crate::models::{JobStatus, JobType};
 use crate::storage::{Rendition, Storage};
@@ -147,26 +148,30 @@ async fn submit_all(
     let mut job: Option<Uuid> = None;
     let mut position = 0usize;
     for chunk in files.chunks(CHUNK) {
-        let (media, mut nope) = store_files(storage, user, limits, chunk).await?;
+        // Every object is named by the chunk's session before it is stored.
+        let session = UploadSession::open(pool, user, Protocol::Ingest).await?;
+        let (media, mut nope) = store_files(storage, &session, user, limits, chunk).await?;
         refused_count.fetch_add(nope.len(), Ordering::Relaxed);
         refused.append(&mut nope);
         if media.is_empty() {
+            session.abandon(storage).await;
             continue;
         }
-        let mut tx = pool.begin().await?;
-        let job_id = match job {
-            Some(id) => id,
-            None => {
-                let input =
-                    serde_json::json!({ "source": "timeline ingest", "files_found": files.len() });
-                db::jobs::create_open(&mut tx, user, JobType::MediaIngest, input).await?
-            }
-        };
-        crate::ingest::submit_into(&mut tx, job_id, user, &media, position)
-            .await
-            .map_err(|e| Error::Invalid(e.to_string()))?;
-        tx.commit().await?;
-        if job.replace(job_id).is_none() {
+        let first = job;
+        if let Err(e) = record_chunk(
+            pool,
+            &session,
+            (user, &mut job),
+            &media,
+            position,
+            files.len(),
+        )
+        .await
+        {
+            session.abandon(storage).await;
+            return Err(e);
+        }
+        if let (None, Some(job_id)) = (first, job) {
             // Announced once it exists. The waiter only ends once every announced job has;
             // it cannot be gone here.
             let _ = jobs.send(job_id);
@@ -180,16 +185,52 @@ async fn submit_all(
     Ok(refused)
 }
 
+/// Records one stored chunk in one transaction: its session ends, its rows and tasks go in,
+/// on the import's job (made with the first chunk).
+async fn record_chunk(
+    pool: &sqlx::PgPool,
+    session: &UploadSession,
+    (user, job): (Uuid, &mut Option<Uuid>),
+    media: &[NewMedia],
+    position: usize,
+    files_found: usize,
+) -> Result<(), Error> {
+    {
+        let mut tx = pool.begin().await?;
+        let keys: Vec<String> = media.iter().map(|m| m.file_path.clone()).collect();
+        if !session.end_in(&mut tx, &keys).await? {
+            return Err(Error::Invalid(
+                "the import stalled and its upload session was cancelled".into(),
+            ));
+        }
+        let job_id = match *job {
+            Some(id) => id,
+            None => {
+                let input =
+                    serde_json::json!({ "source": "timeline ingest", "files_found": files_found });
+                db::jobs::create_open(&mut tx, user, JobType::MediaIngest, input).await?
+            }
+        };
+        crate::ingest::submit_into(&mut tx, job_id, user, media, position)
+            .await
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        tx.commit().await?;
+        *job = Some(job_id);
+    }
+    Ok(())
+}
+
 /// Stores each recognised file (a few at a time, in order); returns the stored ones and the
 /// refused (name, reason). A file that cannot be read is refused and the import goes on.
 async fn store_files(
     storage: &Storage,
+    session: &UploadSession,
     user: Uuid,
     limits: &UploadLimits,
     files: &[PathBuf],
 ) -> Result<(Vec<NewMedia>, Vec<(String, String)>), Error> {
     let stored: Vec<Stored> = futures::stream::iter(files)
-        .map(|path| store_one(storage, user, limits, path))
+        .map(|path| store_one(storage, session, user, limits, path))
         .buffered(STORE_CONCURRENCY)
         .collect()
         .await;
@@ -206,7 +247,13 @@ async fn store_files(
 
 /// Sniffs and streams one file into the store (never holding it whole): the new media row,
 /// or why it was refused. Whatever went wrong, nothing is left in the store.
-async fn store_one(storage: &Storage, user: Uuid, limits: &UploadLimits, path: &Path) -> Stored {
+async fn store_one(
+    storage: &Storage,
+    session: &UploadSession,
+    user: Uuid,
+    limits: &UploadLimits,
+    path: &Path,
+) -> Stored {
     let max_bytes = limits.max_file_bytes;
     let name = path
         .file_name()
@@ -229,6 +276,7 @@ async fn store_one(storage: &Storage, user: Uuid, limits: &UploadLimits, path: &
             f.mime()
         ))
     };
+    let not_recorded = |e: sqlx::Error| refuse(format!("could not record the upload: {e}"));
     let id = Uuid::new_v4();
     let key = Storage::key(user, id, Rendition::Original);
     let (stored, format) = if size <= WHOLE_PUT_BYTES {
@@ -241,6 +289,7 @@ async fn store_one(storage: &Storage, user: Uuid, limits: &UploadLimits, path: &
         if !limits.allows(format) {
             return Err(not_allowed(format));
         }
+        session.name(&key, id).await.map_err(not_recorded)?;
         (
             storage.put_counted(&key, bytes::Bytes::from(bytes)).await,
             format,
@@ -258,6 +307,7 @@ async fn store_one(storage: &Storage, user: Uuid, limits: &UploadLimits, path: &
         if !limits.allows(format) {
             return Err(not_allowed(format));
         }
+        session.name(&key, id).await.map_err(not_recorded)?;
         let chunks = futures::stream::iter([Ok(bytes::Bytes::from(head[..got].to_vec()))])
             .chain(file_chunks(file).map_err(crate::storage::Error::from));
         (storage.put_stream(&key, chunks).await, format)

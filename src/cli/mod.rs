@@ -70,10 +70,18 @@ pub enum Command {
         #[arg(long)]
         job_retention_days: Option<u64>,
         /// Reconciliation grace period in seconds: media files pending/processing with no live
-        /// queue task, and stored objects no row names, older than this are re-enqueued /
-        /// deleted.
+        /// queue task for this long are re-enqueued; upload sessions with no progress for this
+        /// long (at least 15 s) are aborted and what they stored deleted.
         #[arg(long, env = "TIMELINE_RECONCILE_GRACE_SECS", default_value_t = crate::reconcile::DEFAULT_GRACE_SECS)]
         grace: u64,
+        /// Also audit the whole store against the rows: page through every object and delete
+        /// those no row names. O(objects stored): an explicit operator's command, never part of
+        /// the periodic pass. Resumes where an earlier audit stopped.
+        #[arg(long)]
+        audit_store: bool,
+        /// Stop the audit after this many pages of 1,000 keys (the next run resumes).
+        #[arg(long, requires = "audit_store")]
+        audit_pages: Option<u64>,
         #[command(flatten)]
         storage: crate::config::StorageConfig,
     },
@@ -167,6 +175,8 @@ pub async fn run() -> Result<(), Error> {
             queue_retention_days,
             job_retention_days,
             grace,
+            audit_store,
+            audit_pages,
             storage,
         } => {
             let pool = db::connect(&cli.db).await?;
@@ -184,7 +194,13 @@ pub async fn run() -> Result<(), Error> {
                 crate::reconcile::run(&pool, &storage, std::time::Duration::from_secs(grace))
                     .await
                     .map_err(|e| Error::Invalid(format!("reconciliation failed: {e}")))?;
-            let out = serde_json::json!({ "maintenance": report, "reconcile": reconciled });
+            let mut out = serde_json::json!({ "maintenance": report, "reconcile": reconciled });
+            if audit_store {
+                let audit = crate::reconcile::audit_store(&pool, &storage, audit_pages)
+                    .await
+                    .map_err(|e| Error::Invalid(format!("store audit failed: {e}")))?;
+                out["audit"] = serde_json::json!(audit);
+            }
             write_line(&out.to_string())
         }
     }

@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod maintenance;
 pub mod media;
 pub mod migrate;
+pub mod objects;
 pub mod pipeline;
 pub mod queue;
 pub mod reconcile;

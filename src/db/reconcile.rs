@@ -102,15 +102,3 @@ pub async fn touch(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error>
     .await?;
     Ok(())
 }
-
-/// Every object key the rows of `ids` name (original, thumbnail, preview).
-pub async fn named_keys(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"SELECT k AS "k!" FROM media_files m,
-                  unnest(ARRAY[m.file_path, m.thumbnail_path, m.preview_path]) AS k
-           WHERE m.id = ANY($1) AND k IS NOT NULL"#,
-        ids
-    )
-    .fetch_all(conn)
-    .await
-}

@@ -20,7 +20,7 @@ use crate::db::media::Cursor;
 use crate::format::MediaFormat;
 use crate::jobs;
 use crate::models::ProcessingStatus;
-use crate::storage::Rendition;
+use crate::storage::{Rendition, Storage};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -274,14 +274,25 @@ async fn delete(
     let id = parse_id(&id)?;
     let mut tx = begin_as(&state.pool, user).await?;
     let gone = db::uploads::delete(&mut tx, user, id).await?;
-    tx.commit().await?;
     if gone.is_empty() {
         return Err(ApiError::NotFound);
     }
-    for media_id in gone {
-        // The rows are gone; a leftover object is logged for the storage sweep.
-        if let Err(e) = state.storage.delete_media(user, media_id).await {
-            tracing::error!(media.id = %media_id, error = %e, "could not delete stored objects");
+    // The objects go with the rows' commit: named as to delete in the same transaction, so
+    // a failed delete below is finished by the reconciler.
+    let mut keys = Vec::new();
+    for &media_id in &gone {
+        let mine: Vec<String> = Rendition::ALL
+            .iter()
+            .map(|r| Storage::key(user, media_id, *r).to_string())
+            .collect();
+        db::objects::name_objects(&mut tx, user, media_id, &mine, db::objects::Owner::Nobody)
+            .await?;
+        keys.extend(mine);
+    }
+    tx.commit().await?;
+    for key in keys {
+        if let Err(e) = crate::inflight::clean(&state.pool, &state.storage, &key).await {
+            tracing::warn!(error = %e, "could not delete a stored object yet; the reconciler will");
         }
     }
     Ok(StatusCode::NO_CONTENT)

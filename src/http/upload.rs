@@ -1,6 +1,8 @@
 //! `POST /v1/media`: streams each file to the object store under a system-made key, decides
 //! its type from its first bytes, then records rows, job and queue tasks in ONE transaction.
-//! When anything is refused or fails, every object this request stored is deleted again.
+//! An upload session (committed before the first byte) names every object first; when anything
+//! is refused or fails, the session is aborted and what it stored deleted, unless the
+//! transaction in fact committed (an error at COMMIT), which the session's row tells.
 
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -16,6 +18,7 @@ use super::views::{AcceptedMedia, JobSummary, UploadAccepted};
 use super::{AppState, error::ApiError};
 use crate::db::uploads::NewMedia;
 use crate::format::{MediaFormat, SNIFF_LEN};
+use crate::inflight::{Abandoned, Protocol, UploadSession};
 use crate::storage::{Rendition, Storage};
 
 /// Query of a raw (non-multipart) upload.
@@ -26,11 +29,27 @@ pub struct RawQuery {
     filename: Option<String>,
 }
 
-/// Tracks what this request stored, so a failure can remove it.
+/// What this request stored.
 struct Stored {
     user: Uuid,
     media: Vec<NewMedia>,
     bytes_total: u64,
+}
+
+/// A failed upload, with the answer it would have had when the failure was at COMMIT (whose
+/// outcome the session's row then decides).
+struct Failed {
+    error: ApiError,
+    accepted: Option<UploadAccepted>,
+}
+
+impl From<ApiError> for Failed {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            accepted: None,
+        }
+    }
 }
 
 /// Uploads photos, videos and audio: `multipart/form-data` with parts named `file`, or a raw
@@ -51,34 +70,39 @@ pub async fn upload(
         media: Vec::new(),
         bytes_total: 0,
     };
-    let result = receive(&state, &mut stored, query, req).await;
+    let session = UploadSession::open(&state.pool, user, Protocol::Form).await?;
+    let result = receive(&state, &mut stored, &session, query, req).await;
     let result = match result {
         Ok(()) if stored.media.is_empty() => {
-            Err(ApiError::BadRequest("no file in the request".into()))
+            Err(ApiError::BadRequest("no file in the request".into()).into())
         }
-        Ok(()) => record(&state, &stored).await,
-        Err(e) => Err(e),
+        Ok(()) => record(&state, &stored, &session).await,
+        Err(e) => Err(e.into()),
     };
-    match result {
-        Ok(body) => {
-            let location = format!("/v1/jobs/{}", body.job.id);
-            let mut headers = HeaderMap::new();
-            if let Ok(v) = HeaderValue::from_str(&location) {
-                headers.insert(header::LOCATION, v);
+    let body = match result {
+        Ok(body) => body,
+        Err(failed) => match (session.abandon(&state.storage).await, failed.accepted) {
+            (Abandoned::Committed, Some(body)) => {
+                tracing::warn!(job.id = %body.job.id, error = %failed.error,
+                               "the upload's commit reported an error but went through");
+                body
             }
-            Ok((StatusCode::ACCEPTED, headers, axum::Json(body)))
-        }
-        Err(e) => {
-            discard(&state.storage, &stored).await;
-            Err(e)
-        }
+            _ => return Err(failed.error),
+        },
+    };
+    let location = format!("/v1/jobs/{}", body.job.id);
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, v);
     }
+    Ok((StatusCode::ACCEPTED, headers, axum::Json(body)))
 }
 
 /// Reads every file of the request into the store.
 async fn receive(
     state: &AppState,
     stored: &mut Stored,
+    session: &UploadSession,
     query: RawQuery,
     req: Request,
 ) -> Result<(), ApiError> {
@@ -135,7 +159,7 @@ async fn receive(
             }
             let name = display_name(field.file_name());
             let stream = field.map(|c| c.map_err(multipart_error));
-            store_one(state, stored, name, stream).await?;
+            store_one(state, stored, session, name, stream).await?;
         }
         Ok(())
     } else {
@@ -144,7 +168,7 @@ async fn receive(
             .into_body()
             .into_data_stream()
             .map(|c| c.map_err(|e| body_error(&e)));
-        store_one(state, stored, name, stream).await
+        store_one(state, stored, session, name, stream).await
     }
 }
 
@@ -193,6 +217,7 @@ fn is_format_char(c: char) -> bool {
 async fn store_one<S>(
     state: &AppState,
     stored: &mut Stored,
+    session: &UploadSession,
     filename: String,
     mut body: S,
 ) -> Result<(), ApiError>
@@ -227,6 +252,7 @@ where
     }
     let id = Uuid::new_v4();
     let key = Storage::key(stored.user, id, Rendition::Original);
+    session.name(&key, id).await?;
     let upload = state
         .storage
         .inner()
@@ -245,6 +271,7 @@ where
             }
         };
         size += chunk.len() as u64;
+        session.received(chunk.len() as u64);
         if size > limits.max_file_bytes || stored.bytes_total + size > limits.max_request_bytes {
             let _ = writer.abort().await;
             return Err(ApiError::PayloadTooLarge(format!(
@@ -271,15 +298,46 @@ where
     Ok(())
 }
 
-/// One transaction: media rows, the tracked job, its media links and the first queue tasks.
-async fn record(state: &AppState, stored: &Stored) -> Result<UploadAccepted, ApiError> {
-    let mut tx = begin_as(&state.pool, stored.user).await?;
+/// One transaction: the session's end, media rows, the tracked job, its media links and the
+/// first queue tasks.
+async fn record(
+    state: &AppState,
+    stored: &Stored,
+    session: &UploadSession,
+) -> Result<UploadAccepted, Failed> {
+    let mut tx = begin_as(&state.pool, stored.user)
+        .await
+        .map_err(ApiError::from)?;
+    let keys: Vec<String> = stored.media.iter().map(|m| m.file_path.clone()).collect();
+    if !session
+        .end_in(&mut tx, &keys)
+        .await
+        .map_err(ApiError::from)?
+    {
+        return Err(ApiError::Conflict(
+            "the upload stalled and was cancelled by the server; send it again".into(),
+        )
+        .into());
+    }
     let lane = crate::jobs::Lane::Interactive;
-    let job = crate::ingest::submit(&mut tx, stored.user, &stored.media, lane).await?;
+    let job = crate::ingest::submit(&mut tx, stored.user, &stored.media, lane)
+        .await
+        .map_err(ApiError::from)?;
     // Crash tests kill the server here: objects stored, rows written, nothing committed.
     crate::test_hooks::pause("TIMELINE_TEST_PAUSE_BEFORE_COMMIT_SECS").await;
-    tx.commit().await?;
+    let accepted = accepted(stored, &job);
+    if let Err(e) = tx.commit().await {
+        return Err(Failed {
+            error: e.into(),
+            accepted: Some(accepted),
+        });
+    }
     tracing::info!(job.id = %job.id, files = stored.media.len(), size_bytes = stored.bytes_total, "upload accepted");
+    Ok(accepted)
+}
+
+/// The answer to an accepted upload.
+fn accepted(stored: &Stored, job: &crate::models::system::DataProcessingJob) -> UploadAccepted {
     let media = stored
         .media
         .iter()
@@ -289,7 +347,7 @@ async fn record(state: &AppState, stored: &Stored) -> Result<UploadAccepted, Api
             processing_status: "pending".into(),
         })
         .collect();
-    Ok(UploadAccepted {
+    UploadAccepted {
         job: JobSummary {
             id: job.id,
             job_type: job.job_type.as_str().to_owned(),
@@ -297,18 +355,6 @@ async fn record(state: &AppState, stored: &Stored) -> Result<UploadAccepted, Api
             progress: job.progress,
         },
         media,
-    })
-}
-
-/// Best-effort removal of what a refused or failed request stored.
-async fn discard(storage: &Storage, stored: &Stored) {
-    for m in &stored.media {
-        if let Err(e) = storage
-            .delete(&object_store::path::Path::from(m.file_path.as_str()))
-            .await
-        {
-            tracing::error!(media.id = %m.id, error = %e, "could not remove the stored copy of a refused upload");
-        }
     }
 }
 

@@ -120,14 +120,26 @@ async fn mark_duplicate(
     db::pipeline::mark_duplicate(&mut tx, media.id, original, hash).await?;
     db::pipeline::record_step(&mut tx, media, Step::Hash, Ok(()), attempt).await?;
     db::jobs::file_ended(&mut tx, media.id).await?;
+    // The copy goes with the commit: named as to delete, so the reconciler finishes a delete
+    // that the worker did not live to make.
+    let key = Storage::key(media.user_id, media.id, Rendition::Original).to_string();
+    let owner = db::objects::Owner::Nobody;
+    db::objects::name_objects(
+        &mut tx,
+        media.user_id,
+        media.id,
+        std::slice::from_ref(&key),
+        owner,
+    )
+    .await?;
     tx.commit().await?;
     step::media_ended(
         &media.mime_type,
         timeline::models::ProcessingStatus::Duplicate,
     );
     tracing::info!(duplicate_of = %original, "duplicate of an earlier upload");
-    ctx.storage
-        .delete(&Storage::key(media.user_id, media.id, Rendition::Original))
-        .await?;
+    timeline::inflight::clean(&ctx.pool, &ctx.storage, &key)
+        .await
+        .map_err(|e| StepError::Transient(e.to_string()))?;
     Ok(())
 }

@@ -41,6 +41,9 @@ pub async fn store(
         .offset
         .checked_add(video.len)
         .ok_or_else(|| StepError::Permanent("embedded clip out of range".into()))?;
+    // Named before it is written, as the still's exif step's; recording the clip settles it.
+    let keys = [to.to_string()];
+    timeline::inflight::name_for_step(&ctx.pool, still.user_id, still.id, &keys, "exif").await?;
     let chunks = ctx.storage.stream_range(&from, video.offset..end).await?;
     let size = ctx.storage.put_stream(&to, chunks).await?;
     let stem = still
@@ -66,6 +69,7 @@ pub async fn record_in(
     job_id: Uuid,
     priority: u32,
 ) -> Result<(), StepError> {
+    db::objects::settle(conn, std::slice::from_ref(&clip.file_path)).await?;
     if db::pipeline::insert_embedded_clip(conn, clip).await? {
         // The clip runs in its still's lane.
         let task = [MediaTask::new(clip.id, job_id, priority)];

@@ -117,6 +117,7 @@ pub struct StoredRenditions {
 pub async fn store_renditions(
     ctx: &Context,
     media: &MediaState,
+    step: Step,
     t: timeline_media::thumbnail::Thumbnails,
 ) -> Result<StoredRenditions, StepError> {
     let sizes = serde_json::json!({
@@ -125,6 +126,10 @@ pub async fn store_renditions(
     });
     let thumb_key = Storage::key(media.user_id, media.id, Rendition::Thumb);
     let preview_key = Storage::key(media.user_id, media.id, Rendition::Preview);
+    // Named before they are written; the step's final transaction settles them.
+    let keys = [thumb_key.to_string(), preview_key.to_string()];
+    timeline::inflight::name_for_step(&ctx.pool, media.user_id, media.id, &keys, step.queue())
+        .await?;
     ctx.storage.put(&thumb_key, t.thumb.bytes.into()).await?;
     ctx.storage
         .put(&preview_key, t.preview.bytes.into())

@@ -27,12 +27,17 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
         i32::try_from(thumbs.display_width).unwrap_or(i32::MAX),
         i32::try_from(thumbs.display_height).unwrap_or(i32::MAX),
     );
-    let stored = step::store_renditions(ctx, &media, thumbs).await?;
+    let stored = step::store_renditions(ctx, &media, Step::Thumbnail, thumbs).await?;
     // Crash tests kill the worker here: renditions stored, nothing recorded.
     timeline::test_hooks::pause("TIMELINE_TEST_PAUSE_BEFORE_FINISH_SECS").await;
     let mut tx = ctx.pool.begin().await?;
     let keys = (stored.thumb_key.as_str(), stored.preview_key.as_str());
     db::pipeline::apply_thumbnails(&mut tx, media.id, dims, keys, stored.sizes).await?;
+    db::objects::settle(
+        &mut tx,
+        &[stored.thumb_key.clone(), stored.preview_key.clone()],
+    )
+    .await?;
     db::pipeline::record_step(&mut tx, &media, Step::Thumbnail, Ok(()), attempt).await?;
     step::settle(&mut tx, &media).await?;
     tx.commit().await?;

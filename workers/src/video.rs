@@ -71,7 +71,7 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
         None => None,
     };
     let thumbs = match picture {
-        Some(t) => Some(step::store_renditions(ctx, &media, t).await?),
+        Some(t) => Some(step::store_renditions(ctx, &media, Step::Video, t).await?),
         None => None,
     };
     store(ctx, &media, format, &facts, location, thumbs, attempt).await
@@ -240,6 +240,9 @@ async fn store(
         (keys, r.sizes.clone())
     });
     db::pipeline::apply_video(&mut tx, media.id, &update, thumbs_ref).await?;
+    if let Some(r) = &thumbs {
+        db::objects::settle(&mut tx, &[r.thumb_key.clone(), r.preview_key.clone()]).await?;
+    }
     step::pair_live_photo(&mut tx, media.user_id, update.content_identifier.as_deref()).await?;
     db::pipeline::record_step(&mut tx, media, Step::Video, Ok(()), attempt).await?;
     step::settle(&mut tx, media).await?;
