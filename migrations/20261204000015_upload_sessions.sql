@@ -15,7 +15,29 @@ CREATE TABLE upload_sessions (
     upload_length    bigint CHECK (upload_length >= 0),
     last_progress_at timestamptz NOT NULL DEFAULT now(),
     expires_at       timestamptz NOT NULL,
-    created_at       timestamptz NOT NULL DEFAULT now()
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    -- Resumable uploads (tus): the media file the upload becomes and the client's name for
+    -- it; the first bytes (to decide the type before storing the rest) and the type decided;
+    -- the SHA-256 state over every byte received, so a resume never re-reads what is stored;
+    -- where the bytes are: an S3 multipart upload's parts plus a tail object holding what is
+    -- not a whole part yet, or a staging object of a `file://` store.
+    media_file_id    uuid,
+    filename         text,
+    head             bytea,
+    mime_type        text,
+    hash_state       bytea,
+    part_size        bigint CHECK (part_size > 0),
+    multipart_id     text,
+    parts            jsonb NOT NULL DEFAULT '[]',
+    tail_key         text,
+    -- One request at a time appends: a lease its holder renews while it streams.
+    lease_owner      uuid,
+    lease_until      timestamptz,
+    -- Once completed: what it became, and the SHA-256 of its bytes (computed as they
+    -- arrived; the hash step takes it instead of reading the original again).
+    job_id           uuid,
+    sha256           text,
+    CHECK (upload_length IS NULL OR bytes_received <= upload_length)
 );
 
 -- The reconciler's question, "which open sessions have stalled or expired", reads only them.
@@ -23,6 +45,9 @@ CREATE INDEX idx_upload_sessions_open_progress ON upload_sessions (last_progress
     WHERE state = 'open';
 CREATE INDEX idx_upload_sessions_open_expiry ON upload_sessions (expires_at)
     WHERE state = 'open';
+-- Completed resumable uploads stay readable (`GET /v1/uploads/{id}`) until they expire.
+CREATE INDEX idx_upload_sessions_completed_expiry ON upload_sessions (expires_at)
+    WHERE state = 'completed';
 
 -- Every object that may exist in the store without a committed media row naming it: written
 -- (committed) before the object is. Whose it is decides when it may be cleaned:
@@ -39,6 +64,8 @@ CREATE TABLE pending_objects (
     media_file_id uuid NOT NULL,
     session_id    uuid REFERENCES upload_sessions (id) ON DELETE SET NULL,
     step          text CHECK (step IN ('thumbnail', 'video', 'exif')),
+    -- An S3 multipart upload in progress for the key: aborted when the object is cleaned.
+    multipart_id  text,
     created_at    timestamptz NOT NULL DEFAULT now(),
     CHECK (session_id IS NULL OR step IS NULL)
 );
@@ -69,3 +96,5 @@ CREATE TABLE store_audit (
     started_at    timestamptz NOT NULL DEFAULT now(),
     updated_at    timestamptz NOT NULL DEFAULT now()
 );
+-- Operators' bookkeeping: no policy, so the API's role sees none of it.
+ALTER TABLE store_audit ENABLE ROW LEVEL SECURITY;

@@ -15,11 +15,17 @@ pkg-config --exists libde265 2>/dev/null || missing+=(libde265-dev)
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 command -v ffprobe >/dev/null || missing+=(ffmpeg)
 command -v prlimit >/dev/null || missing+=(util-linux)
-# The operators' surface: promtool checks /metrics (Debian's prometheus package), Chromium
-# runs the dashboard test (driven by playwright-core from npm, below).
-command -v promtool >/dev/null || missing+=(prometheus)
-command -v chromium >/dev/null || missing+=(chromium)
-command -v npm >/dev/null || missing+=(npm)
+# `--tests`: also what only the tests use. The operators' surface: promtool checks /metrics
+# (Debian's prometheus package), Chromium runs the dashboard test (driven by playwright-core
+# from npm, below); Node and Python run the real tus clients.
+tests=false
+[ "${1:-}" = "--tests" ] && tests=true
+if $tests; then
+  command -v promtool >/dev/null || missing+=(prometheus)
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v npm >/dev/null || missing+=(npm)
+  python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -28,11 +34,26 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
+$tests || exit 0
+
 # playwright-core for the dashboard test, from tests/browser/package-lock.json (it downloads
 # no browser: the test uses Debian's chromium).
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
   echo "setup: installing tests/browser npm packages" >&2
   npm ci --prefix tests/browser --no-audit --no-fund --silent >&2
+fi
+
+# Real tus clients for the resumable-upload tests (workers/tests/pipeline/tus.rs):
+# tus-js-client under Node (tests/tus/package-lock.json) and tuspy in a venv under target/.
+if [ ! -d tests/tus/node_modules/tus-js-client ]; then
+  echo "setup: installing tests/tus npm packages" >&2
+  npm ci --prefix tests/tus --no-audit --no-fund --silent >&2
+fi
+tus_venv=${CARGO_TARGET_DIR:-target}/tus-venv
+if [ ! -x "$tus_venv/bin/python" ] || ! "$tus_venv/bin/python" -c 'import tusclient' 2>/dev/null; then
+  echo "setup: installing tuspy into $tus_venv" >&2
+  python3 -m venv "$tus_venv"
+  "$tus_venv/bin/pip" install -q -r tests/tus/requirements.txt >&2
 fi
 
 # A real S3-compatible server for the storage-fault tests (workers/tests/pipeline/s3_faults.rs):

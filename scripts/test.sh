@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Queries are checked against the committed .sqlx/ cache, so a build never needs a database
 # and a stale cache fails here rather than on someone else's machine.
-bash scripts/setup.sh
+bash scripts/setup.sh --tests
 export SQLX_OFFLINE=true
 DATABASE_URL=$(scripts/ensure-postgres.sh)
 export DATABASE_URL

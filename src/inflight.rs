@@ -213,14 +213,19 @@ pub async fn name_for_step(
 /// naming the key again waits for the delete to finish. Returns whether an object was deleted.
 pub async fn clean(pool: &PgPool, storage: &Storage, key: &str) -> Result<bool, CleanError> {
     let mut tx = pool.begin().await?;
-    let deleted = match db::objects::claim(&mut tx, key).await? {
-        None => return Ok(false),
-        Some(true) => false,
-        Some(false) => {
-            storage.discard(&Path::from(key)).await?;
-            true
-        }
+    let Some(claimed) = db::objects::claim(&mut tx, key).await? else {
+        return Ok(false);
     };
+    let key_path = Path::from(key);
+    if let Some(id) = &claimed.multipart_id
+        && storage.is_multipart()
+    {
+        storage.abort_multipart(&key_path, id).await?;
+    }
+    let deleted = !claimed.named;
+    if deleted {
+        storage.discard(&key_path).await?;
+    }
     tx.commit().await?;
     if deleted {
         tracing::info!(object = %key, "object no row names deleted");

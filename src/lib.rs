@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod models;
 pub mod reconcile;
 pub mod reprocess;
+pub mod resumable;
 pub mod storage;
 pub mod telemetry;
 pub mod test_hooks;

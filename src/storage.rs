@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart, path::Path};
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
@@ -54,6 +55,9 @@ impl Rendition {
 #[derive(Clone)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
+    /// The S3 client's multipart calls, with the store's key prefix: resumable uploads keep a
+    /// multipart upload open across requests and processes (its id and parts live in rows).
+    multipart: Option<(Arc<dyn MultipartStore>, Path)>,
     /// The directory of a `file://` store: tools that need a path (ffmpeg) read the object in
     /// place instead of a spooled copy.
     local_root: Option<PathBuf>,
@@ -74,15 +78,19 @@ impl Storage {
             reason,
         };
         let mut local_root = None;
+        let mut multipart = None;
         let store: Arc<dyn ObjectStore> = if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            let s3 = s3_builder()
-                .with_bucket_name(bucket)
-                .with_retry(s3_retry())
-                .build()
-                .map_err(|e| config_err(e.to_string()))?;
+            let s3 = Arc::new(
+                s3_builder()
+                    .with_bucket_name(bucket)
+                    .with_retry(s3_retry())
+                    .build()
+                    .map_err(|e| config_err(e.to_string()))?,
+            );
+            multipart = Some((s3.clone() as Arc<dyn MultipartStore>, Path::from(prefix)));
             if prefix.is_empty() {
-                Arc::new(s3)
+                s3
             } else {
                 Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
             }
@@ -94,7 +102,11 @@ impl Storage {
             local_root = Some(std::fs::canonicalize(dir).map_err(|e| config_err(e.to_string()))?);
             Arc::new(fs.with_automatic_cleanup(true))
         };
-        Ok(Self { store, local_root })
+        Ok(Self {
+            store,
+            multipart,
+            local_root,
+        })
     }
 
     /// The default store: `./data` under the working directory.
@@ -141,11 +153,7 @@ impl Storage {
 
     /// Whether the object exists (one HEAD request).
     pub async fn exists(&self, key: &Path) -> Result<bool, Error> {
-        match self.store.head(key).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        Ok(self.size_of(key).await?.is_some())
     }
 
     /// Reads a whole object. Only for objects known to be small (thumbnails, bounded image
@@ -288,6 +296,88 @@ impl Storage {
     }
 }
 
+/// Multipart uploads that outlive a request (resumable uploads on S3): their id and parts
+/// are kept in rows, so any process can add a part, complete or abort them.
+impl Storage {
+    /// Whether objects are written with S3 multipart uploads (else: a local directory).
+    pub fn is_multipart(&self) -> bool {
+        self.multipart.is_some()
+    }
+
+    fn multipart_of(&self, key: &Path) -> Result<(&Arc<dyn MultipartStore>, Path), Error> {
+        let (store, prefix) = self.multipart.as_ref().ok_or_else(|| Error::Config {
+            url: "file://".into(),
+            reason: "multipart uploads need an S3 store".into(),
+        })?;
+        let full = if prefix.as_ref().is_empty() {
+            key.clone()
+        } else {
+            Path::from(format!("{prefix}/{key}"))
+        };
+        Ok((store, full))
+    }
+
+    /// Starts a multipart upload to `key`; returns its id.
+    pub async fn create_multipart(&self, key: &Path) -> Result<String, Error> {
+        let (store, full) = self.multipart_of(key)?;
+        Ok(store.create_multipart(&full).await?)
+    }
+
+    /// Stores part `index` (from 0) of a multipart upload; returns its ETag.
+    pub async fn put_part(
+        &self,
+        key: &Path,
+        id: &str,
+        index: usize,
+        bytes: Bytes,
+    ) -> Result<String, Error> {
+        let (store, full) = self.multipart_of(key)?;
+        let id = id.to_owned();
+        let part = store
+            .put_part(&full, &id, index, PutPayload::from(bytes))
+            .await?;
+        Ok(part.content_id)
+    }
+
+    /// Completes a multipart upload from its parts' ETags, in order.
+    pub async fn complete_multipart(
+        &self,
+        key: &Path,
+        id: &str,
+        parts: &[String],
+    ) -> Result<(), Error> {
+        let (store, full) = self.multipart_of(key)?;
+        let parts = parts
+            .iter()
+            .map(|e| PartId {
+                content_id: e.clone(),
+            })
+            .collect();
+        store
+            .complete_multipart(&full, &id.to_owned(), parts)
+            .await?;
+        Ok(())
+    }
+
+    /// Aborts a multipart upload (its parts are deleted); an unknown one is not an error.
+    pub async fn abort_multipart(&self, key: &Path, id: &str) -> Result<(), Error> {
+        let (store, full) = self.multipart_of(key)?;
+        match store.abort_multipart(&full, &id.to_owned()).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The size of an object, `None` when there is none.
+    pub async fn size_of(&self, key: &Path) -> Result<Option<u64>, Error> {
+        match self.store.head(key).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 impl Storage {
     /// Deletes an object with what a killed writer may have left of it: on a `file://` store
     /// the staging files of its unfinished multipart upload (`<key>#<n>`, which listings never
@@ -398,7 +488,7 @@ fn s3_retry() -> object_store::RetryConfig {
 
 /// The S3 client: its connections time out on progress, never on a whole body. A request has
 /// `TIMELINE_S3_CONNECT_TIMEOUT_SECS` (5) to connect and may then run as long as bytes keep
-/// coming: a read that sees no byte for `TIMELINE_S3_STALL_SECS` (30) fails, and a broken
+/// coming: a read that sees no byte for `TIMELINE_S3_STALL_SECS` (60) fails, and a broken
 /// read resumes from its last byte (see [`resume`]). Idle connections are kept for 90 s.
 /// object_store's default, a 30 s timeout over the whole request body, cut every read of a
 /// large original on a slow link. `AWS_*` variables are applied last and win.
@@ -407,7 +497,7 @@ fn s3_builder() -> object_store::aws::AmazonS3Builder {
     let client = object_store::ClientOptions::new()
         .with_timeout_disabled()
         .with_connect_timeout(secs("TIMELINE_S3_CONNECT_TIMEOUT_SECS", 5))
-        .with_read_timeout(secs("TIMELINE_S3_STALL_SECS", 30))
+        .with_read_timeout(secs("TIMELINE_S3_STALL_SECS", 60))
         .with_pool_idle_timeout(std::time::Duration::from_secs(90));
     let mut builder = object_store::aws::AmazonS3Builder::new().with_client_options(client);
     for (key, value) in std::env::vars() {

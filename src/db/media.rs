@@ -210,3 +210,21 @@ pub async fn owner(db: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<Option<Uui
         .fetch_optional(db)
         .await
 }
+
+/// Of `hashes` (SHA-256, lowercase hex), those the user already has, with the media file that
+/// holds each (duplicates point at it, so only originals are listed).
+pub async fn existing_hashes(
+    conn: &mut sqlx::PgConnection,
+    user_id: Uuid,
+    hashes: &[String],
+) -> Result<Vec<(String, Uuid)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT file_hash AS "file_hash!", id FROM media_files
+           WHERE user_id = $1 AND file_hash = ANY($2) AND duplicate_of IS NULL"#,
+        user_id,
+        hashes
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.file_hash, r.id)).collect())
+}

@@ -14,6 +14,7 @@ pub mod queue;
 pub mod reconcile;
 pub mod report;
 pub mod reprocess;
+pub mod resumable;
 pub mod seed;
 pub mod settings;
 pub mod uploads;

@@ -221,10 +221,9 @@ impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for PendingObject {
 
 /// Claims a cleanable object inside the caller's transaction: deletes its row if nobody can
 /// still write it, holding the row lock until commit (a step naming it again waits until the
-/// object is gone). Returns whether a committed media row names the key (then the object must
-/// stay); `None` when it is no longer cleanable.
-pub async fn claim(conn: &mut PgConnection, key: &str) -> Result<Option<bool>, sqlx::Error> {
-    let claimed: Option<String> = sqlx::query_scalar(
+/// object is gone). `None` when it is no longer cleanable.
+pub async fn claim(conn: &mut PgConnection, key: &str) -> Result<Option<Claimed>, sqlx::Error> {
+    let claimed: Option<Option<String>> = sqlx::query_scalar(
         "DELETE FROM pending_objects p
          WHERE p.object_key = $1
            AND p.session_id IS NULL
@@ -235,18 +234,47 @@ pub async fn claim(conn: &mut PgConnection, key: &str) -> Result<Option<bool>, s
                       OR (a.status = 'Failed' AND a.attempts < a.max_attempts))
                  AND convert_from(a.job, 'UTF8')::jsonb ->> 'media_file_id'
                      = p.media_file_id::text))
-         RETURNING p.object_key",
+         RETURNING p.multipart_id",
     )
     .bind(key)
     .fetch_optional(&mut *conn)
     .await?;
-    if claimed.is_none() {
+    let Some(multipart_id) = claimed else {
         return Ok(None);
-    }
-    match crate::storage::Storage::media_of(key) {
-        Some(media) => Ok(Some(is_named(conn, media, key).await?)),
-        None => Ok(Some(false)),
-    }
+    };
+    let named = match crate::storage::Storage::media_of(key) {
+        Some(media) => is_named(conn, media, key).await?,
+        None => false,
+    };
+    Ok(Some(Claimed {
+        named,
+        multipart_id,
+    }))
+}
+
+/// A pending object claimed for cleaning.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// A committed media row names the key: the object stays.
+    pub named: bool,
+    /// An S3 multipart upload to the key that is still open: to abort.
+    pub multipart_id: Option<String>,
+}
+
+/// Records the S3 multipart upload open for a pending object (aborted if it is cleaned).
+pub async fn set_multipart(
+    conn: &mut PgConnection,
+    key: &str,
+    multipart_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE pending_objects SET multipart_id = $2 WHERE object_key = $1",
+        key,
+        multipart_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Whether the row of `media` (the file in the key, see `Storage::media_of`) names `key` as a

@@ -114,3 +114,30 @@ pub struct Unsupported(#[to_schema] Problem);
     content_type = "application/problem+json"
 )]
 pub struct Unavailable(#[to_schema] Problem);
+
+/// 412: a tus request without `Tus-Resumable: 1.0.0`.
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 412,
+    description = "the tus protocol version is missing or not supported (Tus-Version lists ours)",
+    content_type = "application/problem+json"
+)]
+pub struct PreconditionFailed(#[to_schema] Problem);
+
+/// 423: another request is appending to the upload.
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 423,
+    description = "another request is appending to this upload; retry shortly",
+    content_type = "application/problem+json"
+)]
+pub struct Locked(#[to_schema] Problem);
+
+/// 460: the body does not match its `Upload-Checksum`.
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 460,
+    description = "checksum mismatch: the chunk was discarded",
+    content_type = "application/problem+json"
+)]
+pub struct ChecksumMismatch(#[to_schema] Problem);

@@ -21,6 +21,13 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("{0}")]
+    Locked(String),
+    /// tus's 460: the body does not match its `Upload-Checksum`.
+    #[error("{0}")]
+    ChecksumMismatch(String),
     #[error("the database is unavailable")]
     Unavailable(#[source] sqlx::Error),
     #[error("internal error")]
@@ -48,6 +55,17 @@ impl ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
                 "Unsupported Media Type",
+            ),
+            Self::PreconditionFailed(_) => (
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                "Precondition Failed",
+            ),
+            Self::Locked(_) => (StatusCode::LOCKED, "locked", "Locked"),
+            Self::ChecksumMismatch(_) => (
+                StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
+                "checksum-mismatch",
+                "Checksum Mismatch",
             ),
             Self::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -98,6 +116,24 @@ impl From<crate::jobs::Error> for ApiError {
         match e {
             crate::jobs::Error::Queue(apalis_postgres::Error::Database(db)) => Self::from(db),
             other => Self::Internal(format!("queue: {other}")),
+        }
+    }
+}
+
+impl From<crate::resumable::Error> for ApiError {
+    fn from(e: crate::resumable::Error) -> Self {
+        use crate::resumable::Error as E;
+        match e {
+            E::NotFound => Self::NotFound,
+            E::Locked => Self::Locked(e.to_string()),
+            E::OffsetMismatch { .. } | E::Interrupted(_) => Self::Conflict(e.to_string()),
+            E::PastLength { .. } | E::Invalid(_) => Self::BadRequest(e.to_string()),
+            E::ChecksumMismatch => Self::ChecksumMismatch(e.to_string()),
+            E::Unsupported(m) => Self::UnsupportedMediaType(m),
+            E::TooLarge(m) => Self::PayloadTooLarge(m),
+            E::Database(db) => Self::from(db),
+            E::Storage(s) => Self::from(s),
+            E::Ingest(i) => Self::from(i),
         }
     }
 }

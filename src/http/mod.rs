@@ -10,6 +10,7 @@ mod jobs;
 mod media;
 mod range;
 pub mod server;
+mod tus;
 mod upload;
 pub mod views;
 
@@ -56,6 +57,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(utoipa_axum::routes!(metrics))
         .merge(media::router())
         .merge(jobs::router())
+        .merge(tus::router())
+        .merge(tus::exists_router())
         .split_for_parts()
 }
 

@@ -187,7 +187,7 @@ fn body_error(e: &axum::Error) -> ApiError {
 /// The client's filename, kept for display only: path components, control characters and
 /// invisible format characters (bidi overrides that make `gpj.exe` look like `exe.jpg`,
 /// zero-width characters) removed, at most 255 characters.
-fn display_name(raw: Option<&str>) -> String {
+pub(super) fn display_name(raw: Option<&str>) -> String {
     let base = raw.unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("");
     let clean: String = base
         .chars()

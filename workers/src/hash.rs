@@ -33,7 +33,15 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
     let Some(media) = step::begin(ctx, task).await? else {
         return Ok(());
     };
-    let hash = stream_hash(ctx, &media).await?;
+    // A resumable upload hashed the bytes as they arrived: no need to read them again.
+    let uploaded = {
+        let mut conn = ctx.pool.acquire().await?;
+        db::resumable::uploaded_sha256(&mut conn, media.id).await?
+    };
+    let hash = match uploaded {
+        Some(hash) => hash,
+        None => stream_hash(ctx, &media).await?,
+    };
     let kind = Kind::of_mime(&media.mime_type)
         .ok_or_else(|| StepError::Permanent(format!("unsupported: {}", media.mime_type)))?;
 
@@ -71,21 +79,14 @@ async fn stream_hash(ctx: &Context, media: &db::pipeline::MediaState) -> Result<
         let hashed = step::cpu(deadline, move || hash_file(&path)).await?;
         return hashed.map_err(|e| StepError::Transient(format!("reading the original: {e}")));
     }
-    let (size, mut chunks) = ctx.storage.stream(&key).await?;
-    let deadline = ctx.step_timeout + std::time::Duration::from_secs(size >> 24);
-    let hashing = async {
-        let mut hasher = StreamHasher::new();
-        while let Some(chunk) = chunks.next().await {
-            hasher.update(&chunk?);
-        }
-        Ok::<_, StepError>(hasher.finish())
-    };
-    tokio::time::timeout(deadline, hashing).await.map_err(|_| {
-        StepError::Transient(format!(
-            "reading the original took longer than {}s",
-            deadline.as_secs()
-        ))
-    })?
+    // No deadline over the whole read: a slow link is not a failure. The store's client fails
+    // a read that stalls (no byte for TIMELINE_S3_STALL_SECS) and resumes a broken one.
+    let (_, mut chunks) = ctx.storage.stream(&key).await?;
+    let mut hasher = StreamHasher::new();
+    while let Some(chunk) = chunks.next().await {
+        hasher.update(&chunk?);
+    }
+    Ok(hasher.finish())
 }
 
 /// Hashes a local file in 1 MiB blocks.

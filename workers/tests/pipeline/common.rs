@@ -108,6 +108,11 @@ impl TestApp {
     /// Starts a `timeline-worker` process with extra arguments and environment (which wins over
     /// the defaults: an S3 store, say).
     pub fn start_worker_env(&mut self, args: &[&str], envs: &[(&str, &str)]) {
+        // One worker per app: a previous one (killed or not) is reaped, never leaked.
+        if let Some(mut old) = self.worker.take() {
+            let _ = old.kill();
+            let _ = old.wait();
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_timeline-worker"))
             .args(args)
             .env("DATABASE_URL", &self.db_url)
@@ -295,6 +300,11 @@ impl TestApp {
             .local_addr()
             .expect("addr")
             .port();
+        self.spawn_serve_on(port, envs).await
+    }
+
+    /// [`Self::spawn_serve_env`] on a given port (a restarted server keeps its address).
+    pub async fn spawn_serve_on(&self, port: u16, envs: &[(&str, &str)]) -> Serve {
         let child = Command::new(crate::ingest_cli::timeline_bin())
             .arg("serve")
             .env("DATABASE_URL", url_of(&self.pool))

@@ -775,6 +775,11 @@ async fn the_openapi_document_lists_every_route_and_each_answers_as_described(po
         ("/v1/media/{id}/retry", "post"),
         ("/v1/jobs/{id}", "get"),
         ("/v1/jobs/{id}/events", "get"),
+        ("/v1/media/exists", "post"),
+        ("/v1/uploads", "post"),
+        ("/v1/uploads/{id}", "get"),
+        ("/v1/uploads/{id}", "patch"),
+        ("/v1/uploads/{id}", "delete"),
     ];
     let mut listed: Vec<(String, String)> = doc["paths"]
         .as_object()
@@ -807,6 +812,7 @@ async fn the_openapi_document_lists_every_route_and_each_answers_as_described(po
             "get" => app.http.get(&url),
             "post" => app.http.post(&url).body(Vec::<u8>::new()),
             "delete" => app.http.delete(&url),
+            "patch" => app.http.patch(&url).body(Vec::<u8>::new()),
             other => panic!("{other}"),
         };
         let status = req.bearer_auth(&token).send().await.expect("send").status();

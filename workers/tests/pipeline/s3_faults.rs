@@ -17,14 +17,14 @@ use sqlx::PgPool;
 
 use crate::common::{Serve, TestApp, fixtures, walk};
 
-const KEY: &str = "timeline-test";
-const SECRET: &str = "timeline-test-secret";
-const BUCKET: &str = "photos";
+pub const KEY: &str = "timeline-test";
+pub const SECRET: &str = "timeline-test-secret";
+pub const BUCKET: &str = "photos";
 
 /// An `s3s-fs` process; stopped on drop.
-struct S3Server {
+pub struct S3Server {
     root: PathBuf,
-    port: u16,
+    pub port: u16,
     child: Option<Child>,
 }
 
@@ -48,7 +48,7 @@ fn s3s_fs() -> PathBuf {
 }
 
 impl S3Server {
-    fn start() -> Self {
+    pub fn start() -> Self {
         let root = std::env::temp_dir().join(format!("timeline-s3-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(root.join(BUCKET)).expect("bucket dir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -98,8 +98,21 @@ impl S3Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Parts of multipart uploads that were neither completed nor aborted (s3s-fs keeps them
+    /// at its root as `.upload_id-<id>.part-<n>`).
+    pub fn open_parts(&self) -> Vec<String> {
+        std::fs::read_dir(&self.root)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(".upload_id-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Every stored object (files under the bucket's directory), relative to the bucket.
-    fn objects(&self) -> Vec<String> {
+    pub fn objects(&self) -> Vec<String> {
         let bucket = self.root.join(BUCKET);
         walk(&bucket)
             .into_iter()
@@ -120,7 +133,7 @@ impl Drop for S3Server {
 }
 
 /// The environment that points `timeline serve` and `timeline-worker` at the server.
-fn s3_env(s3: &S3Server) -> Vec<(&'static str, String)> {
+pub fn s3_env(s3: &S3Server) -> Vec<(&'static str, String)> {
     vec![
         ("TIMELINE_STORAGE", format!("s3://{BUCKET}/tl")),
         ("AWS_ACCESS_KEY_ID", KEY.into()),
@@ -134,7 +147,7 @@ fn s3_env(s3: &S3Server) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+pub fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 

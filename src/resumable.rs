@@ -1,0 +1,739 @@
+//! Resumable uploads (the engine behind tus at `/v1/uploads`): bytes stream straight into the
+//! store as they arrive, every stored piece is recorded in the upload's row with the SHA-256
+//! state over everything before it, and any process can take the upload up again from those
+//! rows after a cut, a kill or a move to another host. The last byte turns the upload into a
+//! media file exactly as `POST /v1/media` does (same lane, dedup, jobs, one transaction).
+//!
+//! Where the bytes go:
+//! - S3: one multipart upload to the media file's final key, opened at creation (its id is
+//!   recorded in the session and in the pending object, so an abandoned one is aborted). Whole
+//!   parts are stored as they fill; what a request leaves short of a whole part is kept in a
+//!   tail object, read back (at most one part) by the next request. S3 wants every part but
+//!   the last to be at least 5 MiB; parts are sized so that the largest allowed file needs at
+//!   most 10,000 of them.
+//! - `file://`: a staging file appended at the recorded offset (anything past it, written by
+//!   a request that died before recording, is cut off first), renamed into place at the end.
+//!
+//! One request appends at a time: it holds a lease on the row, renewed while it streams.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use object_store::path::Path;
+use sha2::digest::common::hazmat::SerializableState;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::config::UploadLimits;
+use crate::db::{self, objects::Owner, resumable::Progress, resumable::Resumable};
+use crate::format::{MediaFormat, SNIFF_LEN};
+use crate::storage::{Rendition, Storage};
+
+/// How long a lease lasts without renewal: a request killed mid-stream blocks its upload
+/// this long at most.
+const LEASE: Duration = Duration::from_secs(15);
+
+/// The smallest part (S3 refuses smaller ones but the last): 8 MiB.
+const MIN_PART: u64 = 8 << 20;
+/// S3's limit on parts per upload.
+const MAX_PARTS: u64 = 10_000;
+/// A `file://` upload records its progress at least every this many bytes.
+const LOCAL_COMMIT_BYTES: u64 = 32 << 20;
+
+/// Why a resumable upload refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no such upload")]
+    NotFound,
+    #[error("another request is appending to this upload; retry shortly")]
+    Locked,
+    #[error("Upload-Offset is {given}, the upload is at {expected}")]
+    OffsetMismatch { expected: i64, given: i64 },
+    #[error("the body goes past Upload-Length ({length} bytes); nothing past it was stored")]
+    PastLength { length: i64 },
+    #[error("Upload-Checksum does not match this request's body; the chunk was discarded")]
+    ChecksumMismatch,
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the upload was interrupted: {0}")]
+    Interrupted(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::Error),
+    #[error(transparent)]
+    Ingest(#[from] crate::ingest::Error),
+}
+
+/// A new upload's declaration.
+#[derive(Debug, Clone)]
+pub struct Declared {
+    pub length: u64,
+    pub filename: String,
+}
+
+/// Where an upload stands after a request.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub id: Uuid,
+    pub offset: i64,
+    pub length: i64,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// Set once the upload became a media file.
+    pub media_id: Option<Uuid>,
+    pub job_id: Option<Uuid>,
+}
+
+impl Status {
+    fn of(r: &Resumable) -> Self {
+        let done = r.state == "completed";
+        Self {
+            id: r.id,
+            offset: r.bytes_received,
+            length: r.upload_length,
+            expires_at: r.expires_at,
+            media_id: done.then_some(r.media_file_id),
+            job_id: r.job_id,
+        }
+    }
+}
+
+/// What the engine needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx<'a> {
+    pub pool: &'a PgPool,
+    pub storage: &'a Storage,
+    pub limits: &'a UploadLimits,
+    /// How long an upload waits for its client between requests.
+    pub ttl: Duration,
+}
+
+/// The part size for a file of `length`: at least 8 MiB, and few enough parts for S3.
+fn part_size(length: u64) -> u64 {
+    let needed = length.div_ceil(MAX_PARTS);
+    needed.max(MIN_PART).next_multiple_of(1 << 20)
+}
+
+/// The staging object of a `file://` upload.
+fn staging_key(user: Uuid, id: Uuid) -> Path {
+    Path::from(format!("uploads/{user}/{id}/data"))
+}
+
+/// A tail object: the bytes of an S3 upload short of a whole part, ending at `offset`.
+fn tail_key(user: Uuid, id: Uuid, offset: i64) -> Path {
+    Path::from(format!("uploads/{user}/{id}/tail-{offset}"))
+}
+
+/// Creates an upload: its row (committed) names the objects it will write before any is.
+pub async fn create(ctx: Ctx<'_>, user: Uuid, declared: &Declared) -> Result<Status, Error> {
+    if declared.length == 0 {
+        return Err(Error::Invalid("an empty upload is no media file".into()));
+    }
+    if declared.length > ctx.limits.max_file_bytes {
+        return Err(Error::TooLarge(format!(
+            "Upload-Length {} is over the {}-byte limit",
+            declared.length, ctx.limits.max_file_bytes
+        )));
+    }
+    let id = Uuid::new_v4();
+    let media = Uuid::new_v4();
+    let length = i64::try_from(declared.length).unwrap_or(i64::MAX);
+    let part = i64::try_from(part_size(declared.length)).unwrap_or(i64::MAX);
+    let mut conn = ctx.pool.acquire().await?;
+    let new = db::resumable::NewResumable {
+        id,
+        user_id: user,
+        upload_length: length,
+        media_file_id: media,
+        filename: &declared.filename,
+        part_size: part,
+        ttl_secs: ctx.ttl.as_secs_f64(),
+    };
+    db::resumable::create(&mut conn, &new).await?;
+    let key = Storage::key(user, media, Rendition::Original);
+    let mut keys = vec![key.to_string()];
+    if !ctx.storage.is_multipart() {
+        keys.push(staging_key(user, id).to_string());
+    }
+    db::objects::name_objects(&mut conn, user, media, &keys, Owner::Session(id)).await?;
+    if ctx.storage.is_multipart() {
+        // Recorded on the pending object first: an abandoned upload is aborted from there.
+        let multipart_id = ctx.storage.create_multipart(&key).await?;
+        db::objects::set_multipart(&mut conn, key.as_ref(), &multipart_id).await?;
+        db::resumable::set_multipart(&mut conn, id, &multipart_id).await?;
+    }
+    let r = db::resumable::get(&mut conn, id, user)
+        .await?
+        .ok_or(Error::NotFound)?;
+    tracing::info!(upload.id = %id, user.id = %user, media.id = %media, length, "resumable upload created");
+    Ok(Status::of(&r))
+}
+
+/// Where the user's upload stands; an unfinished upload whose bytes are all stored (its last
+/// request died between storing and recording) is completed here.
+pub async fn status(ctx: Ctx<'_>, user: Uuid, id: Uuid) -> Result<Status, Error> {
+    let r = {
+        let mut conn = ctx.pool.acquire().await?;
+        db::resumable::get(&mut conn, id, user)
+            .await?
+            .ok_or(Error::NotFound)?
+    };
+    if r.state == "open" && r.bytes_received == r.upload_length {
+        return append(
+            ctx,
+            user,
+            id,
+            r.bytes_received,
+            futures::stream::empty(),
+            None,
+        )
+        .await;
+    }
+    Ok(Status::of(&r))
+}
+
+/// Deletes an unfinished upload and what it stored (a completed one is a media file now:
+/// `DELETE /v1/media/{id}` removes that).
+pub async fn terminate(ctx: Ctx<'_>, user: Uuid, id: Uuid) -> Result<(), Error> {
+    let mut conn = ctx.pool.acquire().await?;
+    let r = db::resumable::get(&mut conn, id, user)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let keys = db::resumable::keys_of(&mut conn, id).await?;
+    if r.state == "completed" {
+        // Its object is a media file's now; only the record of the upload goes.
+        db::resumable::forget(&mut conn, id).await?;
+        return Ok(());
+    }
+    if !db::objects::abort_session(&mut conn, id).await? {
+        return Err(Error::NotFound);
+    }
+    drop(conn);
+    for key in keys {
+        if let Err(e) = crate::inflight::clean(ctx.pool, ctx.storage, &key).await {
+            tracing::warn!(upload.id = %id, error = %e, "could not delete a terminated upload's object yet; the reconciler will");
+        }
+    }
+    tracing::info!(upload.id = %id, user.id = %user, "resumable upload terminated");
+    Ok(())
+}
+
+/// Appends a request's body at `offset` (which must be where the upload is), checking it
+/// against `checksum` (SHA-256 of this body) when given; completes the upload when its last
+/// byte is stored.
+pub async fn append<S>(
+    ctx: Ctx<'_>,
+    user: Uuid,
+    id: Uuid,
+    offset: i64,
+    body: S,
+    checksum: Option<[u8; 32]>,
+) -> Result<Status, Error>
+where
+    S: Stream<Item = Result<Bytes, String>> + Send,
+{
+    let owner = Uuid::new_v4();
+    let r = {
+        let mut conn = ctx.pool.acquire().await?;
+        match db::resumable::lease(&mut conn, id, user, owner, LEASE.as_secs_f64()).await? {
+            Some(r) => r,
+            None => {
+                let r = db::resumable::get(&mut conn, id, user)
+                    .await?
+                    .ok_or(Error::NotFound)?;
+                if r.state == "completed" {
+                    if offset != r.bytes_received {
+                        return Err(Error::OffsetMismatch {
+                            expected: r.bytes_received,
+                            given: offset,
+                        });
+                    }
+                    return Ok(Status::of(&r));
+                }
+                return Err(Error::Locked);
+            }
+        }
+    };
+    if offset != r.bytes_received {
+        release(ctx.pool, id, owner).await;
+        return Err(Error::OffsetMismatch {
+            expected: r.bytes_received,
+            given: offset,
+        });
+    }
+    let span = tracing::info_span!("upload", upload.id = %id, user.id = %user, media.id = %r.media_file_id);
+    let _enter = span.enter();
+    let renewer = tokio::spawn(renew(ctx.pool.clone(), id, owner));
+    let result = Writer::new(ctx, &r, owner, checksum)
+        .run(Box::pin(body))
+        .await;
+    renewer.abort();
+    let result = match result {
+        Ok(w) if w.offset == r.upload_length => complete(ctx, &w.row, owner).await,
+        Ok(w) => Ok(Status {
+            offset: w.offset,
+            expires_at: chrono::Utc::now()
+                + chrono::Duration::from_std(ctx.ttl).unwrap_or(chrono::Duration::MAX),
+            ..Status::of(&w.row)
+        }),
+        Err(e) => Err(e),
+    };
+    release(ctx.pool, id, owner).await;
+    result
+}
+
+async fn release(pool: &PgPool, id: Uuid, owner: Uuid) {
+    if let Ok(mut conn) = pool.acquire().await {
+        let _ = db::resumable::release(&mut conn, id, owner).await;
+    }
+}
+
+/// Keeps the lease while a request streams (and marks the upload alive).
+async fn renew(pool: PgPool, id: Uuid, owner: Uuid) {
+    let mut tick = tokio::time::interval(LEASE / 4);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Ok(mut conn) = pool.acquire().await
+            && let Ok(false) = db::resumable::renew(&mut conn, id, owner, LEASE.as_secs_f64()).await
+        {
+            return;
+        }
+    }
+}
+
+/// One request's append: the bytes not yet durable, the hash over the durable ones.
+struct Writer<'a> {
+    ctx: Ctx<'a>,
+    row: Resumable,
+    owner: Uuid,
+    /// What a checksum is checked against: this request's body.
+    checksum: Option<([u8; 32], Sha256)>,
+    /// SHA-256 over `[0, hashed)`.
+    hasher: Sha256,
+    hashed: i64,
+    /// Durable and recorded up to here.
+    offset: i64,
+    /// Received up to here (`offset` plus what is buffered or written but unrecorded).
+    received: i64,
+    /// S3: the bytes after the last whole part (`[parts_end, received)`).
+    buffer: BytesMut,
+    /// `file://`: the staging file, open at `received`.
+    file: Option<tokio::fs::File>,
+    old_tails: Vec<String>,
+}
+
+impl<'a> Writer<'a> {
+    fn new(ctx: Ctx<'a>, row: &Resumable, owner: Uuid, checksum: Option<[u8; 32]>) -> Self {
+        Self {
+            ctx,
+            row: row.clone(),
+            owner,
+            checksum: checksum.map(|c| (c, Sha256::new())),
+            hasher: Sha256::new(),
+            hashed: 0,
+            offset: row.bytes_received,
+            received: row.bytes_received,
+            buffer: BytesMut::new(),
+            file: None,
+            old_tails: Vec::new(),
+        }
+    }
+
+    fn parts_end(&self) -> i64 {
+        self.row.part_size * i64::try_from(self.row.parts.len()).unwrap_or(i64::MAX)
+    }
+
+    /// Streams the body in; records progress as pieces become durable. A body that breaks
+    /// off keeps what arrived (unless a checksum was promised for all of it).
+    async fn run<S>(mut self, mut body: std::pin::Pin<Box<S>>) -> Result<Self, Error>
+    where
+        S: Stream<Item = Result<Bytes, String>> + Send,
+    {
+        self.resume().await?;
+        let length = self.row.upload_length;
+        let mut broken = None;
+        let mut past_length = false;
+        while let Some(chunk) = body.next().await {
+            let mut chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    broken = Some(e);
+                    break;
+                }
+            };
+            let room = usize::try_from(length - self.received).unwrap_or(0);
+            if chunk.len() > room {
+                chunk.truncate(room);
+                past_length = true;
+            }
+            if let Some((_, h)) = &mut self.checksum {
+                h.update(&chunk);
+            }
+            self.take(chunk).await?;
+            if past_length {
+                break;
+            }
+        }
+        if let Some((want, h)) = &self.checksum {
+            if broken.is_some() || past_length {
+                return Err(match broken {
+                    Some(e) => Error::Interrupted(e),
+                    None => Error::PastLength { length },
+                });
+            }
+            if h.clone().finalize().as_slice() != want {
+                return Err(Error::ChecksumMismatch);
+            }
+        }
+        self.record().await?;
+        if past_length {
+            return Err(Error::PastLength { length });
+        }
+        if let Some(e) = broken {
+            tracing::info!(error = %e, offset = self.offset, "upload request broke off; its bytes so far are kept");
+        }
+        Ok(self)
+    }
+
+    /// Restores the hash state and the bytes short of a whole part (or opens the staging file).
+    async fn resume(&mut self) -> Result<(), Error> {
+        self.hasher = match &self.row.hash_state {
+            Some(state) => {
+                let state = state.as_slice().try_into().map_err(|_| {
+                    Error::Invalid("the upload's recorded hash state is unreadable".into())
+                })?;
+                Sha256::deserialize(state).map_err(|_| {
+                    Error::Invalid("the upload's recorded hash state is unreadable".into())
+                })?
+            }
+            None => Sha256::new(),
+        };
+        self.hashed = self.row.bytes_received;
+        if self.ctx.storage.is_multipart() {
+            if let Some(tail) = self.row.tail_key.clone() {
+                let bytes = self.ctx.storage.get(&Path::from(tail.as_str())).await?;
+                if i64::try_from(bytes.len()).ok() != Some(self.offset - self.parts_end()) {
+                    return Err(Error::Invalid("the upload's stored tail is damaged".into()));
+                }
+                self.buffer.extend_from_slice(&bytes);
+            }
+            return Ok(());
+        }
+        let path = self
+            .ctx
+            .storage
+            .local_path(&staging_key(self.row.user_id, self.row.id))
+            .ok_or_else(|| Error::Invalid("no local path for a staging file".into()))?;
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(crate::storage::Error::Io)?;
+        }
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .await
+            .map_err(crate::storage::Error::Io)?;
+        // Bytes past the recorded offset were never acknowledged: cut them off.
+        file.set_len(u64::try_from(self.offset).unwrap_or(0))
+            .await
+            .map_err(crate::storage::Error::Io)?;
+        let mut file = file;
+        use tokio::io::AsyncSeekExt;
+        file.seek(std::io::SeekFrom::End(0))
+            .await
+            .map_err(crate::storage::Error::Io)?;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    /// Takes in one chunk: keeps the head for sniffing, refuses what is not media as soon as
+    /// the head is complete, stores whole parts (or appends to the staging file).
+    async fn take(&mut self, chunk: Bytes) -> Result<(), Error> {
+        self.sniff(&chunk)?;
+        let n = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
+        if let Some(file) = &mut self.file {
+            use tokio::io::AsyncWriteExt;
+            file.write_all(&chunk)
+                .await
+                .map_err(crate::storage::Error::Io)?;
+            self.hasher.update(&chunk);
+            self.hashed += n;
+            self.received += n;
+            let unrecorded = u64::try_from(self.received - self.offset).unwrap_or(0);
+            if self.checksum.is_none() && unrecorded >= LOCAL_COMMIT_BYTES {
+                self.record().await?;
+            }
+            return Ok(());
+        }
+        self.buffer.extend_from_slice(&chunk);
+        self.received += n;
+        let part = usize::try_from(self.row.part_size).unwrap_or(usize::MAX);
+        while self.buffer.len() >= part {
+            let piece = self.buffer.split_to(part).freeze();
+            self.store_part(piece).await?;
+            if self.checksum.is_none() {
+                self.record().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the first bytes; once there are enough, decides the type (415 at the first
+    /// chunk, not after gigabytes).
+    fn sniff(&mut self, chunk: &[u8]) -> Result<(), Error> {
+        if self.row.head.len() >= SNIFF_LEN || self.row.mime_type.is_some() {
+            return Ok(());
+        }
+        let want = SNIFF_LEN - self.row.head.len();
+        self.row
+            .head
+            .extend_from_slice(&chunk[..chunk.len().min(want)]);
+        let complete = self.row.head.len() >= SNIFF_LEN
+            || i64::try_from(self.row.head.len()).ok() == Some(self.row.upload_length);
+        if complete {
+            let format = decide(&self.row.head, &self.row.filename, self.ctx.limits)?;
+            self.row.mime_type = Some(format.mime().to_owned());
+        }
+        Ok(())
+    }
+
+    /// Stores a whole part; the hash takes in what it had not seen of it.
+    async fn store_part(&mut self, piece: Bytes) -> Result<(), Error> {
+        let start = self.parts_end();
+        let seen = usize::try_from(self.hashed - start)
+            .unwrap_or(0)
+            .min(piece.len());
+        self.hasher.update(&piece[seen..]);
+        self.hashed = start + i64::try_from(piece.len()).unwrap_or(i64::MAX);
+        let key = self.media_key();
+        let id = self.row.multipart_id.clone().unwrap_or_default();
+        let etag = self
+            .ctx
+            .storage
+            .put_part(&key, &id, self.row.parts.len(), piece)
+            .await?;
+        self.row.parts.push(etag);
+        // The old tail's bytes are in this part now.
+        if let Some(tail) = self.row.tail_key.take() {
+            self.old_tails.push(tail);
+        }
+        Ok(())
+    }
+
+    fn media_key(&self) -> Path {
+        Storage::key(
+            self.row.user_id,
+            self.row.media_file_id,
+            Rendition::Original,
+        )
+    }
+
+    /// Makes everything received durable and records it: the bytes short of a whole part go
+    /// to a new tail object (S3) or the staging file is synced (`file://`).
+    async fn record(&mut self) -> Result<(), Error> {
+        if self.received == self.offset && self.row.bytes_received == self.offset {
+            return Ok(());
+        }
+        if let Some(file) = &mut self.file {
+            file.sync_data().await.map_err(crate::storage::Error::Io)?;
+        } else if self.received > self.parts_end() && self.row.bytes_received != self.received {
+            let start = self.parts_end();
+            let seen = usize::try_from(self.hashed - start)
+                .unwrap_or(0)
+                .min(self.buffer.len());
+            self.hasher.update(&self.buffer[seen..]);
+            self.hashed = self.received;
+            let key = tail_key(self.row.user_id, self.row.id, self.received);
+            let mut conn = self.ctx.pool.acquire().await?;
+            let keys = [key.to_string()];
+            db::objects::name_objects(
+                &mut conn,
+                self.row.user_id,
+                self.row.media_file_id,
+                &keys,
+                Owner::Session(self.row.id),
+            )
+            .await?;
+            drop(conn);
+            self.ctx
+                .storage
+                .put(&key, self.buffer.clone().freeze())
+                .await?;
+            if let Some(old) = self.row.tail_key.replace(key.to_string()) {
+                self.old_tails.push(old);
+            }
+        }
+        let state = self.hasher.serialize();
+        let progress = Progress {
+            bytes_received: self.received,
+            head: &self.row.head,
+            mime_type: self.row.mime_type.as_deref(),
+            hash_state: state.as_slice(),
+            multipart_id: self.row.multipart_id.as_deref(),
+            parts: &self.row.parts,
+            tail_key: self.row.tail_key.as_deref(),
+            ttl_secs: self.ctx.ttl.as_secs_f64(),
+        };
+        let mut conn = self.ctx.pool.acquire().await?;
+        if !db::resumable::advance(&mut conn, self.row.id, self.owner, &progress).await? {
+            return Err(Error::Interrupted(
+                "the upload was taken over or removed".into(),
+            ));
+        }
+        self.offset = self.received;
+        self.row.bytes_received = self.received;
+        self.row.hash_state = Some(state.as_slice().to_vec());
+        // Tails whose bytes are recorded elsewhere now: to delete.
+        for old in std::mem::take(&mut self.old_tails) {
+            let keys = [old.clone()];
+            db::objects::name_objects(
+                &mut conn,
+                self.row.user_id,
+                self.row.media_file_id,
+                &keys,
+                Owner::Nobody,
+            )
+            .await?;
+            drop(conn);
+            if let Err(e) = crate::inflight::clean(self.ctx.pool, self.ctx.storage, &old).await {
+                tracing::debug!(error = %e, "old tail left for the reconciler");
+            }
+            conn = self.ctx.pool.acquire().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Decides what the first bytes are; refuses what is not media this server accepts.
+fn decide(head: &[u8], filename: &str, limits: &UploadLimits) -> Result<MediaFormat, Error> {
+    let format = MediaFormat::sniff(head).ok_or_else(|| {
+        Error::Unsupported(format!(
+            "{filename:?} is not a photo, video or audio file this system can handle"
+        ))
+    })?;
+    if !limits.allows(format) {
+        return Err(Error::Unsupported(format!(
+            "{filename:?} is {}, a type this server does not accept (upload.allowed_types)",
+            format.mime()
+        )));
+    }
+    Ok(format)
+}
+
+/// All bytes are stored and recorded: puts the object in place and records the media file,
+/// its job and its first task in one transaction, exactly as `POST /v1/media` does.
+/// Idempotent: a rerun after a failure finds the object already in place.
+async fn complete(ctx: Ctx<'_>, r: &Resumable, owner: Uuid) -> Result<Status, Error> {
+    let key = Storage::key(r.user_id, r.media_file_id, Rendition::Original);
+    let length = u64::try_from(r.upload_length).unwrap_or(0);
+    place(ctx, r, &key, length).await?;
+    let format = decide(&r.head, &r.filename, ctx.limits)?;
+    let sha256 = digest_of(r)?;
+    let mut tx = ctx.pool.begin().await?;
+    // The lease is still ours: nobody else completes it meanwhile.
+    if !db::resumable::hold(&mut tx, r.id, owner).await? {
+        return Err(Error::Interrupted(
+            "the upload was taken over or removed".into(),
+        ));
+    }
+    let media = [db::uploads::NewMedia {
+        id: r.media_file_id,
+        user_id: r.user_id,
+        filename: r.filename.clone(),
+        file_path: key.to_string(),
+        file_size: r.upload_length,
+        mime_type: format.mime(),
+    }];
+    let job =
+        crate::ingest::submit(&mut tx, r.user_id, &media, crate::jobs::Lane::Interactive).await?;
+    db::objects::settle(&mut tx, &[key.to_string()]).await?;
+    let left = db::resumable::complete(&mut tx, r.id, job.id, &sha256)
+        .await?
+        .ok_or_else(|| Error::Interrupted("the upload was removed".into()))?;
+    tx.commit().await?;
+    tracing::info!(job.id = %job.id, size_bytes = r.upload_length, "resumable upload completed");
+    for k in left {
+        if let Err(e) = crate::inflight::clean(ctx.pool, ctx.storage, &k).await {
+            tracing::debug!(error = %e, "upload leftovers left for the reconciler");
+        }
+    }
+    Ok(Status {
+        id: r.id,
+        offset: r.upload_length,
+        length: r.upload_length,
+        expires_at: r.expires_at,
+        media_id: Some(r.media_file_id),
+        job_id: Some(job.id),
+    })
+}
+
+/// The SHA-256 of every byte, from the recorded state.
+fn digest_of(r: &Resumable) -> Result<String, Error> {
+    let unreadable = || Error::Invalid("the upload's recorded hash state is unreadable".into());
+    let state = r.hash_state.as_deref().ok_or_else(unreadable)?;
+    let hasher = Sha256::deserialize(state.try_into().map_err(|_| unreadable())?)
+        .map_err(|_| unreadable())?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Puts the stored bytes at the media file's key: completes the multipart upload from its
+/// parts and tail, or renames the staging file. Already in place (an earlier attempt) is fine.
+async fn place(ctx: Ctx<'_>, r: &Resumable, key: &Path, length: u64) -> Result<(), Error> {
+    if ctx.storage.is_multipart() {
+        let id = r.multipart_id.clone().unwrap_or_default();
+        let mut parts = r.parts.clone();
+        if let Some(tail) = &r.tail_key {
+            match ctx.storage.get(&Path::from(tail.as_str())).await {
+                Ok(bytes) => parts.push(ctx.storage.put_part(key, &id, parts.len(), bytes).await?),
+                Err(crate::storage::Error::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match ctx.storage.complete_multipart(key, &id, &parts).await {
+            Ok(()) => Ok(()),
+            Err(e) => match ctx.storage.size_of(key).await? {
+                Some(size) if size == length => Ok(()),
+                _ => Err(e.into()),
+            },
+        }
+    } else {
+        let staging = staging_key(r.user_id, r.id);
+        let (Some(from), Some(to)) = (
+            ctx.storage.local_path(&staging),
+            ctx.storage.local_path(key),
+        ) else {
+            return Err(Error::Invalid("no local path for a staging file".into()));
+        };
+        if let Some(dir) = to.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(crate::storage::Error::Io)?;
+        }
+        match tokio::fs::rename(&from, &to).await {
+            Ok(()) => {
+                // The staging folders, once empty (never anything else).
+                if let Some(dir) = from.parent() {
+                    let _ = tokio::fs::remove_dir(dir).await;
+                    if let Some(user_dir) = dir.parent() {
+                        let _ = tokio::fs::remove_dir(user_dir).await;
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => match ctx.storage.size_of(key).await? {
+                Some(size) if size == length => Ok(()),
+                _ => Err(crate::storage::Error::Io(e).into()),
+            },
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! A TCP proxy the tests control, put between our processes and a real server (S3 or
+//! PostgreSQL) to make the network misbehave the way real ones do:
+//! - a slow link: what the server sends (or what the clients send) is throttled to a rate
+//!   shared by every connection;
+//! - a cut: the connection carrying the N-th byte the server (or a client) sends is dropped,
+//!   once;
+//! - a lost answer to COMMIT: on PostgreSQL's wire protocol, the first `COMMIT` of a connection
+//!   that inserted into `media_files` reaches the server (which commits), and its answer is
+//!   swallowed and the connection dropped, so the client cannot know the outcome;
+//! - a count of the HTTP requests sent through it (store calls), by reading request heads and
+//!   skipping bodies by their `Content-Length`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+#[derive(Debug)]
+struct State {
+    upstream: u16,
+    /// Bytes per second from the server to the client, over all connections (0: unlimited).
+    rate: AtomicU64,
+    /// Cut the connection carrying this byte of the server's total output (u64::MAX: never).
+    cut_at: AtomicU64,
+    down_total: AtomicU64,
+    cuts: AtomicU64,
+    requests: AtomicU64,
+    /// Swallow the answer to the next COMMIT after an INSERT INTO media_files.
+    commit_armed: AtomicBool,
+    commits_lost: AtomicU64,
+    free_at: tokio::sync::Mutex<Instant>,
+    /// The same for what clients send.
+    up_rate: AtomicU64,
+    up_cut_at: AtomicU64,
+    up_total: AtomicU64,
+    up_free_at: tokio::sync::Mutex<Instant>,
+}
+
+/// A running proxy on 127.0.0.1:`port`, on a thread and runtime of its own (a test blocking
+/// its own runtime on a child process must not stall the link); stopped on drop.
+#[derive(Debug)]
+pub struct Proxy {
+    pub port: u16,
+    state: Arc<State>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Proxy {
+    /// Proxies 127.0.0.1:`port` to 127.0.0.1:`upstream`.
+    pub async fn start(upstream: u16) -> Self {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let port = std_listener.local_addr().expect("addr").port();
+        let state = Arc::new(State {
+            upstream,
+            rate: AtomicU64::new(0),
+            cut_at: AtomicU64::new(u64::MAX),
+            down_total: AtomicU64::new(0),
+            cuts: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            commit_armed: AtomicBool::new(false),
+            commits_lost: AtomicU64::new(0),
+            free_at: tokio::sync::Mutex::new(Instant::now()),
+            up_rate: AtomicU64::new(0),
+            up_cut_at: AtomicU64::new(u64::MAX),
+            up_total: AtomicU64::new(0),
+            up_free_at: tokio::sync::Mutex::new(Instant::now()),
+        });
+        let s = state.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("proxy runtime");
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(std_listener).expect("listener");
+                let accept = async {
+                    while let Ok((client, _)) = listener.accept().await {
+                        tokio::spawn(serve(client, s.clone()));
+                    }
+                };
+                tokio::select! {
+                    () = accept => {},
+                    _ = stopped => {},
+                }
+            });
+            rt.shutdown_background();
+        });
+        Self {
+            port,
+            state,
+            stop: Some(stop),
+        }
+    }
+
+    /// Throttles what the server sends to `bytes_per_s` in all.
+    pub fn throttle(&self, bytes_per_s: u64) {
+        self.state.rate.store(bytes_per_s, Ordering::SeqCst);
+    }
+
+    /// Cuts, once, the connection that carries the server's `nth` byte from now.
+    pub fn cut_after(&self, nth: u64) {
+        let now = self.state.down_total.load(Ordering::SeqCst);
+        self.state.cut_at.store(now + nth, Ordering::SeqCst);
+    }
+
+    /// Throttles what the clients send to `bytes_per_s` in all.
+    pub fn throttle_up(&self, bytes_per_s: u64) {
+        self.state.up_rate.store(bytes_per_s, Ordering::SeqCst);
+    }
+
+    /// Cuts, once, the connection that carries the clients' `nth` byte from now.
+    pub fn cut_up_after(&self, nth: u64) {
+        let now = self.state.up_total.load(Ordering::SeqCst);
+        self.state.up_cut_at.store(now + nth, Ordering::SeqCst);
+    }
+
+    /// Connections cut so far.
+    pub fn cuts(&self) -> u64 {
+        self.state.cuts.load(Ordering::SeqCst)
+    }
+
+    /// HTTP requests sent through the proxy so far.
+    #[allow(
+        dead_code,
+        reason = "used by the store-call count of the reconciler's pass"
+    )]
+    pub fn requests(&self) -> u64 {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Loses the answer to the next COMMIT of a transaction that inserted a media file.
+    pub fn lose_next_media_commit(&self) {
+        self.state.commit_armed.store(true, Ordering::SeqCst);
+    }
+
+    /// COMMIT answers lost so far.
+    pub fn commits_lost(&self) -> u64 {
+        self.state.commits_lost.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Per connection: what the client side has seen that the server side must act on.
+#[derive(Debug, Default)]
+struct Conn {
+    inserted_media: AtomicBool,
+    swallow: AtomicBool,
+}
+
+async fn serve(client: TcpStream, state: Arc<State>) {
+    let Ok(server) = TcpStream::connect(("127.0.0.1", state.upstream)).await else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let conn = Arc::new(Conn::default());
+    let up = {
+        let (state, conn) = (state.clone(), conn.clone());
+        async move {
+            let mut http = HttpCounter::default();
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                let n = match cr.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let data = &buf[..n];
+                state.requests.fetch_add(http.feed(data), Ordering::SeqCst);
+                watch_postgres(&state, &conn, data);
+                let before = state.up_total.fetch_add(n as u64, Ordering::SeqCst);
+                let cut_at = state.up_cut_at.load(Ordering::SeqCst);
+                if before < cut_at && before + n as u64 >= cut_at {
+                    state.cuts.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+                pace(&state.up_rate, &state.up_free_at, n).await;
+                if sw.write_all(data).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    let down = async move {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = match sr.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if conn.swallow.load(Ordering::SeqCst) {
+                // The server answered the COMMIT: the client never hears it.
+                state.commits_lost.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            let before = state.down_total.fetch_add(n as u64, Ordering::SeqCst);
+            let cut_at = state.cut_at.load(Ordering::SeqCst);
+            if before < cut_at && before + n as u64 >= cut_at {
+                state.cuts.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            pace(&state.rate, &state.free_at, n).await;
+            if cw.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    // Either side ending ends the connection (both sockets drop here).
+    tokio::select! {
+        () = up => {},
+        () = down => {},
+    }
+}
+
+/// Waits until `n` more bytes fit in the shared rate.
+async fn pace(rate: &AtomicU64, free_at: &tokio::sync::Mutex<Instant>, n: usize) {
+    let rate = rate.load(Ordering::SeqCst);
+    if rate == 0 {
+        return;
+    }
+    let cost = Duration::from_secs_f64(n as f64 / rate as f64);
+    let until = {
+        let mut free_at = free_at.lock().await;
+        let start = (*free_at).max(Instant::now());
+        *free_at = start + cost;
+        *free_at
+    };
+    tokio::time::sleep_until(until).await;
+}
+
+/// Marks the connection when the client sends an INSERT INTO media_files, and arms the swallow
+/// of the server's next answer when it then sends COMMIT (a simple-protocol Query message).
+fn watch_postgres(state: &State, conn: &Conn, data: &[u8]) {
+    if !state.commit_armed.load(Ordering::SeqCst) {
+        return;
+    }
+    if contains(data, b"INSERT INTO media_files") {
+        conn.inserted_media.store(true, Ordering::SeqCst);
+    }
+    if conn.inserted_media.load(Ordering::SeqCst)
+        && contains(data, b"COMMIT\0")
+        && state
+            .commit_armed
+            .compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    {
+        conn.swallow.store(true, Ordering::SeqCst);
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Counts HTTP/1.1 requests in a client's byte stream: a head up to its blank line, then a
+/// body of its `Content-Length`.
+#[derive(Debug, Default)]
+struct HttpCounter {
+    head: Vec<u8>,
+    body_left: u64,
+}
+
+impl HttpCounter {
+    fn feed(&mut self, mut data: &[u8]) -> u64 {
+        let mut requests = 0;
+        while !data.is_empty() {
+            if self.body_left > 0 {
+                let skip = (self.body_left as usize).min(data.len());
+                self.body_left -= skip as u64;
+                data = &data[skip..];
+                continue;
+            }
+            self.head.push(data[0]);
+            data = &data[1..];
+            if self.head.ends_with(b"\r\n\r\n") {
+                requests += 1;
+                let head = String::from_utf8_lossy(&self.head).to_ascii_lowercase();
+                self.body_left = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                self.head.clear();
+            }
+        }
+        requests
+    }
+}
