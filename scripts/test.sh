@@ -11,11 +11,13 @@ DATABASE_URL=$(scripts/ensure-postgres.sh)
 export DATABASE_URL
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
-else
-  cargo test --workspace --locked --no-fail-fast
+# nextest, never `cargo test`: the serial groups in .config/nextest.toml keep the tests that
+# measure time or memory of real processes from measuring their neighbours.
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "test: installing cargo-nextest 0.9.143 (once)" >&2
+  cargo install cargo-nextest@0.9.143 --locked --quiet >&2
 fi
+cargo nextest run --workspace --locked --no-fail-fast
 # The live API against its own OpenAPI document (schemathesis): no 5xx, every answer as described.
 bash scripts/schemathesis.sh 25
 # Coverage-guided fuzzing (libFuzzer via cargo-fuzz on stable) of the entry points that eat

@@ -101,9 +101,13 @@ pub async fn run(pool: &PgPool, storage: &Storage, grace: Duration) -> Result<Re
         let sessions_aborted = {
             let mut conn = pool.acquire().await?;
             let stall = grace.max(inflight::STALL_MIN).as_secs_f64();
-            db::objects::abort_stalled(&mut conn, stall, BATCH)
+            let aborted = db::objects::abort_stalled(&mut conn, stall, BATCH)
                 .await?
-                .len() as u64
+                .len();
+            // Completed resumable uploads are kept (for `GET /v1/uploads/{id}`) until they
+            // expire; their objects are media files' now.
+            db::resumable::prune_completed(&mut conn, BATCH).await?;
+            aborted as u64
         };
         let (pending_objects_settled, orphan_objects_deleted) =
             clean_pending(pool, storage).await?;

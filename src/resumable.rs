@@ -35,10 +35,6 @@ use crate::storage::{Rendition, Storage};
 /// this long at most.
 const LEASE: Duration = Duration::from_secs(15);
 
-/// The smallest part (S3 refuses smaller ones but the last): 8 MiB.
-const MIN_PART: u64 = 8 << 20;
-/// S3's limit on parts per upload.
-const MAX_PARTS: u64 = 10_000;
 /// A `file://` upload records its progress at least every this many bytes.
 const LOCAL_COMMIT_BYTES: u64 = 32 << 20;
 
@@ -114,12 +110,6 @@ pub struct Ctx<'a> {
     pub ttl: Duration,
 }
 
-/// The part size for a file of `length`: at least 8 MiB, and few enough parts for S3.
-fn part_size(length: u64) -> u64 {
-    let needed = length.div_ceil(MAX_PARTS);
-    needed.max(MIN_PART).next_multiple_of(1 << 20)
-}
-
 /// The staging object of a `file://` upload.
 fn staging_key(user: Uuid, id: Uuid) -> Path {
     Path::from(format!("uploads/{user}/{id}/data"))
@@ -144,7 +134,7 @@ pub async fn create(ctx: Ctx<'_>, user: Uuid, declared: &Declared) -> Result<Sta
     let id = Uuid::new_v4();
     let media = Uuid::new_v4();
     let length = i64::try_from(declared.length).unwrap_or(i64::MAX);
-    let part = i64::try_from(part_size(declared.length)).unwrap_or(i64::MAX);
+    let part = i64::try_from(crate::storage::part_size_for(declared.length)).unwrap_or(i64::MAX);
     let mut conn = ctx.pool.acquire().await?;
     let new = db::resumable::NewResumable {
         id,

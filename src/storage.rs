@@ -73,6 +73,12 @@ impl Storage {
     /// Opens the store named by `url`: `file:///abs/dir`, a plain directory path, or
     /// `s3://bucket/prefix` (credentials from the usual `AWS_*` environment variables).
     pub fn from_url(url: &str) -> Result<Self, Error> {
+        Self::from_url_with(url, &[])
+    }
+
+    /// [`Storage::from_url`] with S3 options (`aws_endpoint`, `aws_access_key_id`, …, the
+    /// names of the `AWS_*` variables in lower case) that win over the environment's.
+    pub fn from_url_with(url: &str, s3_options: &[(&str, &str)]) -> Result<Self, Error> {
         let config_err = |reason: String| Error::Config {
             url: url.to_owned(),
             reason,
@@ -81,8 +87,15 @@ impl Storage {
         let mut multipart = None;
         let store: Arc<dyn ObjectStore> = if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let mut builder = s3_builder();
+            for (key, value) in s3_options {
+                let key = key
+                    .parse()
+                    .map_err(|e: object_store::Error| config_err(e.to_string()))?;
+                builder = builder.with_config(key, *value);
+            }
             let s3 = Arc::new(
-                s3_builder()
+                builder
                     .with_bucket_name(bucket)
                     .with_retry(s3_retry())
                     .build()
@@ -218,7 +231,7 @@ impl Storage {
         S: Stream<Item = Result<Bytes, Error>> + Unpin,
     {
         let upload = self.store.put_multipart(key).await?;
-        let mut writer = WriteMultipart::new(upload);
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         let mut size = 0u64;
         while let Some(chunk) = body.next().await {
             let chunk = match chunk {
@@ -294,6 +307,18 @@ impl Storage {
             let _ = tokio::fs::remove_dir(dir).await;
         }
     }
+}
+
+/// The part size of a streamed upload: 8 MiB, so the 10,000 parts S3 allows hold 80 GiB.
+pub const PART_SIZE: usize = 8 << 20;
+
+/// The part size for an upload of `length` bytes: [`PART_SIZE`], or larger (whole MiB) when
+/// the file needs it to stay within 10,000 parts.
+pub fn part_size_for(length: u64) -> u64 {
+    length
+        .div_ceil(10_000)
+        .max(PART_SIZE as u64)
+        .next_multiple_of(1 << 20)
 }
 
 /// Multipart uploads that outlive a request (resumable uploads on S3): their id and parts

@@ -259,7 +259,10 @@ where
         .put_multipart(&key)
         .await
         .map_err(crate::storage::Error::from)?;
-    let mut writer = WriteMultipart::new(upload);
+    // Parts sized so that the largest file allowed fits S3's 10,000 parts.
+    let part = crate::storage::part_size_for(limits.max_file_bytes);
+    let mut writer =
+        WriteMultipart::new_with_chunk_size(upload, usize::try_from(part).unwrap_or(usize::MAX));
     let mut size: u64 = 0;
     let mut next = futures::stream::iter(pending.into_iter().map(Ok)).chain(body);
     while let Some(chunk) = next.next().await {

@@ -19,6 +19,7 @@ mod ingest;
 mod ingest_cli;
 mod isolation;
 mod operators;
+mod pass_cost;
 mod proxy;
 mod reconcile;
 mod recovery;

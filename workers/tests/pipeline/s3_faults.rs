@@ -98,6 +98,11 @@ impl S3Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The file that holds the object `key` of the bucket.
+    pub fn object_path(&self, key: &str) -> PathBuf {
+        self.root.join(BUCKET).join(key)
+    }
+
     /// Parts of multipart uploads that were neither completed nor aborted (s3s-fs keeps them
     /// at its root as `.upload_id-<id>.part-<n>`).
     pub fn open_parts(&self) -> Vec<String> {
@@ -169,7 +174,7 @@ fn photos(n: usize) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-async fn upload_through(
+pub async fn upload_through(
     app: &TestApp,
     serve: &Serve,
     token: &str,
