@@ -53,6 +53,7 @@ async fn job(pool: &PgPool, n: usize) -> (Uuid, Vec<Uuid>) {
             file_path: format!("media/{user}/{i}"),
             file_size: 1,
             mime_type: "image/jpeg",
+            sha256: None,
         })
         .collect();
     let ids: Vec<Uuid> = media.iter().map(|m| m.id).collect();

@@ -33,10 +33,8 @@ CREATE TABLE upload_sessions (
     -- One request at a time appends: a lease its holder renews while it streams.
     lease_owner      uuid,
     lease_until      timestamptz,
-    -- Once completed: what it became, and the SHA-256 of its bytes (computed as they
-    -- arrived; the hash step takes it instead of reading the original again).
+    -- Once completed: the job that processes what it became.
     job_id           uuid,
-    sha256           text,
     CHECK (upload_length IS NULL OR bytes_received <= upload_length)
 );
 
@@ -52,8 +50,8 @@ CREATE INDEX idx_upload_sessions_completed_expiry ON upload_sessions (expires_at
 -- Every object that may exist in the store without a committed media row naming it: written
 -- (committed) before the object is. Whose it is decides when it may be cleaned:
 --   session_id: an upload's original, cleaned when its session is aborted;
---   step:       a rendition or clip a worker step is storing, cleaned once no task of that step
---               for that media file can still run;
+--   step:       a rendition or clip a worker step is storing, cleaned once its task can no
+--               longer run;
 --   neither:    to delete now (a deleted media file's objects, an aborted session's).
 -- Cleaning deletes the object only when no media row names its key, then the row.
 CREATE TABLE pending_objects (
@@ -64,6 +62,9 @@ CREATE TABLE pending_objects (
     media_file_id uuid NOT NULL,
     session_id    uuid REFERENCES upload_sessions (id) ON DELETE SET NULL,
     step          text CHECK (step IN ('thumbnail', 'video', 'exif')),
+    -- The queue task (apalis.jobs.id) running that step: its objects are cleaned once it can
+    -- no longer run (one primary-key lookup, never a scan of the queue).
+    task_id       text,
     -- An S3 multipart upload in progress for the key: aborted when the object is cleaned.
     multipart_id  text,
     created_at    timestamptz NOT NULL DEFAULT now(),
@@ -98,3 +99,9 @@ CREATE TABLE store_audit (
 );
 -- Operators' bookkeeping: no policy, so the API's role sees none of it.
 ALTER TABLE store_audit ENABLE ROW LEVEL SECURITY;
+
+-- The SHA-256 of an original as the upload received it (the API, tus and `timeline ingest`
+-- hash the bytes as they stream through): the hash step takes it instead of reading the
+-- original back from the store, a whole second read of a large video on a slow link.
+ALTER TABLE media_files
+    ADD COLUMN upload_sha256 text CHECK (upload_sha256 ~ '^[0-9a-f]{64}$');

@@ -195,8 +195,15 @@ async fn beat(pool: PgPool, id: Uuid, received: Arc<AtomicU64>) {
     }
 }
 
+tokio::task_local! {
+    /// The queue task (`apalis.jobs.id`) a worker step runs in: set by the worker around each
+    /// step, so the objects the step names are cleaned only once that task can no longer run.
+    pub static STEP_TASK: String;
+}
+
 /// Names the objects a worker step is about to store for a media file (committed before
-/// they are written). The step's final transaction calls [`db::objects::settle`] on them.
+/// they are written), with the step's queue task. The step's final transaction calls
+/// [`db::objects::settle`] on them.
 pub async fn name_for_step(
     pool: &PgPool,
     user_id: Uuid,
@@ -204,8 +211,10 @@ pub async fn name_for_step(
     keys: &[String],
     step: &str,
 ) -> Result<(), sqlx::Error> {
+    let task = STEP_TASK.try_with(Clone::clone).ok();
     let mut conn = pool.acquire().await?;
-    db::objects::name_objects(&mut conn, user_id, media, keys, Owner::Step(step)).await
+    let owner = Owner::Step(step, task.as_deref());
+    db::objects::name_objects(&mut conn, user_id, media, keys, owner).await
 }
 
 /// Deletes the object `key` if nobody may still write it and no committed row names it, then

@@ -643,11 +643,12 @@ async fn complete(ctx: Ctx<'_>, r: &Resumable, owner: Uuid) -> Result<Status, Er
         file_path: key.to_string(),
         file_size: r.upload_length,
         mime_type: format.mime(),
+        sha256: Some(sha256),
     }];
     let job =
         crate::ingest::submit(&mut tx, r.user_id, &media, crate::jobs::Lane::Interactive).await?;
     db::objects::settle(&mut tx, &[key.to_string()]).await?;
-    let left = db::resumable::complete(&mut tx, r.id, job.id, &sha256)
+    let left = db::resumable::complete(&mut tx, r.id, job.id)
         .await?
         .ok_or_else(|| Error::Interrupted("the upload was removed".into()))?;
     tx.commit().await?;

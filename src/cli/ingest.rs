@@ -279,6 +279,9 @@ async fn store_one(
     let not_recorded = |e: sqlx::Error| refuse(format!("could not record the upload: {e}"));
     let id = Uuid::new_v4();
     let key = Storage::key(user, id, Rendition::Original);
+    // The bytes are hashed as they go by: the hash step takes the digest instead of reading
+    // the original back from the store.
+    let mut hasher = timeline_media::hash::StreamHasher::new();
     let (stored, format) = if size <= WHOLE_PUT_BYTES {
         // A photo: one read and one put (at most STORE_CONCURRENCY of these in memory).
         let bytes = tokio::fs::read(path)
@@ -290,6 +293,7 @@ async fn store_one(
             return Err(not_allowed(format));
         }
         session.name(&key, id).await.map_err(not_recorded)?;
+        hasher.update(&bytes);
         (
             storage.put_counted(&key, bytes::Bytes::from(bytes)).await,
             format,
@@ -309,7 +313,12 @@ async fn store_one(
         }
         session.name(&key, id).await.map_err(not_recorded)?;
         let chunks = futures::stream::iter([Ok(bytes::Bytes::from(head[..got].to_vec()))])
-            .chain(file_chunks(file).map_err(crate::storage::Error::from));
+            .chain(file_chunks(file).map_err(crate::storage::Error::from))
+            .inspect(|chunk| {
+                if let Ok(bytes) = chunk {
+                    hasher.update(bytes);
+                }
+            });
         (storage.put_stream(&key, chunks).await, format)
     };
     match stored {
@@ -320,6 +329,7 @@ async fn store_one(
             file_path: key.to_string(),
             file_size: i64::try_from(stored).unwrap_or(i64::MAX),
             mime_type: format.mime(),
+            sha256: Some(hasher.finish()),
         }),
         Err(e) => {
             let _ = storage.delete(&key).await;

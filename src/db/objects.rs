@@ -102,8 +102,9 @@ pub async fn abort_stalled(
 pub enum Owner<'a> {
     /// An upload session.
     Session(Uuid),
-    /// A worker step (its queue name) storing the object for the media file.
-    Step(&'a str),
+    /// A worker step (its queue name) storing the object for the media file, in its queue
+    /// task (`apalis.jobs.id`).
+    Step(&'a str, Option<&'a str>),
     /// Nobody: the object is to be deleted.
     Nobody,
 }
@@ -125,21 +126,23 @@ pub async fn name_objects(
     keys: &[String],
     owner: Owner<'_>,
 ) -> Result<(), sqlx::Error> {
-    let (session, step) = match owner {
-        Owner::Session(id) => (Some(id), None),
-        Owner::Step(step) => (None, Some(step)),
-        Owner::Nobody => (None, None),
+    let (session, step, task) = match owner {
+        Owner::Session(id) => (Some(id), None, None),
+        Owner::Step(step, task) => (None, Some(step), task),
+        Owner::Nobody => (None, None, None),
     };
     sqlx::query!(
-        "INSERT INTO pending_objects (object_key, user_id, media_file_id, session_id, step)
-         SELECT k, $2, $3, $4, $5 FROM unnest($1::text[]) AS k
+        "INSERT INTO pending_objects (object_key, user_id, media_file_id, session_id, step, task_id)
+         SELECT k, $2, $3, $4, $5, $6 FROM unnest($1::text[]) AS k
          ON CONFLICT (object_key) DO UPDATE
-         SET session_id = EXCLUDED.session_id, step = EXCLUDED.step, created_at = now()",
+         SET session_id = EXCLUDED.session_id, step = EXCLUDED.step, task_id = EXCLUDED.task_id,
+             created_at = now()",
         keys,
         user_id,
         media_file_id,
         session,
-        step
+        step,
+        task
     )
     .execute(conn)
     .await?;
@@ -178,8 +181,8 @@ pub async fn settle(conn: &mut PgConnection, keys: &[String]) -> Result<(), sqlx
 }
 
 /// Up to `limit` pending objects that nobody will write any more: owned by nobody, or by a step
-/// with no task for that file that may still run (waiting, running, or failed with attempts
-/// left). Sessions' objects wait for their session.
+/// whose task can no longer run (it is not waiting, running, nor failed with attempts left).
+/// Sessions' objects wait for their session.
 pub async fn cleanable(
     conn: &mut PgConnection,
     limit: i64,
@@ -196,10 +199,9 @@ pub async fn cleanable(
         "SELECT p.object_key, p.user_id, p.media_file_id FROM pending_objects p
          WHERE p.step IS NOT NULL AND NOT EXISTS (
              SELECT 1 FROM apalis.jobs a
-             WHERE a.job_type = p.step
+             WHERE a.id = p.task_id
                AND (a.status IN ('Pending', 'Queued', 'Running')
-                    OR (a.status = 'Failed' AND a.attempts < a.max_attempts))
-               AND convert_from(a.job, 'UTF8')::jsonb ->> 'media_file_id' = p.media_file_id::text)
+                    OR (a.status = 'Failed' AND a.attempts < a.max_attempts)))
          ORDER BY p.created_at LIMIT $1",
     )
     .bind(limit)
@@ -229,11 +231,9 @@ pub async fn claim(conn: &mut PgConnection, key: &str) -> Result<Option<Claimed>
            AND p.session_id IS NULL
            AND (p.step IS NULL OR NOT EXISTS (
                SELECT 1 FROM apalis.jobs a
-               WHERE a.job_type = p.step
+               WHERE a.id = p.task_id
                  AND (a.status IN ('Pending', 'Queued', 'Running')
-                      OR (a.status = 'Failed' AND a.attempts < a.max_attempts))
-                 AND convert_from(a.job, 'UTF8')::jsonb ->> 'media_file_id'
-                     = p.media_file_id::text))
+                      OR (a.status = 'Failed' AND a.attempts < a.max_attempts))))
          RETURNING p.multipart_id",
     )
     .bind(key)

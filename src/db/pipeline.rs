@@ -20,6 +20,8 @@ pub struct MediaState {
     pub mime_type: String,
     pub processing_status: ProcessingStatus,
     pub duplicate_of: Option<Uuid>,
+    /// The SHA-256 the upload computed as the bytes arrived, if it did.
+    pub upload_sha256: Option<String>,
 }
 
 /// Loads a media file for a step (`None` if it was deleted meanwhile).
@@ -27,7 +29,8 @@ pub async fn load(conn: &mut PgConnection, id: Uuid) -> Result<Option<MediaState
     sqlx::query_as!(
         MediaState,
         r#"SELECT id, user_id, filename, file_path, mime_type,
-                  processing_status AS "processing_status: ProcessingStatus", duplicate_of
+                  processing_status AS "processing_status: ProcessingStatus", duplicate_of,
+                  upload_sha256
            FROM media_files WHERE id = $1"#,
         id
     )
@@ -73,6 +76,16 @@ pub async fn record_step(
         Ok(()) => ("succeeded", None),
         Err(e) => ("failed", Some(e)),
     };
+    // The file's row first: two steps of one file ending at once then queue on it, instead of
+    // each holding the key-share lock its step row's foreign key takes while the other waits
+    // to update the file (a deadlock, and a step's last attempt lost with it).
+    sqlx::query!(
+        "UPDATE media_files SET attempts = greatest(attempts, $2) WHERE id = $1",
+        media.id,
+        attempt
+    )
+    .execute(&mut *conn)
+    .await?;
     sqlx::query!(
         "INSERT INTO media_processing_steps (media_file_id, step, user_id, status, pipeline_version, attempts, error_message)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -86,13 +99,6 @@ pub async fn record_step(
         PIPELINE_VERSION,
         attempt,
         error
-    )
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query!(
-        "UPDATE media_files SET attempts = greatest(attempts, $2) WHERE id = $1",
-        media.id,
-        attempt
     )
     .execute(conn)
     .await?;

@@ -227,24 +227,21 @@ pub async fn advance(
     Ok(done.rows_affected() == 1)
 }
 
-/// Marks the upload completed (with the job that processes its media file and the SHA-256 of
-/// its bytes) in the
+/// Marks the upload completed (with the job that processes its media file) in the
 /// transaction that records the media file; its remaining pending objects (tails, staging)
 /// become objects to delete, and their keys are returned. `None` when it was not open.
 pub async fn complete(
     conn: &mut PgConnection,
     id: Uuid,
     job_id: Uuid,
-    sha256: &str,
 ) -> Result<Option<Vec<String>>, sqlx::Error> {
     let done = sqlx::query!(
         "UPDATE upload_sessions
-         SET state = 'completed', job_id = $2, sha256 = $3, bytes_received = upload_length,
+         SET state = 'completed', job_id = $2, bytes_received = upload_length,
              lease_owner = NULL, lease_until = NULL, tail_key = NULL
          WHERE id = $1 AND state = 'open' RETURNING id",
         id,
-        job_id,
-        sha256
+        job_id
     )
     .fetch_optional(&mut *conn)
     .await?;
@@ -322,20 +319,4 @@ pub async fn forget(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// The SHA-256 a completed resumable upload computed for the media file's bytes as they
-/// arrived, if it came that way.
-pub async fn uploaded_sha256(
-    conn: &mut PgConnection,
-    media_file_id: Uuid,
-) -> Result<Option<String>, sqlx::Error> {
-    let found = sqlx::query_scalar!(
-        "SELECT sha256 FROM upload_sessions
-         WHERE media_file_id = $1 AND state = 'completed' AND sha256 IS NOT NULL",
-        media_file_id
-    )
-    .fetch_optional(conn)
-    .await?;
-    Ok(found.flatten())
 }

@@ -12,20 +12,24 @@ pub struct NewMedia {
     pub file_path: String,
     pub file_size: i64,
     pub mime_type: &'static str,
+    /// The SHA-256 of the bytes as the upload received them (lowercase hex).
+    pub sha256: Option<String>,
 }
 
 /// Inserts the `pending` media rows of one upload.
 pub async fn insert_media(conn: &mut PgConnection, media: &[NewMedia]) -> Result<(), sqlx::Error> {
     for m in media {
         sqlx::query!(
-            "INSERT INTO media_files (id, user_id, filename, file_path, file_size, mime_type)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO media_files (id, user_id, filename, file_path, file_size, mime_type,
+                                      upload_sha256)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
             m.id,
             m.user_id,
             m.filename,
             m.file_path,
             m.file_size,
-            m.mime_type
+            m.mime_type,
+            m.sha256
         )
         .execute(&mut *conn)
         .await?;

@@ -264,6 +264,7 @@ where
     let mut writer =
         WriteMultipart::new_with_chunk_size(upload, usize::try_from(part).unwrap_or(usize::MAX));
     let mut size: u64 = 0;
+    let mut hasher = timeline_media::hash::StreamHasher::new();
     let mut next = futures::stream::iter(pending.into_iter().map(Ok)).chain(body);
     while let Some(chunk) = next.next().await {
         let chunk = match chunk {
@@ -286,6 +287,7 @@ where
             .wait_for_capacity(4)
             .await
             .map_err(crate::storage::Error::from)?;
+        hasher.update(&chunk);
         writer.write(&chunk);
     }
     writer.finish().await.map_err(crate::storage::Error::from)?;
@@ -297,6 +299,7 @@ where
         file_path: key.to_string(),
         file_size: i64::try_from(size).unwrap_or(i64::MAX),
         mime_type: media_type.mime(),
+        sha256: Some(hasher.finish()),
     });
     Ok(())
 }

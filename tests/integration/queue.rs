@@ -161,6 +161,7 @@ fn new_media(user: Uuid, n: usize) -> Vec<timeline::db::uploads::NewMedia> {
             file_path: format!("media/{user}/{i}"),
             file_size: 1,
             mime_type: "image/jpeg",
+            sha256: None,
         })
         .collect()
 }

@@ -33,12 +33,8 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
     let Some(media) = step::begin(ctx, task).await? else {
         return Ok(());
     };
-    // A resumable upload hashed the bytes as they arrived: no need to read them again.
-    let uploaded = {
-        let mut conn = ctx.pool.acquire().await?;
-        db::resumable::uploaded_sha256(&mut conn, media.id).await?
-    };
-    let hash = match uploaded {
+    // The upload hashed the bytes as they arrived: no need to read them back from the store.
+    let hash = match media.upload_sha256.clone() {
         Some(hash) => hash,
         None => stream_hash(ctx, &media).await?,
     };

@@ -93,15 +93,18 @@ async fn handle(
     let attempt_i32 = i32::try_from(n.max(1)).unwrap_or(i32::MAX);
     let ctx: &Context = &ctx;
     let step = *step;
-    let result = step::run(ctx, step, task, n, || async move {
+    let run = step::run(ctx, step, task, n, || async move {
         match step {
             Step::Hash => crate::hash::run(ctx, task, attempt_i32).await,
             Step::Exif => crate::exif::run(ctx, task, attempt_i32).await,
             Step::Thumbnail => crate::thumbnail::run(ctx, task, attempt_i32).await,
             Step::Video => crate::video::run(ctx, task, attempt_i32).await,
         }
-    })
-    .await;
+    });
+    // The objects the step names belong to this task (see timeline::inflight::STEP_TASK).
+    let result = timeline::inflight::STEP_TASK
+        .scope(task_id.to_string(), run)
+        .await;
     if let Err(e) = result {
         // Only transient errors come back here (permanent ones are recorded as the file's
         // failure by `step::run`): persist the backoff before apalis records the failure.

@@ -404,6 +404,7 @@ async fn queue_import(app: &TestApp, user: uuid::Uuid, n: usize) -> uuid::Uuid {
             file_path: key.to_string(),
             file_size: size,
             mime_type: "image/jpeg",
+            sha256: None,
         });
     }
     let mut tx = app.pool.begin().await.expect("tx");

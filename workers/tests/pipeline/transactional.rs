@@ -19,6 +19,7 @@ async fn a_rolled_back_upload_leaves_neither_row_nor_job(pool: PgPool) {
         file_path: "media/x/original".into(),
         file_size: 1,
         mime_type: "image/jpeg",
+        sha256: None,
     };
     let count = |sql: &'static str| {
         let pool = pool.clone();
