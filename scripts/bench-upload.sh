@@ -47,7 +47,7 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && 
 : >"$work/times"
 for r in $(seq "$rounds"); do
   t=$("$bin/examples/s3_put" "$work/big.mp4" | cut -d' ' -f1); echo "direct $t" >>"$work/times"
-  t=$(curl -sS --fail -o /dev/null -w '%{time_total}' -T "$work/big.mp4" -H "Authorization: Bearer $token" \
+  t=$(curl -sS --fail -o /dev/null -w '%{time_total}' -X POST -T "$work/big.mp4" -H "Authorization: Bearer $token" \
         -H "Content-Type: application/octet-stream" "http://127.0.0.1:$port/v1/media?filename=big.mp4")
   echo "api $t" >>"$work/times"
   t=$(python3 scripts/bench_tus.py "http://127.0.0.1:$port" "$token" "$work/big.mp4" 8388608)

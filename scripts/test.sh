@@ -9,7 +9,10 @@ bash scripts/setup.sh --tests
 export SQLX_OFFLINE=true
 DATABASE_URL=$(scripts/ensure-postgres.sh)
 export DATABASE_URL
+# The crash tests' pause points are compiled in for the tests only (feature test-hooks).
+features=(--features timeline/test-hooks,timeline-workers/test-hooks)
 cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked "${features[@]}" -- -D warnings
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # nextest, never `cargo test`: the serial groups in .config/nextest.toml keep the tests that
 # measure time or memory of real processes from measuring their neighbours.
@@ -17,7 +20,15 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "test: installing cargo-nextest 0.9.143 (once)" >&2
   cargo install cargo-nextest@0.9.143 --locked --quiet >&2
 fi
-cargo nextest run --workspace --locked --no-fail-fast
+cargo nextest run --workspace --locked --no-fail-fast "${features[@]}"
+# Without the feature (as every other build), the binaries carry no test hook at all.
+cargo build --workspace --bins --locked -q
+for b in timeline timeline-worker; do
+  if strings "${CARGO_TARGET_DIR:-target}/debug/$b" | grep -q TIMELINE_TEST_; then
+    echo "test: $b contains TIMELINE_TEST_ hooks outside the test-hooks feature" >&2
+    exit 1
+  fi
+done
 # The live API against its own OpenAPI document (schemathesis): no 5xx, every answer as described.
 bash scripts/schemathesis.sh 25
 # Coverage-guided fuzzing (libFuzzer via cargo-fuzz on stable) of the entry points that eat

@@ -330,7 +330,7 @@ async fn record(
         .await
         .map_err(ApiError::from)?;
     // Crash tests kill the server here: objects stored, rows written, nothing committed.
-    crate::test_hooks::pause("TIMELINE_TEST_PAUSE_BEFORE_COMMIT_SECS").await;
+    crate::test_pause!("TIMELINE_TEST_PAUSE_BEFORE_COMMIT_SECS");
     let accepted = accepted(stored, &job);
     if let Err(e) = tx.commit().await {
         return Err(Failed {

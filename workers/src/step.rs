@@ -248,9 +248,10 @@ where
     let span = tracing::info_span!("step", step = step.queue(), media.id = %task.media_file_id,
                                    job.id = %task.job_id, attempt);
     record_wait(step, &task, attempt);
+    // Crash and lane tests hold bulk work here (a slot busy for as long as they need).
+    #[cfg(feature = "test-hooks")]
     if timeline::jobs::Lane::of(task.priority) == timeline::jobs::Lane::Bulk {
-        // Crash and lane tests hold bulk work here (a slot busy for as long as they need).
-        timeline::test_hooks::pause("TIMELINE_TEST_PAUSE_BULK_STEP_SECS").await;
+        timeline::test_pause!("TIMELINE_TEST_PAUSE_BULK_STEP_SECS");
     }
     let started = std::time::Instant::now();
     let result = body().instrument(span.clone()).await;

@@ -29,7 +29,7 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
     );
     let stored = step::store_renditions(ctx, &media, Step::Thumbnail, thumbs).await?;
     // Crash tests kill the worker here: renditions stored, nothing recorded.
-    timeline::test_hooks::pause("TIMELINE_TEST_PAUSE_BEFORE_FINISH_SECS").await;
+    timeline::test_pause!("TIMELINE_TEST_PAUSE_BEFORE_FINISH_SECS");
     let mut tx = ctx.pool.begin().await?;
     let keys = (stored.thumb_key.as_str(), stored.preview_key.as_str());
     db::pipeline::apply_thumbnails(&mut tx, media.id, dims, keys, stored.sizes).await?;
