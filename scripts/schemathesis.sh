@@ -34,7 +34,7 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && 
 # One real photo, so some generated requests meet an existing file.
 curl -sf -H "Authorization: Bearer $token" -F "file=@tests/fixtures/landscape_1.jpg" \
   "http://127.0.0.1:$port/v1/media" >/dev/null
-"$venv/bin/st" run "http://127.0.0.1:$port/openapi.json" \
+SCHEMATHESIS_HOOKS=scripts/schemathesis_hooks.py "$venv/bin/st" run "http://127.0.0.1:$port/openapi.json" \
   -H "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
   --max-examples "$EXAMPLES" --workers 1 --seed 20261202 --request-timeout 30 --no-color

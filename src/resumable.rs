@@ -175,15 +175,12 @@ pub async fn status(ctx: Ctx<'_>, user: Uuid, id: Uuid) -> Result<Status, Error>
             .ok_or(Error::NotFound)?
     };
     if r.state == "open" && r.bytes_received == r.upload_length {
-        return append(
-            ctx,
-            user,
-            id,
-            r.bytes_received,
-            futures::stream::empty(),
-            None,
-        )
-        .await;
+        let chunk = Chunk {
+            offset: r.bytes_received,
+            declared: Some(0),
+            checksum: None,
+        };
+        return append(ctx, user, id, chunk, futures::stream::empty()).await;
     }
     Ok(Status::of(&r))
 }
@@ -214,20 +211,30 @@ pub async fn terminate(ctx: Ctx<'_>, user: Uuid, id: Uuid) -> Result<(), Error> 
     Ok(())
 }
 
-/// Appends a request's body at `offset` (which must be where the upload is), checking it
-/// against `checksum` (SHA-256 of this body) when given; completes the upload when its last
-/// byte is stored.
+/// What a request says of the bytes it brings.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunk {
+    /// Where they go (`Upload-Offset`): must be where the upload is.
+    pub offset: i64,
+    /// How many there are, if declared (`Content-Length`): a body declared past the upload's
+    /// length is refused before a byte is stored.
+    pub declared: Option<u64>,
+    /// The SHA-256 of this body (`Upload-Checksum`), if promised.
+    pub checksum: Option<[u8; 32]>,
+}
+
+/// Appends a request's body; completes the upload when its last byte is stored.
 pub async fn append<S>(
     ctx: Ctx<'_>,
     user: Uuid,
     id: Uuid,
-    offset: i64,
+    chunk: Chunk,
     body: S,
-    checksum: Option<[u8; 32]>,
 ) -> Result<Status, Error>
 where
     S: Stream<Item = Result<Bytes, String>> + Send,
 {
+    let offset = chunk.offset;
     let owner = Uuid::new_v4();
     let r = {
         let mut conn = ctx.pool.acquire().await?;
@@ -257,10 +264,17 @@ where
             given: offset,
         });
     }
+    let declared = chunk.declared.and_then(|n| i64::try_from(n).ok());
+    if declared.is_some_and(|n| offset.saturating_add(n) > r.upload_length) {
+        release(ctx.pool, id, owner).await;
+        return Err(Error::PastLength {
+            length: r.upload_length,
+        });
+    }
     let span = tracing::info_span!("upload", upload.id = %id, user.id = %user, media.id = %r.media_file_id);
     let _enter = span.enter();
     let renewer = tokio::spawn(renew(ctx.pool.clone(), id, owner));
-    let result = Writer::new(ctx, &r, owner, checksum)
+    let result = Writer::new(ctx, &r, owner, chunk.checksum)
         .run(Box::pin(body))
         .await;
     renewer.abort();

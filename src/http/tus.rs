@@ -229,7 +229,12 @@ async fn create(
     let ctx = ctx(&state);
     let mut status = resumable::create(ctx, user, &declared).await?;
     if with_upload {
-        match resumable::append(ctx, user, status.id, 0, body_stream(req), checksum).await {
+        let chunk = resumable::Chunk {
+            offset: 0,
+            declared: parse_u64(&headers, "content-length")?,
+            checksum,
+        };
+        match resumable::append(ctx, user, status.id, chunk, body_stream(req)).await {
             Ok(s) => status = s,
             Err(e) => {
                 // Nothing to resume from: the client has no Location.
@@ -319,18 +324,13 @@ async fn append(
     let offset = i64::try_from(offset)
         .map_err(|_| ApiError::BadRequest("Upload-Offset is too large".into()))?;
     let checksum = checksum_of(&headers)?;
-    let ctx = ctx(&state);
-    if let Some(len) = parse_u64(&headers, "content-length")? {
-        // A body declared past the upload's length is refused before a byte is stored.
-        let current = resumable::status(ctx, user, id).await?;
-        if offset.saturating_add(i64::try_from(len).unwrap_or(i64::MAX)) > current.length {
-            return Err(ApiError::BadRequest(format!(
-                "the body goes past Upload-Length ({} bytes)",
-                current.length
-            )));
-        }
-    }
-    let s = resumable::append(ctx, user, id, offset, body_stream(req), checksum).await?;
+    let declared = parse_u64(&headers, "content-length")?;
+    let chunk = resumable::Chunk {
+        offset,
+        declared,
+        checksum,
+    };
+    let s = resumable::append(ctx(&state), user, id, chunk, body_stream(req)).await?;
     let mut resp = StatusCode::NO_CONTENT.into_response();
     status_headers(&s, resp.headers_mut());
     Ok(resp)

@@ -295,12 +295,7 @@ impl TestApp {
 
     /// [`Self::spawn_serve`] with extra environment (which wins over the defaults).
     pub async fn spawn_serve_env(&self, envs: &[(&str, &str)]) -> Serve {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        self.spawn_serve_on(port, envs).await
+        self.spawn_serve_on(free_port(), envs).await
     }
 
     /// [`Self::spawn_serve_env`] on a given port (a restarted server keeps its address).
@@ -327,6 +322,15 @@ impl TestApp {
         }
         Serve { child, base }
     }
+}
+
+/// A free local port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// Reads a process's peak resident memory (`VmHWM`) in bytes.

@@ -8,19 +8,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::common::{TestApp, fixtures};
+use crate::common::{TestApp, fixtures, free_port};
 
 fn photo(name: &str) -> Vec<u8> {
     std::fs::read(fixtures().join(name)).expect("fixture")
-}
-
-/// A free local port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// A tool the test needs: found, or (outside CI) the reason it is skipped.

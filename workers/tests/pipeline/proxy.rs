@@ -18,25 +18,67 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
+/// One direction of the link, shared by every connection.
+#[derive(Debug)]
+struct Link {
+    /// Bytes per second, over all connections (0: unlimited).
+    rate: AtomicU64,
+    /// Cut the connection carrying this byte of the direction's total (u64::MAX: never).
+    cut_at: AtomicU64,
+    total: AtomicU64,
+    free_at: tokio::sync::Mutex<Instant>,
+}
+
+impl Link {
+    fn new() -> Self {
+        Self {
+            rate: AtomicU64::new(0),
+            cut_at: AtomicU64::new(u64::MAX),
+            total: AtomicU64::new(0),
+            free_at: tokio::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    fn cut_after(&self, nth: u64) {
+        let now = self.total.load(Ordering::SeqCst);
+        self.cut_at.store(now + nth, Ordering::SeqCst);
+    }
+
+    /// Lets `n` bytes through at the link's rate; false when they are the ones to cut at.
+    async fn pass(&self, cuts: &AtomicU64, n: usize) -> bool {
+        let before = self.total.fetch_add(n as u64, Ordering::SeqCst);
+        let cut_at = self.cut_at.load(Ordering::SeqCst);
+        if before < cut_at && before + n as u64 >= cut_at {
+            cuts.fetch_add(1, Ordering::SeqCst);
+            return false;
+        }
+        let rate = self.rate.load(Ordering::SeqCst);
+        if rate > 0 {
+            let cost = Duration::from_secs_f64(n as f64 / rate as f64);
+            let until = {
+                let mut free_at = self.free_at.lock().await;
+                let start = (*free_at).max(Instant::now());
+                *free_at = start + cost;
+                *free_at
+            };
+            tokio::time::sleep_until(until).await;
+        }
+        true
+    }
+}
+
 #[derive(Debug)]
 struct State {
     upstream: u16,
-    /// Bytes per second from the server to the client, over all connections (0: unlimited).
-    rate: AtomicU64,
-    /// Cut the connection carrying this byte of the server's total output (u64::MAX: never).
-    cut_at: AtomicU64,
-    down_total: AtomicU64,
+    /// What the server sends.
+    down: Link,
+    /// What the clients send.
+    up: Link,
     cuts: AtomicU64,
     requests: AtomicU64,
     /// Swallow the answer to the next COMMIT after an INSERT INTO media_files.
     commit_armed: AtomicBool,
     commits_lost: AtomicU64,
-    free_at: tokio::sync::Mutex<Instant>,
-    /// The same for what clients send.
-    up_rate: AtomicU64,
-    up_cut_at: AtomicU64,
-    up_total: AtomicU64,
-    up_free_at: tokio::sync::Mutex<Instant>,
 }
 
 /// A running proxy on 127.0.0.1:`port`, on a thread and runtime of its own (a test blocking
@@ -56,18 +98,12 @@ impl Proxy {
         let port = std_listener.local_addr().expect("addr").port();
         let state = Arc::new(State {
             upstream,
-            rate: AtomicU64::new(0),
-            cut_at: AtomicU64::new(u64::MAX),
-            down_total: AtomicU64::new(0),
+            down: Link::new(),
+            up: Link::new(),
             cuts: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             commit_armed: AtomicBool::new(false),
             commits_lost: AtomicU64::new(0),
-            free_at: tokio::sync::Mutex::new(Instant::now()),
-            up_rate: AtomicU64::new(0),
-            up_cut_at: AtomicU64::new(u64::MAX),
-            up_total: AtomicU64::new(0),
-            up_free_at: tokio::sync::Mutex::new(Instant::now()),
         });
         let s = state.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -100,24 +136,22 @@ impl Proxy {
 
     /// Throttles what the server sends to `bytes_per_s` in all.
     pub fn throttle(&self, bytes_per_s: u64) {
-        self.state.rate.store(bytes_per_s, Ordering::SeqCst);
+        self.state.down.rate.store(bytes_per_s, Ordering::SeqCst);
     }
 
     /// Cuts, once, the connection that carries the server's `nth` byte from now.
     pub fn cut_after(&self, nth: u64) {
-        let now = self.state.down_total.load(Ordering::SeqCst);
-        self.state.cut_at.store(now + nth, Ordering::SeqCst);
+        self.state.down.cut_after(nth);
     }
 
     /// Throttles what the clients send to `bytes_per_s` in all.
     pub fn throttle_up(&self, bytes_per_s: u64) {
-        self.state.up_rate.store(bytes_per_s, Ordering::SeqCst);
+        self.state.up.rate.store(bytes_per_s, Ordering::SeqCst);
     }
 
     /// Cuts, once, the connection that carries the clients' `nth` byte from now.
     pub fn cut_up_after(&self, nth: u64) {
-        let now = self.state.up_total.load(Ordering::SeqCst);
-        self.state.up_cut_at.store(now + nth, Ordering::SeqCst);
+        self.state.up.cut_after(nth);
     }
 
     /// Connections cut so far.
@@ -182,14 +216,7 @@ async fn serve(client: TcpStream, state: Arc<State>) {
                 let data = &buf[..n];
                 state.requests.fetch_add(http.feed(data), Ordering::SeqCst);
                 watch_postgres(&state, &conn, data);
-                let before = state.up_total.fetch_add(n as u64, Ordering::SeqCst);
-                let cut_at = state.up_cut_at.load(Ordering::SeqCst);
-                if before < cut_at && before + n as u64 >= cut_at {
-                    state.cuts.fetch_add(1, Ordering::SeqCst);
-                    return;
-                }
-                pace(&state.up_rate, &state.up_free_at, n).await;
-                if sw.write_all(data).await.is_err() {
+                if !state.up.pass(&state.cuts, n).await || sw.write_all(data).await.is_err() {
                     return;
                 }
             }
@@ -207,14 +234,7 @@ async fn serve(client: TcpStream, state: Arc<State>) {
                 state.commits_lost.fetch_add(1, Ordering::SeqCst);
                 return;
             }
-            let before = state.down_total.fetch_add(n as u64, Ordering::SeqCst);
-            let cut_at = state.cut_at.load(Ordering::SeqCst);
-            if before < cut_at && before + n as u64 >= cut_at {
-                state.cuts.fetch_add(1, Ordering::SeqCst);
-                return;
-            }
-            pace(&state.rate, &state.free_at, n).await;
-            if cw.write_all(&buf[..n]).await.is_err() {
+            if !state.down.pass(&state.cuts, n).await || cw.write_all(&buf[..n]).await.is_err() {
                 return;
             }
         }
@@ -224,22 +244,6 @@ async fn serve(client: TcpStream, state: Arc<State>) {
         () = up => {},
         () = down => {},
     }
-}
-
-/// Waits until `n` more bytes fit in the shared rate.
-async fn pace(rate: &AtomicU64, free_at: &tokio::sync::Mutex<Instant>, n: usize) {
-    let rate = rate.load(Ordering::SeqCst);
-    if rate == 0 {
-        return;
-    }
-    let cost = Duration::from_secs_f64(n as f64 / rate as f64);
-    let until = {
-        let mut free_at = free_at.lock().await;
-        let start = (*free_at).max(Instant::now());
-        *free_at = start + cost;
-        *free_at
-    };
-    tokio::time::sleep_until(until).await;
 }
 
 /// Marks the connection when the client sends an INSERT INTO media_files, and arms the swallow

@@ -21,7 +21,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::big_video::{make_clip, sha256_of};
-use crate::common::{TestApp, fixtures, url_of, walk};
+use crate::common::{TestApp, fixtures, free_port, url_of, walk};
 use crate::proxy::Proxy;
 use crate::reconcile::{in_flight, maintenance, objects_match_rows};
 use crate::s3_faults::{S3Server, as_refs, s3_env};
@@ -66,14 +66,6 @@ fn tuspy(endpoint: &str, token: &str, file: &Path) -> Child {
         .stdout(Stdio::piped())
         .spawn()
         .expect("python")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// Waits until the upload has recorded at least `bytes`.
