@@ -324,6 +324,19 @@ impl TestApp {
     }
 }
 
+/// Waits (up to a minute) until a worker has stored the file at `path`.
+pub async fn wait_for_file(path: &std::path::Path) {
+    let started = std::time::Instant::now();
+    while !path.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{} was never stored",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A free local port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

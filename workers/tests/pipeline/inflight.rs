@@ -35,11 +35,7 @@ async fn a_pass_at_the_smallest_grace_leaves_live_uploads_and_steps_alone(pool: 
     let first = body["media"][0]["id"].as_str().expect("id").to_owned();
     let first_job = body["job"]["id"].as_str().expect("job").to_owned();
     let thumb = app.storage_dir.join(format!("media/{user}/{first}/thumb"));
-    let started = Instant::now();
-    while !thumb.exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "no thumbnail");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::common::wait_for_file(&thumb).await;
 
     // Three 2 MB photos in one request at 1 MB/s: about 6 s of streaming.
     let dir = crate::video::tempdir("slow-upload");

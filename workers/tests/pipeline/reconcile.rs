@@ -246,23 +246,8 @@ async fn an_api_killed_mid_upload_leaves_nothing_after_a_pass(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn a_worker_killed_between_its_work_and_its_finish_leaves_nothing_behind(pool: PgPool) {
     let mut app = TestApp::start(pool, false).await;
-    let (user, token) = app.user("killed-worker@example.org").await;
-    // The thumbnail step stores its renditions, then waits before its final transaction.
-    app.start_worker_env(&[], &[("TIMELINE_TEST_PAUSE_BEFORE_FINISH_SECS", "120")]);
-    let photo = std::fs::read(fixtures().join("landscape_1.jpg")).expect("fixture");
-    let (status, body) = app.upload(&token, &[("a.jpg", photo)]).await;
-    assert_eq!(status, 202, "{body}");
-    let media = body["media"][0]["id"].as_str().expect("id").to_owned();
-    let job = body["job"]["id"].as_str().expect("job").to_owned();
-    let thumb = app.storage_dir.join(format!("media/{user}/{media}/thumb"));
-    let started = std::time::Instant::now();
-    while !thumb.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the thumbnail was never stored"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let held = renditions_stored_not_committed(&mut app, "killed-worker@example.org").await;
+    let (token, media, job, thumb) = (held.token, held.media, held.job, held.thumb);
     // Killed in the window: objects written, nothing recorded.
     app.signal_worker("KILL");
     assert!(app.wait_worker_exit(Duration::from_secs(10)).is_some());
@@ -301,18 +286,8 @@ async fn a_worker_killed_between_its_work_and_its_finish_leaves_nothing_behind(p
 #[sqlx::test(migrations = false)]
 async fn renditions_of_a_step_whose_task_is_dead_are_deleted(pool: PgPool) {
     let mut app = TestApp::start(pool, false).await;
-    let (user, token) = app.user("dead-task@example.org").await;
-    app.start_worker_env(&[], &[("TIMELINE_TEST_PAUSE_BEFORE_FINISH_SECS", "120")]);
-    let photo = std::fs::read(fixtures().join("landscape_1.jpg")).expect("fixture");
-    let (status, body) = app.upload(&token, &[("a.jpg", photo)]).await;
-    assert_eq!(status, 202, "{body}");
-    let media = body["media"][0]["id"].as_str().expect("id").to_owned();
-    let thumb = app.storage_dir.join(format!("media/{user}/{media}/thumb"));
-    let started = std::time::Instant::now();
-    while !thumb.exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "no thumbnail");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let held = renditions_stored_not_committed(&mut app, "dead-task@example.org").await;
+    let (user, media, thumb) = (held.user, held.media, held.thumb);
     app.signal_worker("KILL");
     assert!(app.wait_worker_exit(Duration::from_secs(10)).is_some());
     // The task can no longer run (an operator killed it): the step's objects are cleaned.
@@ -428,4 +403,35 @@ async fn idle_in_transaction(pool: &PgPool) -> i64 {
     .fetch_one(pool)
     .await
     .expect("activity")
+}
+
+/// A photo whose thumbnail step has stored its renditions and waits (120 s) before its final
+/// transaction: a worker held between its work and its bookkeeping.
+pub struct Held {
+    pub user: uuid::Uuid,
+    pub token: String,
+    pub media: String,
+    pub job: String,
+    pub thumb: std::path::PathBuf,
+}
+
+/// Starts a worker whose thumbnail steps pause before committing, uploads a photo for a new
+/// user `email`, and waits until its renditions are stored.
+pub async fn renditions_stored_not_committed(app: &mut TestApp, email: &str) -> Held {
+    let (user, token) = app.user(email).await;
+    app.start_worker_env(&[], &[("TIMELINE_TEST_PAUSE_BEFORE_FINISH_SECS", "120")]);
+    let photo = std::fs::read(fixtures().join("landscape_1.jpg")).expect("fixture");
+    let (status, body) = app.upload(&token, &[("a.jpg", photo)]).await;
+    assert_eq!(status, 202, "{body}");
+    let media = body["media"][0]["id"].as_str().expect("id").to_owned();
+    let job = body["job"]["id"].as_str().expect("job").to_owned();
+    let thumb = app.storage_dir.join(format!("media/{user}/{media}/thumb"));
+    crate::common::wait_for_file(&thumb).await;
+    Held {
+        user,
+        token,
+        media,
+        job,
+        thumb,
+    }
 }
