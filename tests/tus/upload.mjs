@@ -16,7 +16,7 @@ const upload = new tus.Upload(data, {
   endpoint,
   chunkSize: Number(chunk) || Infinity,
   uploadDataDuringCreation: mode === 'with-creation',
-  retryDelays: Array(40).fill(500),
+  retryDelays: Array(80).fill(500),
   headers: { Authorization: `Bearer ${token}` },
   metadata: { filename: path.basename(file), filetype: 'application/octet-stream' },
   onAfterResponse(_req, res) {

@@ -28,7 +28,7 @@ def main() -> None:
         chunk_size=int(chunk),
         metadata={"filename": os.path.basename(path)},
         upload_checksum=True,
-        retries=40,
+        retries=80,
         retry_delay=1,
     )
     up.upload()
