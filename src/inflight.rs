@@ -99,11 +99,6 @@ impl UploadSession {
         })
     }
 
-    /// The session's id.
-    pub fn id(&self) -> Uuid {
-        self.id
-    }
-
     /// Names (and commits) the object `key` of media file `media` before it is written.
     pub async fn name(&self, key: &Path, media: Uuid) -> Result<(), sqlx::Error> {
         let mut conn = self.pool.acquire().await?;

@@ -409,14 +409,7 @@ impl<'a> Writer<'a> {
     /// Restores the hash state and the bytes short of a whole part (or opens the staging file).
     async fn resume(&mut self) -> Result<(), Error> {
         self.hasher = match &self.row.hash_state {
-            Some(state) => {
-                let state = state.as_slice().try_into().map_err(|_| {
-                    Error::Invalid("the upload's recorded hash state is unreadable".into())
-                })?;
-                Sha256::deserialize(state).map_err(|_| {
-                    Error::Invalid("the upload's recorded hash state is unreadable".into())
-                })?
-            }
+            Some(state) => restore_hasher(state)?,
             None => Sha256::new(),
         };
         self.hashed = self.row.bytes_received;
@@ -684,11 +677,18 @@ async fn complete(ctx: Ctx<'_>, r: &Resumable, owner: Uuid) -> Result<Status, Er
 
 /// The SHA-256 of every byte, from the recorded state.
 fn digest_of(r: &Resumable) -> Result<String, Error> {
-    let unreadable = || Error::Invalid("the upload's recorded hash state is unreadable".into());
-    let state = r.hash_state.as_deref().ok_or_else(unreadable)?;
-    let hasher = Sha256::deserialize(state.try_into().map_err(|_| unreadable())?)
-        .map_err(|_| unreadable())?;
-    Ok(hex::encode(hasher.finalize()))
+    let state = r.hash_state.as_deref().ok_or_else(unreadable_state)?;
+    Ok(hex::encode(restore_hasher(state)?.finalize()))
+}
+
+/// The hasher over the bytes recorded so far, from its serialized state.
+fn restore_hasher(state: &[u8]) -> Result<Sha256, Error> {
+    let state = state.try_into().map_err(|_| unreadable_state())?;
+    Sha256::deserialize(state).map_err(|_| unreadable_state())
+}
+
+fn unreadable_state() -> Error {
+    Error::Invalid("the upload's recorded hash state is unreadable".into())
 }
 
 /// Puts the stored bytes at the media file's key: completes the multipart upload from its
