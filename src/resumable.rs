@@ -6,9 +6,11 @@
 //!
 //! Where the bytes go:
 //! - S3: one multipart upload to the media file's final key, opened at creation (its id is
-//!   recorded in the session and in the pending object, so an abandoned one is aborted). Whole
-//!   parts are stored as they fill; what a request leaves short of a whole part is kept in a
-//!   tail object, read back (at most one part) by the next request. S3 wants every part but
+//!   recorded in the session and in the pending object, so an abandoned one is aborted). Each
+//!   part streams to the store while its bytes arrive (`storage::PartWriter`), so a request
+//!   that carries one part is stored about as soon as it is received; what a request leaves
+//!   short of a whole part is kept in a tail object, read back (at most one part) by the next
+//!   request. S3 wants every part but
 //!   the last to be at least 5 MiB; parts are sized so that the largest allowed file needs at
 //!   most 10,000 of them.
 //! - `file://`: a staging file appended at the recorded offset (anything past it, written by
@@ -18,7 +20,7 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use object_store::path::Path;
 use sha2::digest::common::hazmat::SerializableState;
@@ -29,7 +31,7 @@ use uuid::Uuid;
 use crate::config::UploadLimits;
 use crate::db::{self, objects::Owner, resumable::Progress, resumable::Resumable};
 use crate::format::{MediaFormat, SNIFF_LEN};
-use crate::storage::{Rendition, Storage};
+use crate::storage::{PartWriter, Rendition, Storage};
 
 /// How long a lease lasts without renewal: a request killed mid-stream blocks its upload
 /// this long at most.
@@ -328,6 +330,8 @@ struct Writer<'a> {
     received: i64,
     /// S3: the bytes after the last whole part (`[parts_end, received)`).
     buffer: BytesMut,
+    /// S3: the part being stored, from `parts_end`.
+    part: Option<PartWriter>,
     /// `file://`: the staging file, open at `received`.
     file: Option<tokio::fs::File>,
     old_tails: Vec<String>,
@@ -345,13 +349,19 @@ impl<'a> Writer<'a> {
             offset: row.bytes_received,
             received: row.bytes_received,
             buffer: BytesMut::new(),
+            part: None,
             file: None,
             old_tails: Vec::new(),
         }
     }
 
+    /// Where the stored parts end (only the last part of an upload is short of a whole one).
     fn parts_end(&self) -> i64 {
-        self.row.part_size * i64::try_from(self.row.parts.len()).unwrap_or(i64::MAX)
+        let parts = i64::try_from(self.row.parts.len()).unwrap_or(i64::MAX);
+        self.row
+            .part_size
+            .saturating_mul(parts)
+            .min(self.row.upload_length)
     }
 
     /// Streams the body in; records progress as pieces become durable. A body that breaks
@@ -396,7 +406,7 @@ impl<'a> Writer<'a> {
                 return Err(Error::ChecksumMismatch);
             }
         }
-        self.record().await?;
+        self.record(self.received).await?;
         if past_length {
             return Err(Error::PastLength { length });
         }
@@ -468,21 +478,86 @@ impl<'a> Writer<'a> {
             self.received += n;
             let unrecorded = u64::try_from(self.received - self.offset).unwrap_or(0);
             if self.checksum.is_none() && unrecorded >= LOCAL_COMMIT_BYTES {
-                self.record().await?;
+                self.record(self.received).await?;
             }
             return Ok(());
         }
         self.buffer.extend_from_slice(&chunk);
         self.received += n;
-        let part = usize::try_from(self.row.part_size).unwrap_or(usize::MAX);
-        while self.buffer.len() >= part {
-            let piece = self.buffer.split_to(part).freeze();
-            self.store_part(piece).await?;
+        self.pump().await
+    }
+
+    /// Hands the buffered bytes to the part being stored, starting one when needed, and
+    /// hashes them on the way. Once a part has all its bytes, waits for the store to keep it
+    /// and records it: a request's bytes are in the store about as soon as they arrive.
+    async fn pump(&mut self) -> Result<(), Error> {
+        loop {
+            if self.part.is_none() {
+                if self.buffer.is_empty() {
+                    return Ok(());
+                }
+                self.part = Some(self.start_part().await?);
+            }
+            let Some(part) = &self.part else {
+                return Ok(());
+            };
+            let (sent, len) = (part.sent(), part.size());
+            let end = self
+                .buffer
+                .len()
+                .min(usize::try_from(len).unwrap_or(usize::MAX));
+            let from = usize::try_from(sent).unwrap_or(usize::MAX);
+            if from < end {
+                let piece = Bytes::copy_from_slice(&self.buffer[from..end]);
+                let at = self.parts_end() + i64::try_from(sent).unwrap_or(i64::MAX);
+                self.hash_at(at, &piece);
+                if let Some(part) = &mut self.part {
+                    part.send(piece).await?;
+                }
+            }
+            let full = self.part.as_ref().is_some_and(|p| p.is_full());
+            let Some(part) = self.part.take().filter(|_| full) else {
+                return Ok(());
+            };
+            self.row.parts.push(part.finish().await?);
+            self.buffer
+                .advance(usize::try_from(len).unwrap_or(usize::MAX));
+            // The old tail's bytes are in this part now.
+            if let Some(tail) = self.row.tail_key.take() {
+                self.old_tails.push(tail);
+            }
             if self.checksum.is_none() {
-                self.record().await?;
+                self.record(self.parts_end()).await?;
             }
         }
-        Ok(())
+    }
+
+    /// Starts the next part: a whole part, or what is left of the upload if that is less.
+    async fn start_part(&self) -> Result<PartWriter, Error> {
+        let start = self.parts_end();
+        let len = self.row.part_size.min(self.row.upload_length - start);
+        let id = self.row.multipart_id.as_deref().unwrap_or_default();
+        Ok(self
+            .ctx
+            .storage
+            .start_part(
+                &self.media_key(),
+                id,
+                self.row.parts.len(),
+                u64::try_from(len).unwrap_or(0),
+            )
+            .await?)
+    }
+
+    /// Takes bytes that start at `at` into the hash, skipping what it has already seen.
+    fn hash_at(&mut self, at: i64, bytes: &[u8]) {
+        let seen = usize::try_from(self.hashed - at)
+            .unwrap_or(0)
+            .min(bytes.len());
+        self.hasher.update(&bytes[seen..]);
+        self.hashed = self
+            .hashed
+            .max(at + i64::try_from(bytes.len()).unwrap_or(i64::MAX));
     }
 
     /// Keeps the first bytes; once there are enough, decides the type (415 at the first
@@ -504,29 +579,6 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    /// Stores a whole part; the hash takes in what it had not seen of it.
-    async fn store_part(&mut self, piece: Bytes) -> Result<(), Error> {
-        let start = self.parts_end();
-        let seen = usize::try_from(self.hashed - start)
-            .unwrap_or(0)
-            .min(piece.len());
-        self.hasher.update(&piece[seen..]);
-        self.hashed = start + i64::try_from(piece.len()).unwrap_or(i64::MAX);
-        let key = self.media_key();
-        let id = self.row.multipart_id.clone().unwrap_or_default();
-        let etag = self
-            .ctx
-            .storage
-            .put_part(&key, &id, self.row.parts.len(), piece)
-            .await?;
-        self.row.parts.push(etag);
-        // The old tail's bytes are in this part now.
-        if let Some(tail) = self.row.tail_key.take() {
-            self.old_tails.push(tail);
-        }
-        Ok(())
-    }
-
     fn media_key(&self) -> Path {
         Storage::key(
             self.row.user_id,
@@ -535,22 +587,22 @@ impl<'a> Writer<'a> {
         )
     }
 
-    /// Makes everything received durable and records it: the bytes short of a whole part go
-    /// to a new tail object (S3) or the staging file is synced (`file://`).
-    async fn record(&mut self) -> Result<(), Error> {
-        if self.received == self.offset && self.row.bytes_received == self.offset {
+    /// Makes everything up to `upto` durable and records it: after a whole part, the parts
+    /// alone; at the end of a request, everything received, the bytes short of a whole part
+    /// going to a new tail object (S3; a part still being stored is cut off) or the staging
+    /// file being synced (`file://`).
+    async fn record(&mut self, upto: i64) -> Result<(), Error> {
+        if upto == self.offset && self.row.bytes_received == self.offset {
             return Ok(());
         }
         if let Some(file) = &mut self.file {
             file.sync_data().await.map_err(crate::storage::Error::Io)?;
-        } else if self.received > self.parts_end() && self.row.bytes_received != self.received {
-            let start = self.parts_end();
-            let seen = usize::try_from(self.hashed - start)
-                .unwrap_or(0)
-                .min(self.buffer.len());
-            self.hasher.update(&self.buffer[seen..]);
-            self.hashed = self.received;
-            let key = tail_key(self.row.user_id, self.row.id, self.received);
+        } else if upto > self.parts_end() && self.row.bytes_received != upto {
+            // This request ends short of the part: its bytes become the tail instead.
+            self.part = None;
+            let buffered = self.buffer.clone().freeze();
+            self.hash_at(self.parts_end(), &buffered);
+            let key = tail_key(self.row.user_id, self.row.id, upto);
             let mut conn = self.ctx.pool.acquire().await?;
             let keys = [key.to_string()];
             db::objects::name_objects(
@@ -562,17 +614,14 @@ impl<'a> Writer<'a> {
             )
             .await?;
             drop(conn);
-            self.ctx
-                .storage
-                .put(&key, self.buffer.clone().freeze())
-                .await?;
+            self.ctx.storage.put(&key, buffered).await?;
             if let Some(old) = self.row.tail_key.replace(key.to_string()) {
                 self.old_tails.push(old);
             }
         }
         let state = self.hasher.serialize();
         let progress = Progress {
-            bytes_received: self.received,
+            bytes_received: upto,
             head: &self.row.head,
             mime_type: self.row.mime_type.as_deref(),
             hash_state: state.as_slice(),
@@ -587,8 +636,8 @@ impl<'a> Writer<'a> {
                 "the upload was taken over or removed".into(),
             ));
         }
-        self.offset = self.received;
-        self.row.bytes_received = self.received;
+        self.offset = upto;
+        self.row.bytes_received = upto;
         self.row.hash_state = Some(state.as_slice().to_vec());
         // Tails whose bytes are recorded elsewhere now: to delete.
         for old in std::mem::take(&mut self.old_tails) {

@@ -12,6 +12,9 @@ use futures::{Stream, StreamExt};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart, path::Path};
 use tokio::io::AsyncWriteExt;
+
+mod part;
+pub use part::PartWriter;
 use uuid::Uuid;
 
 /// Errors talking to the store.
@@ -27,6 +30,8 @@ pub enum Error {
     Store(#[source] object_store::Error),
     #[error("local file error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("storage error: a part upload failed: {0}")]
+    Part(String),
 }
 
 impl From<object_store::Error> for Error {
@@ -58,6 +63,8 @@ pub struct Storage {
     /// The S3 client's multipart calls, with the store's key prefix: resumable uploads keep a
     /// multipart upload open across requests and processes (its id and parts live in rows).
     multipart: Option<(Arc<dyn MultipartStore>, Path)>,
+    /// Parts stored while their bytes arrive (S3 only).
+    parts: Option<part::Streamer>,
     /// The directory of a `file://` store: tools that need a path (ffmpeg) read the object in
     /// place instead of a spooled copy.
     local_root: Option<PathBuf>,
@@ -85,6 +92,7 @@ impl Storage {
         };
         let mut local_root = None;
         let mut multipart = None;
+        let mut parts = None;
         let store: Arc<dyn ObjectStore> = if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             let mut builder = s3_builder();
@@ -102,6 +110,8 @@ impl Storage {
                     .map_err(|e| config_err(e.to_string()))?,
             );
             multipart = Some((s3.clone() as Arc<dyn MultipartStore>, Path::from(prefix)));
+            let (connect, stall) = s3_timeouts();
+            parts = Some(part::Streamer::new(s3.clone(), connect, stall)?);
             if prefix.is_empty() {
                 s3
             } else {
@@ -118,6 +128,7 @@ impl Storage {
         Ok(Self {
             store,
             multipart,
+            parts,
             local_root,
         })
     }
@@ -364,6 +375,23 @@ impl Storage {
         Ok(part.content_id)
     }
 
+    /// Starts storing part `index` (from 0) of a multipart upload, `len` bytes that the caller
+    /// hands over as they arrive (see [`PartWriter`]).
+    pub async fn start_part(
+        &self,
+        key: &Path,
+        id: &str,
+        index: usize,
+        len: u64,
+    ) -> Result<PartWriter, Error> {
+        let (_, full) = self.multipart_of(key)?;
+        let streamer = self.parts.as_ref().ok_or_else(|| Error::Config {
+            url: "file://".into(),
+            reason: "multipart uploads need an S3 store".into(),
+        })?;
+        streamer.start(&full, id, index, len).await
+    }
+
     /// Completes a multipart upload from its parts' ETags, in order.
     pub async fn complete_multipart(
         &self,
@@ -518,11 +546,11 @@ fn s3_retry() -> object_store::RetryConfig {
 /// object_store's default, a 30 s timeout over the whole request body, cut every read of a
 /// large original on a slow link. `AWS_*` variables are applied last and win.
 fn s3_builder() -> object_store::aws::AmazonS3Builder {
-    let secs = |name: &str, default: u64| std::time::Duration::from_secs(env_u64(name, default));
+    let (connect, stall) = s3_timeouts();
     let client = object_store::ClientOptions::new()
         .with_timeout_disabled()
-        .with_connect_timeout(secs("TIMELINE_S3_CONNECT_TIMEOUT_SECS", 5))
-        .with_read_timeout(secs("TIMELINE_S3_STALL_SECS", 60))
+        .with_connect_timeout(connect)
+        .with_read_timeout(stall)
         .with_pool_idle_timeout(std::time::Duration::from_secs(90));
     let mut builder = object_store::aws::AmazonS3Builder::new().with_client_options(client);
     for (key, value) in std::env::vars() {
@@ -533,6 +561,15 @@ fn s3_builder() -> object_store::aws::AmazonS3Builder {
         }
     }
     builder
+}
+
+/// The S3 connect timeout and stall limit (see [`s3_builder`]).
+fn s3_timeouts() -> (std::time::Duration, std::time::Duration) {
+    let secs = |name: &str, default: u64| std::time::Duration::from_secs(env_u64(name, default));
+    (
+        secs("TIMELINE_S3_CONNECT_TIMEOUT_SECS", 5),
+        secs("TIMELINE_S3_STALL_SECS", 60),
+    )
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {

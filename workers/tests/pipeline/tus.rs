@@ -250,6 +250,143 @@ fn header(r: &reqwest::Response, name: &str) -> String {
         .to_owned()
 }
 
+/// Chunks of every shape into S3, where each part streams to the store while it arrives:
+/// a chunk that ends mid-part (its bytes become a tail), a whole part refused by its checksum
+/// (its streamed part is discarded), one that starts from a tail and spills into the next
+/// part, and the last chunk, whose short final part streams too. The stored file is the
+/// file, byte for byte, and no part or tail is left.
+#[sqlx::test(migrations = false)]
+async fn chunks_of_every_shape_stream_into_s3_parts(pool: PgPool) {
+    let dir = tempdir("tus-shapes");
+    let clip = make_clip(&dir, (19 << 20) + 12_345);
+    let bytes = std::fs::read(&clip).expect("clip");
+    let want = sha256_of(&clip, 0..bytes.len() as u64);
+    let s3 = S3Server::start();
+    let env = s3_env(&s3);
+    let env = as_refs(&env);
+    let mut app = TestApp::start(pool, false).await;
+    let (_, token) = app.user("shapes@example.org").await;
+    let port = free_port();
+    let _serve = app.spawn_serve_on(port, &env).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let send = |method: reqwest::Method,
+                url: String,
+                headers: Vec<(&'static str, String)>,
+                body: Vec<u8>| {
+        let mut req = http
+            .request(method, url)
+            .bearer_auth(&token)
+            .header("Tus-Resumable", "1.0.0");
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.body(body).send()
+    };
+    let r = send(
+        reqwest::Method::POST,
+        format!("{base}/v1/uploads"),
+        vec![
+            ("Upload-Length", bytes.len().to_string()),
+            (
+                "Upload-Metadata",
+                format!("filename {}", b64(b"shapes.mp4")),
+            ),
+        ],
+        Vec::new(),
+    )
+    .await
+    .expect("create");
+    assert_eq!(r.status(), 201);
+    let url = format!("{base}{}", header(&r, "location").trim_start_matches(&base));
+    let patch = |from: usize, to: usize, checksum: Option<Vec<u8>>| {
+        let mut headers = vec![
+            ("Upload-Offset", from.to_string()),
+            ("Content-Type", "application/offset+octet-stream".to_owned()),
+        ];
+        if let Some(sum) = checksum {
+            headers.push(("Upload-Checksum", format!("sha256 {}", b64(&sum))));
+        }
+        send(
+            reqwest::Method::PATCH,
+            url.clone(),
+            headers,
+            bytes[from..to].to_vec(),
+        )
+    };
+    let sha = |from: usize, to: usize| {
+        use sha2::Digest;
+        sha2::Sha256::digest(&bytes[from..to]).to_vec()
+    };
+    let mib = 1usize << 20;
+
+    // Ends mid-part: 5 MiB are a tail.
+    let r = patch(0, 5 * mib, None).await.expect("patch 1");
+    assert_eq!(
+        (r.status().as_u16(), header(&r, "upload-offset")),
+        (204, (5 * mib).to_string())
+    );
+    // A whole part's worth with a wrong checksum: refused, the offset stays.
+    let r = patch(5 * mib, 13 * mib, Some(sha(0, 8 * mib)))
+        .await
+        .expect("patch 2");
+    assert_eq!(r.status().as_u16(), 460);
+    let r = send(reqwest::Method::HEAD, url.clone(), vec![], Vec::new())
+        .await
+        .expect("head");
+    assert_eq!(header(&r, "upload-offset"), (5 * mib).to_string());
+    // The same bytes, checked: the tail and 3 MiB make part 1, 5 MiB start part 2.
+    let r = patch(5 * mib, 13 * mib, Some(sha(5 * mib, 13 * mib)))
+        .await
+        .expect("patch 3");
+    assert_eq!(
+        (r.status().as_u16(), header(&r, "upload-offset")),
+        (204, (13 * mib).to_string())
+    );
+    // The rest: part 2 completes, the short last part streams.
+    let r = patch(13 * mib, bytes.len(), None).await.expect("patch 4");
+    assert_eq!(
+        r.status().as_u16(),
+        204,
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+
+    app.start_worker_env(&[], &env);
+    let m = one_completed_media(&app, &token, &want).await;
+    assert_eq!(m["file_size"].as_u64(), Some(bytes.len() as u64));
+    // Read back through the process that serves the S3 store.
+    let r = send(
+        reqwest::Method::GET,
+        format!(
+            "{base}/v1/media/{}/original",
+            m["id"].as_str().unwrap_or("")
+        ),
+        vec![],
+        Vec::new(),
+    )
+    .await
+    .expect("original");
+    assert_eq!(r.status(), 200);
+    let original = r.bytes().await.expect("body");
+    assert!(
+        original == bytes,
+        "the stored original is the file, byte for byte"
+    );
+    assert_eq!(
+        s3.open_parts(),
+        Vec::<String>::new(),
+        "no open multipart upload"
+    );
+    assert_eq!(in_flight(&app.pool).await.0, 0, "no pending object");
+    let objects = s3.objects();
+    assert!(
+        objects.iter().all(|o| !o.contains("/uploads/")),
+        "no tail left: {objects:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[sqlx::test(migrations = false)]
 async fn the_tus_protocol_refuses_what_it_must_and_loses_nothing(pool: PgPool) {
     let mut app = TestApp::start(pool, false).await;
