@@ -45,26 +45,70 @@ pub struct IngestArgs {
     pub allowed_types: Option<Vec<String>>,
 }
 
-/// Every regular file under `dir`, sorted, skipping hidden entries.
-fn files_under(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// Every regular file under `dir`, sorted, skipping hidden entries, and the entries that could
+/// not be taken, each with why. Symbolic links are followed wherever they point (a camera
+/// roll assembled from links is still a camera roll); a directory reached twice, through a
+/// link loop or two links, is walked once.
+fn files_under(dir: &Path) -> std::io::Result<(Vec<PathBuf>, Vec<Refusal>)> {
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    seen.insert(std::fs::canonicalize(dir)?);
     let mut stack = vec![dir.to_path_buf()];
+    let name = |p: &Path| p.strip_prefix(dir).unwrap_or(p).display().to_string();
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d)? {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(entries) => entries,
+            // The top folder unreadable is an error; a folder inside it is one skipped entry.
+            Err(e) if d == dir => return Err(e),
+            Err(e) => {
+                skipped.push((name(&d), format!("unreadable folder: {e}")));
+                continue;
+            }
+        };
+        for entry in entries {
             let entry = entry?;
             if entry.file_name().to_string_lossy().starts_with('.') {
                 continue;
             }
-            let kind = entry.file_type()?;
+            let path = entry.path();
+            let link = entry.file_type()?.is_symlink();
+            // `metadata` follows links; a broken one fails here.
+            let kind = match std::fs::metadata(&path) {
+                Ok(meta) => meta.file_type(),
+                Err(e) if link => {
+                    skipped.push((name(&path), format!("unreadable: broken link ({e})")));
+                    continue;
+                }
+                Err(e) => {
+                    skipped.push((name(&path), format!("unreadable: {e}")));
+                    continue;
+                }
+            };
             if kind.is_dir() {
-                stack.push(entry.path());
+                match std::fs::canonicalize(&path) {
+                    Ok(real) => {
+                        if seen.insert(real) {
+                            stack.push(path);
+                        } else {
+                            skipped.push((
+                                name(&path),
+                                "a folder already imported (a link loop or a second link)".into(),
+                            ));
+                        }
+                    }
+                    Err(e) => skipped.push((name(&path), format!("unreadable: {e}"))),
+                }
             } else if kind.is_file() {
-                out.push(entry.path());
+                out.push(path);
+            } else {
+                skipped.push((name(&path), "not a regular file".into()));
             }
         }
     }
     out.sort();
-    Ok(out)
+    skipped.sort();
+    Ok((out, skipped))
 }
 
 /// A file that was refused: its name and why.
@@ -99,7 +143,7 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: IngestArgs) -> Result<(), Er
         .storage
         .open()
         .map_err(|e| Error::Invalid(e.to_string()))?;
-    let files = files_under(&args.dir)?;
+    let (files, skipped) = files_under(&args.dir)?;
     // The clock covers everything: reading, storing, rows and queue, processing.
     let started = Instant::now();
     let refused_count = AtomicUsize::new(0);
@@ -120,7 +164,8 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: IngestArgs) -> Result<(), Er
         &refused_count,
         Duration::from_secs(args.timeout_secs),
     );
-    let (refused, jobs) = tokio::try_join!(producer, waiter)?;
+    let (mut refused, jobs) = tokio::try_join!(producer, waiter)?;
+    refused.extend(skipped);
     if jobs.is_empty() {
         return Err(Error::Invalid(format!(
             "no photo, video or audio file in {} ({} files refused)",

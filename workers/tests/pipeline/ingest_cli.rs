@@ -94,3 +94,62 @@ async fn ingest_takes_a_folder_of_photos_videos_and_audio(pool: PgPool) {
     assert_eq!(objects, 15, "{:?}", crate::common::walk(&app.storage_dir));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Links are followed wherever they point: a linked photo and a linked folder are imported;
+/// a broken link and a link loop are named with their reason; nothing is imported twice.
+#[sqlx::test(migrations = false)]
+async fn ingest_follows_links_and_names_the_broken_ones(pool: PgPool) {
+    use std::os::unix::fs::symlink;
+    let app = TestApp::start(pool, true).await;
+    let (user, _) = app.user("links@example.com").await;
+    let outside = tempdir("links-outside");
+    std::fs::copy(fixtures().join("landscape_1.jpg"), outside.join("a.jpg")).expect("copy");
+    std::fs::create_dir(outside.join("album")).expect("album");
+    std::fs::copy(
+        fixtures().join("landscape_5.jpg"),
+        outside.join("album/b.jpg"),
+    )
+    .expect("copy");
+    let dir = tempdir("links");
+    symlink(outside.join("a.jpg"), dir.join("linked.jpg")).expect("file link");
+    symlink(outside.join("album"), dir.join("album")).expect("folder link");
+    symlink(outside.join("gone.jpg"), dir.join("broken.jpg")).expect("broken link");
+    std::fs::create_dir(dir.join("sub")).expect("sub");
+    symlink(&dir, dir.join("sub/loop")).expect("loop link");
+
+    let out = Command::new(timeline_bin())
+        .args(["ingest"])
+        .arg(&dir)
+        .args(["--email", "links@example.com"])
+        .env("DATABASE_URL", url_of(&app.pool))
+        .env("TIMELINE_STORAGE", &app.storage_dir)
+        .output()
+        .expect("timeline ingest");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("2 completed, 0 failed, 0 duplicate, 2 refused"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("refused  broken.jpg: unreadable: broken link"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("refused  sub/loop: a folder already imported"),
+        "{stdout}"
+    );
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT filename FROM media_files WHERE user_id = $1 ORDER BY 1")
+            .bind(user)
+            .fetch_all(&app.pool)
+            .await
+            .expect("rows");
+    assert_eq!(names, ["b.jpg", "linked.jpg"]);
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(outside);
+}
