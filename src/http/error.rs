@@ -21,10 +21,16 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 431: a header block over its cap (a multipart part's).
+    #[error("{0}")]
+    HeaderFieldsTooLarge(String),
     #[error("{0}")]
     PreconditionFailed(String),
     #[error("{0}")]
     Locked(String),
+    /// A `Range` wholly outside the object (answered with `Content-Range: bytes */size`).
+    #[error("the requested range is outside the file ({size} bytes)")]
+    RangeNotSatisfiable { size: u64 },
     /// tus's 460: the body does not match its `Upload-Checksum`.
     #[error("{0}")]
     ChecksumMismatch(String),
@@ -56,12 +62,22 @@ impl ApiError {
                 "unsupported-media-type",
                 "Unsupported Media Type",
             ),
+            Self::HeaderFieldsTooLarge(_) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "header-fields-too-large",
+                "Request Header Fields Too Large",
+            ),
             Self::PreconditionFailed(_) => (
                 StatusCode::PRECONDITION_FAILED,
                 "precondition-failed",
                 "Precondition Failed",
             ),
             Self::Locked(_) => (StatusCode::LOCKED, "locked", "Locked"),
+            Self::RangeNotSatisfiable { .. } => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range-not-satisfiable",
+                "Range Not Satisfiable",
+            ),
             Self::ChecksumMismatch(_) => (
                 StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
                 "checksum-mismatch",
@@ -175,6 +191,11 @@ impl IntoResponse for ApiError {
         if matches!(self, Self::Unauthorized) {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Self::RangeNotSatisfiable { size } = self
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            resp.headers_mut().insert(header::CONTENT_RANGE, v);
         }
         if matches!(self, Self::Unavailable(_)) {
             resp.headers_mut()

@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 mod jobs;
 mod media;
+mod part_headers;
 mod range;
 pub mod server;
 mod tus;
@@ -169,12 +170,28 @@ async fn record_metrics(
     let started = std::time::Instant::now();
     let resp = next.run(req).await;
     crate::metrics::http_request(
-        method.as_str(),
+        method_label(&method),
         &route,
         resp.status().as_u16(),
         started.elapsed(),
     );
     resp
+}
+
+/// The method as a metrics label: the standard ones by name, anything a client made up as
+/// `other`, so that invented methods cannot grow the series without bound.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// Prometheus metrics (text exposition format; see docs/OPERATIONS.md).

@@ -132,11 +132,26 @@ async fn receive(
         )));
     }
     if multipart {
+        let boundary = super::part_headers::boundary_of(content_type).ok_or_else(|| {
+            ApiError::BadRequest("the multipart content type names no boundary".into())
+        })?;
+        // Each part's header block is capped before the parser buffers it.
+        let (head, body) = req.into_parts();
+        let (guarded, tripped) =
+            super::part_headers::Guarded::new(body.into_data_stream(), &boundary);
+        let req = Request::from_parts(head, axum::body::Body::from_stream(guarded));
+        let part_error = |e| match tripped.is_set() {
+            true => ApiError::HeaderFieldsTooLarge(format!(
+                "a part's headers are over {} bytes",
+                super::part_headers::MAX_PART_HEADER_BYTES
+            )),
+            false => multipart_error(e),
+        };
         let mut multipart = Multipart::from_request(req, state)
             .await
             .map_err(|e| ApiError::BadRequest(e.body_text()))?;
         let mut parts = 0usize;
-        while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        while let Some(mut field) = multipart.next_field().await.map_err(part_error)? {
             parts += 1;
             if parts > limits.max_parts {
                 return Err(ApiError::PayloadTooLarge(format!(
@@ -146,7 +161,7 @@ async fn receive(
             }
             if field.name() != Some("file") {
                 // Other form fields are ignored, but their bytes count toward the limit.
-                while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                while let Some(chunk) = field.chunk().await.map_err(part_error)? {
                     stored.bytes_total += chunk.len() as u64;
                     if stored.bytes_total > limits.max_request_bytes {
                         return Err(ApiError::PayloadTooLarge(format!(
@@ -157,8 +172,8 @@ async fn receive(
                 }
                 continue;
             }
-            let name = display_name(field.file_name());
-            let stream = field.map(|c| c.map_err(multipart_error));
+            let name = display_name(part_filename(&field).as_deref());
+            let stream = field.map(|c| c.map_err(part_error));
             store_one(state, stored, session, name, stream).await?;
         }
         Ok(())
@@ -184,21 +199,80 @@ fn body_error(e: &axum::Error) -> ApiError {
     ApiError::BadRequest(format!("could not read the request body: {e}"))
 }
 
+/// Longest filename kept, in characters.
+const MAX_NAME_CHARS: usize = 255;
+/// Longest extension a long name keeps when it is shortened.
+const MAX_EXTENSION_CHARS: usize = 16;
+
 /// The client's filename, kept for display only: path components, control characters and
 /// invisible format characters (bidi overrides that make `gpj.exe` look like `exe.jpg`,
-/// zero-width characters) removed, at most 255 characters.
+/// zero-width characters) removed, at most 255 characters; a longer name is shortened in its
+/// stem, so that it keeps its extension.
 pub(super) fn display_name(raw: Option<&str>) -> String {
     let base = raw.unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("");
-    let clean: String = base
+    let clean: Vec<char> = base
         .chars()
         .filter(|c| !c.is_control() && !is_format_char(*c))
-        .take(255)
         .collect();
+    let clean: String = if clean.len() <= MAX_NAME_CHARS {
+        clean.into_iter().collect()
+    } else {
+        let dot = clean
+            .iter()
+            .rposition(|c| *c == '.')
+            .filter(|d| clean.len() - d <= MAX_EXTENSION_CHARS + 1);
+        let ext = dot.map_or(&[][..], |d| &clean[d..]);
+        clean[..MAX_NAME_CHARS - ext.len()]
+            .iter()
+            .chain(ext)
+            .collect()
+    };
     let clean = clean.trim();
     if clean.is_empty() || clean == "." || clean == ".." {
         "upload".to_owned()
     } else {
         clean.to_owned()
+    }
+}
+
+/// The filename a multipart part names. RFC 6266 §4.3: `filename*` (RFC 8187, UTF-8 and
+/// percent-encoded) wins over `filename`, which multer alone reads.
+fn part_filename(field: &axum::extract::multipart::Field<'_>) -> Option<String> {
+    field
+        .headers()
+        .get(header::CONTENT_DISPOSITION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(extended_filename)
+        .or_else(|| field.file_name().map(str::to_owned))
+}
+
+/// The `filename*=UTF-8''…` parameter of a Content-Disposition value, decoded. (A dozen lines
+/// of percent-decoding here rather than a crate for one parameter.)
+fn extended_filename(disposition: &str) -> Option<String> {
+    let value = disposition.split(';').find_map(|param| {
+        let (name, value) = param.trim().split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("filename*")
+            .then(|| value.trim())
+    })?;
+    let (charset, rest) = value.split_once('\'')?;
+    let (_language, encoded) = rest.split_once('\'')?;
+    let mut bytes = Vec::with_capacity(encoded.len());
+    let mut it = encoded.bytes();
+    while let Some(b) = it.next() {
+        if b == b'%' {
+            let hex = [it.next()?, it.next()?];
+            bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            bytes.push(b);
+        }
+    }
+    if charset.eq_ignore_ascii_case("utf-8") {
+        String::from_utf8(bytes).ok()
+    } else if charset.eq_ignore_ascii_case("iso-8859-1") {
+        Some(bytes.into_iter().map(char::from).collect())
+    } else {
+        None
     }
 }
 
@@ -378,6 +452,35 @@ mod tests {
             "abcd.jpg"
         );
         assert_eq!(display_name(Some("\u{202E}")), "upload");
+        // Too long: the stem is cut, the extension kept.
+        let long = format!("{}.jpeg", "é".repeat(300));
+        let kept = display_name(Some(&long));
+        assert_eq!(kept.chars().count(), 255);
+        assert!(kept.ends_with("é.jpeg"), "{kept}");
+        // No short extension to keep: cut at 255.
+        assert_eq!(display_name(Some(&"x".repeat(300))).len(), 255);
+    }
+
+    #[test]
+    fn filename_star_is_decoded_and_wins() {
+        use super::extended_filename;
+        assert_eq!(
+            extended_filename(
+                "form-data; name=\"file\"; filename=\"EURO rates.jpg\"; filename*=UTF-8''%E2%82%AC%20rates.jpg"
+            )
+            .as_deref(),
+            Some("€ rates.jpg")
+        );
+        assert_eq!(
+            extended_filename("attachment; FILENAME*=iso-8859-1'en'%A3%20rates.jpg").as_deref(),
+            Some("£ rates.jpg")
+        );
+        assert_eq!(extended_filename("form-data; filename=\"a.jpg\""), None);
+        assert_eq!(
+            extended_filename("form-data; filename*=UTF-8''%FF%FE.jpg"),
+            None
+        );
+        assert_eq!(extended_filename("form-data; filename*=UTF-8''%4"), None);
         assert_eq!(display_name(Some("café 🎉.jpg")), "café 🎉.jpg");
         assert_eq!(display_name(None), "upload");
     }
