@@ -19,16 +19,7 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token)
-            .filter(|t| !t.is_empty() && t.len() <= 256)
-            .ok_or(ApiError::Unauthorized)?;
-        // Only the hash is compared, by an index lookup on the hash: the raw token's bytes never
-        // meet a byte-by-byte comparison that could leak timing.
-        let hash = crate::auth::hash_token(token);
+        let hash = token_hash(&parts.headers).ok_or(ApiError::Unauthorized)?;
         let owner = crate::db::users::token_owner(&state.pool, &hash).await?;
         let owner = owner.ok_or(ApiError::Unauthorized)?;
         let user = owner.user_id;
@@ -42,6 +33,18 @@ impl FromRequestParts<AppState> for AuthUser {
         tracing::Span::current().record("user.id", tracing::field::display(user));
         Ok(Self(user))
     }
+}
+
+/// The hash of the request's bearer token. Only the hash is compared, by an index lookup on
+/// the hash: the raw token's bytes never meet a byte-by-byte comparison that could leak
+/// timing.
+pub(super) fn token_hash(headers: &axum::http::HeaderMap) -> Option<[u8; 32]> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token)
+        .filter(|t| !t.is_empty() && t.len() <= 256)?;
+    Some(crate::auth::hash_token(token))
 }
 
 /// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive

@@ -68,13 +68,21 @@ async fn events(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let id: Uuid = id.parse().map_err(|_| ApiError::NotFound)?;
+    let token = super::auth::token_hash(&headers).ok_or(ApiError::Unauthorized)?;
     // Subscribe before the first read: nothing committed after it can be missed.
     let rx = state.events.subscribe();
     let (job, view) = read(&state, user, id).await?;
     let (out, out_rx) = mpsc::channel(64);
-    tokio::spawn(forward(state, user, (job, view), rx, out));
+    let grant = Grant {
+        pool: state.pool.clone(),
+        token,
+        user,
+        checked: std::time::Instant::now(),
+    };
+    tokio::spawn(forward(state, grant, (job, view), rx, out));
     let stream = futures::stream::unfold(out_rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
     });
@@ -99,15 +107,45 @@ fn event(kind: &str, data: &serde_json::Value) -> Event {
     Event::default().event(kind).data(data.to_string())
 }
 
-/// Feeds one client until its job ends or it goes away (a send fails).
+/// How long a stream trusts its token between checks: a revoked or expired token's stream
+/// ends at its next event after this, or at the next resync at the latest.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// The token a stream was opened with, checked again while the stream runs.
+struct Grant {
+    pool: sqlx::PgPool,
+    token: [u8; 32],
+    user: Uuid,
+    checked: std::time::Instant,
+}
+
+impl Grant {
+    /// Whether the token still stands (revoked, expired or its user deactivated: no). A
+    /// database that does not answer keeps the stream: the next check decides.
+    async fn holds(&mut self) -> bool {
+        if self.checked.elapsed() < RECHECK {
+            return true;
+        }
+        self.checked = std::time::Instant::now();
+        match crate::db::users::token_owner(&self.pool, &self.token).await {
+            Ok(Some(owner)) => owner.user_id == self.user,
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+}
+
+/// Feeds one client until its job ends, it goes away (a send fails) or its token no longer
+/// stands.
 async fn forward(
     state: AppState,
-    user: Uuid,
+    mut grant: Grant,
     (job, view): (DataProcessingJob, JobView),
     mut rx: broadcast::Receiver<std::sync::Arc<super::events::JobEvent>>,
     out: mpsc::Sender<Event>,
 ) {
     let id = job.id;
+    let user = grant.user;
     let mut last = progress(&job);
     if out.send(event("progress", &last)).await.is_err() {
         return;
@@ -130,7 +168,7 @@ async fn forward(
                     if e.kind == "progress" {
                         last = data.clone();
                     }
-                    if out.send(event(&e.kind, &data)).await.is_err() {
+                    if !grant.holds().await || out.send(event(&e.kind, &data)).await.is_err() {
                         return;
                     }
                     e.kind == "progress" && data["status"] != "running" && data["status"] != "pending"
@@ -146,6 +184,10 @@ async fn forward(
         }
         if !reread {
             continue;
+        }
+        if !grant.holds().await {
+            tracing::info!(job.id = %id, "event stream ended: its token no longer stands");
+            return;
         }
         let (job, view) = match read(&state, user, id).await {
             Ok(read) => read,

@@ -819,3 +819,45 @@ async fn the_openapi_document_lists_every_route_and_each_answers_as_described(po
         assert_ne!(status, 405, "{method} {path}");
     }
 }
+
+/// A revoked token's open event stream ends: at its next event, or at the next resync when
+/// nothing happens (here no worker runs, so nothing does).
+#[sqlx::test(migrations = false)]
+async fn an_event_stream_ends_when_its_token_is_revoked(pool: PgPool) {
+    let app = TestApp::start(pool, false).await;
+    let (_, token) = app.user("revoked-sse@example.org").await;
+    let (status, body) = app
+        .upload(&token, &[("a.jpg", photo("landscape_1.jpg"))])
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let job = body["job"]["id"].as_str().expect("job").to_owned();
+    let mut resp = app
+        .http
+        .get(format!("{}/v1/jobs/{job}/events", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(resp.status(), 200);
+    let first = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+        .await
+        .expect("the first event")
+        .expect("chunk");
+    assert!(first.is_some_and(|c| String::from_utf8_lossy(&c).contains("event: progress")));
+    sqlx::query("UPDATE api_tokens SET revoked_at = now()")
+        .execute(&app.pool)
+        .await
+        .expect("revoke");
+    let revoked = Instant::now();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(25), resp.chunk()).await {
+            Ok(Ok(None)) | Ok(Err(_)) => break,
+            Ok(Ok(Some(_))) => {}
+            Err(_) => panic!("the stream of a revoked token is still open after 25 s"),
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(25),
+            "the stream of a revoked token kept running"
+        );
+    }
+}
