@@ -34,6 +34,56 @@ pub enum Error {
     Part(String),
 }
 
+impl Error {
+    /// What went wrong, for a user to read: it names no store key, path or URL (those are in
+    /// the error's `Display`, for the logs). A failed file's reason comes from here.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Config { .. } => "the object store is not configured correctly".into(),
+            Self::NotFound(_) => "the object is missing from storage".into(),
+            Self::Changed(_) => "the object was replaced while it was being read".into(),
+            Self::Io(e) => format!("storage I/O error: {}", e.kind()),
+            Self::Part(_) => "the object store did not take a part of the upload".into(),
+            Self::Store(e) => match e {
+                object_store::Error::NotFound { .. } => "the object is missing from storage".into(),
+                object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. } => {
+                    "the object store refused access".into()
+                }
+                object_store::Error::Generic { store, .. } => {
+                    format!("the object store ({store}) failed; the worker's log has the details")
+                }
+                _ => "the object store failed; the worker's log has the details".into(),
+            },
+        }
+    }
+}
+
+/// A message meant for a user with every filesystem path, URL and store key cut out: the
+/// last guard before a reason is stored where its owner (or an admin) reads it. Words that
+/// look like a path (`/…`, `file:…`, `s3://…`) or a key (`media/…`, `uploads/…`) become `[…]`.
+pub fn scrub(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            let core = word.trim_end_matches([':', ',', ';', ')', '.', '"', '\'']);
+            let lead = core.trim_start_matches(['(', '"', '\'']);
+            let looks_like_path = (lead.starts_with('/') && lead.len() > 1)
+                || ["file:", "s3:", "http:", "https:"]
+                    .iter()
+                    .any(|scheme| lead.starts_with(scheme))
+                || ["media/", "uploads/", "spool"]
+                    .iter()
+                    .any(|key| lead.contains(key));
+            if looks_like_path {
+                format!("[…]{}", &word[core.len()..])
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 impl From<object_store::Error> for Error {
     fn from(e: object_store::Error) -> Self {
         match e {
@@ -701,5 +751,31 @@ mod resume {
                 Err(e) => Err(e.into()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrub;
+
+    #[test]
+    fn scrub_cuts_paths_keys_and_urls_but_keeps_the_words() {
+        assert_eq!(
+            scrub("unreadable file: file:/srv/data/media/u/m/original: End of file"),
+            "unreadable file: […]: End of file"
+        );
+        assert_eq!(
+            scrub("reading (/tmp/timeline-spool-1/x.mov) failed"),
+            "reading […]) failed"
+        );
+        assert_eq!(
+            scrub("GET s3://bucket/tl/media/a/b/original, http://10.0.0.5:9000/x: 503"),
+            "GET […], […]: 503"
+        );
+        // A MIME type and ordinary words stay.
+        assert_eq!(
+            scrub("not a video or audio file: video/mp4 and 1/2 of it"),
+            "not a video or audio file: video/mp4 and 1/2 of it"
+        );
     }
 }

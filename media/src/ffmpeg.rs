@@ -163,13 +163,20 @@ async fn read_capped<R: AsyncRead + Unpin>(
     }
 }
 
-/// The last meaningful line ffmpeg wrote, for a user-facing reason.
-fn reason(stderr: &str, status: std::process::ExitStatus) -> String {
+/// The last meaningful line ffmpeg wrote, for a user-facing reason. ffmpeg starts its
+/// messages with the input's name (`file:/…/original: End of file`): that path is the
+/// server's business, so it is cut out.
+fn reason(stderr: &str, status: std::process::ExitStatus, input: &Path) -> String {
+    let path = input.to_string_lossy();
     let line = stderr
         .lines()
         .map(str::trim)
         .rfind(|l| !l.is_empty())
         .map(|l| {
+            let l = l
+                .replace(&format!("file:{path}: "), "")
+                .replace(&format!("file:{path}"), "the file")
+                .replace(path.as_ref(), "the file");
             l.chars()
                 .filter(|c| !c.is_control())
                 .take(300)
@@ -224,7 +231,7 @@ pub async fn probe(
     if !status.success() {
         return Err(AvError::Unreadable {
             what: "file",
-            detail: reason(&stderr, status),
+            detail: reason(&stderr, status, path),
         });
     }
     Ok(probe::parse(&String::from_utf8_lossy(&json))?)
@@ -273,7 +280,7 @@ pub async fn poster(
     ] {
         args.push(a.into());
     }
-    let frame = first_good_frame(args, limits, "decoding the poster frame").await?;
+    let frame = first_good_frame((args, path), limits, "decoding the poster frame").await?;
     render(frame, Some(display)).await
 }
 
@@ -317,7 +324,7 @@ pub async fn waveform(
     ] {
         args.push(a.into());
     }
-    let frame = first_good_frame(args, limits, "drawing the waveform").await?;
+    let frame = first_good_frame((args, path), limits, "drawing the waveform").await?;
     render(frame, None).await
 }
 
@@ -328,7 +335,7 @@ type Frame = (Vec<u8>, u32, u32);
 /// expects them) until one is not blank (then kills it: the rest is not
 /// needed); returns that frame, or the most detailed one seen.
 async fn first_good_frame(
-    args: Vec<std::ffi::OsString>,
+    (args, path): (Vec<std::ffi::OsString>, &Path),
     limits: &Limits,
     what: &'static str,
 ) -> Result<Frame, AvError> {
@@ -369,7 +376,7 @@ async fn first_good_frame(
             match status {
                 Ok(Ok(status)) if !status.success() => Err(AvError::Unreadable {
                     what: "video",
-                    detail: reason(&stderr, status),
+                    detail: reason(&stderr, status, path),
                 }),
                 _ => Err(AvError::NoFrame),
             }

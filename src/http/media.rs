@@ -215,11 +215,7 @@ async fn original(
     let (status, range) = match requested {
         None | Some(range::Request::Ignored) => (StatusCode::OK, 0..size),
         Some(range::Request::Unsatisfiable) => {
-            let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                resp.headers_mut().insert(header::CONTENT_RANGE, v);
-            }
-            return Ok(resp);
+            return Err(ApiError::RangeNotSatisfiable { size });
         }
         Some(range::Request::Bytes(r)) => (StatusCode::PARTIAL_CONTENT, r),
     };

@@ -44,7 +44,11 @@ impl From<timeline::storage::Error> for StepError {
             timeline::storage::Error::NotFound(_) => {
                 Self::Permanent("the original is missing from storage".into())
             }
-            other => Self::Transient(other.to_string()),
+            // The reason names no key or path; the log keeps the whole error.
+            other => {
+                tracing::warn!(error = %other, "storage error");
+                Self::Transient(other.reason())
+            }
         }
     }
 }
@@ -284,6 +288,7 @@ where
     };
     took("failed");
     tracing::warn!(error = %reason, "step failed");
+    let reason = timeline::storage::scrub(&reason);
     let media = {
         let mut conn = ctx.pool.acquire().await?;
         db::pipeline::load(&mut conn, task.media_file_id).await?

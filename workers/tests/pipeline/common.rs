@@ -356,3 +356,14 @@ pub fn peak_rss(pid: u32) -> u64 {
         .expect("VmHWM")
         * 1024
 }
+
+/// A failure reason shown to users names no server path, store key or URL.
+pub fn assert_names_no_path(app: &TestApp, what: &str, reason: &str) {
+    let root = app.storage_dir.to_string_lossy();
+    for leak in [root.as_ref(), "file:", "/original", "media/", "/tmp/"] {
+        assert!(
+            !reason.contains(leak),
+            "{what}: the reason {reason:?} names a path ({leak:?})"
+        );
+    }
+}

@@ -111,6 +111,7 @@ async fn hostile_files_fail_cleanly_and_the_worker_survives(pool: PgPool) {
         match (m["processing_status"].as_str(), expected(name)) {
             (Some("failed"), End::Failed(why)) => {
                 let reason = m["error_message"].as_str().unwrap_or("");
+                crate::common::assert_names_no_path(&app, name, reason);
                 assert!(
                     reason.contains(why),
                     "{name}: {reason:?} does not say {why:?}"

@@ -205,6 +205,7 @@ async fn every_clip_matches_the_reference(pool: PgPool) {
             assert_eq!(m["processing_status"], "failed", "{name}: {m}");
             let reason = m["error_message"].as_str().unwrap_or("");
             assert!(reason.len() > 10, "{name}: reason {reason:?}");
+            crate::common::assert_names_no_path(&app, &name, reason);
             continue;
         }
         assert_eq!(m["processing_status"], "completed", "{name}: {m}");
@@ -487,6 +488,11 @@ async fn a_clip_that_opens_on_black_gets_a_real_poster_and_ranges_work(pool: PgP
     );
     let r = get("bytes=999999999-").await.expect("past the end");
     assert_eq!(r.status().as_u16(), 416);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        r.headers()["content-range"].to_str().ok(),
+        Some(format!("bytes */{}", bytes.len()).as_str())
+    );
     let r = app
         .http
         .get(format!("{}/v1/media/{id}/original", app.base))
