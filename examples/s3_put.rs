@@ -1,20 +1,37 @@
 //! The reference for `scripts/bench-upload.sh`: one file put straight into the store by
 //! object_store's multipart upload (the same client and settings the API uses), no HTTP in
 //! between. `TIMELINE_STORAGE=s3://bucket/prefix AWS_…=… cargo run --release --example s3_put FILE`
-//! prints the seconds it took.
+//! prints the seconds it took. With `--serial`, one 8 MiB part at a time (each waited for before
+//! the next is sent): the store's speed with one part in flight, which is all a client that
+//! sends one part per request can have.
 
 use futures::StreamExt;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args().nth(1).ok_or("usage: s3_put FILE")?;
+    let path = std::env::args()
+        .nth(1)
+        .ok_or("usage: s3_put FILE [--serial]")?;
+    let serial = std::env::args().any(|a| a == "--serial");
     let url = std::env::var("TIMELINE_STORAGE")?;
     let storage = timeline::storage::Storage::from_url(&url)?;
     let file = tokio::fs::File::open(&path).await?;
-    let chunks = chunks_of(file);
+    let mut chunks = chunks_of(file);
     let key = object_store::path::Path::from(format!("bench/{}", uuid::Uuid::new_v4()));
     let started = std::time::Instant::now();
-    let size = storage.put_stream(&key, chunks).await?;
+    let size = if serial {
+        let id = storage.create_multipart(&key).await?;
+        let (mut parts, mut size) = (Vec::new(), 0);
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            size += chunk.len() as u64;
+            parts.push(storage.put_part(&key, &id, parts.len(), chunk).await?);
+        }
+        storage.complete_multipart(&key, &id, &parts).await?;
+        size
+    } else {
+        storage.put_stream(&key, chunks).await?
+    };
     let secs = started.elapsed().as_secs_f64();
     storage.delete(&key).await?;
     let mut out = std::io::stdout().lock();

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Upload throughput into a real S3-compatible server (s3s-fs), the three ways in one run:
-#   direct: object_store's multipart put of the file (examples/s3_put.rs), no HTTP in between;
-#   api:    POST /v1/media with the file as the raw body (curl -T, streamed from disk);
-#   tus:    POST /v1/uploads, then PATCH in 8 MiB chunks (scripts/bench_tus.py).
-# The three alternate, ROUNDS times; prints each one's median seconds and MB/s, and the ratios
-# api/direct and tus/api (of throughput).
+# Upload throughput into a real S3-compatible server (s3s-fs), the ways in one run:
+#   direct:   object_store's multipart put of the file (examples/s3_put.rs), no HTTP in between,
+#             4 parts in flight;
+#   serial:   the same, one 8 MiB part at a time (s3_put --serial): the store's speed with one
+#             part in flight, the ceiling of any client that sends one part per request;
+#   api:      POST /v1/media with the file as the raw body (curl -T, streamed from disk);
+#   tus:      POST /v1/uploads, then PATCH in 8 MiB chunks (scripts/bench_tus.py);
+#   tus50:    the same in 50 MiB chunks (under a 100 MB body cap).
+# They alternate, ROUNDS times; prints each one's median seconds and MB/s, and the ratios.
 #   bash scripts/bench-upload.sh [SIZE_MIB] [ROUNDS]      (default 2048 MiB, 3 rounds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,12 +50,15 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && 
 : >"$work/times"
 for r in $(seq "$rounds"); do
   t=$("$bin/examples/s3_put" "$work/big.mp4" | cut -d' ' -f1); echo "direct $t" >>"$work/times"
+  t=$("$bin/examples/s3_put" "$work/big.mp4" --serial | cut -d' ' -f1); echo "serial $t" >>"$work/times"
   t=$(curl -sS --fail -o /dev/null -w '%{time_total}' -X POST -T "$work/big.mp4" -H "Authorization: Bearer $token" \
         -H "Content-Type: application/octet-stream" "http://127.0.0.1:$port/v1/media?filename=big.mp4")
   echo "api $t" >>"$work/times"
   t=$(python3 scripts/bench_tus.py "http://127.0.0.1:$port" "$token" "$work/big.mp4" 8388608)
   echo "tus $t" >>"$work/times"
-  echo "round $r: $(tail -3 "$work/times" | tr '\n' ' ')" >&2
+  t=$(python3 scripts/bench_tus.py "http://127.0.0.1:$port" "$token" "$work/big.mp4" 52428800)
+  echo "tus50 $t" >>"$work/times"
+  echo "round $r: $(tail -5 "$work/times" | tr '\n' ' ')" >&2
   # Keep the server's disk from filling: the stored copies are not needed.
   find "$work/s3/photos" -type f -delete
 done
@@ -60,9 +66,12 @@ python3 - "$work/times" "$bytes" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 size = int(sys.argv[2])
-med = {k: statistics.median(float(t) for n, t in rows if n == k) for k in ("direct", "api", "tus")}
-print(f"{size / 2**20:.0f} MiB into s3s-fs, medians of {len(rows) // 3} alternating rounds:")
+ways = ("direct", "serial", "api", "tus", "tus50")
+med = {k: statistics.median(float(t) for n, t in rows if n == k) for k in ways}
+print(f"{size / 2**20:.0f} MiB into s3s-fs, medians of {len(rows) // len(ways)} alternating rounds:")
 for k, s in med.items():
     print(f"  {k:6} {s:7.2f} s  {size / s / 1e6:7.1f} MB/s")
-print(f"  api/direct throughput: {med['direct'] / med['api']:.2f}x   tus(8 MiB)/api: {med['api'] / med['tus']:.2f}x")
+r = lambda a, b: med[b] / med[a]
+print(f"  api/direct: {r('api', 'direct'):.2f}x   tus(8 MiB)/api: {r('tus', 'api'):.2f}x   "
+      f"tus(8 MiB)/serial: {r('tus', 'serial'):.2f}x   tus(50 MiB)/api: {r('tus50', 'api'):.2f}x")
 PY

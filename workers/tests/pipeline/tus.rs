@@ -253,12 +253,13 @@ fn header(r: &reqwest::Response, name: &str) -> String {
 /// Chunks of every shape into S3, where each part streams to the store while it arrives:
 /// a chunk that ends mid-part (its bytes become a tail), a whole part refused by its checksum
 /// (its streamed part is discarded), one that starts from a tail and spills into the next
-/// part, and the last chunk, whose short final part streams too. The stored file is the
+/// part, and a last chunk of several parts, kept in flight together up to the short final
+/// one. The stored file is the
 /// file, byte for byte, and no part or tail is left.
 #[sqlx::test(migrations = false)]
 async fn chunks_of_every_shape_stream_into_s3_parts(pool: PgPool) {
     let dir = tempdir("tus-shapes");
-    let clip = make_clip(&dir, (19 << 20) + 12_345);
+    let clip = make_clip(&dir, (45 << 20) + 12_345);
     let bytes = std::fs::read(&clip).expect("clip");
     let want = sha256_of(&clip, 0..bytes.len() as u64);
     let s3 = S3Server::start();
@@ -343,7 +344,8 @@ async fn chunks_of_every_shape_stream_into_s3_parts(pool: PgPool) {
         (r.status().as_u16(), header(&r, "upload-offset")),
         (204, (13 * mib).to_string())
     );
-    // The rest: part 2 completes, the short last part streams.
+    // The rest, 32 MiB in one chunk: part 2 completes, parts 3 to 5 go on storing while the
+    // next fills (four in flight), and the short last part streams too.
     let r = patch(13 * mib, bytes.len(), None).await.expect("patch 4");
     assert_eq!(
         r.status().as_u16(),
