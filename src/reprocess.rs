@@ -61,6 +61,7 @@ pub async fn run(pool: &PgPool, scope: Scope) -> Result<Report, Error> {
     let mut after = Uuid::nil();
     loop {
         let mut tx = pool.begin().await?;
+        db::reprocess::lock(&mut tx).await?;
         let batch =
             db::reprocess::candidates(&mut tx, after, BATCH, (step, all), PIPELINE_VERSION).await?;
         let Some(last) = batch.last() else { break };

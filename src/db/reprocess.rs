@@ -13,6 +13,16 @@ pub struct Candidate {
     pub steps: Vec<String>,
 }
 
+/// Takes the reprocessing lock until the transaction ends: two runs at once (two clicks on
+/// the dashboard) take their batches in turn, so each sees the other's files already in a
+/// running job and none is queued twice. A transaction lock: it works behind a pooler.
+pub async fn lock(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query!("SELECT pg_advisory_xact_lock(hashtextextended('timeline.reprocess', 0))")
+        .fetch_one(conn)
+        .await?;
+    Ok(())
+}
+
 /// The next `limit` files after `after` (by id) with steps to redo: ended files (completed or
 /// failed, not duplicates) in no running job, and of their kind's steps (only `step`, if
 /// given) those that have no success at `version` — with `all`, every one. A step whose

@@ -649,6 +649,95 @@ async fn reprocess_missing_redoes_only_old_steps_and_a_second_run_finds_nothing(
     assert_eq!(done["output_data"]["completed"], 3, "{done}");
 }
 
+/// Two reprocessing runs at once (two clicks) queue each file once between them.
+#[sqlx::test(migrations = false)]
+async fn two_reprocess_runs_at_once_queue_each_file_once(pool: PgPool) {
+    let app = TestApp::start(pool, true).await;
+    let (_, token) = app.user("twice@example.org").await;
+    let files: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| {
+            let mut bytes = photo("no_exif.jpg");
+            // Distinct files (no duplicates): a byte after the end of the image.
+            bytes.extend_from_slice(format!("{i:04}").as_bytes());
+            (format!("{i}.jpg"), bytes)
+        })
+        .collect();
+    let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    let (status, body) = app.upload(&token, &refs).await;
+    assert_eq!(status, 202, "{body}");
+    let job = body["job"]["id"].as_str().expect("job").to_owned();
+    app.wait_job(&token, &job, Duration::from_secs(120)).await;
+
+    let run = || {
+        Command::new(crate::ingest_cli::timeline_bin())
+            .args(["reprocess", "--all"])
+            .env("DATABASE_URL", crate::common::url_of(&app.pool))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("timeline reprocess")
+    };
+    let (a, b) = (run(), run());
+    let files_of = |child: std::process::Child| {
+        let out = child.wait_with_output().expect("reprocess");
+        assert!(out.status.success());
+        let report: Value = serde_json::from_slice(&out.stdout).expect("report");
+        report["files"].as_u64().expect("files")
+    };
+    assert_eq!(files_of(a) + files_of(b), 40, "each file queued once");
+    let queued: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM data_processing_job_media jm
+         JOIN data_processing_jobs j ON j.id = jm.job_id WHERE j.job_type = 'media_reprocess'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("count");
+    assert_eq!(queued, 40);
+}
+
+/// A reprocessing that gives up says why, in both places: the job's `errors` and the media
+/// file, which stays `completed` with its renditions.
+#[sqlx::test(migrations = false)]
+async fn a_failed_reprocessing_says_why_on_the_job_and_the_file(pool: PgPool) {
+    let app = TestApp::start(pool, true).await;
+    let (user, token) = app.user("reprocess-fail@example.org").await;
+    let (status, body) = app
+        .upload(&token, &[("a.jpg", photo("landscape_1.jpg"))])
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let job = body["job"]["id"].as_str().expect("job").to_owned();
+    let media = body["media"][0]["id"].as_str().expect("media").to_owned();
+    let done = app.wait_job(&token, &job, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    // The stored original is damaged after the fact: only its first two bytes survive.
+    let key = timeline::storage::Storage::key(
+        user,
+        media.parse().expect("uuid"),
+        timeline::storage::Rendition::Original,
+    );
+    let path = app.storage_dir.join(key.as_ref());
+    let mut bytes = std::fs::read(&path).expect("original");
+    bytes[2..].fill(0);
+    std::fs::write(&path, &bytes).expect("damage");
+
+    let report = reprocess(&app, &["--all"]);
+    assert_eq!(report["files"], 1, "{report}");
+    let rjob = report["jobs"][0].as_str().expect("a job").to_owned();
+    let done = app.wait_job(&token, &rjob, Duration::from_secs(60)).await;
+    assert_eq!(done["output_data"]["failed"], 1, "{done}");
+    let error = done["output_data"]["errors"][0]["error"]
+        .as_str()
+        .unwrap_or("");
+    assert!(error.starts_with("reprocessing failed ("), "{done}");
+    let (_, m) = app.get(&token, &format!("/v1/media/{media}")).await;
+    assert_eq!(m["processing_status"], "completed", "{m}");
+    assert_eq!(m["error_message"].as_str(), Some(error), "{m}");
+    assert!(
+        m["thumbnails"].is_object(),
+        "the earlier renditions stay: {m}"
+    );
+}
+
 #[sqlx::test(migrations = false)]
 async fn the_dashboard_shows_a_failure_and_its_retry_completes_in_a_real_browser(pool: PgPool) {
     if !require("chromium") || !require("node") {
