@@ -484,10 +484,25 @@ async fn wait(
             })
             .sum::<u64>()
             + u64::try_from(refused.load(Ordering::Relaxed)).unwrap_or(0);
+        // A Motion Photo's clip joins its still's job as one more file: the jobs' own totals
+        // count it, so the whole is never less than what has ended.
+        let jobs_total = jobs
+            .iter()
+            .filter_map(|j| {
+                j.output_data
+                    .get("total")
+                    .and_then(serde_json::Value::as_u64)
+            })
+            .sum::<u64>()
+            + u64::try_from(refused.load(Ordering::Relaxed)).unwrap_or(0);
+        let whole = jobs_total
+            .max(u64::try_from(total).unwrap_or(u64::MAX))
+            .max(done);
+        bar.set_length(whole);
         bar.set_position(done);
-        let pct = done * 100 / u64::try_from(total.max(1)).unwrap_or(1);
+        let pct = done * 100 / whole.max(1);
         bar.set_message(format!("({} jobs)", jobs.len()));
-        let line = format!("ingest: {pct}% ({done}/{total} files, {} jobs)", jobs.len());
+        let line = format!("ingest: {pct}% ({done}/{whole} files, {} jobs)", jobs.len());
         if plain && line != last_line {
             let _ = writeln!(std::io::stderr(), "{line}");
             last_line = line;

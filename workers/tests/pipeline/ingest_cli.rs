@@ -153,3 +153,60 @@ async fn ingest_follows_links_and_names_the_broken_ones(pool: PgPool) {
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(outside);
 }
+
+/// A Motion Photo's clip joins the import as one more file: the progress lines count it in the
+/// whole, so they never pass 100 % (they printed 35/34 files, 102 %).
+#[sqlx::test(migrations = false)]
+async fn ingest_progress_counts_a_motion_photos_clip_in_the_whole(pool: PgPool) {
+    let app = TestApp::start(pool, true).await;
+    app.user("motion@example.com").await;
+    let dir = tempdir("motion-roll");
+    std::fs::copy(video_dir().join("motionphoto.heic"), dir.join("m.heic")).expect("copy");
+    std::fs::copy(fixtures().join("landscape_1.jpg"), dir.join("a.jpg")).expect("copy");
+    let out = Command::new(timeline_bin())
+        .args(["ingest"])
+        .arg(&dir)
+        .args(["--email", "motion@example.com"])
+        .env("DATABASE_URL", url_of(&app.pool))
+        .env("TIMELINE_STORAGE", &app.storage_dir)
+        .output()
+        .expect("timeline ingest");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("3 completed"),
+        "the clip is a file too: {stdout}"
+    );
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("ingest: "))
+        .collect();
+    for line in &lines {
+        let pct: u32 = line["ingest: ".len()..]
+            .split('%')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(pct <= 100, "{line}");
+        let (done, whole) = line
+            .split('(')
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|f| f.split_once('/'))
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(
+            done.parse::<u32>().unwrap_or(0) <= whole.parse::<u32>().unwrap_or(0),
+            "{line}"
+        );
+    }
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.starts_with("ingest: 100% (3/3 files")),
+        "{lines:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
