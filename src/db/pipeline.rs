@@ -64,6 +64,26 @@ pub async fn mark_processing(conn: &mut PgConnection, id: Uuid) -> Result<(), sq
     Ok(())
 }
 
+/// Notes on a completed file why its reprocessing failed (`Some`), or clears that note once
+/// a reprocessing succeeds (`None`). The file keeps its status and its renditions; the note
+/// is what `GET /v1/media/{id}` and the reprocessing job's `errors` show.
+pub async fn note_reprocessing(
+    conn: &mut PgConnection,
+    media_file_id: Uuid,
+    failure: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE media_files SET error_message = $2
+         WHERE id = $1 AND processing_status = 'completed'
+           AND error_message IS DISTINCT FROM $2",
+        media_file_id,
+        failure
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Records a step's outcome (`Err` carries the readable reason) and its attempt number.
 pub async fn record_step(
     conn: &mut PgConnection,

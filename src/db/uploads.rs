@@ -104,20 +104,31 @@ pub async fn delete(
     .await
 }
 
-/// For a file being reprocessed: how many of its kind's steps have no record at the current
-/// pipeline version, and how many fatal steps (not EXIF) failed at it.
-pub async fn refresh_state(conn: &mut PgConnection, id: Uuid) -> Result<(i64, i64), sqlx::Error> {
+/// For a file being reprocessed by `job_id`: how many of its kind's steps the job still waits
+/// for, and how many fatal steps (not EXIF) failed. A step is awaited when it has no record at
+/// the current pipeline version, or, for a job that redoes every step (`--all`), when its
+/// record (the hash's aside, which `--all` keeps) predates the job: the file ends for the job
+/// only once each of its redone steps has run, not when the first one does.
+pub async fn refresh_state(
+    conn: &mut PgConnection,
+    id: Uuid,
+    job_id: Uuid,
+) -> Result<(i64, i64), sqlx::Error> {
     let row = sqlx::query!(
-        r#"SELECT count(*) FILTER (WHERE p.step IS NULL) AS "unrecorded!",
+        r#"SELECT count(*) FILTER (WHERE p.step IS NULL
+                      OR (j.input_data->>'reprocess' = 'all' AND s <> 'hash'
+                          AND p.completed_at < j.created_at)) AS "unrecorded!",
                   count(*) FILTER (WHERE p.status = 'failed' AND p.step <> 'exif') AS "fatal!"
            FROM media_files m
            CROSS JOIN unnest(CASE m.kind WHEN 'image' THEN ARRAY['hash', 'exif', 'thumbnail']
                                          ELSE ARRAY['hash', 'video'] END) AS s
+           LEFT JOIN data_processing_jobs j ON j.id = $3
            LEFT JOIN media_processing_steps p
                   ON p.media_file_id = m.id AND p.step = s AND p.pipeline_version >= $2
            WHERE m.id = $1"#,
         id,
-        crate::jobs::PIPELINE_VERSION
+        crate::jobs::PIPELINE_VERSION,
+        job_id
     )
     .fetch_one(conn)
     .await?;

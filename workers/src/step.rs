@@ -209,11 +209,14 @@ async fn refreshed(
     failed: Option<ProcessingStatus>,
 ) -> Result<(), StepError> {
     let mut tx = ctx.pool.begin().await?;
-    let (unrecorded, fatal) = db::uploads::refresh_state(&mut tx, task.media_file_id).await?;
+    let (unrecorded, fatal) =
+        db::uploads::refresh_state(&mut tx, task.media_file_id, task.job_id).await?;
     if failed.is_some() || unrecorded == 0 {
         let status = if failed.is_some() || fatal > 0 {
             ProcessingStatus::Failed
         } else {
+            // Every step stands again: an earlier reprocessing's failure note goes.
+            db::pipeline::note_reprocessing(&mut tx, task.media_file_id, None).await?;
             ProcessingStatus::Completed
         };
         db::jobs::file_ended_as(&mut tx, task.media_file_id, Some(status)).await?;
@@ -299,6 +302,8 @@ where
             let mut tx = ctx.pool.begin().await?;
             let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
             db::pipeline::record_step(&mut tx, &media, step, Err(&reason), attempt).await?;
+            let note = format!("reprocessing failed ({}): {reason}", step.queue());
+            db::pipeline::note_reprocessing(&mut tx, media.id, Some(&note)).await?;
             tx.commit().await?;
             refreshed(ctx, task, Some(ProcessingStatus::Failed)).await
         }
