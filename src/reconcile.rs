@@ -86,6 +86,10 @@ const BATCH: i64 = 1000;
 /// One reconciliation pass with the given grace period.
 pub async fn run(pool: &PgPool, storage: &Storage, grace: Duration) -> Result<Report, Error> {
     let mut lead = pool.acquire().await?;
+    // The leader's session lock lives on this connection: it never goes back to the pool, so
+    // the lock ends with the pass on every path (an error, a panic, a pass cancelled at
+    // shutdown), never lingering on a pooled connection that blocks every later pass.
+    lead.close_on_drop();
     if !db::reconcile::try_lead(&mut lead).await? {
         return Ok(Report {
             skipped_not_leader: true,
@@ -134,7 +138,7 @@ pub async fn run(pool: &PgPool, storage: &Storage, grace: Duration) -> Result<Re
         })
     }
     .await;
-    // Best effort: the lock also ends with the connection.
+    // Best effort: the lock also ends with the connection, closed when `lead` drops.
     let _ = db::reconcile::release(&mut lead).await;
     let report = result?;
     if report != (Report::default()) {
