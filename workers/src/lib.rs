@@ -8,6 +8,7 @@ pub mod exif;
 pub mod hash;
 pub mod motion_clip;
 pub mod pools;
+pub mod spool;
 pub mod step;
 pub mod thumbnail;
 pub mod video;
@@ -169,6 +170,14 @@ pub async fn run() -> Result<(), Error> {
     );
     let decoders = decoder::Decoders::new(limits, args.decoder_max_memory_bytes)
         .map_err(|e| Error::Config(format!("cannot find the worker executable: {e}")))?;
+    // Held until the worker exits: its spool folder is its own (see `spool`).
+    let spool = spool::claim(
+        &args
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("timeline-spool")),
+    )
+    .map_err(|e| Error::Config(format!("--spool-dir: {e}")))?;
     let ctx = Arc::new(context::Context {
         pool,
         storage,
@@ -186,10 +195,7 @@ pub async fn run() -> Result<(), Error> {
         geocode_max_km,
         retry_base: std::time::Duration::try_from_secs_f64(args.retry_base_secs.max(0.0))
             .map_err(|e| Error::Config(format!("--retry-base-secs: {e}")))?,
-        spool_dir: args
-            .spool_dir
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join("timeline-spool")),
+        spool_dir: spool.dir.clone(),
     });
     let housekeeping = tokio::spawn(housekeeping(ctx.pool.clone()));
     let reconciler = tokio::spawn(reconcile_loop(
