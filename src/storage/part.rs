@@ -22,9 +22,6 @@ use super::Error;
 /// outlast clock skew.
 const URL_VALIDITY: Duration = Duration::from_secs(900);
 
-/// Chunks queued towards the store before the sender waits: backpressure on the client.
-const QUEUED_CHUNKS: usize = 8;
-
 /// Sends parts straight to the S3 endpoint of a store.
 #[derive(Clone, Debug)]
 pub(super) struct Streamer {
@@ -64,7 +61,10 @@ impl Streamer {
             .s3
             .signed_url_opts(reqwest::Method::PUT, key, URL_VALIDITY, &options)
             .await?;
-        let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(QUEUED_CHUNKS);
+        // Unbounded, yet never more than the part: a caller hands over a part's bytes without
+        // waiting for this connection, so the next part starts on its own while this one is
+        // still on its way; the caller bounds how many parts are in flight.
+        let (tx, mut rx) = mpsc::unbounded_channel::<Result<Bytes, std::io::Error>>();
         let body = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
         // An explicit Content-Length: S3 refuses a part sent chunked, and a body that ends
         // short of it fails the request instead of storing a short part.
@@ -116,7 +116,7 @@ fn describe(e: &reqwest::Error) -> String {
 /// the store keeps nothing of it (the body ends short of its Content-Length).
 #[derive(Debug)]
 pub struct PartWriter {
-    tx: Option<mpsc::Sender<Result<Bytes, std::io::Error>>>,
+    tx: Option<mpsc::UnboundedSender<Result<Bytes, std::io::Error>>>,
     task: JoinHandle<Result<String, Error>>,
     len: u64,
     sent: u64,
@@ -138,14 +138,14 @@ impl PartWriter {
         self.sent >= self.len
     }
 
-    /// Hands bytes over (they must fit in the part); waits while the store is slower.
+    /// Hands bytes over (they must fit in the part), without waiting for the store.
     pub async fn send(&mut self, bytes: Bytes) -> Result<(), Error> {
         let n = bytes.len() as u64;
         if self.sent + n > self.len {
             return Err(Error::Part("more bytes than the part holds".into()));
         }
         let sent = match &self.tx {
-            Some(tx) => tx.send(Ok(bytes)).await.is_ok(),
+            Some(tx) => tx.send(Ok(bytes)).is_ok(),
             None => false,
         };
         if !sent {
