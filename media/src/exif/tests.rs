@@ -1,7 +1,9 @@
 //! Unit tests for EXIF parsing helpers; whole-file behaviour is covered in `media/tests/`.
-//! `text_chunks`: PNG raw profiles and XMP dates; `far_fix`: GPS fixes far from any town.
+//! `text_chunks`: PNG raw profiles and XMP dates; `far_fix`: GPS fixes far from any town;
+//! `gps_entries`: a fix beside one malformed GPS entry.
 
 mod far_fix;
+mod gps_entries;
 mod text_chunks;
 
 use super::metadata::{sanitise, webp_exif_chunk};
