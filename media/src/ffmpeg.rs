@@ -163,29 +163,42 @@ async fn read_capped<R: AsyncRead + Unpin>(
     }
 }
 
-/// The last meaningful line ffmpeg wrote, for a user-facing reason. ffmpeg starts its
-/// messages with the input's name (`file:/…/original: End of file`): that path is the
-/// server's business, so it is cut out.
+/// ffmpeg's last two meaningful lines, for a user-facing reason: the last is often generic
+/// ("Invalid data found when processing input") and the one before says why ("moov atom not
+/// found"). ffmpeg starts its lines with the input's name (`file:/…/original: …`) or a
+/// component tag (`[mov,mp4,… @ 0x55d…] `): the path is the server's business and the tag is
+/// noise, so both are cut out.
 fn reason(stderr: &str, status: std::process::ExitStatus, input: &Path) -> String {
     let path = input.to_string_lossy();
-    let line = stderr
+    let clean = |l: &str| {
+        let l = l
+            .replace(&format!("file:{path}: "), "")
+            .replace(&format!("file:{path}"), "the file")
+            .replace(path.as_ref(), "the file");
+        let l = match (l.starts_with('['), l.find("] ")) {
+            (true, Some(end)) => l[end + 2..].to_owned(),
+            _ => l,
+        };
+        l.chars()
+            .filter(|c| !c.is_control())
+            .take(300)
+            .collect::<String>()
+    };
+    let mut lines: Vec<String> = stderr
         .lines()
         .map(str::trim)
-        .rfind(|l| !l.is_empty())
-        .map(|l| {
-            let l = l
-                .replace(&format!("file:{path}: "), "")
-                .replace(&format!("file:{path}"), "the file")
-                .replace(path.as_ref(), "the file");
-            l.chars()
-                .filter(|c| !c.is_control())
-                .take(300)
-                .collect::<String>()
-        });
-    match (line, status.code()) {
-        (Some(l), _) => l,
-        (None, Some(code)) => format!("exit status {code}"),
-        (None, None) => "killed by a signal (memory limit or crash)".to_owned(),
+        .filter(|l| !l.is_empty())
+        .rev()
+        .take(2)
+        .map(clean)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.dedup();
+    lines.reverse();
+    match (lines.is_empty(), status.code()) {
+        (false, _) => lines.join(": "),
+        (true, Some(code)) => format!("exit status {code}"),
+        (true, None) => "killed by a signal (memory limit or crash)".to_owned(),
     }
 }
 
@@ -494,7 +507,11 @@ mod tests {
         let e = probe(&fixture("bad_truncated_no_moov.mov"), mov(), &limits)
             .await
             .unwrap_err();
-        assert!(e.to_string().contains("moov"), "{e}");
+        assert!(e.to_string().contains("moov atom not found"), "{e}");
+        assert!(
+            !e.to_string().contains(".mov"),
+            "the reason names no path: {e}"
+        );
         // A JPEG forced through the MP4 demuxer is not "guessed" into something else.
         let jpeg = fixture("motion_google.jpg");
         assert!(probe(&jpeg, mov(), &limits).await.is_err());
