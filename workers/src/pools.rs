@@ -80,11 +80,29 @@ fn express_backend(
         .poll_with_strategy(wake)
 }
 
+/// A task's attempt limit as recorded in its queue row when it was queued. The step gives up
+/// by it, not by this worker's own setting: a worker configured apart from the process that
+/// queued the task would otherwise retry a task the queue has already given up on (the file
+/// stuck `processing`) or give up on one the queue would retry.
+#[derive(Debug, Clone, Copy)]
+struct MaxAttempts(usize);
+
+impl<Args: Sync> FromRequest<Task<Args>> for MaxAttempts {
+    type Error = std::convert::Infallible;
+    async fn from_request(task: &Task<Args>) -> Result<Self, Self::Error> {
+        Ok(Self(
+            task.max_attempts()
+                .unwrap_or_else(timeline::jobs::max_attempts),
+        ))
+    }
+}
+
 /// The apalis handler: dispatches to the step and maps our error classes.
 async fn handle(
     task: MediaTask,
     ctx: Data<Arc<Context>>,
     attempt: Attempt,
+    MaxAttempts(max_attempts): MaxAttempts,
     step: Data<Step>,
     task_id: TaskId,
     worker: WorkerContext,
@@ -93,7 +111,7 @@ async fn handle(
     let attempt_i32 = i32::try_from(n.max(1)).unwrap_or(i32::MAX);
     let ctx: &Context = &ctx;
     let step = *step;
-    let run = step::run(ctx, step, task, n, || async move {
+    let run = step::run(ctx, step, task, (n, max_attempts), || async move {
         match step {
             Step::Hash => crate::hash::run(ctx, task, attempt_i32).await,
             Step::Exif => crate::exif::run(ctx, task, attempt_i32).await,

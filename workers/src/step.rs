@@ -244,7 +244,7 @@ pub async fn run<F, Fut>(
     ctx: &Context,
     step: Step,
     task: MediaTask,
-    attempt: usize,
+    (attempt, max_attempts): (usize, usize),
     body: F,
 ) -> Result<(), StepError>
 where
@@ -282,7 +282,9 @@ where
             return Ok(());
         }
         Err(StepError::Permanent(r)) => r,
-        Err(StepError::Transient(r)) if attempt >= timeline::jobs::max_attempts() => give_up(&r),
+        // The task's own limit, recorded when it was queued: the queue gives up on it then
+        // too, so the step and the queue never disagree.
+        Err(StepError::Transient(r)) if attempt >= max_attempts => give_up(&r),
         Err(e @ StepError::Transient(_)) => {
             took("retry");
             tracing::warn!(error = %e, "step failed; will retry");

@@ -372,3 +372,61 @@ async fn a_failed_file_is_listed_with_its_reason_and_retry_reprocesses_it(pool: 
         .unwrap();
     assert_eq!(again.status().as_u16(), 409);
 }
+
+/// One source decides a task's attempts: the limit it was queued with. A reprocessing run
+/// queues a file's EXIF step allowing 1 attempt, while the worker's own setting is 5; the step
+/// fails transiently every time (the worker's store refuses connections). It gives up after
+/// the one attempt, as the queue does, and says so; before, the worker asked for a retry the
+/// queue would never run, and the file's step was left hanging.
+#[sqlx::test(migrations = false)]
+async fn a_task_gives_up_by_the_limit_it_was_queued_with(pool: PgPool) {
+    let mut app = TestApp::start(pool, false).await;
+    let (_, token) = app.user("attempts@example.org").await;
+    let photo = std::fs::read(fixtures().join("landscape_1.jpg")).expect("fixture");
+    let (status, body) = app.upload(&token, &[("a.jpg", photo)]).await;
+    assert_eq!(status, 202, "{body}");
+    let media = body["media"][0]["id"].as_str().expect("media").to_owned();
+    app.start_worker(&[]);
+    let job = body["job"]["id"].as_str().expect("job").to_owned();
+    app.wait_job(&token, &job, Duration::from_secs(60)).await;
+
+    // Nothing listens on this port: every read of the worker's store fails, transiently.
+    let endpoint = format!("http://127.0.0.1:{}", crate::common::free_port());
+    app.start_worker_env(
+        &[],
+        &[
+            ("TIMELINE_MAX_ATTEMPTS", "5"),
+            ("TIMELINE_STORAGE", "s3://photos/tl"),
+            ("AWS_ENDPOINT", &endpoint),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "k"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    );
+    sqlx::query("UPDATE media_processing_steps SET pipeline_version = 0 WHERE step = 'exif'")
+        .execute(&app.pool)
+        .await
+        .expect("age the exif record");
+    let out = std::process::Command::new(crate::ingest_cli::timeline_bin())
+        .args(["reprocess", "--missing", "--step", "exif"])
+        .env("DATABASE_URL", crate::common::url_of(&app.pool))
+        .env("TIMELINE_MAX_ATTEMPTS", "1")
+        .output()
+        .expect("reprocess");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
+    let rjob = report["jobs"][0].as_str().expect("a job").to_owned();
+    let done = app.wait_job(&token, &rjob, Duration::from_secs(60)).await;
+    assert_eq!(done["output_data"]["failed"], 1, "{done}");
+    let (_, m) = app.get(&token, &format!("/v1/media/{media}")).await;
+    let reason = m["error_message"].as_str().unwrap_or("");
+    assert!(
+        reason.starts_with("reprocessing failed (exif): gave up after 1 attempts"),
+        "{m}"
+    );
+}
