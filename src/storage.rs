@@ -382,6 +382,14 @@ pub fn part_size_for(length: u64) -> u64 {
         .next_multiple_of(1 << 20)
 }
 
+/// The error of a multipart call on a store that is not S3.
+fn not_s3() -> Error {
+    Error::Config {
+        url: "file://".into(),
+        reason: "multipart uploads need an S3 store".into(),
+    }
+}
+
 /// Multipart uploads that outlive a request (resumable uploads on S3): their id and parts
 /// are kept in rows, so any process can add a part, complete or abort them.
 impl Storage {
@@ -391,10 +399,7 @@ impl Storage {
     }
 
     fn multipart_of(&self, key: &Path) -> Result<(&Arc<dyn MultipartStore>, Path), Error> {
-        let (store, prefix) = self.multipart.as_ref().ok_or_else(|| Error::Config {
-            url: "file://".into(),
-            reason: "multipart uploads need an S3 store".into(),
-        })?;
+        let (store, prefix) = self.multipart.as_ref().ok_or_else(not_s3)?;
         let full = if prefix.as_ref().is_empty() {
             key.clone()
         } else {
@@ -435,10 +440,7 @@ impl Storage {
         len: u64,
     ) -> Result<PartWriter, Error> {
         let (_, full) = self.multipart_of(key)?;
-        let streamer = self.parts.as_ref().ok_or_else(|| Error::Config {
-            url: "file://".into(),
-            reason: "multipart uploads need an S3 store".into(),
-        })?;
+        let streamer = self.parts.as_ref().ok_or_else(not_s3)?;
         streamer.start(&full, id, index, len).await
     }
 

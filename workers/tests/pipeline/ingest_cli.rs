@@ -21,6 +21,32 @@ pub fn timeline_bin() -> std::path::PathBuf {
     bin
 }
 
+/// Runs `timeline ingest DIR --email E` against the test's database and store; returns its
+/// output after checking that it succeeded.
+fn ingest(
+    app: &TestApp,
+    dir: &std::path::Path,
+    email: &str,
+    envs: &[(&str, &str)],
+) -> std::process::Output {
+    let out = Command::new(timeline_bin())
+        .args(["ingest"])
+        .arg(dir)
+        .args(["--email", email])
+        .env("DATABASE_URL", url_of(&app.pool))
+        .env("TIMELINE_STORAGE", &app.storage_dir)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("timeline ingest");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 #[sqlx::test(migrations = false)]
 async fn ingest_takes_a_folder_of_photos_videos_and_audio(pool: PgPool) {
     let app = TestApp::start(pool, true).await;
@@ -37,22 +63,14 @@ async fn ingest_takes_a_folder_of_photos_videos_and_audio(pool: PgPool) {
     ] {
         std::fs::copy(&from, dir.join(name)).expect("copy fixture");
     }
-    let out = Command::new(timeline_bin())
-        .args(["ingest"])
-        .arg(&dir)
-        .args(["--email", "roll@example.com"])
-        .env("DATABASE_URL", url_of(&app.pool))
-        .env("TIMELINE_STORAGE", &app.storage_dir)
-        // MVI_4823.AVI is 3.1 MB: over this limit it must be refused, not stored.
-        .env("TIMELINE_MAX_FILE_BYTES", "2000000")
-        .output()
-        .expect("timeline ingest");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    // MVI_4823.AVI is 3.1 MB: over this limit it must be refused, not stored.
+    let out = ingest(
+        &app,
+        &dir,
+        "roll@example.com",
+        &[("TIMELINE_MAX_FILE_BYTES", "2000000")],
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("5 completed, 0 failed, 0 duplicate, 2 refused"),
         "{stdout}"
@@ -117,20 +135,8 @@ async fn ingest_follows_links_and_names_the_broken_ones(pool: PgPool) {
     std::fs::create_dir(dir.join("sub")).expect("sub");
     symlink(&dir, dir.join("sub/loop")).expect("loop link");
 
-    let out = Command::new(timeline_bin())
-        .args(["ingest"])
-        .arg(&dir)
-        .args(["--email", "links@example.com"])
-        .env("DATABASE_URL", url_of(&app.pool))
-        .env("TIMELINE_STORAGE", &app.storage_dir)
-        .output()
-        .expect("timeline ingest");
+    let out = ingest(&app, &dir, "links@example.com", &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         stdout.contains("2 completed, 0 failed, 0 duplicate, 2 refused"),
         "{stdout}"
@@ -163,19 +169,11 @@ async fn ingest_progress_counts_a_motion_photos_clip_in_the_whole(pool: PgPool) 
     let dir = tempdir("motion-roll");
     std::fs::copy(video_dir().join("motionphoto.heic"), dir.join("m.heic")).expect("copy");
     std::fs::copy(fixtures().join("landscape_1.jpg"), dir.join("a.jpg")).expect("copy");
-    let out = Command::new(timeline_bin())
-        .args(["ingest"])
-        .arg(&dir)
-        .args(["--email", "motion@example.com"])
-        .env("DATABASE_URL", url_of(&app.pool))
-        .env("TIMELINE_STORAGE", &app.storage_dir)
-        .output()
-        .expect("timeline ingest");
+    let out = ingest(&app, &dir, "motion@example.com", &[]);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
     );
-    assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("3 completed"),
         "the clip is a file too: {stdout}"
