@@ -59,6 +59,20 @@ impl From<timeline::jobs::Error> for StepError {
     }
 }
 
+/// Longest failure reason stored, in characters: a job lists up to 100 failures, each with
+/// its reason, and one decoder's page of complaints must not make that list megabytes.
+const MAX_REASON_CHARS: usize = 1000;
+
+/// A failure reason as it is stored for users to read: no path, URL or key
+/// (`storage::scrub`), at most [`MAX_REASON_CHARS`] characters.
+fn stored_reason(reason: &str) -> String {
+    let clean = timeline::storage::scrub(reason);
+    match clean.char_indices().nth(MAX_REASON_CHARS) {
+        Some((cut, _)) => format!("{}…", &clean[..cut]),
+        None => clean,
+    }
+}
+
 /// Runs `f` on the blocking pool with a deadline: CPU work never stalls the async threads, and
 /// a hanging decoder is abandoned (its thread finishes on its own) while the pool moves on.
 pub async fn cpu<T, F>(timeout: Duration, f: F) -> Result<T, StepError>
@@ -293,7 +307,7 @@ where
     };
     took("failed");
     tracing::warn!(error = %reason, "step failed");
-    let reason = timeline::storage::scrub(&reason);
+    let reason = stored_reason(&reason);
     let media = {
         let mut conn = ctx.pool.acquire().await?;
         db::pipeline::load(&mut conn, task.media_file_id).await?
@@ -320,5 +334,23 @@ where
             .await
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_REASON_CHARS, stored_reason};
+
+    #[test]
+    fn stored_reasons_are_scrubbed_and_capped() {
+        assert_eq!(
+            stored_reason("unreadable file: file:/srv/media/u/m/original: End of file"),
+            "unreadable file: […]: End of file"
+        );
+        let long = "é".repeat(5 * MAX_REASON_CHARS);
+        let stored = stored_reason(&long);
+        assert_eq!(stored.chars().count(), MAX_REASON_CHARS + 1);
+        assert!(stored.ends_with('…'));
+        assert_eq!(stored_reason("short"), "short");
     }
 }
