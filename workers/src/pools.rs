@@ -155,8 +155,8 @@ async fn schedule_retry(ctx: &Context, task_id: &TaskId, worker: &str, attempt: 
 }
 
 /// Runs the pools of `steps` until SIGTERM/Ctrl-C: per step a regular pool of `concurrency`
-/// slots and, unless `express` is 0, an express pool of `express` slots that only interactive
-/// tasks may use. Bulk work can therefore never hold every slot an upload could use; the
+/// slots and, unless `express` is 0 or lanes are off (`TIMELINE_PRIORITY_LANES`), an express
+/// pool of `express` slots that only interactive tasks may use. Bulk work can therefore never hold every slot an upload could use; the
 /// express pools sit idle (one fetch per announced upload, one poll per interval) otherwise.
 pub async fn run(
     ctx: Arc<Context>,
@@ -164,6 +164,19 @@ pub async fn run(
     concurrency: usize,
     express: usize,
 ) -> Result<(), MonitorError> {
+    // Without lanes every task is queued at one priority and an express pool, which takes only
+    // interactive tasks, could never fetch anything: its slots join the regular pool instead.
+    let (concurrency, express) = if timeline::jobs::lanes_enabled() {
+        (concurrency, express)
+    } else {
+        if express > 0 {
+            tracing::info!(
+                express,
+                "priority lanes are off: the express slots join the regular pools"
+            );
+        }
+        (concurrency + express, 0)
+    };
     let wakers = Wakers::new(steps);
     let listener =
         (express > 0).then(|| tokio::spawn(wake::listen(ctx.pool.clone(), wakers.clone())));

@@ -950,3 +950,37 @@ async fn an_event_stream_ends_when_its_token_is_revoked(pool: PgPool) {
         );
     }
 }
+
+/// With priority lanes off every task is queued at one priority, which an express pool never
+/// takes: the worker then runs no express pools and gives their slots to the regular ones.
+#[sqlx::test(migrations = false)]
+async fn with_lanes_off_a_worker_runs_no_express_pools(pool: PgPool) {
+    let mut app = TestApp::start(pool, false).await;
+    let (_, token) = app.user("lanes-off@example.org").await;
+    app.start_worker_env(
+        &["--interactive-concurrency", "2"],
+        &[("TIMELINE_PRIORITY_LANES", "off")],
+    );
+    let until = Instant::now() + Duration::from_secs(30);
+    let types = loop {
+        let types: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT worker_type FROM apalis.workers ORDER BY 1")
+                .fetch_all(&app.pool)
+                .await
+                .expect("workers");
+        if types.len() >= 4 {
+            break types;
+        }
+        assert!(
+            Instant::now() < until,
+            "the worker never registered: {types:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        types,
+        ["exif", "hash", "thumbnail", "video"],
+        "no express pool"
+    );
+    upload_one_and_wait(&app, &token, Duration::from_secs(40)).await;
+}
