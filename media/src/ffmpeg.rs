@@ -293,7 +293,7 @@ pub async fn poster(
     ] {
         args.push(a.into());
     }
-    let frame = first_good_frame((args, path), limits, "decoding the poster frame").await?;
+    let frame = first_good_frame(args, path, limits, "decoding the poster frame").await?;
     render(frame, Some(display)).await
 }
 
@@ -337,7 +337,7 @@ pub async fn waveform(
     ] {
         args.push(a.into());
     }
-    let frame = first_good_frame((args, path), limits, "drawing the waveform").await?;
+    let frame = first_good_frame(args, path, limits, "drawing the waveform").await?;
     render(frame, None).await
 }
 
@@ -348,7 +348,8 @@ type Frame = (Vec<u8>, u32, u32);
 /// expects them) until one is not blank (then kills it: the rest is not
 /// needed); returns that frame, or the most detailed one seen.
 async fn first_good_frame(
-    (args, path): (Vec<std::ffi::OsString>, &Path),
+    args: Vec<std::ffi::OsString>,
+    path: &Path,
     limits: &Limits,
     what: &'static str,
 ) -> Result<Frame, AvError> {

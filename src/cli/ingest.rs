@@ -474,27 +474,15 @@ async fn wait(
                 JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
             )
         };
+        let refused_now = u64::try_from(refused.load(Ordering::Relaxed)).unwrap_or(0);
         let done = jobs
             .iter()
-            .map(|j| {
-                ["completed", "failed", "duplicate"]
-                    .iter()
-                    .filter_map(|k| j.output_data.get(*k).and_then(serde_json::Value::as_u64))
-                    .sum::<u64>()
-            })
+            .map(|j| counters(j, &["completed", "failed", "duplicate"]))
             .sum::<u64>()
-            + u64::try_from(refused.load(Ordering::Relaxed)).unwrap_or(0);
+            + refused_now;
         // A Motion Photo's clip joins its still's job as one more file: the jobs' own totals
         // count it, so the whole is never less than what has ended.
-        let jobs_total = jobs
-            .iter()
-            .filter_map(|j| {
-                j.output_data
-                    .get("total")
-                    .and_then(serde_json::Value::as_u64)
-            })
-            .sum::<u64>()
-            + u64::try_from(refused.load(Ordering::Relaxed)).unwrap_or(0);
+        let jobs_total = jobs.iter().map(|j| counters(j, &["total"])).sum::<u64>() + refused_now;
         let whole = jobs_total
             .max(u64::try_from(total).unwrap_or(u64::MAX))
             .max(done);
@@ -530,6 +518,13 @@ async fn wait(
     }
 }
 
+/// The sum of a job's `output_data` counters named `keys`.
+fn counters(job: &DataProcessingJob, keys: &[&str]) -> u64 {
+    keys.iter()
+        .filter_map(|k| job.output_data.get(*k).and_then(serde_json::Value::as_u64))
+        .sum()
+}
+
 async fn summarize(
     pool: &sqlx::PgPool,
     jobs: &[DataProcessingJob],
@@ -546,11 +541,7 @@ async fn summarize(
             write_line(&super::report::photo_line(r))?;
         }
     }
-    let count = |k: &str| {
-        jobs.iter()
-            .filter_map(|j| j.output_data.get(k).and_then(serde_json::Value::as_u64))
-            .sum::<u64>()
-    };
+    let count = |k: &str| jobs.iter().map(|j| counters(j, &[k])).sum::<u64>();
     let first = jobs.first().map(|j| j.id.to_string()).unwrap_or_default();
     write_line(&format!(
         "{} files in {:.1}s ({:.1} files/s, {} jobs from {first}): {} completed, {} failed, {} duplicate, {} refused",
