@@ -17,7 +17,7 @@ command -v ffprobe >/dev/null || missing+=(ffmpeg)
 command -v prlimit >/dev/null || missing+=(util-linux)
 # `--tests`: also what only the tests use. The operators' surface: promtool checks /metrics
 # (Debian's prometheus package), Chromium runs the dashboard test (driven by playwright-core
-# from npm, below); Node and Python run the real tus clients.
+# from npm, below); Node and Python run the real tus clients; PgBouncer is the pooler.
 tests=false
 [ "${1:-}" = "--tests" ] && tests=true
 if $tests; then
@@ -25,6 +25,8 @@ if $tests; then
   command -v chromium >/dev/null || missing+=(chromium)
   command -v npm >/dev/null || missing+=(npm)
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+  # A real transaction pooler for the pooler test (scripts/pgbouncer.sh runs it).
+  [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null || missing+=(pgbouncer)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2

@@ -15,6 +15,31 @@ pub struct DatabaseConfig {
     /// sizing N hosts against PostgreSQL's `max_connections`).
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     pub database_max_connections: u32,
+    /// A direct PostgreSQL URL for what needs a session of its own: `LISTEN` and the
+    /// reconciler's leader lock (at most 2 connections per process). Setting it declares
+    /// `DATABASE_URL` a transaction-mode pooler (PgBouncer `pool_mode = transaction`): its
+    /// connections then keep no prepared statements between transactions (see
+    /// docs/SCALING.md for the pooler's required settings).
+    #[arg(long, env = "DATABASE_SESSION_URL", hide_env_values = true)]
+    pub database_session_url: Option<String>,
+}
+
+impl DatabaseConfig {
+    /// Settings for `url` (no pooler), with `max_connections` connections.
+    pub fn direct(url: impl Into<String>, max_connections: u32) -> Self {
+        Self {
+            database_url: url.into(),
+            database_max_connections: max_connections,
+            database_session_url: None,
+        }
+    }
+
+    /// Whether `DATABASE_URL` is a transaction-mode pooler: a distinct session URL is set.
+    pub fn pooled(&self) -> bool {
+        self.database_session_url
+            .as_ref()
+            .is_some_and(|s| *s != self.database_url)
+    }
 }
 
 /// Where originals and thumbnails are stored.

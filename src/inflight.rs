@@ -83,10 +83,10 @@ impl UploadSession {
         protocol: Protocol,
     ) -> Result<Self, sqlx::Error> {
         let id = Uuid::new_v4();
-        let mut conn = pool.acquire().await?;
+        let mut tx = pool.begin().await?;
         let ttl = REQUEST_TTL.as_secs_f64();
-        db::objects::open_session(&mut conn, id, user_id, protocol.as_str(), None, ttl).await?;
-        drop(conn);
+        db::objects::open_session(&mut tx, id, user_id, protocol.as_str(), None, ttl).await?;
+        tx.commit().await?;
         let received = Arc::new(AtomicU64::new(0));
         let heartbeat = tokio::spawn(beat(pool.clone(), id, received.clone()));
         Ok(Self {
@@ -101,10 +101,11 @@ impl UploadSession {
 
     /// Names (and commits) the object `key` of media file `media` before it is written.
     pub async fn name(&self, key: &Path, media: Uuid) -> Result<(), sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
+        let mut tx = self.pool.begin().await?;
         let keys = [key.to_string()];
         let owner = Owner::Session(self.id);
-        db::objects::name_objects(&mut conn, self.user_id, media, &keys, owner).await?;
+        db::objects::name_objects(&mut tx, self.user_id, media, &keys, owner).await?;
+        tx.commit().await?;
         if let Ok(mut named) = self.named.lock() {
             named.push((key.to_string(), media));
         }
@@ -137,10 +138,13 @@ impl UploadSession {
     /// stored only if it was still open.
     pub async fn abandon(self, storage: &Storage) -> Abandoned {
         self.heartbeat.abort();
-        let aborted = match self.pool.acquire().await {
-            Ok(mut conn) => db::objects::abort_session(&mut conn, self.id).await,
-            Err(e) => Err(e),
+        let aborted = async {
+            let mut tx = self.pool.begin().await?;
+            let aborted = db::objects::abort_session(&mut tx, self.id).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(aborted)
         };
+        let aborted = aborted.await;
         match aborted {
             Ok(false) => Abandoned::Committed,
             Ok(true) => {
@@ -175,10 +179,13 @@ async fn beat(pool: PgPool, id: Uuid, received: Arc<AtomicU64>) {
     loop {
         tick.tick().await;
         let bytes = i64::try_from(received.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
-        let touched = match pool.acquire().await {
-            Ok(mut conn) => db::objects::touch_session(&mut conn, id, bytes).await,
-            Err(e) => Err(e),
+        let touched = async {
+            let mut tx = pool.begin().await?;
+            let touched = db::objects::touch_session(&mut tx, id, bytes).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(touched)
         };
+        let touched = touched.await;
         match touched {
             Ok(true) => {}
             Ok(false) => return,
@@ -207,9 +214,10 @@ pub async fn name_for_step(
     step: &str,
 ) -> Result<(), sqlx::Error> {
     let task = STEP_TASK.try_with(Clone::clone).ok();
-    let mut conn = pool.acquire().await?;
+    let mut tx = pool.begin().await?;
     let owner = Owner::Step(step, task.as_deref());
-    db::objects::name_objects(&mut conn, user_id, media, keys, owner).await
+    db::objects::name_objects(&mut tx, user_id, media, keys, owner).await?;
+    tx.commit().await
 }
 
 /// Deletes the object `key` if nobody may still write it and no committed row names it, then

@@ -132,8 +132,8 @@ pub async fn render(pool: &PgPool) -> String {
 }
 
 async fn refresh(pool: &PgPool) -> Result<(), sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    let gauges = crate::db::queue::gauges(&mut conn).await?;
+    let mut tx = pool.begin().await?;
+    let gauges = crate::db::queue::gauges(&mut tx).await?;
     for q in gauges {
         for (state, n) in [
             ("pending", q.pending),

@@ -83,9 +83,16 @@ const SILENT_WORKER: Duration = Duration::from_secs(60);
 /// Files handled per pass (the next pass takes the rest).
 const BATCH: i64 = 1000;
 
-/// One reconciliation pass with the given grace period.
-pub async fn run(pool: &PgPool, storage: &Storage, grace: Duration) -> Result<Report, Error> {
-    let mut lead = pool.acquire().await?;
+/// One reconciliation pass with the given grace period. The leader's lock is taken on a
+/// connection of `session` (a session of its own: see `db::session_pool`); the work goes
+/// through `pool`, a transaction each.
+pub async fn run(
+    pool: &PgPool,
+    session: &PgPool,
+    storage: &Storage,
+    grace: Duration,
+) -> Result<Report, Error> {
+    let mut lead = session.acquire().await?;
     // The leader's session lock lives on this connection: it never goes back to the pool, so
     // the lock ends with the pass on every path (an error, a panic, a pass cancelled at
     // shutdown), never lingering on a pooled connection that blocks every later pass.
@@ -98,19 +105,22 @@ pub async fn run(pool: &PgPool, storage: &Storage, grace: Duration) -> Result<Re
     }
     let result = async {
         let tasks_released = {
-            let mut conn = pool.acquire().await?;
+            let mut tx = pool.begin().await?;
             let silent = grace.max(SILENT_WORKER);
-            db::reconcile::release_abandoned_tasks(&mut conn, silent.as_secs_f64()).await?
+            let n = db::reconcile::release_abandoned_tasks(&mut tx, silent.as_secs_f64()).await?;
+            tx.commit().await?;
+            n
         };
         let sessions_aborted = {
-            let mut conn = pool.acquire().await?;
+            let mut tx = pool.begin().await?;
             let stall = grace.max(inflight::STALL_MIN).as_secs_f64();
-            let aborted = db::objects::abort_stalled(&mut conn, stall, BATCH)
+            let aborted = db::objects::abort_stalled(&mut tx, stall, BATCH)
                 .await?
                 .len();
             // Completed resumable uploads are kept (for `GET /v1/uploads/{id}`) until they
             // expire; their objects are media files' now.
-            db::resumable::prune_completed(&mut conn, BATCH).await?;
+            db::resumable::prune_completed(&mut tx, BATCH).await?;
+            tx.commit().await?;
             aborted as u64
         };
         let (pending_objects_settled, orphan_objects_deleted) =
@@ -118,12 +128,11 @@ pub async fn run(pool: &PgPool, storage: &Storage, grace: Duration) -> Result<Re
         let (requeued_files, missing_originals_failed) =
             requeue_stuck(pool, storage, grace).await?;
         let (jobs_sealed, files_counted) = {
-            let mut conn = pool.acquire().await?;
-            let sealed = db::jobs::seal_abandoned(&mut conn, grace.as_secs_f64()).await?;
-            (
-                sealed,
-                db::jobs::count_missed(&mut conn, grace.as_secs_f64()).await?,
-            )
+            let mut tx = pool.begin().await?;
+            let sealed = db::jobs::seal_abandoned(&mut tx, grace.as_secs_f64()).await?;
+            let counted = db::jobs::count_missed(&mut tx, grace.as_secs_f64()).await?;
+            tx.commit().await?;
+            (sealed, counted)
         };
         Ok::<_, Error>(Report {
             skipped_not_leader: false,
@@ -163,8 +172,8 @@ pub async fn run(pool: &PgPool, storage: &Storage, grace: Duration) -> Result<Re
 /// rows settled and the objects deleted.
 async fn clean_pending(pool: &PgPool, storage: &Storage) -> Result<(u64, u64), Error> {
     let cleanable = {
-        let mut conn = pool.acquire().await?;
-        db::objects::cleanable(&mut conn, BATCH).await?
+        let mut tx = pool.begin().await?;
+        db::objects::cleanable(&mut tx, BATCH).await?
     };
     let (mut settled, mut deleted) = (0, 0);
     for object in cleanable {
@@ -185,9 +194,9 @@ async fn requeue_stuck(
     storage: &Storage,
     grace: Duration,
 ) -> Result<(u64, u64), Error> {
-    let mut conn = pool.acquire().await?;
-    let stuck = db::reconcile::stuck_files(&mut conn, grace.as_secs_f64(), BATCH).await?;
-    drop(conn);
+    let mut tx = pool.begin().await?;
+    let stuck = db::reconcile::stuck_files(&mut tx, grace.as_secs_f64(), BATCH).await?;
+    drop(tx);
     let (mut n, mut missing) = (0, 0);
     for file in stuck {
         let original = Storage::key(file.user_id, file.id, Rendition::Original);

@@ -116,10 +116,11 @@ pub async fn run(pool: &PgPool, scope: Scope) -> Result<Report, Error> {
         }
         tx.commit().await?;
     }
-    let mut conn = pool.acquire().await?;
+    let mut tx = pool.begin().await?;
     for (job_id, _) in open.values() {
-        db::jobs::seal(&mut conn, *job_id).await?;
+        db::jobs::seal(&mut tx, *job_id).await?;
     }
+    tx.commit().await?;
     tracing::info!(
         files = report.files,
         jobs = report.jobs.len(),

@@ -138,7 +138,7 @@ pub async fn create(ctx: Ctx<'_>, user: Uuid, declared: &Declared) -> Result<Sta
     let media = Uuid::new_v4();
     let length = i64::try_from(declared.length).unwrap_or(i64::MAX);
     let part = i64::try_from(crate::storage::part_size_for(declared.length)).unwrap_or(i64::MAX);
-    let mut conn = ctx.pool.acquire().await?;
+    let mut tx = ctx.pool.begin().await?;
     let new = db::resumable::NewResumable {
         id,
         user_id: user,
@@ -148,22 +148,25 @@ pub async fn create(ctx: Ctx<'_>, user: Uuid, declared: &Declared) -> Result<Sta
         part_size: part,
         ttl_secs: ctx.ttl.as_secs_f64(),
     };
-    db::resumable::create(&mut conn, &new).await?;
+    db::resumable::create(&mut tx, &new).await?;
     let key = Storage::key(user, media, Rendition::Original);
     let mut keys = vec![key.to_string()];
     if !ctx.storage.is_multipart() {
         keys.push(staging_key(user, id).to_string());
     }
-    db::objects::name_objects(&mut conn, user, media, &keys, Owner::Session(id)).await?;
+    db::objects::name_objects(&mut tx, user, media, &keys, Owner::Session(id)).await?;
+    tx.commit().await?;
+    let mut tx = ctx.pool.begin().await?;
     if ctx.storage.is_multipart() {
         // Recorded on the pending object first: an abandoned upload is aborted from there.
         let multipart_id = ctx.storage.create_multipart(&key).await?;
-        db::objects::set_multipart(&mut conn, key.as_ref(), &multipart_id).await?;
-        db::resumable::set_multipart(&mut conn, id, &multipart_id).await?;
+        db::objects::set_multipart(&mut tx, key.as_ref(), &multipart_id).await?;
+        db::resumable::set_multipart(&mut tx, id, &multipart_id).await?;
     }
-    let r = db::resumable::get(&mut conn, id, user)
+    let r = db::resumable::get(&mut tx, id, user)
         .await?
         .ok_or(Error::NotFound)?;
+    tx.commit().await?;
     tracing::info!(upload.id = %id, user.id = %user, media.id = %media, length, "resumable upload created");
     Ok(Status::of(&r))
 }
@@ -172,8 +175,8 @@ pub async fn create(ctx: Ctx<'_>, user: Uuid, declared: &Declared) -> Result<Sta
 /// request died between storing and recording) is completed here.
 pub async fn status(ctx: Ctx<'_>, user: Uuid, id: Uuid) -> Result<Status, Error> {
     let r = {
-        let mut conn = ctx.pool.acquire().await?;
-        db::resumable::get(&mut conn, id, user)
+        let mut tx = ctx.pool.begin().await?;
+        db::resumable::get(&mut tx, id, user)
             .await?
             .ok_or(Error::NotFound)?
     };
@@ -191,20 +194,21 @@ pub async fn status(ctx: Ctx<'_>, user: Uuid, id: Uuid) -> Result<Status, Error>
 /// Deletes an unfinished upload and what it stored (a completed one is a media file now:
 /// `DELETE /v1/media/{id}` removes that).
 pub async fn terminate(ctx: Ctx<'_>, user: Uuid, id: Uuid) -> Result<(), Error> {
-    let mut conn = ctx.pool.acquire().await?;
-    let r = db::resumable::get(&mut conn, id, user)
+    let mut tx = ctx.pool.begin().await?;
+    let r = db::resumable::get(&mut tx, id, user)
         .await?
         .ok_or(Error::NotFound)?;
-    let keys = db::resumable::keys_of(&mut conn, id).await?;
+    let keys = db::resumable::keys_of(&mut tx, id).await?;
     if r.state == "completed" {
         // Its object is a media file's now; only the record of the upload goes.
-        db::resumable::forget(&mut conn, id).await?;
+        db::resumable::forget(&mut tx, id).await?;
+        tx.commit().await?;
         return Ok(());
     }
-    if !db::objects::abort_session(&mut conn, id).await? {
+    if !db::objects::abort_session(&mut tx, id).await? {
         return Err(Error::NotFound);
     }
-    drop(conn);
+    tx.commit().await?;
     for key in keys {
         if let Err(e) = crate::inflight::clean(ctx.pool, ctx.storage, &key).await {
             tracing::warn!(upload.id = %id, error = %e, "could not delete a terminated upload's object yet; the reconciler will");
@@ -241,10 +245,13 @@ where
     let owner = Uuid::new_v4();
     let started = std::time::Instant::now();
     let r = {
-        let mut conn = ctx.pool.acquire().await?;
-        match db::resumable::lease(&mut conn, id, user, owner, LEASE.as_secs_f64()).await? {
+        let mut tx = ctx.pool.begin().await?;
+        let leased = db::resumable::lease(&mut tx, id, user, owner, LEASE.as_secs_f64()).await?;
+        tx.commit().await?;
+        match leased {
             Some(r) => r,
             None => {
+                let mut conn = ctx.pool.begin().await?;
                 let r = db::resumable::get(&mut conn, id, user)
                     .await?
                     .ok_or(Error::NotFound)?;
@@ -311,8 +318,10 @@ where
 }
 
 async fn release(pool: &PgPool, id: Uuid, owner: Uuid) {
-    if let Ok(mut conn) = pool.acquire().await {
-        let _ = db::resumable::release(&mut conn, id, owner).await;
+    if let Ok(mut tx) = pool.begin().await
+        && db::resumable::release(&mut tx, id, owner).await.is_ok()
+    {
+        let _ = tx.commit().await;
     }
 }
 
@@ -322,9 +331,13 @@ async fn renew(pool: PgPool, id: Uuid, owner: Uuid) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        if let Ok(mut conn) = pool.acquire().await
-            && let Ok(false) = db::resumable::renew(&mut conn, id, owner, LEASE.as_secs_f64()).await
-        {
+        let renewed = async {
+            let mut tx = pool.begin().await?;
+            let renewed = db::resumable::renew(&mut tx, id, owner, LEASE.as_secs_f64()).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(renewed)
+        };
+        if let Ok(false) = renewed.await {
             return;
         }
     }
@@ -687,17 +700,17 @@ impl<'a> Writer<'a> {
             let buffered = self.buffer.clone().freeze();
             self.hash_at(self.parts_end(), &buffered);
             let key = tail_key(self.row.user_id, self.row.id, upto);
-            let mut conn = self.ctx.pool.acquire().await?;
+            let mut tx = self.ctx.pool.begin().await?;
             let keys = [key.to_string()];
             db::objects::name_objects(
-                &mut conn,
+                &mut tx,
                 self.row.user_id,
                 self.row.media_file_id,
                 &keys,
                 Owner::Session(self.row.id),
             )
             .await?;
-            drop(conn);
+            tx.commit().await?;
             self.ctx.storage.put(&key, buffered).await?;
             if let Some(old) = self.row.tail_key.replace(key.to_string()) {
                 self.old_tails.push(old);
@@ -720,31 +733,33 @@ impl<'a> Writer<'a> {
             tail_key: self.row.tail_key.as_deref(),
             ttl_secs: self.ctx.ttl.as_secs_f64(),
         };
-        let mut conn = self.ctx.pool.acquire().await?;
-        if !db::resumable::advance(&mut conn, self.row.id, self.owner, &progress).await? {
+        let mut tx = self.ctx.pool.begin().await?;
+        if !db::resumable::advance(&mut tx, self.row.id, self.owner, &progress).await? {
             return Err(Error::Interrupted(
                 "the upload was taken over or removed".into(),
             ));
         }
-        self.offset = upto;
-        self.row.bytes_received = upto;
-        self.row.hash_state = Some(state.to_vec());
-        // Tails whose bytes are recorded elsewhere now: to delete.
-        for old in std::mem::take(&mut self.old_tails) {
+        // Tails whose bytes are recorded elsewhere now: to delete, in the same transaction.
+        let old_tails = std::mem::take(&mut self.old_tails);
+        for old in &old_tails {
             let keys = [old.clone()];
             db::objects::name_objects(
-                &mut conn,
+                &mut tx,
                 self.row.user_id,
                 self.row.media_file_id,
                 &keys,
                 Owner::Nobody,
             )
             .await?;
-            drop(conn);
-            if let Err(e) = crate::inflight::clean(self.ctx.pool, self.ctx.storage, &old).await {
+        }
+        tx.commit().await?;
+        self.offset = upto;
+        self.row.bytes_received = upto;
+        self.row.hash_state = Some(state.to_vec());
+        for old in &old_tails {
+            if let Err(e) = crate::inflight::clean(self.ctx.pool, self.ctx.storage, old).await {
                 tracing::debug!(error = %e, "old tail left for the reconciler");
             }
-            conn = self.ctx.pool.acquire().await?;
         }
         Ok(())
     }

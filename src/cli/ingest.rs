@@ -125,7 +125,7 @@ const CHUNK: usize = 10;
 const STORE_CONCURRENCY: usize = 4;
 
 pub(super) async fn run(cfg: &DatabaseConfig, args: IngestArgs) -> Result<(), Error> {
-    let pool = db::connect(cfg).await?;
+    let pool = db::connect_direct(cfg).await?;
     let recorded = db::settings::recorded(&pool).await?;
     crate::config::apply_max_attempts(&recorded);
     let limits = crate::config::UploadLimitArgs {

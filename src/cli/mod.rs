@@ -105,14 +105,15 @@ pub async fn run() -> Result<(), Error> {
     let cli = Cli::parse();
     match cli.command {
         Command::Migrate => {
-            db::migrate::create_database_if_missing(&cli.db.database_url).await?;
-            let pool = db::connect(&cli.db).await?;
+            let direct = cli.db.database_session_url.as_ref();
+            db::migrate::create_database_if_missing(direct.unwrap_or(&cli.db.database_url)).await?;
+            let pool = db::connect_direct(&cli.db).await?;
             db::migrate::run(&pool).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
         Command::Seed { production } => {
-            let pool = db::connect(&cli.db).await?;
+            let pool = db::connect_direct(&cli.db).await?;
             let set = if production {
                 db::seed::SeedSet::Production
             } else {
@@ -128,7 +129,7 @@ pub async fn run() -> Result<(), Error> {
                 .storage
                 .open()
                 .map_err(|e| Error::Invalid(e.to_string()))?;
-            let recorded = db::settings::recorded(&pool).await?;
+            let recorded = db::settings::recorded(&mut *pool.begin().await?).await?;
             crate::config::apply_max_attempts(&recorded);
             let limits = cfg.limits.resolve(&recorded).map_err(Error::Invalid)?;
             tracing::info!(
@@ -137,14 +138,15 @@ pub async fn run() -> Result<(), Error> {
                 max_attempts = crate::jobs::max_attempts(),
                 "upload limits"
             );
-            let state = crate::http::AppState::new(pool, storage, limits);
+            let session = db::session_pool(&cli.db, &pool)?;
+            let state = crate::http::AppState::with_session(pool, session, storage, limits);
             crate::http::serve(state, &cfg.addr, cfg.connections.server_limits()).await?;
             Ok(())
         }
         Command::Ingest(args) => ingest::run(&cli.db, args).await,
         Command::Users { command } => users::run(&cli.db, command).await,
         Command::SchemaDoc => {
-            let pool = db::connect(&cli.db).await?;
+            let pool = db::connect_direct(&cli.db).await?;
             let doc = db::catalog::schema_markdown(&pool).await?;
             write_line(doc.trim_end())
         }
@@ -163,7 +165,7 @@ pub async fn run() -> Result<(), Error> {
                     .transpose()?;
                 crate::reprocess::Scope::Missing(step)
             };
-            let pool = db::connect(&cli.db).await?;
+            let pool = db::connect_direct(&cli.db).await?;
             crate::config::apply_max_attempts(&db::settings::recorded(&pool).await?);
             let report = crate::reprocess::run(&pool, scope)
                 .await
@@ -179,7 +181,7 @@ pub async fn run() -> Result<(), Error> {
             audit_pages,
             storage,
         } => {
-            let pool = db::connect(&cli.db).await?;
+            let pool = db::connect_direct(&cli.db).await?;
             crate::config::apply_max_attempts(&db::settings::recorded(&pool).await?);
             let days = |d: u64| std::time::Duration::from_secs(d.saturating_mul(86_400));
             let configured = db::maintenance::Retention::configured(&pool).await?;
@@ -190,10 +192,14 @@ pub async fn run() -> Result<(), Error> {
             };
             let report = db::maintenance::run(&pool, &retention).await?;
             let storage = storage.open().map_err(|e| Error::Invalid(e.to_string()))?;
-            let reconciled =
-                crate::reconcile::run(&pool, &storage, std::time::Duration::from_secs(grace))
-                    .await
-                    .map_err(|e| Error::Invalid(format!("reconciliation failed: {e}")))?;
+            let reconciled = crate::reconcile::run(
+                &pool,
+                &pool,
+                &storage,
+                std::time::Duration::from_secs(grace),
+            )
+            .await
+            .map_err(|e| Error::Invalid(format!("reconciliation failed: {e}")))?;
             let mut out = serde_json::json!({ "maintenance": report, "reconcile": reconciled });
             if audit_store {
                 let audit = crate::reconcile::audit_store(&pool, &storage, audit_pages)

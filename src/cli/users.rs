@@ -80,7 +80,7 @@ pub(super) async fn run(cfg: &DatabaseConfig, command: UsersCommand) -> Result<(
             expiry,
         } => {
             let email = Email::parse(&email).map_err(|e| Error::Invalid(e.to_string()))?;
-            let pool = db::connect(cfg).await?;
+            let pool = db::connect_direct(cfg).await?;
             let token = auth::generate_token();
             let mut tx = pool.begin().await?;
             let user_id = match db::users::create_user(&mut *tx, &email, name.as_deref()).await {
@@ -115,7 +115,7 @@ pub(super) async fn run(cfg: &DatabaseConfig, command: UsersCommand) -> Result<(
 }
 
 async fn token(cfg: &DatabaseConfig, command: TokenCommand) -> Result<(), Error> {
-    let pool = db::connect(cfg).await?;
+    let pool = db::connect_direct(cfg).await?;
     let user_of = |email: String| {
         let pool = pool.clone();
         async move {

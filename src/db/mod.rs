@@ -3,6 +3,7 @@
 //! committed `.sqlx/` cache.
 
 pub mod admin;
+pub mod bench;
 pub mod catalog;
 pub mod jobs;
 pub mod maintenance;
@@ -38,13 +39,59 @@ pub async fn connect_waiting(
     cfg: &DatabaseConfig,
     acquire_timeout: Duration,
 ) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = cfg.database_url.parse()?;
+    let mut options: PgConnectOptions = cfg.database_url.parse()?;
+    if cfg.pooled() {
+        options = through_pooler(options);
+    }
     PgPoolOptions::new()
         .max_connections(cfg.database_max_connections.max(2))
         .acquire_timeout(acquire_timeout)
         .test_before_acquire(true)
         .connect_with(options.application_name("timeline"))
         .await
+}
+
+/// A pool straight to PostgreSQL (`DATABASE_SESSION_URL` when set, else `DATABASE_URL`), for
+/// the operator's commands: migrations take session advisory locks, and a one-off command has
+/// no need of the pooler.
+pub async fn connect_direct(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
+    let url = cfg
+        .database_session_url
+        .as_ref()
+        .unwrap_or(&cfg.database_url);
+    connect(&DatabaseConfig::direct(
+        url.clone(),
+        cfg.database_max_connections,
+    ))
+    .await
+}
+
+/// A transaction-mode pooler hands each transaction whichever server connection is free, so
+/// a statement prepared in one transaction is not there in the next. Without a cache sqlx
+/// prepares each statement where it runs; the pooler's `server_reset_query_always` drops the
+/// prepared statements when the transaction ends, so their names never collide (sqlx's
+/// `persistent(false)` would do without it, but the queue library's queries keep the default).
+/// Every statement with parameters must therefore run inside an explicit transaction: sqlx
+/// parses and executes it in two round trips, which only a transaction keeps on one server
+/// connection. `extra_float_digits` is not a startup parameter PgBouncer knows.
+fn through_pooler(options: PgConnectOptions) -> PgConnectOptions {
+    options.statement_cache_capacity(0).extra_float_digits(None)
+}
+
+/// The pool for what needs a session of its own (`LISTEN`, session advisory locks): `main`
+/// itself without a pooler; with one, at most 2 direct connections to `DATABASE_SESSION_URL`,
+/// opened when first used.
+pub fn session_pool(cfg: &DatabaseConfig, main: &PgPool) -> Result<PgPool, sqlx::Error> {
+    let Some(url) = cfg.database_session_url.as_ref().filter(|_| cfg.pooled()) else {
+        return Ok(main.clone());
+    };
+    let options: PgConnectOptions = url.parse()?;
+    Ok(PgPoolOptions::new()
+        .max_connections(2)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(true)
+        .connect_lazy_with(options.application_name("timeline-session")))
 }
 
 /// Whether `err` is a violation of the named unique constraint or index.

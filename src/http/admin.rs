@@ -121,10 +121,11 @@ fn token_of(headers: &HeaderMap) -> Option<String> {
 /// The operator owning `token`, if it is a valid token of an active admin.
 async fn admin_for(state: &AppState, token: &str) -> Result<Option<Uuid>, AdminError> {
     let hash = crate::auth::hash_token(token);
-    let Some(owner) = db::users::token_owner(&state.pool, &hash).await? else {
+    let mut tx = state.pool.begin().await?;
+    let Some(owner) = db::users::token_owner(&mut *tx, &hash).await? else {
         return Ok(None);
     };
-    Ok(db::users::is_admin(&state.pool, owner.user_id)
+    Ok(db::users::is_admin(&mut *tx, owner.user_id)
         .await?
         .then_some(owner.user_id))
 }
@@ -193,7 +194,7 @@ async fn overview(
     State(state): State<AppState>,
     Admin(_): Admin,
 ) -> Result<Html<String>, AdminError> {
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.pool.begin().await?;
     let gauges = db::queue::gauges(&mut conn).await?;
     let stats = db::admin::queue_stats(&mut conn, WINDOW_MINUTES).await?;
     let workers = db::admin::workers(&mut conn).await?;
@@ -290,7 +291,7 @@ async fn job_page(
     Path(id): Path<String>,
 ) -> Result<Html<String>, AdminError> {
     let id = id_of(&id)?;
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.pool.begin().await?;
     let job = db::admin::job(&mut conn, id)
         .await?
         .ok_or(AdminError::NotFound)?;
@@ -401,10 +402,11 @@ async fn dismiss(
     Path(id): Path<String>,
 ) -> Result<Redirect, AdminError> {
     let id = id_of(&id)?;
-    let mut conn = state.pool.acquire().await?;
-    if db::admin::dismiss_failure(&mut conn, id).await? {
+    let mut tx = state.pool.begin().await?;
+    if db::admin::dismiss_failure(&mut tx, id).await? {
         tracing::info!(admin.id = %admin, media.id = %id, "operator dismissed a failure");
     }
+    tx.commit().await?;
     Ok(back())
 }
 

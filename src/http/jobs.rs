@@ -127,7 +127,11 @@ impl Grant {
             return true;
         }
         self.checked = std::time::Instant::now();
-        match crate::db::users::token_owner(&self.pool, &self.token).await {
+        let owner = async {
+            let mut tx = self.pool.begin().await?;
+            crate::db::users::token_owner(&mut *tx, &self.token).await
+        };
+        match owner.await {
             Ok(Some(owner)) => owner.user_id == self.user,
             Ok(None) => false,
             Err(_) => true,

@@ -76,8 +76,8 @@ async fn with_retries(
     let retries = if waiting.is_empty() {
         Vec::new()
     } else {
-        let mut conn = state.pool.acquire().await?;
-        db::queue::pending_retries(&mut conn, &waiting).await?
+        let mut tx = state.pool.begin().await?;
+        db::queue::pending_retries(&mut tx, &waiting).await?
     };
     Ok(rows
         .iter()

@@ -37,9 +37,21 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The state of a web process (starts its job-event listener: call inside the runtime).
+    /// The state of a web process without a pooler (starts its job-event listener: call inside
+    /// the runtime).
     pub fn new(pool: PgPool, storage: Storage, limits: UploadLimits) -> Self {
-        let events = events::JobEvents::start(pool.clone());
+        Self::with_session(pool.clone(), pool, storage, limits)
+    }
+
+    /// The state of a web process whose job-event listener holds a connection of `session`
+    /// (see `db::session_pool`).
+    pub fn with_session(
+        pool: PgPool,
+        session: PgPool,
+        storage: Storage,
+        limits: UploadLimits,
+    ) -> Self {
+        let events = events::JobEvents::start(session);
         crate::metrics::handle();
         Self {
             pool,
@@ -218,7 +230,8 @@ async fn healthz(
 ) -> Result<&'static str, error::ApiError> {
     let ping = tokio::time::timeout(
         Duration::from_secs(3),
-        sqlx::query("SELECT 1").execute(&state.pool),
+        // A plain string runs as a simple query: one round trip, fine behind a pooler.
+        sqlx::Executor::execute(&state.pool, "SELECT 1"),
     )
     .await;
     match ping {

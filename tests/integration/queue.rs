@@ -721,7 +721,7 @@ async fn the_reconciler_returns_tasks_held_by_stopped_pools(pool: PgPool) {
     std::fs::create_dir_all(&dir).unwrap();
     let storage =
         timeline::storage::Storage::from_url(&format!("file://{}", dir.display())).unwrap();
-    let report = timeline::reconcile::run(&pool, &storage, Duration::ZERO)
+    let report = timeline::reconcile::run(&pool, &pool, &storage, Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(report.tasks_released, 0);

@@ -8,7 +8,11 @@ use timeline_media::thumbnail::Limits;
 /// Shared by all pools of a worker process.
 #[derive(Debug, Clone)]
 pub struct Context {
+    /// Every step's transactions and the queue's fetch and ack (through the pooler, if any).
     pub pool: PgPool,
+    /// What needs a session: the wake-up listener and the reconciler's leader lock (see
+    /// `timeline::db::session_pool`).
+    pub session: PgPool,
     pub storage: Storage,
     pub limits: Limits,
     /// The image decoder child processes (see `crate::decoder`).

@@ -16,7 +16,7 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
     {
         // A redelivered task of a file that already ended as a duplicate: make sure its copy is
         // gone (the delete after commit may not have happened) and stop.
-        let mut conn = ctx.pool.acquire().await?;
+        let mut conn = ctx.pool.begin().await?;
         if let Some(m) = db::pipeline::load(&mut conn, task.media_file_id).await?
             && m.duplicate_of.is_some()
         {

@@ -2,6 +2,7 @@
 //! `exif`, `thumbnail` for photos, `video` for videos and audio — one file per step. The pure media code (bytes in, facts out) lives in
 //! the `timeline-media` crate; this crate adds the database, the store and the queue.
 
+pub mod bench;
 pub mod context;
 pub mod decoder;
 pub mod exif;
@@ -81,6 +82,16 @@ pub struct Args {
     /// Where originals from a remote (S3) store are spooled for ffmpeg.
     #[arg(long, env = "TIMELINE_SPOOL_DIR")]
     pub spool_dir: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What `timeline-worker` runs besides its pools.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Drain no-op tasks through the real pools on a scratch queue and print the rate (one
+    /// JSON line; see `bench`).
+    Bench(bench::BenchArgs),
 }
 
 /// Errors that stop the worker process.
@@ -92,11 +103,16 @@ pub enum Error {
     Config(String),
     #[error("worker pools failed: {0}")]
     Pools(#[from] apalis::prelude::MonitorError),
+    #[error("bench failed: {0}")]
+    Bench(#[from] bench::Error),
 }
 
 /// Parses the flags and runs the pools until a shutdown signal.
 pub async fn run() -> Result<(), Error> {
     let args = Args::parse();
+    if let Some(Command::Bench(bench)) = &args.command {
+        return run_bench(&args.db, bench).await;
+    }
     let steps = args
         .queues
         .iter()
@@ -112,25 +128,20 @@ pub async fn run() -> Result<(), Error> {
         .concurrency
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
-    // The pool is capped by DATABASE_MAX_CONNECTIONS whatever the core count: each queue's
-    // LISTEN holds one connection for good, the steps share the rest (a step holds one only
-    // around its reads and its final transaction; more steps than connections wait for one).
-    // The express pools share one more LISTEN connection. Sizing for N hosts:
-    // docs/OPERATIONS.md.
-    let listeners = steps.len() + usize::from(args.interactive_concurrency > 0);
-    let needed = u32::try_from(listeners)
-        .unwrap_or(u32::MAX)
-        .saturating_add(2);
+    // The pool is capped by DATABASE_MAX_CONNECTIONS whatever the core count: the steps share
+    // it (a step holds a connection only around its transactions; more steps than connections
+    // wait for one). Without a pooler the process's one LISTEN holds one of them for good, and
+    // the steps need at least 2 more. Sizing for N hosts: docs/SCALING.md.
+    let needed = if args.db.pooled() { 2 } else { 3 };
     if args.db.database_max_connections < needed {
         return Err(Error::Config(format!(
-            "--database-max-connections {} is too few for {} queues: each queue listens on one \
-             connection (the express pools share one more) and the steps need at least 2 more \
-             (give at least {needed})",
+            "--database-max-connections {} is too few: the worker listens on one connection \
+             and its steps need at least 2 more (give at least {needed})",
             args.db.database_max_connections,
-            steps.len()
         )));
     }
     let pool = timeline::db::connect_waiting(&args.db, std::time::Duration::from_secs(60)).await?;
+    let session = timeline::db::session_pool(&args.db, &pool)?;
     timeline::metrics::handle();
     let metrics = match &args.metrics_addr {
         Some(addr) => {
@@ -152,7 +163,7 @@ pub async fn run() -> Result<(), Error> {
     tokio::task::spawn_blocking(timeline_media::geocode::warm_up)
         .await
         .map_err(|e| Error::Config(e.to_string()))?;
-    let recorded = timeline::db::settings::recorded(&pool).await?;
+    let recorded = timeline::db::settings::recorded(&mut *pool.begin().await?).await?;
     timeline::config::apply_max_attempts(&recorded);
     let mut limits = timeline_media::thumbnail::Limits::default();
     if let Some(px) = args.max_pixels.or(recorded.max_pixels) {
@@ -180,6 +191,7 @@ pub async fn run() -> Result<(), Error> {
     .map_err(|e| Error::Config(format!("--spool-dir: {e}")))?;
     let ctx = Arc::new(context::Context {
         pool,
+        session,
         storage,
         limits,
         decoders: Arc::new(decoders),
@@ -197,13 +209,11 @@ pub async fn run() -> Result<(), Error> {
             .map_err(|e| Error::Config(format!("--retry-base-secs: {e}")))?,
         spool_dir: spool.dir.clone(),
     });
-    let housekeeping = tokio::spawn(housekeeping(ctx.pool.clone()));
     let reconciler = tokio::spawn(reconcile_loop(
         ctx.clone(),
         std::time::Duration::from_secs(args.reconcile_grace_secs),
     ));
     let result = pools::run(ctx, &steps, concurrency, args.interactive_concurrency).await;
-    housekeeping.abort();
     reconciler.abort();
     if let Some(m) = metrics {
         m.abort();
@@ -213,8 +223,21 @@ pub async fn run() -> Result<(), Error> {
     Ok(())
 }
 
+/// `timeline-worker bench`: prints its report as one JSON line on stdout.
+async fn run_bench(db: &DatabaseConfig, args: &bench::BenchArgs) -> Result<(), Error> {
+    let pool = timeline::db::connect_waiting(db, std::time::Duration::from_secs(60)).await?;
+    let session = timeline::db::session_pool(db, &pool)?;
+    let report = bench::run(pool, session, args, db.pooled()).await?;
+    let line = serde_json::to_string(&report).map_err(|e| Error::Config(e.to_string()))?;
+    use std::io::Write as _;
+    writeln!(std::io::stdout().lock(), "{line}").map_err(|e| Error::Config(e.to_string()))?;
+    Ok(())
+}
+
 /// Runs a reconciliation pass every quarter of the grace period (clamped to 1–15 minutes);
-/// only one process at a time does the work (advisory lock), the others skip.
+/// only one process at a time does the work (advisory lock), the others skip. Housekeeping
+/// runs in the same loop, so that this process never needs more than one session connection
+/// beside its listener.
 async fn reconcile_loop(ctx: Arc<context::Context>, grace: std::time::Duration) {
     let every = (grace / 4).clamp(
         std::time::Duration::from_secs(60),
@@ -222,9 +245,15 @@ async fn reconcile_loop(ctx: Arc<context::Context>, grace: std::time::Duration) 
     );
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut kept: Option<std::time::Instant> = None;
     loop {
         tick.tick().await;
-        if let Err(e) = timeline::reconcile::run(&ctx.pool, &ctx.storage, grace).await {
+        if kept.is_none_or(|t| t.elapsed() >= HOUSEKEEPING_EVERY) {
+            kept = Some(std::time::Instant::now());
+            housekeeping(&ctx.session).await;
+        }
+        let pass = timeline::reconcile::run(&ctx.pool, &ctx.session, &ctx.storage, grace);
+        if let Err(e) = pass.await {
             tracing::warn!(error = %e, "reconciliation pass failed; will try again");
         }
     }
@@ -234,19 +263,15 @@ async fn reconcile_loop(ctx: Arc<context::Context>, grace: std::time::Duration) 
 const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Hourly maintenance (idempotent, so several workers doing it is harmless): apalis keeps
-/// finished rows for ever, and audit partitions must exist before their month starts.
-async fn housekeeping(pool: sqlx::PgPool) {
-    let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let result = async {
-            let retention = timeline::db::maintenance::Retention::configured(&pool).await?;
-            timeline::db::maintenance::run(&pool, &retention).await
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "housekeeping failed; will try again next hour");
-        }
+/// finished rows for ever, and audit partitions must exist before their month starts. On the
+/// session pool: its statements run outside explicit transactions.
+async fn housekeeping(session: &sqlx::PgPool) {
+    let result = async {
+        let retention = timeline::db::maintenance::Retention::configured(session).await?;
+        timeline::db::maintenance::run(session, &retention).await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "housekeeping failed; will try again next hour");
     }
 }

@@ -1,17 +1,18 @@
-//! One apalis worker pool per queue, on apalis-postgres: LISTEN/NOTIFY wake-up plus a polling
-//! fallback, explicit heartbeat and orphan settings, per-pool concurrency, panics caught as the
-//! last guard, and a monitor that drains in-flight steps on SIGTERM.
+//! One apalis worker pool per queue, on apalis-postgres: wake-ups from the process's one
+//! LISTEN (see `wake`) plus a polling fallback, explicit heartbeat and orphan settings,
+//! per-pool concurrency, panics caught as the last guard, and a monitor that drains in-flight
+//! steps on SIGTERM.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::*;
-use apalis_postgres::{Config, PostgresStorage, Pubsub};
+use apalis_postgres::{Config, PostgresStorage};
 use timeline::jobs::{MediaTask, Step};
 
 use crate::context::Context;
 use crate::step;
-use crate::wake::{self, Wakers};
+use crate::wake::{self, Lane, Wakers};
 
 /// Heartbeat period. With `MISSED_HEARTBEATS`, a killed worker's tasks return to the queue
 /// about 20 s after its last beat, well inside the 60 s recovery target.
@@ -56,27 +57,24 @@ fn config(pool: &str) -> Config {
         .missed_heartbeats(MISSED_HEARTBEATS)
 }
 
-fn backend(ctx: &Context, step: Step) -> PollWith<PostgresStorage<MediaTask>, Strategy> {
-    let wake = Strategy::new()
-        .stream(Pubsub::new(ctx.pool.clone(), step.queue().to_owned()))
-        .interval(POLL_INTERVAL);
-    PostgresStorage::<MediaTask>::new(&ctx.pool)
-        .with_config(config(step.queue()))
-        .poll_with_strategy(wake)
-}
-
-/// An express pool's backend: the same queue fetched through its `:interactive` name (see
-/// `timeline::db::migrate::lane_fetch`), woken only by interactive tasks.
-fn express_backend(
+/// A pool's backend: `queue` fetched by poll, woken by the process's listener (see `wake`).
+/// An express pool fetches the same queue through its `:interactive` name (see
+/// `timeline::db::migrate::lane_fetch`) and is woken only by interactive tasks.
+fn backend(
     ctx: &Context,
     step: Step,
+    kind: PoolKind,
     wakers: &Wakers,
 ) -> PollWith<PostgresStorage<MediaTask>, Strategy> {
+    let (queue, lane) = match kind {
+        PoolKind::Regular => (step.queue().to_owned(), Lane::Regular),
+        PoolKind::Express => (step.express_pool(), Lane::Express),
+    };
     let wake = Strategy::new()
-        .stream(wakers.stream(step))
+        .stream(wakers.stream(step, lane))
         .interval(POLL_INTERVAL);
     PostgresStorage::<MediaTask>::new(&ctx.pool)
-        .with_config(config(&step.express_pool()))
+        .with_config(config(&queue))
         .poll_with_strategy(wake)
 }
 
@@ -139,8 +137,10 @@ async fn schedule_retry(ctx: &Context, task_id: &TaskId, worker: &str, attempt: 
     let delay = timeline::jobs::retry_delay_from(attempt, ctx.retry_base);
     let id = task_id.to_string();
     let result = async {
-        let mut conn = ctx.pool.acquire().await?;
-        timeline::db::queue::delay_retry(&mut conn, &id, worker, delay).await
+        let mut tx = ctx.pool.begin().await?;
+        let delayed = timeline::db::queue::delay_retry(&mut tx, &id, worker, delay).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(delayed)
     }
     .await;
     match result {
@@ -178,12 +178,9 @@ pub async fn run(
         (concurrency + express, 0)
     };
     let wakers = Wakers::new(steps);
-    let listener =
-        (express > 0).then(|| tokio::spawn(wake::listen(ctx.pool.clone(), wakers.clone())));
+    let listener = tokio::spawn(wake::listen(ctx.session.clone(), wakers.clone()));
     let result = run_pools(ctx, steps, concurrency, express, wakers).await;
-    if let Some(l) = listener {
-        l.abort();
-    }
+    listener.abort();
     result
 }
 
@@ -231,10 +228,11 @@ fn register(
     let ctx = ctx.clone();
     let wakers = wakers.clone();
     monitor.register(move |restarts| {
-        let (name, backend) = match kind {
-            PoolKind::Regular => (step.queue().to_owned(), backend(&ctx, step)),
-            PoolKind::Express => (step.express_pool(), express_backend(&ctx, step, &wakers)),
+        let name = match kind {
+            PoolKind::Regular => step.queue().to_owned(),
+            PoolKind::Express => step.express_pool(),
         };
+        let backend = backend(&ctx, step, kind, &wakers);
         WorkerBuilder::new(worker_name(&name, restarts))
             .backend(backend)
             .data(ctx.clone())

@@ -309,8 +309,8 @@ where
     tracing::warn!(error = %reason, "step failed");
     let reason = stored_reason(&reason);
     let media = {
-        let mut conn = ctx.pool.acquire().await?;
-        db::pipeline::load(&mut conn, task.media_file_id).await?
+        let mut tx = ctx.pool.begin().await?;
+        db::pipeline::load(&mut tx, task.media_file_id).await?
     };
     match media {
         Some(media) if task.refresh && media.processing_status == ProcessingStatus::Completed => {

@@ -1,7 +1,12 @@
-//! Wake-ups for the express pools: one `LISTEN` per process on `jobs::INTERACTIVE_CHANNEL`
-//! (announced by a trigger for interactive tasks only, see `db::migrate::lane_fetch`), turned
-//! into a wake-up of that queue's express pool. Bulk inserts never wake them; a missed
-//! notification costs at most the pools' polling interval.
+//! Wake-ups for the worker pools, from one `LISTEN` connection per process (not one per
+//! queue: behind a transaction pooler a session is the scarce thing, see
+//! `timeline::db::session_pool`):
+//! - `apalis::job::insert`, announced by the queue for every task, wakes that queue's regular
+//!   pool;
+//! - `jobs::INTERACTIVE_CHANNEL`, announced by a trigger for interactive tasks only (see
+//!   `db::migrate::lane_fetch`), wakes that queue's express pool. Bulk inserts never wake them.
+//!
+//! A missed notification costs at most the pools' polling interval.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -15,23 +20,35 @@ use sqlx::postgres::PgListener;
 use timeline::jobs::{INTERACTIVE_CHANNEL, Step};
 use tokio::sync::Notify;
 
-/// One wake-up signal per step. `Notify::notify_one` keeps one permit when the pool is busy,
-/// so a burst of uploads costs the pool one extra fetch, not one per upload.
+/// The queue's own announcement of a new task (apalis-postgres' `notify_new_jobs` trigger):
+/// `{"job_type": <queue>, "id": …, "run_at": …}`.
+const INSERT_CHANNEL: &str = "apalis::job::insert";
+
+/// Which pools of a step a wake-up is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    Regular,
+    Express,
+}
+
+/// One wake-up signal per step and lane. `Notify::notify_one` keeps one permit when the pool
+/// is busy, so a burst of uploads costs the pool one extra fetch, not one per upload.
 #[derive(Debug, Clone, Default)]
-pub struct Wakers(Arc<HashMap<Step, Arc<Notify>>>);
+pub struct Wakers(Arc<HashMap<(Step, Lane), Arc<Notify>>>);
 
 impl Wakers {
     pub fn new(steps: &[Step]) -> Self {
         Self(Arc::new(
             steps
                 .iter()
-                .map(|&s| (s, Arc::new(Notify::new())))
+                .flat_map(|&s| [(s, Lane::Regular), (s, Lane::Express)])
+                .map(|k| (k, Arc::new(Notify::new())))
                 .collect(),
         ))
     }
 
-    fn wake(&self, queue: &str) {
-        if let Some(n) = Step::from_queue(queue).and_then(|s| self.0.get(&s)) {
+    fn wake(&self, queue: &str, lane: Lane) {
+        if let Some(n) = Step::from_queue(queue).and_then(|s| self.0.get(&(s, lane))) {
             n.notify_one();
         }
     }
@@ -40,15 +57,21 @@ impl Wakers {
         self.0.values().for_each(|n| n.notify_one());
     }
 
-    /// The stream an express pool's poll strategy waits on.
-    pub fn stream(&self, step: Step) -> WakeStream {
-        let notify = self.0.get(&step).cloned().unwrap_or_default();
+    /// The stream a pool's poll strategy waits on.
+    pub fn stream(&self, step: Step, lane: Lane) -> WakeStream {
+        let notify = self.0.get(&(step, lane)).cloned().unwrap_or_default();
         let stream = futures::stream::unfold(notify, |n| async move {
             n.notified().await;
             Some(((), n))
         });
         WakeStream(Mutex::new(stream.boxed()))
     }
+}
+
+/// The queue a task announcement names (`None` for anything else).
+fn announced_queue(payload: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(payload).ok()?;
+    Some(v.get("job_type")?.as_str()?.to_owned())
 }
 
 /// A wake-up stream apalis can hold (its strategies must be `Sync`, hence the mutex, which is
@@ -76,31 +99,54 @@ impl Stream for WakeStream {
 /// Listens until the process ends. A lost connection is re-established (sqlx's listener
 /// reconnects inside `recv`); every pool is woken after an error, since announcements made
 /// meanwhile were lost.
-pub async fn listen(pool: PgPool, wakers: Wakers) {
+pub async fn listen(session: PgPool, wakers: Wakers) {
     loop {
-        let mut listener = match PgListener::connect_with(&pool).await {
+        let mut listener = match PgListener::connect_with(&session).await {
             Ok(l) => l,
             Err(e) => {
-                tracing::warn!(error = %e, "express pools: cannot listen; polling meanwhile");
+                tracing::warn!(error = %e, "worker pools: cannot listen; polling meanwhile");
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 continue;
             }
         };
-        if let Err(e) = listener.listen(INTERACTIVE_CHANNEL).await {
-            tracing::warn!(error = %e, "express pools: LISTEN failed; polling meanwhile");
+        if let Err(e) = listener
+            .listen_all([INSERT_CHANNEL, INTERACTIVE_CHANNEL])
+            .await
+        {
+            tracing::warn!(error = %e, "worker pools: LISTEN failed; polling meanwhile");
             tokio::time::sleep(Duration::from_secs(5)).await;
             continue;
         }
         wakers.wake_all();
         loop {
             match listener.recv().await {
-                Ok(n) => wakers.wake(n.payload()),
+                Ok(n) if n.channel() == INTERACTIVE_CHANNEL => {
+                    wakers.wake(n.payload(), Lane::Express)
+                }
+                Ok(n) => {
+                    if let Some(queue) = announced_queue(n.payload()) {
+                        wakers.wake(&queue, Lane::Regular);
+                    }
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "express pools: listener lost; reconnecting");
+                    tracing::warn!(error = %e, "worker pools: listener lost; reconnecting");
                     wakers.wake_all();
                     break;
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::announced_queue;
+
+    #[test]
+    fn a_task_announcement_names_its_queue() {
+        let p = r#"{"job_type":"thumbnail","id":"01J","run_at":"2026-12-04T13:00:00+00:00"}"#;
+        assert_eq!(announced_queue(p).as_deref(), Some("thumbnail"));
+        assert_eq!(announced_queue("garbage"), None);
+        assert_eq!(announced_queue(r#"{"id":"01J"}"#), None);
     }
 }

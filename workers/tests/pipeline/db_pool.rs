@@ -58,19 +58,19 @@ async fn a_busy_worker_stays_within_its_connection_cap(pool: PgPool) {
         .await;
     assert_eq!(job["output_data"]["completed"], 12, "{job}");
     let most = watch.await.expect("watch");
-    // Seven in all, the four queues' LISTEN connections and the express pools' one included
-    // (4 queues × 6 steps in flight would have opened 52 before).
+    // Seven in all, the process's one LISTEN connection included (4 queues × 6 steps in flight
+    // would have opened 52 before).
     assert!(most <= 7, "the worker opened {most} connections");
     assert!(most >= 1, "the watch saw the worker");
 }
 
 #[sqlx::test(migrations = false)]
-async fn a_cap_too_small_for_the_queues_is_refused_at_start(pool: PgPool) {
+async fn a_cap_too_small_for_the_listener_and_steps_is_refused_at_start(pool: PgPool) {
     let mut app = TestApp::start(pool, false).await;
-    app.start_worker(&["--database-max-connections", "3"]);
+    app.start_worker(&["--database-max-connections", "2"]);
     assert_eq!(
         app.wait_worker_exit(Duration::from_secs(20)),
         Some(false),
-        "the worker refuses to start with fewer connections than its queues need"
+        "the worker refuses to start with fewer connections than its listener and steps need"
     );
 }

@@ -135,10 +135,7 @@ async fn api_and_workers_ride_out_a_database_restart() {
         eprintln!("note: no PostgreSQL server binaries; skipping the restart test");
         return;
     };
-    let cfg = timeline::config::DatabaseConfig {
-        database_url: cluster.url(),
-        database_max_connections: 10,
-    };
+    let cfg = timeline::config::DatabaseConfig::direct(cluster.url(), 10);
     let pool: PgPool = timeline::db::connect(&cfg).await.unwrap();
     let mut app = TestApp::start_with_url(pool, cluster.url()).await;
     app.start_worker(&["--concurrency", "1"]);

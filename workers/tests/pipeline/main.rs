@@ -20,6 +20,7 @@ mod ingest_cli;
 mod isolation;
 mod operators;
 mod pass_cost;
+mod pooler;
 mod proxy;
 mod reconcile;
 mod recovery;

@@ -140,9 +140,10 @@ async fn a_pass_costs_what_is_stuck_not_what_is_stored(pool: PgPool) {
     .expect("storage");
     let before = proxy.requests();
     let started = Instant::now();
-    let report = timeline::reconcile::run(&app.pool, &storage, Duration::from_secs(3600))
-        .await
-        .expect("pass");
+    let report =
+        timeline::reconcile::run(&app.pool, &app.pool, &storage, Duration::from_secs(3600))
+            .await
+            .expect("pass");
     let took = started.elapsed();
     let calls = proxy.requests() - before;
     eprintln!("one pass over 1,000,000 rows with 10 stuck items: {calls} store calls, {took:?}");
@@ -154,9 +155,10 @@ async fn a_pass_costs_what_is_stuck_not_what_is_stored(pool: PgPool) {
     assert!(took < Duration::from_secs(1), "{took:?}");
     // The next pass finds nothing, and asks the store nothing.
     let before = proxy.requests();
-    let report = timeline::reconcile::run(&app.pool, &storage, Duration::from_secs(3600))
-        .await
-        .expect("pass");
+    let report =
+        timeline::reconcile::run(&app.pool, &app.pool, &storage, Duration::from_secs(3600))
+            .await
+            .expect("pass");
     assert_eq!(report, timeline::reconcile::Report::default());
     assert_eq!(proxy.requests() - before, 0);
     drop(serve);

@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# A platform of several "hosts" on one machine, as an operator would run it across machines:
+# PostgreSQL, PgBouncer in transaction mode (scripts/pgbouncer.sh), an S3 server (s3s-fs), 2 web
+# processes and up to WORKERS worker processes, each host in a working folder of its own (no
+# shared filesystem: originals and renditions live in S3, spools are per host). Every process
+# reaches PostgreSQL through the pooler, and DATABASE_SESSION_URL for its one or two sessions.
+#
+# The scenario:
+#   1. PHOTOS distinct photos are uploaded through both web processes with one worker host up;
+#   2. mid-import the other worker hosts start, and one of them is killed with -9;
+#   3. everything completes: every file `completed`, one original and two renditions per file
+#      in the store, every queue task acknowledged; per-host step counts show the spread;
+#   4. CLIENTS HTTP clients poll their jobs for 20 s across both web processes while a second
+#      batch is processed (p95 of GET /v1/jobs/{id}); PostgreSQL's connections for the database
+#      are sampled all along and their peak printed.
+#
+#   bash scripts/cluster.sh [WORKERS] [PHOTOS] [CLIENTS]     (default 6, 300, 1000)
+# Exits non-zero if any check fails. KEEP=1 keeps the working folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+workers=${1:-6}
+photos=${2:-300}
+clients=${3:-1000}
+concurrency=${TIMELINE_CONCURRENCY:-4}
+bash scripts/setup.sh --tests >&2
+base=$(TIMELINE_DB_NAME=postgres scripts/ensure-postgres.sh)
+server=${base%/*}
+db=timeline_cluster
+psql "$base" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+export SQLX_OFFLINE=true RUST_LOG=${RUST_LOG:-warn}
+cargo build --release --locked -q --bin timeline --bin timeline-worker --example poll_jobs
+bin=$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)
+s3fs=$(command -v s3s-fs || echo "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs")
+
+work=$(mktemp -d /tmp/timeline-cluster.XXXXXX)
+pids=()
+cleanup() {
+  kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  [ -n "${KEEP:-}" ] && echo "kept $work" >&2 || rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+fail() { echo "cluster: FAILED: $*" >&2; exit 1; }
+say() { echo "cluster: $*" >&2; }
+sql() { psql "$server/$db" -qAtc "$1"; }
+
+# The shared services.
+bouncer_port=$(free_port)
+bash scripts/pgbouncer.sh "$work/pgbouncer" "$bouncer_port" 20 >/dev/null 2>&1 &
+pids+=($!)
+s3port=$(free_port)
+mkdir -p "$work/s3/photos"
+"$s3fs" --host 127.0.0.1 --port "$s3port" --access-key cluster --secret-key cluster-secret "$work/s3" >/dev/null 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do psql "postgres://postgres@127.0.0.1:$bouncer_port/$db" -qAtc "select 1" >/dev/null 2>&1 && break; sleep 0.1; done
+
+# What every host's processes are given.
+export DATABASE_URL="postgres://postgres@127.0.0.1:$bouncer_port/$db?sslmode=disable"
+export DATABASE_SESSION_URL="$server/$db"
+export DATABASE_MAX_CONNECTIONS=20
+export TIMELINE_STORAGE=s3://photos/cluster AWS_ACCESS_KEY_ID=cluster AWS_SECRET_ACCESS_KEY=cluster-secret \
+  AWS_REGION=us-east-1 AWS_ENDPOINT="http://127.0.0.1:$s3port" AWS_ALLOW_HTTP=true \
+  AWS_VIRTUAL_HOSTED_STYLE_REQUEST=false
+"$bin/timeline" migrate >/dev/null
+token=$("$bin/timeline" users create --email cluster@example.org |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+
+# A host: its own folder, its own process. Prints the process id.
+start_host() { # name command...
+  local name=$1; shift
+  mkdir -p "$work/hosts/$name/spool"
+  (cd "$work/hosts/$name" && TIMELINE_SPOOL_DIR="$work/hosts/$name/spool" exec "$@" >log 2>&1) &
+  echo $!
+}
+webs=()
+for i in 1 2; do
+  port=$(free_port)
+  pids+=("$(TIMELINE_ADDR=127.0.0.1:$port start_host "web$i" "$bin/timeline" serve)")
+  webs+=("http://127.0.0.1:$port")
+done
+for w in "${webs[@]}"; do
+  for _ in $(seq 100); do curl -sf "$w/healthz" >/dev/null && break; sleep 0.1; done
+done
+declare -A worker_pid
+start_worker() { # index
+  local p
+  p=$(start_host "worker$1" "$bin/timeline-worker" --concurrency "$concurrency")
+  pids+=("$p")
+  worker_pid[$1]=$p
+}
+
+# Peak of PostgreSQL's connections to the database, sampled all along.
+(while :; do sql "SELECT count(*) FROM pg_stat_activity WHERE datname = '$db' AND backend_type = 'client backend'" >>"$work/connections" 2>/dev/null; sleep 0.5; done) &
+pids+=($!)
+
+# Distinct photos: the fixtures with a suffix after the image data.
+mkdir -p "$work/photos"
+python3 - "$work/photos" "$photos" <<'PY'
+import os, sys
+src = "tests/fixtures"
+names = ["DSCN0010.jpg", "gps_sahara.jpg", "landscape_1.jpg", "no_exif.jpg", "Kodak_CX7530.jpg"]
+out, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    data = open(os.path.join(src, names[i % len(names)]), "rb").read()
+    open(os.path.join(out, f"{i:05}.jpg"), "wb").write(data + f"cluster-{i}".encode())
+PY
+
+# Uploads the photos matching GLOB, 10 per request, alternating web processes, with $1
+# requests in flight; prints the job ids.
+upload() { # glob
+  find "$work/photos" -name "$1" | sort | split -l 10 - "$work/batch."
+  local i=0
+  for b in "$work"/batch.*; do
+    local args=()
+    while read -r f; do args+=(-F "file=@$f"); done <"$b"
+    curl -sS --fail -H "Authorization: Bearer $token" "${args[@]}" "${webs[$((i % 2))]}/v1/media" |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["id"])'
+    rm "$b"
+    i=$((i + 1))
+  done
+}
+
+say "import of $photos photos with one worker host"
+start_worker 1
+started=$(date +%s.%N)
+upload '*' >"$work/jobs" &
+uploader=$!
+sleep 5
+say "two more worker hosts join"
+start_worker 2
+start_worker 3
+sleep 5
+say "worker2 killed with -9 mid-import (pid ${worker_pid[2]})"
+kill -9 "${worker_pid[2]}"
+wait "$uploader" || fail "an upload was refused"
+for i in $(seq 4 "$workers"); do start_worker "$i"; done
+
+# Everything ends.
+deadline=$(( $(date +%s) + 600 ))
+while :; do
+  left=$(sql "SELECT count(*) FROM media_files WHERE processing_status NOT IN ('completed','failed','duplicate')")
+  [ "$left" = 0 ] && break
+  [ "$(date +%s)" -lt "$deadline" ] || fail "$left files never ended"
+  sleep 1
+done
+elapsed=$(python3 -c "import time; print(f'{time.time() - $started:.1f}')")
+completed=$(sql "SELECT count(*) FROM media_files WHERE processing_status = 'completed'")
+[ "$completed" = "$photos" ] || fail "$completed of $photos files completed: $(sql "SELECT processing_status, count(*), min(error_message) FROM media_files GROUP BY 1")"
+open=$(sql "SELECT count(*) FROM apalis.jobs WHERE status NOT IN ('Done')")
+[ "$open" = 0 ] || fail "$open queue tasks not acknowledged"
+objects=$(find "$work/s3/photos" -type f -path '*/media/*' | wc -l)
+[ "$objects" = $((photos * 3)) ] || fail "$objects objects in the store for $photos photos (want $((photos * 3)))"
+pending=$(sql "SELECT (SELECT count(*) FROM pending_objects) + (SELECT count(*) FROM upload_sessions)")
+[ "$pending" = 0 ] || fail "$pending pending objects or sessions left"
+say "import: $photos photos completed in ${elapsed} s; $objects objects; nothing pending"
+
+# Who did the work: each step's task is locked by the pool that ran it, named
+# <queue>-<host>-<pid>-<uuid>-<restart>.
+echo "steps per worker host (pid):"
+for i in "${!worker_pid[@]}"; do
+  n=$(sql "SELECT count(*) FROM apalis.jobs WHERE lock_by ~ '-${worker_pid[$i]}-[0-9a-f]{32}-[0-9]+\$'")
+  echo "  worker$i (${worker_pid[$i]}): $n"
+done | sort
+
+# Many clients following their jobs while a second batch is processed.
+mkdir -p "$work/photos2"
+python3 - "$work/photos" "$work/photos2" <<'PY'
+import os, sys
+src, out = sys.argv[1], sys.argv[2]
+for name in sorted(os.listdir(src))[:100]:
+    open(os.path.join(out, "b" + name), "wb").write(open(os.path.join(src, name), "rb").read() + b"-second")
+PY
+mv "$work"/photos2/* "$work/photos/"
+upload 'b*' >"$work/jobs2" &
+uploader=$!
+mapfile -t jobs <"$work/jobs"
+say "$clients clients poll their jobs for 20 s (half on each web process)"
+half=$((clients / 2))
+"$bin/examples/poll_jobs" "${webs[0]}" "$token" "$half" 20 1000 "${jobs[@]}" >"$work/poll1" &
+p1=$!
+"$bin/examples/poll_jobs" "${webs[1]}" "$token" "$((clients - half))" 20 1000 "${jobs[@]}" >"$work/poll2" &
+p2=$!
+wait "$p1" "$p2"
+wait "$uploader" || fail "a second-batch upload was refused"
+cat "$work/poll1" "$work/poll2"
+python3 - "$work/poll1" "$work/poll2" "$work/connections" <<'PY'
+import json, sys
+polls = [json.load(open(p)) for p in sys.argv[1:3]]
+errors = sum(p["errors"] for p in polls)
+p95 = max(p["p95_ms"] for p in polls)
+peak = max(int(l) for l in open(sys.argv[3]) if l.strip())
+print(f"polling: {sum(p['requests'] for p in polls)} requests, {errors} errors, p95 {p95:.1f} ms (worst web process)")
+print(f"PostgreSQL connections to the database, peak over the run: {peak}")
+PY
+say "done"

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs PgBouncer (Debian's 1.18) in the foreground in transaction mode, configured as the
+# platform needs it behind a transaction pooler (docs/SCALING.md):
+#   scripts/pgbouncer.sh DIR PORT [POOL_SIZE] [UPSTREAM_HOST] [UPSTREAM_PORT]
+# DIR receives the configuration, the auth file and the log. Every database of the upstream
+# server is reachable under its own name (`* =`), each with at most POOL_SIZE server
+# connections (default 20).
+#
+# `server_reset_query_always = 1` with `DISCARD ALL` is required: sqlx names the statements it
+# prepares, and without a statement cache it never closes them; the reset drops them when a
+# transaction hands its server connection back, so two clients' names never collide there.
+# It also ends any session state a transaction could leave behind (advisory locks, settings).
+set -euo pipefail
+dir=${1:?usage: pgbouncer.sh DIR PORT [POOL_SIZE] [UPSTREAM_HOST] [UPSTREAM_PORT]}
+port=${2:?port}
+pool_size=${3:-20}
+upstream_host=${4:-127.0.0.1}
+upstream_port=${5:-5432}
+bin=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+[ -x "$bin" ] || { echo "pgbouncer.sh: pgbouncer is not installed (scripts/setup.sh --tests)" >&2; exit 1; }
+mkdir -p "$dir"
+# One descriptor per client and per server connection.
+ulimit -n 20000 2>/dev/null || true
+dir=$(cd "$dir" && pwd)
+echo '"postgres" ""' > "$dir/users.txt"
+cat > "$dir/pgbouncer.ini" <<INI
+[databases]
+* = host=$upstream_host port=$upstream_port
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/users.txt
+pool_mode = transaction
+default_pool_size = $pool_size
+max_client_conn = 5000
+server_reset_query = DISCARD ALL
+server_reset_query_always = 1
+ignore_startup_parameters = extra_float_digits
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+admin_users = postgres
+stats_users = postgres
+INI
+# pgbouncer refuses to run as root: it switches to Debian's `postgres` user itself (`-u`), so
+# this process stays pgbouncer's own and a kill reaches it.
+if [ "$(id -u)" = 0 ]; then
+  chown -R postgres "$dir"
+  exec "$bin" -u postgres "$dir/pgbouncer.ini"
+fi
+exec "$bin" "$dir/pgbouncer.ini"

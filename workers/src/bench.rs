@@ -1,0 +1,225 @@
+//! `timeline-worker bench --tasks N [--concurrency C] [--batch B]`: the queue's ceiling,
+//! measured through the real pools. N no-op tasks go to a scratch queue; one apalis pool
+//! drains them with the settings of the real ones (heartbeat, orphan sweep, locks, acks) and,
+//! as a real step does, records each task in its own transaction. It prints one JSON line:
+//! tasks, seconds, tasks per second and PostgreSQL transactions per task (the database's
+//! `pg_stat_database` counters over the drain, less the bench's own polling).
+//!
+//! The scratch queue's rows and its step table are removed at the end.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apalis::prelude::*;
+use apalis_postgres::PostgresStorage;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+use crate::pools::{HEARTBEAT, MISSED_HEARTBEATS, POLL_INTERVAL};
+
+/// `timeline-worker bench` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Tasks to drain.
+    #[arg(long, default_value_t = 10_000)]
+    pub tasks: u64,
+    /// Tasks in flight at once (default: the number of CPUs).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Tasks fetched per poll (the real pools fetch 1: see `pools::config`); acknowledgements
+    /// are written in batches of whatever has finished meanwhile either way.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+}
+
+/// What the bench prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub tasks: u64,
+    pub seconds: f64,
+    pub tasks_per_s: f64,
+    pub db_transactions_per_task: f64,
+    pub concurrency: usize,
+    pub batch: usize,
+    /// Whether `DATABASE_URL` went through a transaction pooler.
+    pub pooled: bool,
+}
+
+/// A no-op task: only its number.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct BenchTask {
+    n: u64,
+}
+
+/// What the handler needs.
+struct Bench {
+    pool: PgPool,
+    table: String,
+}
+
+/// Errors of a bench run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("queue error: {0}")]
+    Queue(#[from] apalis_postgres::Error),
+    #[error("worker pool failed: {0}")]
+    Pools(#[from] MonitorError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Tasks pushed per enqueue transaction.
+const ENQUEUE_CHUNK: usize = 5_000;
+
+/// Runs the bench: `pool` carries the pools' work (through the pooler, if any), `session` the
+/// bench's own bookkeeping (a direct connection).
+pub async fn run(
+    pool: PgPool,
+    session: PgPool,
+    args: &BenchArgs,
+    pooled: bool,
+) -> Result<Report, Error> {
+    if args.tasks == 0 || args.batch == 0 {
+        return Err(Error::Invalid(
+            "--tasks and --batch must be at least 1".into(),
+        ));
+    }
+    let concurrency = args
+        .concurrency
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let queue = format!("bench-{id}");
+    let table = format!("bench_steps_{id}");
+    timeline::db::bench::create_table(&session, &table).await?;
+    let result = drain(&pool, &session, (&queue, &table), args, concurrency).await;
+    let cleaned = timeline::db::bench::clean(&session, &queue, &table).await;
+    let (seconds, transactions) = result?;
+    cleaned?;
+    let tasks = args.tasks;
+    Ok(Report {
+        tasks,
+        seconds,
+        tasks_per_s: tasks as f64 / seconds.max(f64::EPSILON),
+        db_transactions_per_task: transactions as f64 / tasks as f64,
+        concurrency,
+        batch: args.batch,
+        pooled,
+    })
+}
+
+/// Enqueues, drains and counts; returns the drain's seconds and the transactions it took.
+async fn drain(
+    pool: &PgPool,
+    session: &PgPool,
+    (queue, table): (&str, &str),
+    args: &BenchArgs,
+    concurrency: usize,
+) -> Result<(f64, i64), Error> {
+    enqueue(pool, queue, args.tasks).await?;
+    let before = timeline::db::bench::transactions(session).await?;
+    let started = Instant::now();
+    let ctx = Arc::new(Bench {
+        pool: pool.clone(),
+        table: table.to_owned(),
+    });
+    let (pool, batch) = (pool.clone(), args.batch);
+    let name = queue.to_owned();
+    let build = move |restarts: usize| {
+        let backend = PostgresStorage::<BenchTask>::new(&pool)
+            .with_config(
+                apalis_postgres::Config::default()
+                    .queue(&name)
+                    .batch_size(batch)
+                    .heartbeat_interval(HEARTBEAT)
+                    .missed_heartbeats(MISSED_HEARTBEATS),
+            )
+            .poll_with_strategy(Strategy::new().interval(POLL_INTERVAL / 20));
+        WorkerBuilder::new(format!("{name}-{restarts}"))
+            .backend(backend)
+            .data(ctx.clone())
+            .concurrency(concurrency)
+            .parallelize(tokio::spawn)
+            .build(handle)
+    };
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let watcher = tokio::spawn(wait_drained(
+        session.clone(),
+        queue.to_owned(),
+        args.tasks,
+        done_tx,
+    ));
+    Monitor::new()
+        .register(build)
+        .run_with_signal(async {
+            let _ = done_rx.await;
+            Ok(())
+        })
+        .await?;
+    let polls = watcher
+        .await
+        .map_err(|e| Error::Invalid(format!("the progress watcher failed: {e}")))??;
+    let seconds = started.elapsed().as_secs_f64();
+    tokio::time::sleep(STATS_SETTLE).await;
+    let after = timeline::db::bench::transactions(session).await?;
+    // Our own reads of the progress and of the first count are transactions too.
+    Ok((seconds, (after - before - polls - 1).max(0)))
+}
+
+/// Pushes `n` tasks in chunks, a transaction each.
+async fn enqueue(pool: &PgPool, queue: &str, n: u64) -> Result<(), Error> {
+    let mut next = 0u64;
+    while next < n {
+        let end = (next + ENQUEUE_CHUNK as u64).min(n);
+        let batch = (next..end)
+            .map(|n| {
+                serde_json::to_vec(&BenchTask { n })
+                    .map(|b| TaskBuilder::new(b).build())
+                    .map_err(|e| Error::Invalid(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tx = pool.begin().await?;
+        apalis_postgres::queries::push_tasks(&mut *tx, queue, batch).await?;
+        tx.commit().await?;
+        next = end;
+    }
+    Ok(())
+}
+
+/// The step record of a real step, for a no-op task: one transaction.
+async fn handle(
+    task: BenchTask,
+    ctx: Data<Arc<Bench>>,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
+    let mut tx = ctx.pool.begin().await?;
+    let attempt = i32::try_from(attempt.current()).unwrap_or(i32::MAX);
+    timeline::db::bench::record(&mut tx, &ctx.table, task.n, attempt).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Polls until every task of `queue` is acknowledged, then signals; returns the polls made.
+async fn wait_drained(
+    session: PgPool,
+    queue: String,
+    n: u64,
+    done: tokio::sync::oneshot::Sender<()>,
+) -> Result<i64, Error> {
+    let mut polls = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        polls += 1;
+        if timeline::db::bench::acknowledged(&session, &queue).await? >= n {
+            let _ = done.send(());
+            return Ok(polls);
+        }
+    }
+}
+
+/// How long a backend may keep its counts before reporting them: PostgreSQL's backends report
+/// at the end of a transaction at most once a second, and an idle one at the latest 10 s
+/// after its last report (`PGSTAT_IDLE_INTERVAL`).
+const STATS_SETTLE: Duration = Duration::from_secs(11);

@@ -1,0 +1,391 @@
+//! Behind a real transaction pooler: Debian's PgBouncer 1.18 in `pool_mode = transaction`
+//! (started by `scripts/pgbouncer.sh` on a free port, 4 server connections per database), with
+//! `server_reset_query_always`, so that a statement run outside an explicit transaction fails
+//! every time instead of now and then. `timeline serve` and two `timeline-worker` processes
+//! reach PostgreSQL only through it, and `DATABASE_SESSION_URL` for what needs a session; the
+//! originals live in a real S3 server (`s3s-fs`), so the processes share no disk.
+//! - photos by `POST /v1/media`, a clip by tus and a duplicate all end as they should, with
+//!   their job's events streamed over SSE;
+//! - `timeline maintenance` and the worker's reconciler run a pass;
+//! - PostgreSQL's backends for the database stay within the pooler's 4 plus at most 2 session
+//!   connections per process, however many steps run at once.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+
+use crate::common::{TestApp, fixtures, free_port, url_of};
+use crate::s3_faults::{S3Server, as_refs, s3_env};
+
+/// Server connections PgBouncer opens per database in this test.
+const POOL_SIZE: usize = 4;
+
+/// A PgBouncer process over the test's PostgreSQL; stopped on drop.
+pub struct Bouncer {
+    child: Child,
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl Bouncer {
+    pub fn start(pool_size: usize) -> Self {
+        let dir = std::env::temp_dir().join(format!("timeline-pgbouncer-{}", uuid::Uuid::new_v4()));
+        let port = free_port();
+        let upstream = url::Url::parse(&std::env::var("DATABASE_URL").expect("DATABASE_URL"))
+            .expect("DATABASE_URL");
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/pgbouncer.sh");
+        let child = Command::new("bash")
+            .arg(script)
+            .arg(&dir)
+            .arg(port.to_string())
+            .arg(pool_size.to_string())
+            .arg(upstream.host_str().unwrap_or("127.0.0.1"))
+            .arg(upstream.port().unwrap_or(5432).to_string())
+            // Its log is in `dir` (see `log`).
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("scripts/pgbouncer.sh");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "PgBouncer did not start (is it installed? scripts/setup.sh --tests)"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port, dir }
+    }
+
+    /// `url` (a database of the test's server) reached through this pooler.
+    pub fn url_for(&self, url: &str) -> String {
+        let mut u = url::Url::parse(url).expect("url");
+        u.set_host(Some("127.0.0.1")).expect("host");
+        u.set_port(Some(self.port)).expect("port");
+        u.query_pairs_mut().append_pair("sslmode", "disable");
+        u.to_string()
+    }
+
+    /// PgBouncer's own log (errors it saw on either side).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("pgbouncer.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Bouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Backends of the test's database: (the pooler's, the sessions'). A server connection of
+/// the pooler carries its client's name (`timeline`) while a transaction runs and has run
+/// PgBouncer's `DISCARD ALL` since; the session pools' are named `timeline-session`. The
+/// test's own connections are neither.
+async fn backends(pool: &PgPool) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE application_name = 'timeline' OR query = 'DISCARD ALL'),
+                count(*) FILTER (WHERE application_name = 'timeline-session')
+           FROM pg_stat_activity
+          WHERE datname = current_database() AND backend_type = 'client backend'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("pg_stat_activity")
+}
+
+/// Samples [`backends`] every 50 ms until dropped; the peak of each so far.
+struct Peak(
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<std::sync::Mutex<(i64, i64)>>,
+);
+
+impl Peak {
+    fn start(pool: PgPool) -> Self {
+        let peak = std::sync::Arc::new(std::sync::Mutex::new((0, 0)));
+        let p = peak.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let (a, b) = backends(&pool).await;
+                {
+                    let mut m = p.lock().expect("peak");
+                    *m = (m.0.max(a), m.1.max(b));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        Self(task, peak)
+    }
+
+    fn get(&self) -> (i64, i64) {
+        *self.1.lock().expect("peak")
+    }
+}
+
+impl Drop for Peak {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A `timeline-worker` process, killed on drop (a failed assertion must not leave it running).
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn worker(envs: &[(&str, &str)]) -> Worker {
+    Worker(
+        Command::new(env!("CARGO_BIN_EXE_timeline-worker"))
+            .args(["--concurrency", "4"])
+            .env("RUST_LOG", "warn")
+            .envs(envs.iter().copied())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("timeline-worker"),
+    )
+}
+
+/// Distinct photos (a suffix after the image data keeps each from being a duplicate).
+fn photos(n: usize) -> Vec<(String, Vec<u8>)> {
+    let names = ["DSCN0010.jpg", "gps_sahara.jpg", "landscape_1.jpg"];
+    (0..n)
+        .map(|i| {
+            let name = names[i % names.len()];
+            let mut bytes = std::fs::read(fixtures().join(name)).expect("fixture");
+            bytes.extend_from_slice(format!("pooled-{i}").as_bytes());
+            (format!("{i}-{name}"), bytes)
+        })
+        .collect()
+}
+
+/// Uploads `bytes` by tus in two requests; returns the upload's URL.
+async fn tus_upload(app: &TestApp, token: &str, name: &str, bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+    let r = app
+        .http
+        .post(format!("{}/v1/uploads", app.base))
+        .bearer_auth(token)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", bytes.len().to_string())
+        .header(
+            "Upload-Metadata",
+            format!("filename {}", b64(name.as_bytes())),
+        )
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let url = if location.starts_with("http") {
+        location
+    } else {
+        format!("{}{location}", app.base)
+    };
+    let half = bytes.len() / 2;
+    for (from, to) in [(0, half), (half, bytes.len())] {
+        let r = app
+            .http
+            .patch(&url)
+            .bearer_auth(token)
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Offset", from.to_string())
+            .header("Content-Type", "application/offset+octet-stream")
+            .body(bytes[from..to].to_vec())
+            .send()
+            .await
+            .expect("patch");
+        assert_eq!(r.status(), 204, "{}", r.text().await.unwrap_or_default());
+    }
+    url
+}
+
+/// Reads the job's event stream until its `done` event; returns the event names seen.
+async fn stream_until_done(app: &TestApp, token: &str, job: &str) -> Vec<String> {
+    use futures::StreamExt as _;
+    let r = app
+        .http
+        .get(format!("{}/v1/jobs/{job}/events", app.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !text.contains("event: done") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, body.next()).await {
+            Ok(Some(Ok(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("the event stream ended without `done`: {other:?}\n{text}"),
+        }
+    }
+    text.lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_platform_runs_behind_a_transaction_pooler(pool: PgPool) {
+    let bouncer = Bouncer::start(POOL_SIZE);
+    let s3 = S3Server::start();
+    let mut app = TestApp::start(pool, false).await;
+    let (_, token) = app.user("pooled@example.org").await;
+    let direct = url_of(&app.pool);
+    let pooled = bouncer.url_for(&direct);
+    let mut env = s3_env(&s3);
+    env.push(("DATABASE_URL", pooled));
+    env.push(("DATABASE_SESSION_URL", direct));
+    let env = as_refs(&env);
+    let peak = Peak::start(app.pool.clone());
+    let serve = app.spawn_serve_env(&env).await;
+    app.base = serve.base.clone();
+    let mut workers = [worker(&env), worker(&env)];
+
+    // Photos (one a duplicate) in one request, its job followed live.
+    let mut files = photos(8);
+    files.push(("again.jpg".into(), files[0].1.clone()));
+    let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    let (status, body) = app.upload(&token, &refs).await;
+    assert_eq!(status, 202, "{body}");
+    let job = body["job"]["id"].as_str().expect("job").to_owned();
+    let events = stream_until_done(&app, &token, &job).await;
+    assert!(events.iter().any(|e| e == "progress"), "{events:?}");
+    let done = app.wait_job(&token, &job, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["output_data"]["failed"], 0, "{done}");
+
+    // A clip by tus, through the same pooler.
+    let clip = std::fs::read(fixtures().join("video/Issue 515 (java).mp4")).expect("clip");
+    tus_upload(&app, &token, "clip.mp4", &clip).await;
+
+    // Everything ends, the clip included (its video step read the original back from S3).
+    let started = Instant::now();
+    let states: Vec<(String, i64)> = loop {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT processing_status::text, count(*) FROM media_files GROUP BY 1 ORDER BY 1",
+        )
+        .fetch_all(&app.pool)
+        .await
+        .expect("states");
+        let total: i64 = rows.iter().map(|r| r.1).sum();
+        let ended: i64 = rows
+            .iter()
+            .filter(|r| ["completed", "failed", "duplicate"].contains(&r.0.as_str()))
+            .map(|r| r.1)
+            .sum();
+        if total == 10 && ended == total {
+            break rows;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "files never ended: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        states,
+        vec![("completed".into(), 9), ("duplicate".into(), 1)],
+        "8 photos and the clip completed, the copy a duplicate"
+    );
+    let clip_state: (String, Option<f64>) = sqlx::query_as(
+        "SELECT processing_status::text, duration FROM media_files WHERE filename = 'clip.mp4'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("clip");
+    assert_eq!(clip_state.0, "completed");
+    assert!(clip_state.1.is_some_and(|d| d > 0.0), "{clip_state:?}");
+
+    // Every task acknowledged, every upload session ended, nothing named and left.
+    // (An acknowledgement is written just after its step ends.)
+    let started = Instant::now();
+    loop {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM apalis.jobs WHERE status NOT IN ('Done', 'Killed')",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .expect("queue");
+        if open == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{open} tasks never acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let open: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM pending_objects),
+                (SELECT count(*) FROM upload_sessions WHERE state <> 'completed')",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("in flight");
+    assert_eq!(
+        open,
+        (0, 0),
+        "(pending objects, unfinished upload sessions)"
+    );
+
+    // The three processes each listen on one session connection of their own.
+    let listening: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = 'timeline-session'
+            AND query ILIKE 'LISTEN%'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("listeners");
+    assert_eq!(listening, 3, "the web process and both workers listen");
+
+    // A reconciler pass by the operator's command, through the pooled settings too.
+    let out = Command::new(crate::ingest_cli::timeline_bin())
+        .args(["maintenance", "--grace", "0"])
+        .envs(env.iter().copied())
+        .output()
+        .expect("maintenance");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The database saw the pooler's connections and the sessions, nothing more: 3 processes
+    // of up to 10 connections each (the default), but at most the pooler's 4, and up to 2
+    // session connections per process.
+    let (pooled, sessions) = peak.get();
+    assert!(
+        (1..=POOL_SIZE as i64).contains(&pooled),
+        "{pooled} server connections of the pooler at the peak"
+    );
+    assert!(
+        (3..=6).contains(&sessions),
+        "{sessions} session connections at the peak"
+    );
+    for w in &mut workers {
+        assert!(matches!(w.0.try_wait(), Ok(None)), "a worker died");
+    }
+    drop(workers);
+    let log = bouncer.log();
+    assert!(
+        !log.contains("prepared statement"),
+        "PgBouncer saw statement errors:\n{log}"
+    );
+    drop(serve);
+}
