@@ -16,13 +16,14 @@ db="${base%/*}/timeline_bench_queue"
 psql "$base" -qc "DROP DATABASE IF EXISTS timeline_bench_queue WITH (FORCE)" -c "CREATE DATABASE timeline_bench_queue"
 psql "$base" -qc "DROP DATABASE IF EXISTS graphile_bench_queue WITH (FORCE)" -c "CREATE DATABASE graphile_bench_queue"
 export SQLX_OFFLINE=true RUST_LOG=warn
-cargo build --release --locked -q --bin timeline --bin timeline-worker
+cargo build --release --locked -q -p timeline -p timeline-workers --bins
 bin=${CARGO_TARGET_DIR:-target}/release
 [ -d benches/queue/node_modules/graphile-worker ] ||
   npm ci --prefix benches/queue --no-audit --no-fund --silent >&2
 DATABASE_URL=$db "$bin/timeline" migrate >/dev/null
 
 work=$(mktemp -d)
+chmod 755 "$work" # PgBouncer runs as postgres and keeps its files in here
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -4,10 +4,16 @@
 # processes and up to WORKERS worker processes, each host in a working folder of its own (no
 # shared filesystem: originals and renditions live in S3, spools are per host). Every process
 # reaches PostgreSQL through the pooler, and DATABASE_SESSION_URL for its one or two sessions.
+# Where the machine allows it (root and `ip netns`), each host runs in a network namespace of
+# its own behind a veth pair, reaching the shared services over an address (10.77.<host>.1) as
+# it would across machines; its sessions then go through a second PgBouncer in session mode
+# (one server connection per client, as direct). NO_NETNS=1 runs every host on loopback.
 #
 # The scenario:
 #   1. PHOTOS distinct photos are uploaded through both web processes with one worker host up;
 #   2. mid-import the other worker hosts start, and one of them is killed with -9;
+#   2b. with network namespaces, worker3's link is cut for 60 s (not killed): its tasks return
+#      to the queue after the heartbeat timeout, and its late finishes duplicate nothing;
 #   3. everything completes: every file `completed`, one original and two renditions per file
 #      in the store, every queue task acknowledged; per-host step counts show the spread;
 #   4. CLIENTS HTTP clients poll their jobs for 20 s across both web processes while a second
@@ -28,11 +34,12 @@ server=${base%/*}
 db=timeline_cluster
 psql "$base" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 export SQLX_OFFLINE=true RUST_LOG=${RUST_LOG:-warn}
-cargo build --release --locked -q --bin timeline --bin timeline-worker --example poll_jobs
+cargo build --release --locked -q -p timeline -p timeline-workers --bins --example poll_jobs
 bin=$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)
 s3fs=$(command -v s3s-fs || echo "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs")
 
 work=$(mktemp -d /tmp/timeline-cluster.XXXXXX)
+chmod 755 "$work" # PgBouncer runs as postgres and keeps its files in here
 pids=()
 cleanup() {
   kill "${pids[@]}" 2>/dev/null || true
@@ -45,49 +52,99 @@ fail() { echo "cluster: FAILED: $*" >&2; exit 1; }
 say() { echo "cluster: $*" >&2; }
 sql() { psql "$server/$db" -qAtc "$1"; }
 
-# The shared services.
+netns=false
+if [ "$(id -u)" = 0 ] && [ -z "${NO_NETNS:-}" ] && ip netns add "tlprobe$$" 2>/dev/null; then
+  ip netns del "tlprobe$$"
+  netns=true
+fi
+namespaces=()
+cleanup_netns() { for n in "${namespaces[@]}"; do ip netns del "$n" 2>/dev/null || true; done; }
+trap 'cleanup; cleanup_netns' EXIT
+
+# The shared services (on every address when hosts have their own network).
+listen=127.0.0.1
+$netns && listen='*'
 bouncer_port=$(free_port)
-bash scripts/pgbouncer.sh "$work/pgbouncer" "$bouncer_port" 20 >/dev/null 2>&1 &
+PGBOUNCER_LISTEN=$listen bash scripts/pgbouncer.sh "$work/pgbouncer" "$bouncer_port" 20 >/dev/null 2>&1 &
 pids+=($!)
+session_port=$(free_port)
+if $netns; then
+  PGBOUNCER_LISTEN='*' PGBOUNCER_POOL_MODE=session \
+    bash scripts/pgbouncer.sh "$work/pgbouncer-session" "$session_port" 100 >/dev/null 2>&1 &
+  pids+=($!)
+fi
 s3port=$(free_port)
 mkdir -p "$work/s3/photos"
-"$s3fs" --host 127.0.0.1 --port "$s3port" --access-key cluster --secret-key cluster-secret "$work/s3" >/dev/null 2>&1 &
+s3host=127.0.0.1
+$netns && s3host=0.0.0.0
+"$s3fs" --host "$s3host" --port "$s3port" --access-key cluster --secret-key cluster-secret "$work/s3" >/dev/null 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do psql "postgres://postgres@127.0.0.1:$bouncer_port/$db" -qAtc "select 1" >/dev/null 2>&1 && break; sleep 0.1; done
+for port in "$bouncer_port" $($netns && echo "$session_port"); do
+  for _ in $(seq 100); do psql "postgres://postgres@127.0.0.1:$port/$db" -qAtc "select 1" >/dev/null 2>&1 && break; sleep 0.1; done
+done
 
-# What every host's processes are given.
-export DATABASE_URL="postgres://postgres@127.0.0.1:$bouncer_port/$db?sslmode=disable"
-export DATABASE_SESSION_URL="$server/$db"
+# What every host's processes are given, reaching the services at $1.
+host_env() { # address
+  local sess="$server/$db"
+  $netns && sess="postgres://postgres@$1:$session_port/$db?sslmode=disable"
+  echo "DATABASE_URL=postgres://postgres@$1:$bouncer_port/$db?sslmode=disable"
+  echo "DATABASE_SESSION_URL=$sess"
+  echo "AWS_ENDPOINT=http://$1:$s3port"
+}
 export DATABASE_MAX_CONNECTIONS=20
 export TIMELINE_STORAGE=s3://photos/cluster AWS_ACCESS_KEY_ID=cluster AWS_SECRET_ACCESS_KEY=cluster-secret \
-  AWS_REGION=us-east-1 AWS_ENDPOINT="http://127.0.0.1:$s3port" AWS_ALLOW_HTTP=true \
-  AWS_VIRTUAL_HOSTED_STYLE_REQUEST=false
-"$bin/timeline" migrate >/dev/null
-token=$("$bin/timeline" users create --email cluster@example.org |
+  AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true AWS_VIRTUAL_HOSTED_STYLE_REQUEST=false
+DATABASE_URL="$server/$db" "$bin/timeline" migrate >/dev/null
+token=$(DATABASE_URL="$server/$db" "$bin/timeline" users create --email cluster@example.org |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 
-# A host: its own folder, its own process. Prints the process id.
-start_host() { # name command...
-  local name=$1; shift
+# A host's network: with namespaces, its own (address 10.77.N.2, the machine at 10.77.N.1);
+# else loopback. Sets $host_addr, $gateway, $veth and $ns.
+host_net() { # index
+  if $netns; then
+    ns="tl$$-$1" veth="tlv$$-$1"
+    ip netns add "$ns"
+    namespaces+=("$ns")
+    ip link add "$veth" type veth peer name eth0 netns "$ns"
+    ip addr add "10.77.$1.1/24" dev "$veth"
+    ip link set "$veth" up
+    ip netns exec "$ns" ip addr add "10.77.$1.2/24" dev eth0
+    ip netns exec "$ns" ip link set eth0 up
+    ip netns exec "$ns" ip link set lo up
+    host_addr=10.77.$1.2 gateway=10.77.$1.1
+  else
+    ns="" veth="" host_addr=127.0.0.1 gateway=127.0.0.1
+  fi
+}
+# A host: its own network and folder, one process. Sets $host_pid.
+declare -A host_veth
+start_host() { # index name command...
+  local index=$1 name=$2; shift 2
+  host_net "$index"
+  host_veth[$name]=$veth
   mkdir -p "$work/hosts/$name/spool"
-  (cd "$work/hosts/$name" && TIMELINE_SPOOL_DIR="$work/hosts/$name/spool" exec "$@" >log 2>&1) &
-  echo $!
+  local envs
+  mapfile -t envs < <(host_env "$gateway")
+  local run=(env "${envs[@]}" TIMELINE_SPOOL_DIR="$work/hosts/$name/spool" "$@")
+  [ -n "$ns" ] && run=(ip netns exec "$ns" "${run[@]}")
+  (cd "$work/hosts/$name" && exec "${run[@]}" >log 2>&1) &
+  host_pid=$!
+  pids+=("$host_pid")
 }
 webs=()
 for i in 1 2; do
   port=$(free_port)
-  pids+=("$(TIMELINE_ADDR=127.0.0.1:$port start_host "web$i" "$bin/timeline" serve)")
-  webs+=("http://127.0.0.1:$port")
+  TIMELINE_ADDR=0.0.0.0:$port start_host "$i" "web$i" "$bin/timeline" serve
+  webs+=("http://$host_addr:$port")
 done
 for w in "${webs[@]}"; do
   for _ in $(seq 100); do curl -sf "$w/healthz" >/dev/null && break; sleep 0.1; done
+  curl -sf "$w/healthz" >/dev/null || fail "web process at $w did not start"
 done
 declare -A worker_pid
 start_worker() { # index
-  local p
-  p=$(start_host "worker$1" "$bin/timeline-worker" --concurrency "$concurrency")
-  pids+=("$p")
-  worker_pid[$1]=$p
+  start_host "$((10 + $1))" "worker$1" "$bin/timeline-worker" --concurrency "$concurrency"
+  worker_pid[$1]=$host_pid
 }
 
 # Peak of PostgreSQL's connections to the database, sampled all along.
@@ -133,8 +190,17 @@ start_worker 3
 sleep 5
 say "worker2 killed with -9 mid-import (pid ${worker_pid[2]})"
 kill -9 "${worker_pid[2]}"
+if $netns; then
+  say "worker3's network cut for 60 s (it keeps running)"
+  ip link set "${host_veth[worker3]}" down
+fi
 wait "$uploader" || fail "an upload was refused"
 for i in $(seq 4 "$workers"); do start_worker "$i"; done
+if $netns; then
+  sleep 60
+  ip link set "${host_veth[worker3]}" up
+  say "worker3's network is back"
+fi
 
 # Everything ends.
 deadline=$(( $(date +%s) + 600 ))

@@ -4,7 +4,9 @@
 #   scripts/pgbouncer.sh DIR PORT [POOL_SIZE] [UPSTREAM_HOST] [UPSTREAM_PORT]
 # DIR receives the configuration, the auth file and the log. Every database of the upstream
 # server is reachable under its own name (`* =`), each with at most POOL_SIZE server
-# connections (default 20).
+# connections (default 20). Environment: PGBOUNCER_LISTEN (default 127.0.0.1; `*` for every
+# address) and PGBOUNCER_POOL_MODE (default transaction; scripts/cluster.sh also runs one in
+# session mode, for the sessions of hosts in their own network namespaces).
 #
 # `server_reset_query_always = 1` with `DISCARD ALL` is required: sqlx names the statements it
 # prepares, and without a statement cache it never closes them; the reset drops them when a
@@ -28,12 +30,12 @@ cat > "$dir/pgbouncer.ini" <<INI
 * = host=$upstream_host port=$upstream_port
 
 [pgbouncer]
-listen_addr = 127.0.0.1
+listen_addr = ${PGBOUNCER_LISTEN:-127.0.0.1}
 listen_port = $port
 unix_socket_dir =
 auth_type = trust
 auth_file = $dir/users.txt
-pool_mode = transaction
+pool_mode = ${PGBOUNCER_POOL_MODE:-transaction}
 default_pool_size = $pool_size
 max_client_conn = 5000
 server_reset_query = DISCARD ALL
@@ -48,6 +50,8 @@ INI
 # this process stays pgbouncer's own and a kill reaches it.
 if [ "$(id -u)" = 0 ]; then
   chown -R postgres "$dir"
+  runuser -u postgres -- test -w "$dir" ||
+    { echo "pgbouncer.sh: user postgres cannot write $dir (is a parent folder private?)" >&2; exit 1; }
   exec "$bin" -u postgres "$dir/pgbouncer.ini"
 fi
 exec "$bin" "$dir/pgbouncer.ini"

@@ -33,12 +33,28 @@ impl Bouncer {
     pub fn start(pool_size: usize) -> Self {
         let dir = std::env::temp_dir().join(format!("timeline-pgbouncer-{}", uuid::Uuid::new_v4()));
         let port = free_port();
+        let child = Self::spawn(&dir, port, pool_size);
+        Self { child, port, dir }
+    }
+
+    /// Stops the pooler: every client connection through it drops.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port.
+    pub fn resume(&mut self, pool_size: usize) {
+        self.child = Self::spawn(&self.dir, self.port, pool_size);
+    }
+
+    fn spawn(dir: &std::path::Path, port: u16, pool_size: usize) -> Child {
         let upstream = url::Url::parse(&std::env::var("DATABASE_URL").expect("DATABASE_URL"))
             .expect("DATABASE_URL");
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/pgbouncer.sh");
         let child = Command::new("bash")
             .arg(script)
-            .arg(&dir)
+            .arg(dir)
             .arg(port.to_string())
             .arg(pool_size.to_string())
             .arg(upstream.host_str().unwrap_or("127.0.0.1"))
@@ -56,7 +72,7 @@ impl Bouncer {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Self { child, port, dir }
+        child
     }
 
     /// `url` (a database of the test's server) reached through this pooler.
@@ -388,4 +404,55 @@ async fn the_platform_runs_behind_a_transaction_pooler(pool: PgPool) {
         "PgBouncer saw statement errors:\n{log}"
     );
     drop(serve);
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_pooler_restarted_mid_import_loses_nothing(pool: PgPool) {
+    let mut bouncer = Bouncer::start(POOL_SIZE);
+    let s3 = S3Server::start();
+    let mut app = TestApp::start(pool, false).await;
+    let (_, token) = app.user("restart@example.org").await;
+    let direct = url_of(&app.pool);
+    let mut env = s3_env(&s3);
+    env.push(("DATABASE_URL", bouncer.url_for(&direct)));
+    env.push(("DATABASE_SESSION_URL", direct));
+    let env = as_refs(&env);
+    let serve = app.spawn_serve_env(&env).await;
+    app.base = serve.base.clone();
+    let _workers = [worker(&env), worker(&env)];
+
+    let files = photos(12);
+    let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    let (status, body) = app.upload(&token, &refs).await;
+    assert_eq!(status, 202, "{body}");
+    let job = body["job"]["id"].as_str().expect("job").to_owned();
+
+    // The pooler goes away while the steps run: the API says so, and comes back with it.
+    bouncer.stop();
+    let r = app
+        .http
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(r.status(), 503, "the API answers 503 while the pooler is away");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    bouncer.resume(POOL_SIZE);
+
+    let done = app.wait_job(&token, &job, Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["output_data"]["failed"], 0, "{done}");
+    let completed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM media_files WHERE processing_status = 'completed'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("completed");
+    assert_eq!(completed, 12);
+    let s3_objects = s3
+        .objects()
+        .into_iter()
+        .filter(|k| k.contains("/media/"))
+        .count();
+    assert_eq!(s3_objects, 36, "one original and two renditions per photo, nothing twice");
 }
