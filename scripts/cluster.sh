@@ -166,7 +166,7 @@ PY
 # Uploads the photos matching GLOB, 10 per request, alternating web processes, with $1
 # requests in flight; prints the job ids.
 upload() { # glob
-  find "$work/photos" -name "$1" | sort | split -l 10 - "$work/batch."
+  find "$work/photos" -type f -name "$1" | sort | split -l 10 - "$work/batch."
   local i=0
   for b in "$work"/batch.*; do
     local args=()
