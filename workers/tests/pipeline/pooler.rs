@@ -435,7 +435,11 @@ async fn a_pooler_restarted_mid_import_loses_nothing(pool: PgPool) {
         .send()
         .await
         .expect("healthz");
-    assert_eq!(r.status(), 503, "the API answers 503 while the pooler is away");
+    assert_eq!(
+        r.status(),
+        503,
+        "the API answers 503 while the pooler is away"
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     bouncer.resume(POOL_SIZE);
 
@@ -454,5 +458,8 @@ async fn a_pooler_restarted_mid_import_loses_nothing(pool: PgPool) {
         .into_iter()
         .filter(|k| k.contains("/media/"))
         .count();
-    assert_eq!(s3_objects, 36, "one original and two renditions per photo, nothing twice");
+    assert_eq!(
+        s3_objects, 36,
+        "one original and two renditions per photo, nothing twice"
+    );
 }
