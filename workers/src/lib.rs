@@ -163,7 +163,7 @@ pub async fn run() -> Result<(), Error> {
     tokio::task::spawn_blocking(timeline_media::geocode::warm_up)
         .await
         .map_err(|e| Error::Config(e.to_string()))?;
-    let recorded = timeline::db::settings::recorded(&mut *pool.begin().await?).await?;
+    let recorded = recorded_settings(&pool).await?;
     timeline::config::apply_max_attempts(&recorded);
     let mut limits = timeline_media::thumbnail::Limits::default();
     if let Some(px) = args.max_pixels.or(recorded.max_pixels) {
@@ -221,6 +221,29 @@ pub async fn run() -> Result<(), Error> {
     result?;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// The settings recorded in the database. A database that is away at start-up (restarting, a
+/// network cut) is waited for, as the pools wait for it later, rather than ending the process.
+async fn recorded_settings(
+    pool: &sqlx::PgPool,
+) -> Result<timeline::db::settings::Recorded, sqlx::Error> {
+    let mut wait = std::time::Duration::from_millis(500);
+    loop {
+        let read = async {
+            let mut tx = pool.begin().await?;
+            timeline::db::settings::recorded(&mut *tx).await
+        };
+        match read.await {
+            Ok(r) => return Ok(r),
+            Err(e) if timeline::db::classify(&e) == timeline::db::ErrorClass::Transient => {
+                tracing::warn!(error = %e, "cannot read the settings yet; waiting for the database");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// `timeline-worker bench`: prints its report as one JSON line on stdout.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 
 use crate::common::{TestApp, fixtures, free_port, url_of};
-use crate::s3_faults::{S3Server, as_refs, s3_env};
+use crate::s3_faults::{S3Server, as_refs, photos, s3_env};
 
 /// Server connections PgBouncer opens per database in this test.
 const POOL_SIZE: usize = 4;
@@ -168,19 +168,6 @@ fn worker(envs: &[(&str, &str)]) -> Worker {
             .spawn()
             .expect("timeline-worker"),
     )
-}
-
-/// Distinct photos (a suffix after the image data keeps each from being a duplicate).
-fn photos(n: usize) -> Vec<(String, Vec<u8>)> {
-    let names = ["DSCN0010.jpg", "gps_sahara.jpg", "landscape_1.jpg"];
-    (0..n)
-        .map(|i| {
-            let name = names[i % names.len()];
-            let mut bytes = std::fs::read(fixtures().join(name)).expect("fixture");
-            bytes.extend_from_slice(format!("pooled-{i}").as_bytes());
-            (format!("{i}-{name}"), bytes)
-        })
-        .collect()
 }
 
 /// Uploads `bytes` by tus in two requests; returns the upload's URL.

@@ -157,7 +157,7 @@ pub fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a 
 }
 
 /// Distinct photos (a suffix after the image data keeps each from being a duplicate).
-fn photos(n: usize) -> Vec<(String, Vec<u8>)> {
+pub fn photos(n: usize) -> Vec<(String, Vec<u8>)> {
     let names = [
         "DSCN0010.jpg",
         "no_exif.jpg",
