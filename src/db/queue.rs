@@ -13,9 +13,11 @@ use sqlx::PgConnection;
 /// `run_at`, so moving `run_at` forward persists the backoff in the queue itself (it survives a
 /// worker restart, and no worker sleeps on it).
 ///
-/// Guarded: only while the task is still `Running` under `worker` (its lock holder). A task the
-/// heartbeat sweep took back from a worker presumed dead, and another worker now holds, is not
-/// touched. Returns whether the delay was applied.
+/// Guarded: only while `worker` still holds the task (its lock holder), `Running` or still
+/// `Queued`: the fetch locks a task as `Queued` and apalis writes `Running` a moment later, from
+/// a batch of events, so a step that fails at once (the store refusing every request) can end
+/// before that. A task the heartbeat sweep took back from a worker presumed dead, and another
+/// worker now holds, is not touched. Returns whether the delay was applied.
 pub async fn delay_retry(
     conn: &mut PgConnection,
     task_id: &str,
@@ -25,7 +27,7 @@ pub async fn delay_retry(
     let millis = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
     let done = sqlx::query(
         "UPDATE apalis.jobs SET run_at = now() + make_interval(secs => $2::float8 / 1000)
-         WHERE id = $1 AND status = 'Running' AND lock_by = $3",
+         WHERE id = $1 AND status IN ('Queued', 'Running') AND lock_by = $3",
     )
     .bind(task_id)
     .bind(millis as f64)
