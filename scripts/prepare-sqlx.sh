@@ -14,7 +14,7 @@ for f in "$(dirname "$apalis")"/migrations/*.sql; do psql "$url" -q -v ON_ERROR_
 rm -rf .sqlx && mkdir .sqlx
 # Touch every crate so each query macro runs again and writes its file. A build with the
 # tests' features, as scripts/test.sh makes, so its dependencies are reused.
-touch src/lib.rs workers/src/lib.rs
+touch core/src/lib.rs src/lib.rs workers/src/lib.rs
 SQLX_OFFLINE=false SQLX_OFFLINE_DIR="$PWD/.sqlx" DATABASE_URL="$url" cargo build --workspace --all-targets \
   --features timeline/test-hooks,timeline-workers/test-hooks --quiet
 # Keep only our own queries: apalis-postgres's macros write theirs here too, but the crate

@@ -1,25 +1,16 @@
-//! timeline: the media-ingestion platform behind a personal-timeline app.
+//! timeline: the media-ingestion platform behind a personal-timeline app: its HTTP API (with
+//! tus resumable uploads and the operators' dashboard) and the `timeline` command line.
 //!
-//! This library owns the schema (migrations), the typed models, all SQL (`db`), configuration,
-//! API tokens and the `timeline` command line. The worker pools live in the `timeline-workers`
-//! crate and reuse `db` and `models` from here.
+//! What the API shares with the workers (schema and SQL, models, queue, storage, configuration,
+//! reconciler) lives in `timeline-core`; it is re-exported here under the same paths, so that
+//! `timeline::db` and `crate::db` name the one module. The worker pools live in
+//! `timeline-workers`, which depends on the core and not on this crate.
 
-pub mod auth;
 pub mod cli;
-pub mod config;
-pub mod db;
 pub mod http;
-pub mod inflight;
-pub mod ingest;
-pub mod jobs;
-pub mod metrics;
-pub mod models;
-pub mod reconcile;
-pub mod reprocess;
 pub mod resumable;
-pub mod storage;
-pub mod telemetry;
-pub mod test_hooks;
 
-/// What a file is (magic bytes → format → MIME → kind): the media crate's one table.
-pub use timeline_media::format;
+pub use timeline_core::{
+    auth, config, db, format, inflight, ingest, jobs, metrics, models, reconcile, reprocess,
+    shutdown, storage, telemetry, test_hooks, test_pause,
+};

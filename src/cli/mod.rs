@@ -140,7 +140,12 @@ pub async fn run() -> Result<(), Error> {
             );
             let session = db::session_pool(&cli.db, &pool)?;
             let state = crate::http::AppState::with_session(pool, session, storage, limits);
-            crate::http::serve(state, &cfg.addr, cfg.connections.server_limits()).await?;
+            crate::http::serve(
+                state,
+                &cfg.addr,
+                crate::http::server::ServerLimits::from_config(&cfg.connections),
+            )
+            .await?;
             Ok(())
         }
         Command::Ingest(args) => ingest::run(&cli.db, args).await,

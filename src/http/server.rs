@@ -50,6 +50,20 @@ impl Default for ServerLimits {
     }
 }
 
+impl ServerLimits {
+    /// The limits `timeline serve` was given (seconds of 0 are taken as 1).
+    pub fn from_config(c: &crate::config::ConnectionLimits) -> Self {
+        let secs = |s: u64| Duration::from_secs(s.max(1));
+        Self {
+            header_timeout: secs(c.header_timeout_secs),
+            body_idle_timeout: secs(c.body_timeout_secs),
+            write_idle_timeout: secs(c.write_timeout_secs),
+            max_connections: c.max_connections.max(1),
+            ..Self::default()
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then drains.
 pub async fn serve_on(
     listener: TcpListener,

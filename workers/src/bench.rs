@@ -93,9 +93,9 @@ pub async fn run(
     let id = uuid::Uuid::new_v4().simple().to_string();
     let queue = format!("bench-{id}");
     let table = format!("bench_steps_{id}");
-    timeline::db::bench::create_table(&session, &table).await?;
+    timeline_core::db::bench::create_table(&session, &table).await?;
     let result = drain(&pool, &session, (&queue, &table), args, concurrency).await;
-    let cleaned = timeline::db::bench::clean(&session, &queue, &table).await;
+    let cleaned = timeline_core::db::bench::clean(&session, &queue, &table).await;
     let (seconds, transactions) = result?;
     cleaned?;
     let tasks = args.tasks;
@@ -119,7 +119,7 @@ async fn drain(
     concurrency: usize,
 ) -> Result<(f64, i64), Error> {
     enqueue(pool, queue, args.tasks).await?;
-    let before = timeline::db::bench::transactions(session).await?;
+    let before = timeline_core::db::bench::transactions(session).await?;
     let started = Instant::now();
     let ctx = Arc::new(Bench {
         pool: pool.clone(),
@@ -163,7 +163,7 @@ async fn drain(
         .map_err(|e| Error::Invalid(format!("the progress watcher failed: {e}")))??;
     let seconds = started.elapsed().as_secs_f64();
     tokio::time::sleep(STATS_SETTLE).await;
-    let after = timeline::db::bench::transactions(session).await?;
+    let after = timeline_core::db::bench::transactions(session).await?;
     // Our own reads of the progress and of the first count are transactions too.
     Ok((seconds, (after - before - polls - 1).max(0)))
 }
@@ -196,7 +196,7 @@ async fn handle(
 ) -> Result<(), BoxDynError> {
     let mut tx = ctx.pool.begin().await?;
     let attempt = i32::try_from(attempt.current()).unwrap_or(i32::MAX);
-    timeline::db::bench::record(&mut tx, &ctx.table, task.n, attempt).await?;
+    timeline_core::db::bench::record(&mut tx, &ctx.table, task.n, attempt).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -212,7 +212,7 @@ async fn wait_drained(
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
         polls += 1;
-        if timeline::db::bench::acknowledged(&session, &queue).await? >= n {
+        if timeline_core::db::bench::acknowledged(&session, &queue).await? >= n {
             let _ = done.send(());
             return Ok(polls);
         }

@@ -2,7 +2,7 @@
 //! limits of the ffmpeg child processes.
 
 use sqlx::PgPool;
-use timeline::storage::Storage;
+use timeline_core::storage::Storage;
 use timeline_media::thumbnail::Limits;
 
 /// Shared by all pools of a worker process.
@@ -11,7 +11,7 @@ pub struct Context {
     /// Every step's transactions and the queue's fetch and ack (through the pooler, if any).
     pub pool: PgPool,
     /// What needs a session: the wake-up listener and the reconciler's leader lock (see
-    /// `timeline::db::session_pool`).
+    /// `timeline_core::db::session_pool`).
     pub session: PgPool,
     pub storage: Storage,
     pub limits: Limits,

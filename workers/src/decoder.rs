@@ -22,7 +22,7 @@ use timeline_media::thumbnail::{self, Limits, Rendition, Thumbnails};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-use crate::step::StepError;
+use crate::error::StepError;
 
 /// The hidden first argument that makes `timeline-worker` a decoder child.
 pub const CHILD_ARG: &str = "__decoder";

@@ -5,12 +5,12 @@
 //! embedded in a Motion Photo as a media file of its own, linked to the still.
 
 use chrono::Utc;
-use timeline::db::{
+use timeline_core::db::{
     self,
     pipeline::{EmbeddedClip, ExifUpdate, MediaState, NewLocation},
 };
-use timeline::jobs::{MediaTask, Step};
-use timeline::models::TakenAtSource;
+use timeline_core::jobs::{MediaTask, Step};
+use timeline_core::models::TakenAtSource;
 use timeline_media::exif::{ExifFacts, GpsFix};
 use timeline_media::video::motion;
 use timeline_media::{geocode, taken_at};

@@ -2,9 +2,9 @@
 //! 10 GiB video costs a few chunks of memory) → `file_hash`; per-user deduplication; then the
 //! next steps of the file's kind are enqueued in the same transaction that records the hash.
 
-use timeline::db;
-use timeline::jobs::{self, MediaTask, Step};
-use timeline::storage::{Rendition, Storage};
+use timeline_core::db;
+use timeline_core::jobs::{self, MediaTask, Step};
+use timeline_core::storage::{Rendition, Storage};
 use timeline_media::Kind;
 use timeline_media::hash::StreamHasher;
 
@@ -132,10 +132,10 @@ async fn mark_duplicate(
     tx.commit().await?;
     step::media_ended(
         &media.mime_type,
-        timeline::models::ProcessingStatus::Duplicate,
+        timeline_core::models::ProcessingStatus::Duplicate,
     );
     tracing::info!(duplicate_of = %original, "duplicate of an earlier upload");
-    timeline::inflight::clean(&ctx.pool, &ctx.storage, &key)
+    timeline_core::inflight::clean(&ctx.pool, &ctx.storage, &key)
         .await
         .map_err(|e| StepError::Transient(e.to_string()))?;
     Ok(())

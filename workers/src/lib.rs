@@ -5,8 +5,10 @@
 pub mod bench;
 pub mod context;
 pub mod decoder;
+pub mod error;
 pub mod exif;
 pub mod hash;
+pub mod metrics_endpoint;
 pub mod motion_clip;
 pub mod pools;
 pub mod spool;
@@ -18,8 +20,8 @@ pub mod wake;
 use std::sync::Arc;
 
 use clap::Parser;
-use timeline::config::{DatabaseConfig, StorageConfig};
-use timeline::jobs::Step;
+use timeline_core::config::{DatabaseConfig, StorageConfig};
+use timeline_core::jobs::Step;
 
 /// Command-line flags of `timeline-worker`.
 #[derive(Debug, Parser)]
@@ -68,13 +70,13 @@ pub struct Args {
     /// Largest image decoded (image decoders need the whole file in memory).
     #[arg(long, env = "TIMELINE_MAX_IMAGE_BYTES", default_value_t = 512 << 20)]
     pub max_image_bytes: u64,
-    /// Reconciliation grace period in seconds (see `timeline::reconcile`); a pass runs every
+    /// Reconciliation grace period in seconds (see `timeline_core::reconcile`); a pass runs every
     /// quarter of it (at least every minute, at most every 15 minutes).
-    #[arg(long, env = "TIMELINE_RECONCILE_GRACE_SECS", default_value_t = timeline::reconcile::DEFAULT_GRACE_SECS)]
+    #[arg(long, env = "TIMELINE_RECONCILE_GRACE_SECS", default_value_t = timeline_core::reconcile::DEFAULT_GRACE_SECS)]
     pub reconcile_grace_secs: u64,
     /// Seconds before the first retry of a step that failed transiently (the database or the
     /// store away); each further attempt waits twice as long (±50 % jitter, at most 5 min).
-    #[arg(long, env = "TIMELINE_RETRY_BASE_SECS", default_value_t = timeline::jobs::DEFAULT_RETRY_BASE.as_secs_f64())]
+    #[arg(long, env = "TIMELINE_RETRY_BASE_SECS", default_value_t = timeline_core::jobs::DEFAULT_RETRY_BASE.as_secs_f64())]
     pub retry_base_secs: f64,
     /// Serve Prometheus metrics at `http://ADDR/metrics` (e.g. `127.0.0.1:9101`; default: off).
     #[arg(long, env = "TIMELINE_METRICS_ADDR")]
@@ -140,15 +142,16 @@ pub async fn run() -> Result<(), Error> {
             args.db.database_max_connections,
         )));
     }
-    let pool = timeline::db::connect_waiting(&args.db, std::time::Duration::from_secs(60)).await?;
-    let session = timeline::db::session_pool(&args.db, &pool)?;
-    timeline::metrics::handle();
+    let pool =
+        timeline_core::db::connect_waiting(&args.db, std::time::Duration::from_secs(60)).await?;
+    let session = timeline_core::db::session_pool(&args.db, &pool)?;
+    timeline_core::metrics::handle();
     let metrics = match &args.metrics_addr {
         Some(addr) => {
-            let listener = timeline::metrics::bind(addr)
+            let listener = metrics_endpoint::bind(addr)
                 .await
                 .map_err(|e| Error::Config(format!("--metrics-addr {addr}: {e}")))?;
-            Some(tokio::spawn(timeline::metrics::serve_on(
+            Some(tokio::spawn(metrics_endpoint::serve_on(
                 listener,
                 pool.clone(),
             )))
@@ -164,7 +167,7 @@ pub async fn run() -> Result<(), Error> {
         .await
         .map_err(|e| Error::Config(e.to_string()))?;
     let recorded = recorded_settings(&pool).await?;
-    timeline::config::apply_max_attempts(&recorded);
+    timeline_core::config::apply_max_attempts(&recorded);
     let mut limits = timeline_media::thumbnail::Limits::default();
     if let Some(px) = args.max_pixels.or(recorded.max_pixels) {
         limits.max_pixels = px;
@@ -176,7 +179,7 @@ pub async fn run() -> Result<(), Error> {
     tracing::info!(
         max_pixels = limits.max_pixels,
         geocode_max_km,
-        max_attempts = timeline::jobs::max_attempts(),
+        max_attempts = timeline_core::jobs::max_attempts(),
         "settings"
     );
     let decoders = decoder::Decoders::new(limits, args.decoder_max_memory_bytes)
@@ -227,16 +230,18 @@ pub async fn run() -> Result<(), Error> {
 /// network cut) is waited for, as the pools wait for it later, rather than ending the process.
 async fn recorded_settings(
     pool: &sqlx::PgPool,
-) -> Result<timeline::db::settings::Recorded, sqlx::Error> {
+) -> Result<timeline_core::db::settings::Recorded, sqlx::Error> {
     let mut wait = std::time::Duration::from_millis(500);
     loop {
         let read = async {
             let mut tx = pool.begin().await?;
-            timeline::db::settings::recorded(&mut *tx).await
+            timeline_core::db::settings::recorded(&mut *tx).await
         };
         match read.await {
             Ok(r) => return Ok(r),
-            Err(e) if timeline::db::classify(&e) == timeline::db::ErrorClass::Transient => {
+            Err(e)
+                if timeline_core::db::classify(&e) == timeline_core::db::ErrorClass::Transient =>
+            {
                 tracing::warn!(error = %e, "cannot read the settings yet; waiting for the database");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(std::time::Duration::from_secs(10));
@@ -248,8 +253,8 @@ async fn recorded_settings(
 
 /// `timeline-worker bench`: prints its report as one JSON line on stdout.
 async fn run_bench(db: &DatabaseConfig, args: &bench::BenchArgs) -> Result<(), Error> {
-    let pool = timeline::db::connect_waiting(db, std::time::Duration::from_secs(60)).await?;
-    let session = timeline::db::session_pool(db, &pool)?;
+    let pool = timeline_core::db::connect_waiting(db, std::time::Duration::from_secs(60)).await?;
+    let session = timeline_core::db::session_pool(db, &pool)?;
     let report = bench::run(pool, session, args, db.pooled()).await?;
     let line = serde_json::to_string(&report).map_err(|e| Error::Config(e.to_string()))?;
     use std::io::Write as _;
@@ -275,7 +280,7 @@ async fn reconcile_loop(ctx: Arc<context::Context>, grace: std::time::Duration) 
             kept = Some(std::time::Instant::now());
             housekeeping(&ctx.session).await;
         }
-        let pass = timeline::reconcile::run(&ctx.pool, &ctx.session, &ctx.storage, grace);
+        let pass = timeline_core::reconcile::run(&ctx.pool, &ctx.session, &ctx.storage, grace);
         if let Err(e) = pass.await {
             tracing::warn!(error = %e, "reconciliation pass failed; will try again");
         }
@@ -290,8 +295,8 @@ const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(3
 /// session pool: its statements run outside explicit transactions.
 async fn housekeeping(session: &sqlx::PgPool) {
     let result = async {
-        let retention = timeline::db::maintenance::Retention::configured(session).await?;
-        timeline::db::maintenance::run(session, &retention).await
+        let retention = timeline_core::db::maintenance::Retention::configured(session).await?;
+        timeline_core::db::maintenance::run(session, &retention).await
     }
     .await;
     if let Err(e) = result {

@@ -15,7 +15,7 @@ fn main() -> ExitCode {
 
 #[tokio::main]
 async fn worker() -> ExitCode {
-    timeline::telemetry::init();
+    timeline_core::telemetry::init();
     match timeline_workers::run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

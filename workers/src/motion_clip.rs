@@ -6,9 +6,9 @@
 
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
-use timeline::db::{self, pipeline::EmbeddedClip};
-use timeline::jobs::{self, MediaTask, Step};
-use timeline::storage::{Rendition, Storage};
+use timeline_core::db::{self, pipeline::EmbeddedClip};
+use timeline_core::jobs::{self, MediaTask, Step};
+use timeline_core::storage::{Rendition, Storage};
 use timeline_media::video::motion::EmbeddedVideo;
 use timeline_media::{MediaFormat, VideoFormat};
 use uuid::Uuid;
@@ -43,7 +43,8 @@ pub async fn store(
         .ok_or_else(|| StepError::Permanent("embedded clip out of range".into()))?;
     // Named before it is written, as the still's exif step's; recording the clip settles it.
     let keys = [to.to_string()];
-    timeline::inflight::name_for_step(&ctx.pool, still.user_id, still.id, &keys, "exif").await?;
+    timeline_core::inflight::name_for_step(&ctx.pool, still.user_id, still.id, &keys, "exif")
+        .await?;
     let chunks = ctx.storage.stream_range(&from, video.offset..end).await?;
     let size = ctx.storage.put_stream(&to, chunks).await?;
     let stem = still

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_postgres::{Config, PostgresStorage};
-use timeline::jobs::{MediaTask, Step};
+use timeline_core::jobs::{MediaTask, Step};
 
 use crate::context::Context;
 use crate::step;
@@ -59,7 +59,7 @@ fn config(pool: &str) -> Config {
 
 /// A pool's backend: `queue` fetched by poll, woken by the process's listener (see `wake`).
 /// An express pool fetches the same queue through its `:interactive` name (see
-/// `timeline::db::migrate::lane_fetch`) and is woken only by interactive tasks.
+/// `timeline_core::db::migrate::lane_fetch`) and is woken only by interactive tasks.
 fn backend(
     ctx: &Context,
     step: Step,
@@ -90,7 +90,7 @@ impl<Args: Sync> FromRequest<Task<Args>> for MaxAttempts {
     async fn from_request(task: &Task<Args>) -> Result<Self, Self::Error> {
         Ok(Self(
             task.max_attempts()
-                .unwrap_or_else(timeline::jobs::max_attempts),
+                .unwrap_or_else(timeline_core::jobs::max_attempts),
         ))
     }
 }
@@ -117,8 +117,8 @@ async fn handle(
             Step::Video => crate::video::run(ctx, task, attempt_i32).await,
         }
     });
-    // The objects the step names belong to this task (see timeline::inflight::STEP_TASK).
-    let result = timeline::inflight::STEP_TASK
+    // The objects the step names belong to this task (see timeline_core::inflight::STEP_TASK).
+    let result = timeline_core::inflight::STEP_TASK
         .scope(task_id.to_string(), run)
         .await;
     if let Err(e) = result {
@@ -131,14 +131,14 @@ async fn handle(
 }
 
 /// Moves the failed task's `run_at` forward before apalis records the failure, so the retry
-/// waits out its backoff in the queue (see `timeline::db::queue::delay_retry`). Best effort:
+/// waits out its backoff in the queue (see `timeline_core::db::queue::delay_retry`). Best effort:
 /// if the database is away, the task is re-queued by the heartbeat sweep instead.
 async fn schedule_retry(ctx: &Context, task_id: &TaskId, worker: &str, attempt: usize) {
-    let delay = timeline::jobs::retry_delay_from(attempt, ctx.retry_base);
+    let delay = timeline_core::jobs::retry_delay_from(attempt, ctx.retry_base);
     let id = task_id.to_string();
     let result = async {
         let mut tx = ctx.pool.begin().await?;
-        let delayed = timeline::db::queue::delay_retry(&mut tx, &id, worker, delay).await?;
+        let delayed = timeline_core::db::queue::delay_retry(&mut tx, &id, worker, delay).await?;
         tx.commit().await?;
         Ok::<_, sqlx::Error>(delayed)
     }
@@ -166,7 +166,7 @@ pub async fn run(
 ) -> Result<(), MonitorError> {
     // Without lanes every task is queued at one priority and an express pool, which takes only
     // interactive tasks, could never fetch anything: its slots join the regular pool instead.
-    let (concurrency, express) = if timeline::jobs::lanes_enabled() {
+    let (concurrency, express) = if timeline_core::jobs::lanes_enabled() {
         (concurrency, express)
     } else {
         if express > 0 {
@@ -210,7 +210,7 @@ async fn run_pools(
     tracing::info!(queues = ?steps.iter().map(|s| s.queue()).collect::<Vec<_>>(), concurrency, express, "worker pools starting");
     monitor
         .run_with_signal(async {
-            timeline::http::shutdown_signal().await;
+            timeline_core::shutdown::signal().await;
             Ok(())
         })
         .await

@@ -2,62 +2,18 @@
 
 use std::time::Duration;
 
-use timeline::db::{self, pipeline::MediaState};
-use timeline::jobs::{MediaTask, Step};
-use timeline::models::ProcessingStatus;
-use timeline::storage::{Rendition, Storage};
+use timeline_core::db::{self, pipeline::MediaState};
+use timeline_core::jobs::{MediaTask, Step};
+use timeline_core::models::ProcessingStatus;
+use timeline_core::storage::{Rendition, Storage};
 use tracing::Instrument;
 
 use crate::context::Context;
+pub use crate::error::StepError;
 
 /// Default longest a single CPU stage (hash, EXIF, decode + render) may take before the file
 /// is failed as pathological (`--step-timeout-secs`). A 100 MP image renders in a few seconds.
 pub const CPU_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// How a step failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StepError {
-    /// Bad input: retrying cannot help; the file fails now with this reason.
-    #[error("{0}")]
-    Permanent(String),
-    /// The database or the store is unavailable, a timeout: worth another attempt.
-    #[error("{0}")]
-    Transient(String),
-}
-
-impl From<sqlx::Error> for StepError {
-    /// Data and integrity errors fail the file at once with the database's reason; connection
-    /// loss, deadlocks and the like are retried (see `timeline::db::classify`).
-    fn from(e: sqlx::Error) -> Self {
-        match db::classify(&e) {
-            db::ErrorClass::Permanent => {
-                Self::Permanent(format!("the database refused the file's data: {e}"))
-            }
-            db::ErrorClass::Transient => Self::Transient(format!("database: {e}")),
-        }
-    }
-}
-
-impl From<timeline::storage::Error> for StepError {
-    fn from(e: timeline::storage::Error) -> Self {
-        match e {
-            timeline::storage::Error::NotFound(_) => {
-                Self::Permanent("the original is missing from storage".into())
-            }
-            // The reason names no key or path; the log keeps the whole error.
-            other => {
-                tracing::warn!(error = %other, "storage error");
-                Self::Transient(other.reason())
-            }
-        }
-    }
-}
-
-impl From<timeline::jobs::Error> for StepError {
-    fn from(e: timeline::jobs::Error) -> Self {
-        Self::Transient(e.to_string())
-    }
-}
 
 /// Longest failure reason stored, in characters: a job lists up to 100 failures, each with
 /// its reason, and one decoder's page of complaints must not make that list megabytes.
@@ -66,7 +22,7 @@ const MAX_REASON_CHARS: usize = 1000;
 /// A failure reason as it is stored for users to read: no path, URL or key
 /// (`storage::scrub`), at most [`MAX_REASON_CHARS`] characters.
 fn stored_reason(reason: &str) -> String {
-    let clean = timeline::storage::scrub(reason);
+    let clean = timeline_core::storage::scrub(reason);
     match clean.char_indices().nth(MAX_REASON_CHARS) {
         Some((cut, _)) => format!("{}…", &clean[..cut]),
         None => clean,
@@ -146,7 +102,7 @@ pub async fn store_renditions(
     let preview_key = Storage::key(media.user_id, media.id, Rendition::Preview);
     // Named before they are written; the step's final transaction settles them.
     let keys = [thumb_key.to_string(), preview_key.to_string()];
-    timeline::inflight::name_for_step(&ctx.pool, media.user_id, media.id, &keys, step.queue())
+    timeline_core::inflight::name_for_step(&ctx.pool, media.user_id, media.id, &keys, step.queue())
         .await?;
     ctx.storage.put(&thumb_key, t.thumb.bytes.into()).await?;
     ctx.storage
@@ -211,7 +167,7 @@ pub fn media_ended(mime_type: &str, status: ProcessingStatus) {
         timeline_media::Kind::Video => "video",
         timeline_media::Kind::Audio => "audio",
     });
-    metrics::counter!(timeline::metrics::MEDIA_TOTAL, "kind" => kind, "status" => status.as_str())
+    metrics::counter!(timeline_core::metrics::MEDIA_TOTAL, "kind" => kind, "status" => status.as_str())
         .increment(1);
 }
 
@@ -246,8 +202,8 @@ fn record_wait(step: Step, task: &MediaTask, attempt: usize) {
         return;
     };
     let waited = (chrono::Utc::now().timestamp_millis() - at).max(0) as f64 / 1000.0;
-    metrics::histogram!(timeline::metrics::QUEUE_WAIT, "queue" => step.queue(),
-                        "priority" => timeline::jobs::lane_name(task.priority))
+    metrics::histogram!(timeline_core::metrics::QUEUE_WAIT, "queue" => step.queue(),
+                        "priority" => timeline_core::jobs::lane_name(task.priority))
     .record(waited);
 }
 
@@ -271,14 +227,14 @@ where
     record_wait(step, &task, attempt);
     // Crash and lane tests hold bulk work here (a slot busy for as long as they need).
     #[cfg(feature = "test-hooks")]
-    if timeline::jobs::Lane::of(task.priority) == timeline::jobs::Lane::Bulk {
-        timeline::test_pause!("TIMELINE_TEST_PAUSE_BULK_STEP_SECS");
+    if timeline_core::jobs::Lane::of(task.priority) == timeline_core::jobs::Lane::Bulk {
+        timeline_core::test_pause!("TIMELINE_TEST_PAUSE_BULK_STEP_SECS");
     }
     let started = std::time::Instant::now();
     let result = body().instrument(span.clone()).await;
     let _enter = span.enter();
     let took = |outcome: &'static str| {
-        metrics::histogram!(timeline::metrics::STEP_DURATION, "step" => step.queue(), "outcome" => outcome)
+        metrics::histogram!(timeline_core::metrics::STEP_DURATION, "step" => step.queue(), "outcome" => outcome)
             .record(started.elapsed().as_secs_f64());
     };
     let give_up = |reason: &str| format!("gave up after {attempt} attempts: {reason}");

@@ -1,8 +1,8 @@
 //! The `thumbnail` step: `thumb` (shorter edge 250) and `preview` (1440), upright, stored under
 //! deterministic keys (a rerun overwrites), plus the displayed width and height.
 
-use timeline::db;
-use timeline::jobs::{MediaTask, Step};
+use timeline_core::db;
+use timeline_core::jobs::{MediaTask, Step};
 use timeline_media::ImageFormat;
 
 use crate::context::Context;
@@ -17,7 +17,7 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
         .ok_or_else(|| StepError::Permanent(format!("unsupported: {}", media.mime_type)))?;
     let bytes = step::original(ctx, &media).await?;
     // In a child process: past the deadline the decode is killed, not abandoned.
-    let bulk = timeline::jobs::Lane::of(task.priority) == timeline::jobs::Lane::Bulk;
+    let bulk = timeline_core::jobs::Lane::of(task.priority) == timeline_core::jobs::Lane::Bulk;
     let thumbs = ctx
         .decoders
         .render(bytes, format, ctx.step_timeout, bulk)
@@ -29,7 +29,7 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
     );
     let stored = step::store_renditions(ctx, &media, Step::Thumbnail, thumbs).await?;
     // Crash tests kill the worker here: renditions stored, nothing recorded.
-    timeline::test_pause!("TIMELINE_TEST_PAUSE_BEFORE_FINISH_SECS");
+    timeline_core::test_pause!("TIMELINE_TEST_PAUSE_BEFORE_FINISH_SECS");
     let mut tx = ctx.pool.begin().await?;
     let keys = (stored.thumb_key.as_str(), stored.preview_key.as_str());
     db::pipeline::apply_thumbnails(&mut tx, media.id, dims, keys, stored.sizes).await?;

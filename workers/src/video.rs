@@ -9,12 +9,12 @@ use std::path::Path;
 
 use chrono::Utc;
 use serde_json::{Value, json};
-use timeline::db::{
+use timeline_core::db::{
     self,
     pipeline::{MediaState, NewLocation, VideoUpdate},
 };
-use timeline::jobs::{MediaTask, Step};
-use timeline::storage::{Rendition, Storage};
+use timeline_core::jobs::{MediaTask, Step};
+use timeline_core::storage::{Rendition, Storage};
 use timeline_media::exif::GpsFix;
 use timeline_media::ffmpeg::{self, AvError};
 use timeline_media::probe::{ContainerDate, StreamFacts};

@@ -1,6 +1,6 @@
 //! Wake-ups for the worker pools, from one `LISTEN` connection per process (not one per
 //! queue: behind a transaction pooler a session is the scarce thing, see
-//! `timeline::db::session_pool`):
+//! `timeline_core::db::session_pool`):
 //! - `apalis::job::insert`, announced by the queue for every task, wakes that queue's regular
 //!   pool;
 //! - `jobs::INTERACTIVE_CHANNEL`, announced by a trigger for interactive tasks only (see
@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::stream::{BoxStream, Stream, StreamExt};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-use timeline::jobs::{INTERACTIVE_CHANNEL, Step};
+use timeline_core::jobs::{INTERACTIVE_CHANNEL, Step};
 use tokio::sync::Notify;
 
 /// The queue's own announcement of a new task (apalis-postgres' `notify_new_jobs` trigger):

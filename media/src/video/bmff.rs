@@ -8,6 +8,7 @@
 use std::io::{Read, Seek, SeekFrom};
 
 use super::ContainerError;
+use super::atoms::{be_u32, be_u64, plausible_fourcc};
 pub use super::moov::MovieMeta;
 
 /// More top-level boxes than any real file has; beyond it the file is treated as hostile.
@@ -69,14 +70,6 @@ pub(crate) fn fourcc_name(fourcc: &[u8; 4]) -> String {
         }
     }
     name
-}
-
-/// Whether four bytes can be a box type: printable ASCII or `©`. Binary garbage (a JPEG, a
-/// zero-filled tail) fails this, which gives a better message than a nonsense size would.
-pub(crate) fn plausible_fourcc(fourcc: &[u8]) -> bool {
-    fourcc
-        .iter()
-        .all(|&b| (0x20..=0x7E).contains(&b) || b == 0xA9)
 }
 
 /// Decodes a box header from the first bytes of a box at `offset`. `available` is how many bytes
@@ -243,21 +236,4 @@ pub fn movie_meta<R: Read + Seek>(
         )));
     }
     Ok(super::moov::parse(&payload))
-}
-
-pub(crate) fn be_u16(buf: &[u8], at: usize) -> Option<u16> {
-    let b = buf.get(at..at.checked_add(2)?)?;
-    Some(u16::from_be_bytes([b[0], b[1]]))
-}
-
-pub(crate) fn be_u32(buf: &[u8], at: usize) -> Option<u32> {
-    let b = buf.get(at..at.checked_add(4)?)?;
-    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-pub(crate) fn be_u64(buf: &[u8], at: usize) -> Option<u64> {
-    let b = buf.get(at..at.checked_add(8)?)?;
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(b);
-    Some(u64::from_be_bytes(bytes))
 }

@@ -6,6 +6,7 @@
 //! the small boxes it needs (never `mdat`), caps every allocation and loop, and reports damage as a
 //! [`ContainerError`] whose message can be shown to the user as is.
 
+mod atoms;
 pub mod bmff;
 pub mod iso6709;
 mod moov;

@@ -1,6 +1,6 @@
 //! The capture facts inside a loaded `moov` box: `mvhd` creation time and duration and Apple's
 //! QuickTime metadata (`meta` with `keys` + `ilst`), merged with the user data read by
-//! [`super::udta`]; also the in-memory box walking both use.
+//! [`super::udta`].
 //!
 //! Everything is parsed from an in-memory slice. A child box whose size lies ends the walk of its
 //! parent and the rest is skipped: the movie may still play, so damaged metadata is never an
@@ -8,14 +8,12 @@
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime, Utc};
 
-use super::bmff::{be_u32, be_u64, plausible_fourcc};
+use super::atoms::{DataValue, be_u32, be_u64, child, children, data_value, meta_children};
+use super::iso6709;
 use super::udta::{ParsedDate, UserData, parse_date};
-use super::{clean_text, iso6709};
 
 /// Seconds from the QuickTime epoch (1904-01-01 UTC) to the Unix epoch.
 const MAC_TO_UNIX_SECS: u64 = 2_082_844_800;
-/// Children walked per container at most; a 64 MiB `moov` could otherwise hold 8 million.
-const MAX_CHILDREN: usize = 100_000;
 /// Keys read from one `keys` box at most (Apple writes about a dozen).
 const MAX_KEYS: usize = 4096;
 
@@ -43,49 +41,6 @@ pub struct MovieMeta {
     pub model: Option<String>,
     /// Apple `com.apple.quicktime.location.accuracy.horizontal`, in metres.
     pub horizontal_accuracy_m: Option<f64>,
-}
-
-/// One child box of an in-memory container.
-pub(super) struct Child<'a> {
-    pub(super) fourcc: [u8; 4],
-    pub(super) body: &'a [u8],
-}
-
-/// The children of a container payload, in order. Stops at the first child whose size does not
-/// fit (the rest of the container cannot be located reliably) and after [`MAX_CHILDREN`].
-pub(super) fn children(data: &[u8]) -> impl Iterator<Item = Child<'_>> {
-    let mut pos = 0usize;
-    let mut count = 0usize;
-    std::iter::from_fn(move || {
-        if count >= MAX_CHILDREN {
-            return None;
-        }
-        count += 1;
-        let rest = data.get(pos..)?;
-        let size32 = be_u32(rest, 0)?;
-        let fourcc = rest.get(4..8)?;
-        let fourcc = [fourcc[0], fourcc[1], fourcc[2], fourcc[3]];
-        let (size, mut header) = match size32 {
-            1 => (usize::try_from(be_u64(rest, 8)?).ok()?, 16),
-            0 => (rest.len(), 8),
-            n => (usize::try_from(n).ok()?, 8),
-        };
-        if &fourcc == b"uuid" {
-            header += 16;
-        }
-        if size < header || size > rest.len() {
-            return None;
-        }
-        pos += size;
-        Some(Child {
-            fourcc,
-            body: rest.get(header..size)?,
-        })
-    })
-}
-
-pub(super) fn child<'a>(data: &'a [u8], fourcc: &[u8; 4]) -> Option<&'a [u8]> {
-    children(data).find(|c| &c.fourcc == fourcc).map(|c| c.body)
 }
 
 /// Parses the payload of a `moov` box.
@@ -172,29 +127,6 @@ fn mac_time(secs: u64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(unix, 0)
 }
 
-/// A value from an `ilst` `data` atom.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum DataValue {
-    Text(String),
-    Number(f64),
-}
-
-impl DataValue {
-    pub(super) fn text(&self) -> Option<String> {
-        match self {
-            Self::Text(s) => Some(s.clone()),
-            Self::Number(_) => None,
-        }
-    }
-
-    pub(super) fn number(&self) -> Option<f64> {
-        match self {
-            Self::Text(s) => s.trim().parse().ok(),
-            Self::Number(n) => Some(*n),
-        }
-    }
-}
-
 /// `(key name, value)` pairs of a QuickTime `meta` box (`keys` names, `ilst` values by index).
 fn quicktime_keys(meta: &[u8]) -> Vec<(String, DataValue)> {
     let body = meta_children(meta);
@@ -209,18 +141,6 @@ fn quicktime_keys(meta: &[u8]) -> Vec<(String, DataValue)> {
             Some((name, data_value(child(item.body, b"data")?)?))
         })
         .collect()
-}
-
-/// QuickTime's `meta` is a plain container while ISO's (and iTunes') is a full box with four
-/// bytes of version and flags first; tell them apart by where the first child type sits.
-pub(super) fn meta_children(meta: &[u8]) -> &[u8] {
-    let full_box =
-        meta.get(..4) == Some(&[0, 0, 0, 0]) && meta.get(8..12).is_some_and(plausible_fourcc);
-    if full_box {
-        meta.get(4..).unwrap_or_default()
-    } else {
-        meta
-    }
 }
 
 fn key_names(keys: &[u8]) -> Vec<String> {
@@ -243,40 +163,6 @@ fn key_names(keys: &[u8]) -> Vec<String> {
         pos += size;
     }
     names
-}
-
-/// Decodes a `data` atom: well-known type, locale, value.
-pub(super) fn data_value(data: &[u8]) -> Option<DataValue> {
-    let kind = be_u32(data, 0)? & 0x00FF_FFFF;
-    let value = data.get(8..)?;
-    match kind {
-        1 => clean_text(&String::from_utf8_lossy(value)).map(DataValue::Text),
-        2 => {
-            let units: Vec<u16> = value
-                .chunks_exact(2)
-                .map(|p| u16::from_be_bytes([p[0], p[1]]))
-                .collect();
-            clean_text(&String::from_utf16_lossy(&units)).map(DataValue::Text)
-        }
-        23 => Some(DataValue::Number(f64::from(f32::from_be_bytes(
-            value.get(..4)?.try_into().ok()?,
-        )))),
-        24 => Some(DataValue::Number(f64::from_be_bytes(
-            value.get(..8)?.try_into().ok()?,
-        ))),
-        21 | 22 if !value.is_empty() && value.len() <= 8 => {
-            let mut n: i64 = if kind == 21 && value[0] & 0x80 != 0 {
-                -1
-            } else {
-                0
-            };
-            for &b in value {
-                n = (n << 8) | i64::from(b);
-            }
-            Some(DataValue::Number(n as f64))
-        }
-        _ => None,
-    }
 }
 
 #[cfg(test)]

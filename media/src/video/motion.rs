@@ -13,7 +13,8 @@
 
 use std::io::{Read, Seek};
 
-use super::bmff::{be_u32, check_fits, parse_header, read_at, read_header};
+use super::atoms::be_u32;
+use super::bmff::{check_fits, parse_header, read_at, read_header};
 use super::{ContainerError, xmp};
 
 /// XMP signature of a JPEG APP1 segment.

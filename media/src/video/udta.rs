@@ -4,9 +4,8 @@
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime};
 
-use super::bmff::{be_u16, be_u32};
+use super::atoms::{be_u16, be_u32, child, children, data_value, meta_children};
 use super::clean_text;
-use super::moov::{child, children, data_value, meta_children};
 
 /// The user-data facts we keep, as raw sanitised strings.
 #[derive(Debug, Default)]

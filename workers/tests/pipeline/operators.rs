@@ -97,6 +97,21 @@ async fn metrics_of_web_and_worker_move_with_a_job_and_pass_promtool(pool: PgPoo
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(before.contains("timeline_queue_jobs"), "{before}");
+    // The worker's listener serves that one route (hyper alone, no web framework).
+    let other = app
+        .http
+        .get(format!("http://127.0.0.1:{port}/admin"))
+        .send()
+        .await
+        .expect("worker answers");
+    assert_eq!(other.status(), 404);
+    let post = app
+        .http
+        .post(&worker_url)
+        .send()
+        .await
+        .expect("worker answers");
+    assert_eq!(post.status(), 405);
 
     let (status, body) = app
         .upload(&token, &[("landscape_1.jpg", photo("landscape_1.jpg"))])

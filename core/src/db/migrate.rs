@@ -6,7 +6,7 @@ use sqlx::migrate::{MigrateDatabase, MigrateError, Migrator};
 use sqlx::{PgPool, Postgres};
 
 /// Our migrations, embedded at compile time.
-pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
 /// Errors while preparing the database.
 #[derive(Debug, thiserror::Error)]

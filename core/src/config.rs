@@ -182,17 +182,3 @@ pub struct ConnectionLimits {
     #[arg(long, env = "TIMELINE_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
 }
-
-impl ConnectionLimits {
-    /// The server loop's limits (seconds of 0 are taken as 1).
-    pub fn server_limits(&self) -> crate::http::server::ServerLimits {
-        let secs = |s: u64| std::time::Duration::from_secs(s.max(1));
-        crate::http::server::ServerLimits {
-            header_timeout: secs(self.header_timeout_secs),
-            body_idle_timeout: secs(self.body_timeout_secs),
-            write_idle_timeout: secs(self.write_timeout_secs),
-            max_connections: self.max_connections.max(1),
-            ..crate::http::server::ServerLimits::default()
-        }
-    }
-}

@@ -1,4 +1,4 @@
 //! Rebuilds when a migration is added or changed, so `sqlx::migrate!` embeds it.
 fn main() {
-    println!("cargo:rerun-if-changed=migrations");
+    println!("cargo:rerun-if-changed=../migrations");
 }

@@ -1,5 +1,5 @@
 //! Prometheus metrics (`GET /metrics` on the web process and on each worker's
-//! `--metrics-addr`): the recorder, the metric names and their help, and the gauges read from
+//! `--metrics-addr`, each served by its own crate): the recorder, the metric names and their help, and the gauges read from
 //! the database at scrape time. Counters and histograms are recorded where things happen
 //! (HTTP middleware, the worker's step wrapper) through the `metrics` facade.
 
@@ -159,31 +159,6 @@ pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
     .increment(1);
     ::metrics::histogram!(HTTP_DURATION, "method" => method.to_owned(), "route" => route.to_owned())
         .record(elapsed.as_secs_f64());
-}
-
-/// Binds a worker's metrics listener (`--metrics-addr`), so a taken port fails the start.
-pub async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "metrics listening");
-    Ok(listener)
-}
-
-/// Serves `GET /metrics` on `listener` until the process ends.
-pub async fn serve_on(listener: tokio::net::TcpListener, pool: PgPool) -> std::io::Result<()> {
-    handle();
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let pool = pool.clone();
-            async move {
-                (
-                    [(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)],
-                    render(&pool).await,
-                )
-            }
-        }),
-    );
-    axum::serve(listener, app).await
 }
 
 /// The text exposition format's content type.
