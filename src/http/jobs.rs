@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, mpsc};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::auth::{AuthUser, begin_as};
+use super::auth::{AuthUser, UserTx, begin_as};
 use super::docs::{IdParam, NotFound, Unauthorized, Unavailable};
 use super::views::JobView;
 use super::{AppState, error::ApiError, views};
@@ -28,13 +28,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(IdParam),
     responses((status = 200, body = JobView), Unauthorized, NotFound, Unavailable))]
 async fn get_job(
-    State(state): State<AppState>,
-    AuthUser(user): AuthUser,
+    UserTx { user, mut tx }: UserTx,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     // A malformed id is as unknown as another user's: 404, not 400.
     let id: Uuid = id.parse().map_err(|_| ApiError::NotFound)?;
-    let (_, view) = read(&state, user, id).await?;
+    let (_, view) = read_in(&mut tx, user, id).await?;
+    tx.commit().await?;
     Ok(Json(view))
 }
 
@@ -45,11 +45,21 @@ async fn read(
     id: Uuid,
 ) -> Result<(DataProcessingJob, JobView), ApiError> {
     let mut tx = begin_as(&state.pool, user).await?;
-    let job = crate::db::jobs::get(&mut tx, user, id)
+    let read = read_in(&mut tx, user, id).await?;
+    tx.commit().await?;
+    Ok(read)
+}
+
+/// [`read`] on the caller's transaction, already scoped to the user.
+async fn read_in(
+    tx: &mut sqlx::PgConnection,
+    user: Uuid,
+    id: Uuid,
+) -> Result<(DataProcessingJob, JobView), ApiError> {
+    let job = crate::db::jobs::get(&mut *tx, user, id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let errors = crate::db::jobs::errors(&mut tx, job.id, views::JOB_ERRORS_SHOWN).await?;
-    tx.commit().await?;
+    let errors = crate::db::jobs::errors(&mut *tx, job.id, views::JOB_ERRORS_SHOWN).await?;
     let view = views::job(&job, &errors);
     Ok((job, view))
 }

@@ -11,7 +11,7 @@ use object_store::ObjectStoreExt;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::auth::{AuthUser, begin_as};
+use super::auth::UserTx;
 use super::docs::{BadRequest, Conflict, IdParam, NotFound, Unauthorized, Unavailable};
 use super::views::{MediaPage, MediaView, RetryAccepted};
 use super::{AppState, error::ApiError, range, upload, views};
@@ -44,11 +44,10 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     responses((status = 200, body = MediaView), Unauthorized, NotFound, Unavailable))]
 async fn detail(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
+    UserTx { user, mut tx }: UserTx,
     Path(id): Path<String>,
 ) -> Result<Json<MediaView>, ApiError> {
     let id = parse_id(&id)?;
-    let mut tx = begin_as(&state.pool, user).await?;
     let m = db::media::detail(&mut *tx, user, id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -120,7 +119,7 @@ fn decode_cursor(raw: &str) -> Result<Cursor, ApiError> {
     responses((status = 200, body = MediaPage), BadRequest, Unauthorized, Unavailable))]
 async fn list(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
+    UserTx { user, mut tx }: UserTx,
     super::ApiQuery(q): super::ApiQuery<ListQuery>,
 ) -> Result<Json<MediaPage>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 200);
@@ -132,7 +131,6 @@ async fn list(
         ),
     };
     let cursor = q.cursor.as_deref().map(decode_cursor).transpose()?;
-    let mut tx = begin_as(&state.pool, user).await?;
     let rows = db::media::list(&mut *tx, user, status, cursor, limit + 1).await?;
     tx.commit().await?;
     let more = rows.len() as i64 > limit;
@@ -156,7 +154,7 @@ async fn list(
               Unauthorized, NotFound, Unavailable))]
 async fn thumbnail(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
+    UserTx { user, mut tx }: UserTx,
     Path((id, kind)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let rendition = match kind.as_str() {
@@ -165,7 +163,6 @@ async fn thumbnail(
         _ => return Err(ApiError::NotFound),
     };
     let id = parse_id(&id)?;
-    let mut tx = begin_as(&state.pool, user).await?;
     let key = db::media::object_key(&mut *tx, user, id, rendition).await?;
     tx.commit().await?;
     let key = key.and_then(|(k, _)| k).ok_or(ApiError::NotFound)?;
@@ -190,12 +187,11 @@ async fn thumbnail(
               Unauthorized, NotFound, Unavailable))]
 async fn original(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
+    UserTx { user, mut tx }: UserTx,
     Path(id): Path<String>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let mut tx = begin_as(&state.pool, user).await?;
     let row = db::media::object_key(&mut *tx, user, id, Rendition::Original).await?;
     tx.commit().await?;
     let (key, mime) = row.ok_or(ApiError::NotFound)?;
@@ -264,11 +260,10 @@ fn image_response(mime: &'static str, body: Body) -> Response {
     responses((status = 204, description = "deleted"), Unauthorized, NotFound, Unavailable))]
 async fn delete(
     State(state): State<AppState>,
-    AuthUser(user): AuthUser,
+    UserTx { user, mut tx }: UserTx,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
-    let mut tx = begin_as(&state.pool, user).await?;
     let gone = db::uploads::delete(&mut tx, user, id).await?;
     if gone.is_empty() {
         return Err(ApiError::NotFound);
@@ -299,12 +294,10 @@ async fn delete(
     responses((status = 202, body = RetryAccepted, headers(("Location" = String, description = "the job"))),
               Unauthorized, NotFound, Conflict, Unavailable))]
 async fn retry(
-    State(state): State<AppState>,
-    AuthUser(user): AuthUser,
+    UserTx { user, mut tx }: UserTx,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let mut tx = begin_as(&state.pool, user).await?;
     let current = db::media::detail(&mut *tx, user, id)
         .await?
         .ok_or(ApiError::NotFound)?;

@@ -46,6 +46,8 @@ pub async fn connect_waiting(
     PgPoolOptions::new()
         .max_connections(cfg.database_max_connections.max(2))
         .acquire_timeout(acquire_timeout)
+        // Also behind a pooler: without the ping, every pooled connection left from before a
+        // pooler restart fails its next request with a 503 (the pooler test saw it).
         .test_before_acquire(true)
         .connect_with(options.application_name("timeline"))
         .await

@@ -122,6 +122,79 @@ pub async fn token_owner(
     }))
 }
 
+/// Who a request is for, as recorded by the audit trigger with every row it changes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Audit<'a> {
+    pub request_id: &'a str,
+    pub user_agent: &'a str,
+    pub client_ip: &'a str,
+}
+
+/// A request's first statement, on its transaction: the owner of a valid token hash (as
+/// [`token_owner`]) and, in the same round trip, the transaction scoped to that user as
+/// [`scope_to_user`] does, unless the token's use is due to be recorded. Then `use_unrecorded`
+/// is set and the caller records the use and scopes the transaction itself: the recording is
+/// an update the API role may not make, and a statement's role switch would not wait for it.
+pub async fn authenticate_as_owner(
+    db: impl PgExecutor<'_>,
+    token_hash: &[u8; 32],
+    audit: Audit<'_>,
+) -> Result<Option<TokenOwner>, sqlx::Error> {
+    // CASE evaluates only the branch it takes, and set_config is volatile (never folded), so a
+    // stale token's transaction is left unscoped.
+    let row = sqlx::query!(
+        r#"SELECT o.id, o.user_id, o.stale AS "stale!",
+                  CASE WHEN o.stale THEN NULL
+                       ELSE concat(set_config('role', 'timeline_api', true),
+                                   set_config('app.user_id', o.user_id::text, true),
+                                   set_config('app.request_id', $3, true),
+                                   set_config('app.user_agent', $4, true),
+                                   set_config('app.client_ip', $5, true))
+                  END AS scoped
+           FROM (SELECT t.id, t.user_id,
+                        (t.last_used_at IS NULL
+                         OR t.last_used_at < now() - make_interval(secs => $2)) AS stale
+                 FROM api_tokens t JOIN users u ON u.id = t.user_id
+                 WHERE t.token_hash = $1 AND t.revoked_at IS NULL
+                   AND (t.expires_at IS NULL OR t.expires_at > now()) AND u.is_active) o"#,
+        token_hash.as_slice(),
+        LAST_USED_EVERY_SECS,
+        audit.request_id,
+        audit.user_agent,
+        audit.client_ip
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| TokenOwner {
+        token_id: r.id,
+        user_id: r.user_id,
+        use_unrecorded: r.stale,
+    }))
+}
+
+/// Scopes the rest of the transaction to `user`: role `timeline_api`, whose row-level policies
+/// show only the rows of `app.user_id`, and the request's audit fields.
+pub async fn scope_to_user(
+    db: impl PgExecutor<'_>,
+    user: Uuid,
+    audit: Audit<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"SELECT set_config('role', 'timeline_api', true) AS "role!",
+                  set_config('app.user_id', $1, true) AS "user_id!",
+                  set_config('app.request_id', $2, true) AS "request_id!",
+                  set_config('app.user_agent', $3, true) AS "user_agent!",
+                  set_config('app.client_ip', $4, true) AS "client_ip!""#,
+        user.to_string(),
+        audit.request_id,
+        audit.user_agent,
+        audit.client_ip
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(())
+}
+
 /// The active user owning a valid token hash, if any (see [`token_owner`]).
 pub async fn user_for_token(
     db: impl PgExecutor<'_>,
