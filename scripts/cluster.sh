@@ -28,6 +28,10 @@ workers=${1:-6}
 photos=${2:-300}
 clients=${3:-1000}
 concurrency=${TIMELINE_CONCURRENCY:-4}
+# Worker hosts would have CPUs of their own; on one machine they run at a lower priority
+# (nice), so that their thumbnails do not take the cores from the web processes, the pooler and
+# PostgreSQL. WORKER_NICE=0 shares the cores evenly.
+worker_nice=${WORKER_NICE:-10}
 bash scripts/setup.sh --tests >&2
 base=$(TIMELINE_DB_NAME=postgres scripts/ensure-postgres.sh)
 server=${base%/*}
@@ -143,7 +147,7 @@ for w in "${webs[@]}"; do
 done
 declare -A worker_pid
 start_worker() { # index
-  start_host "$((10 + $1))" "worker$1" "$bin/timeline-worker" --concurrency "$concurrency"
+  start_host "$((10 + $1))" "worker$1" nice -n "$worker_nice" "$bin/timeline-worker" --concurrency "$concurrency"
   worker_pid[$1]=$host_pid
 }
 
