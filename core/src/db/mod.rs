@@ -27,6 +27,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::config::DatabaseConfig;
 
+/// Idle this long, a pooled connection is pinged before it is handed out.
+const PING_WHEN_IDLE: Duration = Duration::from_secs(1);
+
 /// Opens a pool. Connections are made lazily and re-made after a database restart; a bounded
 /// acquire timeout turns "database away" into an error instead of a hang.
 pub async fn connect(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
@@ -43,13 +46,28 @@ pub async fn connect_waiting(
     if cfg.pooled() {
         options = through_pooler(options);
     }
+    // Behind a pooler no application name: server connections are shared, and a name the
+    // reset (`DISCARD ALL`) clears is one more `SET` the pooler sends before every transaction.
+    if !cfg.pooled() {
+        options = options.application_name("timeline");
+    }
     PgPoolOptions::new()
         .max_connections(cfg.database_max_connections.max(2))
         .acquire_timeout(acquire_timeout)
-        // Also behind a pooler: without the ping, every pooled connection left from before a
-        // pooler restart fails its next request with a 503 (the pooler test saw it).
-        .test_before_acquire(true)
-        .connect_with(options.application_name("timeline"))
+        // A connection that sat idle is pinged before use, so one left from before a database
+        // or pooler restart is replaced rather than failing its next request with a 503 (the
+        // pooler test saw that without a ping). One in use a moment ago is alive: under load
+        // the ping would be a round trip per acquire, and behind PgBouncer one more reset.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for < PING_WHEN_IDLE {
+                    return Ok(true);
+                }
+                Ok(sqlx::Connection::ping(conn).await.is_ok())
+            })
+        })
+        .connect_with(options)
         .await
 }
 
@@ -75,7 +93,10 @@ pub async fn connect_direct(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error>
 /// `persistent(false)` would do without it, but the queue library's queries keep the default).
 /// Every statement with parameters must therefore run inside an explicit transaction: sqlx
 /// parses and executes it in two round trips, which only a transaction keeps on one server
-/// connection. `extra_float_digits` is not a startup parameter PgBouncer knows.
+/// connection. `extra_float_digits` is not a startup parameter PgBouncer knows. sqlx asks for
+/// `TimeZone=UTC` at startup: the pooler must open its server connections with the same
+/// (`timezone=UTC` in its `[databases]` entry, as scripts/pgbouncer.sh does), or it sends a
+/// `SET TimeZone` before every transaction, each one more transaction on the server.
 fn through_pooler(options: PgConnectOptions) -> PgConnectOptions {
     options.statement_cache_capacity(0).extra_float_digits(None)
 }
