@@ -727,3 +727,41 @@ async fn the_reconciler_returns_tasks_held_by_stopped_pools(pool: PgPool) {
     assert_eq!(report.tasks_released, 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Whether a file still has a live task is an index lookup (`timeline_task_media_id`), as the
+/// reconciler asks it of every stuck candidate and a media view of every file shown: not a
+/// parse of every live task's JSON payload, which would grow with the queue.
+#[sqlx::test(migrations = false)]
+async fn a_files_live_task_is_found_through_an_index_not_a_parse_of_the_queue(pool: PgPool) {
+    migrate(&pool).await;
+    let mut conn = pool.acquire().await.unwrap();
+    let mut wanted = None;
+    for _ in 0..20 {
+        let batch: Vec<MediaTask> = (0..1000)
+            .map(|_| MediaTask::new(Uuid::new_v4(), Uuid::new_v4(), 0))
+            .collect();
+        wanted = Some(batch[500].media_file_id);
+        jobs::enqueue(&mut conn, Step::Exif, &batch).await.unwrap();
+    }
+    let wanted = wanted.unwrap().to_string();
+    sqlx::query("ANALYZE apalis.jobs")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let lookup = "SELECT count(*) FROM apalis.jobs
+                  WHERE job_type IN ('hash', 'exif', 'thumbnail', 'video') AND status <> 'Done'
+                    AND timeline_task_media_id(job) = $1";
+    let lines: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {lookup}")))
+        .bind(&wanted)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let plan = lines.join("\n");
+    assert!(plan.contains("timeline_apalis_jobs_media"), "{plan}");
+    let found: i64 = sqlx::query_scalar(lookup)
+        .bind(&wanted)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(found, 1);
+}

@@ -112,7 +112,8 @@ async fn lane_fetch(pool: &PgPool) -> Result<(), sqlx::Error> {
     .map(|_| ())
 }
 
-/// Indexes our metrics and dashboard read on apalis's table, and the pause trigger (here, not
+/// Indexes our metrics, dashboard, media views and reconciler read on apalis's table (the
+/// task of a media file: `timeline_task_media_id`), and the pause trigger (here, not
 /// in `migrations/`: ours run before the queue's exist). `apalis.jobs` keeps every finished
 /// task until pruning; these keep the per-scrape counts to the live tasks and the recent
 /// finished ones. Each batch here runs as one implicit transaction under an advisory lock, so
@@ -124,6 +125,17 @@ async fn queue_indexes(pool: &PgPool) -> Result<(), sqlx::Error> {
              WHERE status <> 'Done';
          CREATE INDEX IF NOT EXISTS timeline_apalis_jobs_done_at ON apalis.jobs (done_at)
              WHERE status = 'Done';
+         -- The media file a step's task is for, read from its payload (JSON kept as bytea).
+         -- Declared IMMUTABLE so that it can be indexed, which also keeps PostgreSQL from
+         -- inlining it: convert_from is only STABLE, for the server encoding's sake.
+         CREATE OR REPLACE FUNCTION public.timeline_task_media_id(job bytea) RETURNS text
+             LANGUAGE sql IMMUTABLE PARALLEL SAFE
+             AS $$ SELECT convert_from(job, 'UTF8')::jsonb ->> 'media_file_id' $$;
+         -- Whether a file still has a live task is a lookup, not a parse of every live task's
+         -- payload (the reconciler asks it of each stuck candidate, a media view of each file).
+         CREATE INDEX IF NOT EXISTS timeline_apalis_jobs_media ON apalis.jobs
+             (public.timeline_task_media_id(job))
+             WHERE job_type IN ('hash', 'exif', 'thumbnail', 'video') AND status <> 'Done';
          -- A paused queue's new or rescheduled tasks wait 100 years (see queue_pauses).
          CREATE OR REPLACE FUNCTION public.timeline_hold_paused() RETURNS trigger
              LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$

@@ -69,12 +69,12 @@ pub async fn pending_retries(
     }
     let ids: Vec<String> = media_ids.iter().map(ToString::to_string).collect();
     let rows: Vec<RetryRow> = sqlx::query_as(
-        "SELECT convert_from(job, 'UTF8')::jsonb ->> 'media_file_id', job_type, attempts,
-                    run_at, last_result::text
+        "SELECT timeline_task_media_id(job), job_type, attempts, run_at, last_result::text
              FROM apalis.jobs
-             WHERE job_type IN ('hash', 'exif', 'thumbnail', 'video')
+             -- Spelled as the partial index timeline_apalis_jobs_media is (db::migrate).
+             WHERE job_type IN ('hash', 'exif', 'thumbnail', 'video') AND status <> 'Done'
                AND status = 'Failed' AND attempts < max_attempts
-               AND convert_from(job, 'UTF8')::jsonb ->> 'media_file_id' = ANY($1)
+               AND timeline_task_media_id(job) = ANY($1)
              ORDER BY run_at",
     )
     .bind(&ids)

@@ -52,10 +52,11 @@ pub async fn stuck_files(
            AND m.updated_at < now() - make_interval(secs => $1)
            AND NOT EXISTS (
                SELECT 1 FROM apalis.jobs a
-               WHERE a.job_type IN ('hash', 'exif', 'thumbnail', 'video')
+               -- Spelled as the partial index timeline_apalis_jobs_media is (db::migrate).
+               WHERE a.job_type IN ('hash', 'exif', 'thumbnail', 'video') AND a.status <> 'Done'
                  AND (a.status IN ('Pending', 'Queued', 'Running')
                       OR (a.status = 'Failed' AND a.attempts < a.max_attempts))
-                 AND convert_from(a.job, 'UTF8')::jsonb ->> 'media_file_id' = m.id::text)
+                 AND timeline_task_media_id(a.job) = m.id::text)
          ORDER BY m.updated_at
          LIMIT $2",
     )
