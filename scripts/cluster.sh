@@ -225,14 +225,6 @@ pending=$(sql "SELECT (SELECT count(*) FROM pending_objects) + (SELECT count(*) 
 [ "$pending" = 0 ] || fail "$pending pending objects or sessions left"
 say "import: $photos photos completed in ${elapsed} s; $objects objects; nothing pending"
 
-# Who did the work: each step's task is locked by the pool that ran it, named
-# <queue>-<host>-<pid>-<uuid>-<restart>.
-echo "steps per worker host (pid):"
-for i in "${!worker_pid[@]}"; do
-  n=$(sql "SELECT count(*) FROM apalis.jobs WHERE lock_by ~ '-${worker_pid[$i]}-[0-9a-f]{32}-[0-9]+\$'")
-  echo "  worker$i (${worker_pid[$i]}): $n"
-done | sort
-
 # Many clients following their jobs while a second batch is processed.
 mkdir -p "$work/photos2"
 python3 - "$work/photos" "$work/photos2" <<'PY'
@@ -254,6 +246,22 @@ p2=$!
 wait "$p1" "$p2"
 wait "$uploader" || fail "a second-batch upload was refused"
 cat "$work/poll1" "$work/poll2"
+# The second batch ends too; then who did the work, over both imports (the first one's
+# photos arrive no faster than one host processes them, so later hosts mostly take part in the
+# second, which is uploaded with every host up).
+deadline=$(( $(date +%s) + 600 ))
+while [ "$(sql "SELECT count(*) FROM media_files WHERE processing_status NOT IN ('completed','failed','duplicate')")" != 0 ]; do
+  [ "$(date +%s)" -lt "$deadline" ] || fail "the second batch never ended"
+  sleep 1
+done
+# Who did the work: each step's task is locked by the pool that ran it, named
+# <queue>-<host>-<pid>-<uuid>-<restart>.
+echo "steps per worker host (pid), both imports:"
+for i in "${!worker_pid[@]}"; do
+  n=$(sql "SELECT count(*) FROM apalis.jobs WHERE lock_by ~ '-${worker_pid[$i]}-[0-9a-f]{32}-[0-9]+\$'")
+  echo "  worker$i (${worker_pid[$i]}): $n"
+done | sort
+
 python3 - "$work/poll1" "$work/poll2" "$work/connections" <<'PY'
 import json, sys
 polls = [json.load(open(p)) for p in sys.argv[1:3]]
