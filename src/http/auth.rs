@@ -19,24 +19,10 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let hash = token_hash(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        // Explicit transactions, here and wherever a statement has parameters: behind a
-        // transaction pooler only a transaction keeps sqlx's two round trips on one server
-        // connection (see `db::connect`).
-        let mut tx = state.pool.begin().await?;
-        let owner = crate::db::users::token_owner(&mut *tx, &hash).await?;
-        let owner = owner.ok_or(ApiError::Unauthorized)?;
-        let user = owner.user_id;
-        if owner.use_unrecorded {
-            // Throttled to one write per token every few minutes; a failure to record a use
-            // must not refuse the request.
-            if let Err(e) = crate::db::users::record_token_use(&mut *tx, owner.token_id).await {
-                tracing::warn!(error = %e, "could not record a token's use");
-                return Ok(Self(user));
-            }
-        }
+        // The token check of [`UserTx`] (its use recorded as there), committed at once: for
+        // handlers whose work runs in transactions of their own.
+        let UserTx { user, tx } = UserTx::from_request_parts(parts, state).await?;
         tx.commit().await?;
-        tracing::Span::current().record("user.id", tracing::field::display(user));
         Ok(Self(user))
     }
 }

@@ -43,14 +43,13 @@ pub async fn connect_waiting(
     acquire_timeout: Duration,
 ) -> Result<PgPool, sqlx::Error> {
     let mut options: PgConnectOptions = cfg.database_url.parse()?;
-    if cfg.pooled() {
-        options = through_pooler(options);
-    }
     // Behind a pooler no application name: server connections are shared, and a name the
     // reset (`DISCARD ALL`) clears is one more `SET` the pooler sends before every transaction.
-    if !cfg.pooled() {
-        options = options.application_name("timeline");
-    }
+    options = if cfg.pooled() {
+        through_pooler(options)
+    } else {
+        options.application_name("timeline")
+    };
     PgPoolOptions::new()
         .max_connections(cfg.database_max_connections.max(2))
         .acquire_timeout(acquire_timeout)
