@@ -134,6 +134,16 @@ pub async fn create(ctx: Ctx<'_>, user: Uuid, declared: &Declared) -> Result<Sta
             declared.length, ctx.limits.max_file_bytes
         )));
     }
+    if let Some(quota) = ctx.limits.user_quota_bytes {
+        let used = u64::try_from(db::uploads::storage_used(ctx.pool, user).await?).unwrap_or(0);
+        if used.saturating_add(declared.length) > quota {
+            return Err(Error::TooLarge(format!(
+                "this account's storage quota is full: {used} of {quota} bytes used, and \
+                 Upload-Length {} does not fit",
+                declared.length
+            )));
+        }
+    }
     let id = Uuid::new_v4();
     let media = Uuid::new_v4();
     let length = i64::try_from(declared.length).unwrap_or(i64::MAX);

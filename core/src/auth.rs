@@ -12,6 +12,13 @@ pub fn generate_token() -> String {
     format!("{TOKEN_PREFIX}{}", hex::encode(bytes))
 }
 
+/// A new dashboard session id: 256 bits from the OS generator, hex (cookie-safe). Stored only
+/// as its [`hash_token`].
+pub fn generate_session_id() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    hex::encode(bytes)
+}
+
 /// The SHA-256 of a token, as stored in `api_tokens.token_hash`. A plain hash suffices: the
 /// token has 256 bits of entropy, so there is nothing to brute-force.
 pub fn hash_token(token: &str) -> [u8; 32] {

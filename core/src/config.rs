@@ -78,6 +78,8 @@ pub struct UploadLimits {
     pub max_parts: usize,
     /// Formats accepted (`None`: every format the sniffer knows).
     pub allowed_types: Option<std::sync::Arc<[crate::format::MediaFormat]>>,
+    /// What one account may store in originals, in bytes (`None`: no quota).
+    pub user_quota_bytes: Option<u64>,
 }
 
 impl UploadLimits {
@@ -106,6 +108,10 @@ pub struct UploadLimitArgs {
     /// Accepted types, comma-separated MIME types (default: `upload.allowed_types`, else all).
     #[arg(long, env = "TIMELINE_ALLOWED_TYPES", value_delimiter = ',')]
     pub allowed_types: Option<Vec<String>>,
+    /// What one account may store in originals, in bytes (default: `upload.user_quota_bytes`,
+    /// else no quota). An upload past it answers 413.
+    #[arg(long, env = "TIMELINE_USER_QUOTA_BYTES")]
+    pub user_quota_bytes: Option<u64>,
 }
 
 impl UploadLimitArgs {
@@ -136,6 +142,10 @@ impl UploadLimitArgs {
                 .unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
             max_parts: self.max_parts,
             allowed_types: allowed_types.map(Into::into),
+            user_quota_bytes: self
+                .user_quota_bytes
+                .filter(|n| *n > 0)
+                .or(recorded.user_quota_bytes),
         })
     }
 }
@@ -158,12 +168,33 @@ pub struct ServeConfig {
     /// Address to listen on.
     #[arg(long, env = "TIMELINE_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: String,
+    /// The URL users reach this API at (`https://timeline.example.org`), when a proxy stands
+    /// in front. The dashboard accepts form posts from that origin only, and marks its cookie
+    /// `Secure` when it is https.
+    #[arg(long, env = "TIMELINE_PUBLIC_URL")]
+    pub public_url: Option<url::Url>,
     #[command(flatten)]
     pub storage: StorageConfig,
     #[command(flatten)]
     pub limits: UploadLimitArgs,
     #[command(flatten)]
     pub connections: ConnectionLimits,
+    #[command(flatten)]
+    pub user_caps: UserCapArgs,
+}
+
+/// What one user may hold open in one web process; past a cap the API answers 429.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct UserCapArgs {
+    /// Requests in flight per user.
+    #[arg(long, env = "TIMELINE_MAX_USER_REQUESTS", default_value_t = 64)]
+    pub max_user_requests: u32,
+    /// Uploads in flight per user (`POST /v1/media`, tus `POST` and `PATCH`).
+    #[arg(long, env = "TIMELINE_MAX_USER_UPLOADS", default_value_t = 8)]
+    pub max_user_uploads: u32,
+    /// Open job event streams per user.
+    #[arg(long, env = "TIMELINE_MAX_USER_STREAMS", default_value_t = 8)]
+    pub max_user_streams: u32,
 }
 
 /// How long a connection may be slow or idle, and how many may be open (slowloris guards).

@@ -17,6 +17,7 @@ pub mod format;
 pub mod geocode;
 pub mod hash;
 pub mod probe;
+pub mod structure;
 #[cfg(feature = "codecs")]
 pub mod taken_at;
 #[cfg(feature = "codecs")]

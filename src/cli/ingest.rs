@@ -133,6 +133,8 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: IngestArgs) -> Result<(), Er
         max_request_bytes: None,
         max_parts: 0,
         allowed_types: args.allowed_types.clone(),
+        // An operator's import is not held to the account's upload quota.
+        user_quota_bytes: None,
     }
     .resolve(&recorded)
     .map_err(Error::Invalid)?;

@@ -139,7 +139,13 @@ pub async fn run() -> Result<(), Error> {
                 "upload limits"
             );
             let session = db::session_pool(&cli.db, &pool)?;
-            let state = crate::http::AppState::with_session(pool, session, storage, limits);
+            let state = crate::http::AppState::with_session(pool, session, storage, limits)
+                .with_public_url(cfg.public_url.as_ref())
+                .with_user_caps(crate::http::user_caps::Limits {
+                    requests: cfg.user_caps.max_user_requests.max(1),
+                    uploads: cfg.user_caps.max_user_uploads.max(1),
+                    streams: cfg.user_caps.max_user_streams.max(1),
+                });
             crate::http::serve(
                 state,
                 &cfg.addr,

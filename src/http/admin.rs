@@ -2,14 +2,13 @@
 //! workers, failures (retry, dismiss), jobs (page, cancel), reprocess. Server-rendered HTML
 //! (maud: escaped at compile time) with no script; pages refresh themselves every 5 seconds.
 //!
-//! Operators only: a user with role `admin` signs in with one of their API tokens, kept in an
-//! `HttpOnly`, `SameSite=Strict` cookie scoped to `/admin` (so no other site can make the
-//! browser post a form here with it). `Authorization: Bearer` works too. Anyone else gets the
-//! sign-in page, never the data.
+//! Operators only: a user with role `admin` signs in with one of their API tokens and gets a
+//! server-side session; every form carries a CSRF token (see `admin_session`). Anyone else
+//! gets the sign-in page, never the data.
 
 use axum::Router;
-use axum::extract::{Form, FromRequestParts, Path, State};
-use axum::http::{HeaderMap, StatusCode, header, request::Parts};
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
@@ -17,10 +16,9 @@ use maud::{DOCTYPE, Markup, html};
 use uuid::Uuid;
 
 use super::AppState;
+use super::admin_session::{self as session, Admin, AdminPost, STYLE};
 use crate::db;
 use crate::jobs::Step;
-
-const COOKIE: &str = "timeline_admin";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -34,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/queues/{queue}/pause", post(pause))
         .route("/admin/queues/{queue}/resume", post(resume))
         .route("/admin/reprocess", post(reprocess))
+        .layer(axum::middleware::from_fn(session::security_headers))
 }
 
 /// Why a dashboard request failed.
@@ -41,6 +40,8 @@ pub fn router() -> Router<AppState> {
 pub enum AdminError {
     #[error("sign in first")]
     SignIn,
+    #[error("a form post that did not come from the dashboard")]
+    Forged,
     #[error("not found")]
     NotFound,
     #[error("database: {0}")]
@@ -53,16 +54,17 @@ impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
         match self {
             Self::SignIn => Redirect::to("/admin/login").into_response(),
+            Self::Forged => session::forged(),
             Self::NotFound => (
                 StatusCode::NOT_FOUND,
-                page("Not found", html! { p { "Not found." } }),
+                page("Not found", None, html! { p { "Not found." } }),
             )
                 .into_response(),
             other => {
                 tracing::error!(error = %other, "dashboard request failed");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    page("Unavailable", html! { p { "The dashboard could not read the database; it retries by itself." } }),
+                    page("Unavailable", None, html! { p { "The dashboard could not read the database; it retries by itself." } }),
                 )
                     .into_response()
             }
@@ -76,61 +78,13 @@ impl From<crate::ingest::Error> for AdminError {
     }
 }
 
-/// An authenticated operator.
-#[derive(Debug, Clone, Copy)]
-pub struct Admin(pub Uuid);
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = AdminError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let token = token_of(&parts.headers).ok_or(AdminError::SignIn)?;
-        admin_for(state, &token)
-            .await?
-            .map(Self)
-            .ok_or(AdminError::SignIn)
-    }
+/// The hidden field that proves a form came from the dashboard (nothing for a bearer caller).
+fn csrf_input(csrf: Option<&str>) -> Markup {
+    html! { @if let Some(t) = csrf { input type="hidden" name="csrf" value=(t); } }
 }
 
-/// The token from the bearer header or the dashboard cookie.
-fn token_of(headers: &HeaderMap) -> Option<String> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let cookie = || {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|c| c.trim().split_once('='))
-            .find(|(k, _)| *k == COOKIE)
-            .map(|(_, v)| v)
-    };
-    bearer
-        .or_else(cookie)
-        .filter(|t| !t.is_empty() && t.len() <= 256)
-        .map(str::to_owned)
-}
-
-/// The operator owning `token`, if it is a valid token of an active admin.
-async fn admin_for(state: &AppState, token: &str) -> Result<Option<Uuid>, AdminError> {
-    let hash = crate::auth::hash_token(token);
-    let mut tx = state.pool.begin().await?;
-    let Some(owner) = db::users::token_owner(&mut *tx, &hash).await? else {
-        return Ok(None);
-    };
-    Ok(db::users::is_admin(&mut *tx, owner.user_id)
-        .await?
-        .then_some(owner.user_id))
-}
-
-fn page(title: &str, body: Markup) -> Html<String> {
+/// A dashboard page; `admin` is who is signed in (none on the sign-in page).
+fn page(title: &str, admin: Option<&Admin>, body: Markup) -> Html<String> {
     Html(
         html! {
             (DOCTYPE)
@@ -143,8 +97,11 @@ fn page(title: &str, body: Markup) -> Html<String> {
                 body {
                     header {
                         a href="/admin" { strong { "timeline" } " operations" }
-                        form method="post" action="/admin/logout" class="inline" {
-                            button type="submit" { "Sign out" }
+                        @if let Some(a) = admin {
+                            form method="post" action="/admin/logout" class="inline" {
+                                (csrf_input(a.csrf.as_deref()))
+                                button type="submit" { "Sign out" }
+                            }
                         }
                     }
                     main { (body) }
@@ -156,23 +113,14 @@ fn page(title: &str, body: Markup) -> Html<String> {
 }
 
 /// A live page: the same page with a 5-second self-refresh.
-fn live_page(title: &str, body: Markup) -> Html<String> {
-    let Html(s) = page(title, body);
+fn live_page(title: &str, admin: &Admin, body: Markup) -> Html<String> {
+    let Html(s) = page(title, Some(admin), body);
     Html(s.replacen(
         "<meta charset=\"utf-8\">",
         "<meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">",
         1,
     ))
 }
-
-const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d2430}\
-header{display:flex;justify-content:space-between;align-items:center;padding:8px 16px;background:#1d2430;color:#fff}\
-header a{color:#fff;text-decoration:none}main{padding:8px 16px}h2{margin:20px 0 6px;font-size:16px}\
-table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #e3e6ea;vertical-align:top}\
-th{background:#f4f6f8;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}\
-.paused{color:#b45309;font-weight:600}.dead{color:#b91c1c}.ok{color:#15803d}form.inline{display:inline}\
-button{font:inherit;padding:2px 8px;cursor:pointer}.reason{max-width:480px;word-break:break-word}\
-.muted{color:#6b7280}";
 
 fn ago(t: DateTime<Utc>) -> String {
     let secs = (Utc::now() - t).num_seconds().max(0);
@@ -190,10 +138,8 @@ fn secs(v: Option<f64>) -> String {
 /// Minutes of history behind the throughput and wait columns.
 const WINDOW_MINUTES: i32 = 15;
 
-async fn overview(
-    State(state): State<AppState>,
-    Admin(_): Admin,
-) -> Result<Html<String>, AdminError> {
+async fn overview(State(state): State<AppState>, admin: Admin) -> Result<Html<String>, AdminError> {
+    let csrf = admin.csrf.as_deref();
     let mut conn = state.pool.begin().await?;
     let gauges = db::queue::gauges(&mut conn).await?;
     let stats = db::admin::queue_stats(&mut conn, WINDOW_MINUTES).await?;
@@ -218,9 +164,9 @@ async fn overview(
                     td { @if s.paused { span.paused { "paused" } } @else { span.ok { "running" } } }
                     td {
                         @if s.paused {
-                            form.inline method="post" action={ "/admin/queues/" (g.queue) "/resume" } { button { "Resume" } }
+                            form.inline method="post" action={ "/admin/queues/" (g.queue) "/resume" } { (csrf_input(csrf)) button { "Resume" } }
                         } @else {
-                            form.inline method="post" action={ "/admin/queues/" (g.queue) "/pause" } { button { "Pause" } }
+                            form.inline method="post" action={ "/admin/queues/" (g.queue) "/pause" } { (csrf_input(csrf)) button { "Pause" } }
                         }
                     }
                 }
@@ -246,9 +192,9 @@ async fn overview(
                     td.reason { (f.reason.as_deref().unwrap_or("")) }
                     td.num { (f.attempts) } td { (ago(f.failed_at)) }
                     td {
-                        form.inline method="post" action={ "/admin/media/" (f.media_id) "/retry" } { button { "Retry" } }
+                        form.inline method="post" action={ "/admin/media/" (f.media_id) "/retry" } { (csrf_input(csrf)) button { "Retry" } }
                         " "
-                        form.inline method="post" action={ "/admin/media/" (f.media_id) "/dismiss" } { button { "Dismiss" } }
+                        form.inline method="post" action={ "/admin/media/" (f.media_id) "/dismiss" } { (csrf_input(csrf)) button { "Dismiss" } }
                     }
                 }
             }
@@ -256,15 +202,16 @@ async fn overview(
         }
         h2 { "Jobs" }
         form method="post" action="/admin/reprocess" {
+            (csrf_input(csrf))
             button { "Reprocess missing steps" }
             span.muted { " queues, at bulk priority, every step without a success at the current pipeline version" }
         }
-        (jobs_table(&jobs))
+        (jobs_table(&jobs, csrf))
     };
-    Ok(live_page("Dashboard", body))
+    Ok(live_page("Dashboard", &admin, body))
 }
 
-fn jobs_table(jobs: &[db::admin::JobRow]) -> Markup {
+fn jobs_table(jobs: &[db::admin::JobRow], csrf: Option<&str>) -> Markup {
     html! {
         table id="jobs" {
             tr { th { "job" } th { "owner" } th { "type" } th { "status" } th { "progress" }
@@ -277,7 +224,7 @@ fn jobs_table(jobs: &[db::admin::JobRow]) -> Markup {
                     td { (j.completed) " done, " (j.failed) " failed, " (j.duplicate) " duplicate of " (j.total) }
                     td { (ago(j.created_at)) }
                     td { @if j.status == "pending" || j.status == "running" {
-                        form.inline method="post" action={ "/admin/jobs/" (j.id) "/cancel" } { button { "Cancel" } }
+                        form.inline method="post" action={ "/admin/jobs/" (j.id) "/cancel" } { (csrf_input(csrf)) button { "Cancel" } }
                     } }
                 }
             }
@@ -287,7 +234,7 @@ fn jobs_table(jobs: &[db::admin::JobRow]) -> Markup {
 
 async fn job_page(
     State(state): State<AppState>,
-    Admin(_): Admin,
+    admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Html<String>, AdminError> {
     let id = id_of(&id)?;
@@ -299,7 +246,7 @@ async fn job_page(
     drop(conn);
     let body = html! {
         h2 { "Job " (job.id) }
-        (jobs_table(std::slice::from_ref(&job)))
+        (jobs_table(std::slice::from_ref(&job), admin.csrf.as_deref()))
         p.muted { "Cancelling drops the job's waiting steps and marks its files that have not ended "
                   "failed with \"cancelled by an operator\" (their owner can retry them); steps already "
                   "running finish." }
@@ -315,7 +262,7 @@ async fn job_page(
             }
         }
     };
-    Ok(live_page("Job", body))
+    Ok(live_page("Job", &admin, body))
 }
 
 async fn login_page() -> Html<String> {
@@ -325,6 +272,7 @@ async fn login_page() -> Html<String> {
 fn login_form(error: Option<&str>) -> Html<String> {
     page(
         "Sign in",
+        None,
         html! {
             h2 { "Sign in" }
             @if let Some(e) = error { p.dead { (e) } }
@@ -344,34 +292,50 @@ struct LoginForm {
 
 async fn login(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, AdminError> {
+    if !session::same_origin(&state, &headers) {
+        return Err(AdminError::Forged);
+    }
     let token = form.token.trim();
-    if token.is_empty() || token.len() > 256 || admin_for(&state, token).await?.is_none() {
+    let admin = if token.is_empty() || token.len() > 256 {
+        None
+    } else {
+        session::admin_for_token(&state, token).await?
+    };
+    let Some(admin) = admin else {
         return Ok((
             StatusCode::UNAUTHORIZED,
             login_form(Some("That is not an operator's token.")),
         )
             .into_response());
-    }
-    // Tokens are URL-safe characters only; anything else never reaches a header.
-    if !token
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
-        return Ok((
-            StatusCode::UNAUTHORIZED,
-            login_form(Some("That is not an operator's token.")),
-        )
-            .into_response());
-    }
-    let cookie = format!("{COOKIE}={token}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=43200");
+    };
+    let id = crate::auth::generate_session_id();
+    db::sessions::create(
+        &state.pool,
+        &crate::auth::hash_token(&id),
+        admin,
+        session::LIFETIME_SECS as f64,
+    )
+    .await?;
+    tracing::info!(admin.id = %admin, "operator signed in to the dashboard");
+    let cookie = state.site.session_cookie(&id);
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/admin")).into_response())
 }
 
-async fn logout() -> Response {
-    let cookie = format!("{COOKIE}=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0");
-    ([(header::SET_COOKIE, cookie)], Redirect::to("/admin/login")).into_response()
+/// Ends the session server-side (a copied cookie no longer works) and drops the cookie.
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    AdminPost(admin): AdminPost,
+) -> Result<Response, AdminError> {
+    if let Some(id) = session::session_id_of(&headers) {
+        db::sessions::revoke(&state.pool, &crate::auth::hash_token(id)).await?;
+        tracing::info!(admin.id = %admin.id, "operator signed out of the dashboard");
+    }
+    let cookie = state.site.cleared_cookie();
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/admin/login")).into_response())
 }
 
 fn back() -> Redirect {
@@ -380,8 +344,8 @@ fn back() -> Redirect {
 
 async fn retry(
     State(state): State<AppState>,
-    Admin(admin): Admin,
     Path(id): Path<String>,
+    AdminPost(Admin { id: admin, .. }): AdminPost,
 ) -> Result<Redirect, AdminError> {
     let id = id_of(&id)?;
     let mut tx = state.pool.begin().await?;
@@ -398,8 +362,8 @@ async fn retry(
 
 async fn dismiss(
     State(state): State<AppState>,
-    Admin(admin): Admin,
     Path(id): Path<String>,
+    AdminPost(Admin { id: admin, .. }): AdminPost,
 ) -> Result<Redirect, AdminError> {
     let id = id_of(&id)?;
     let mut tx = state.pool.begin().await?;
@@ -421,8 +385,8 @@ fn queue_of(name: &str) -> Result<Step, AdminError> {
 
 async fn pause(
     State(state): State<AppState>,
-    Admin(admin): Admin,
     Path(queue): Path<String>,
+    AdminPost(Admin { id: admin, .. }): AdminPost,
 ) -> Result<Redirect, AdminError> {
     let step = queue_of(&queue)?;
     let mut tx = state.pool.begin().await?;
@@ -434,8 +398,8 @@ async fn pause(
 
 async fn resume(
     State(state): State<AppState>,
-    Admin(admin): Admin,
     Path(queue): Path<String>,
+    AdminPost(Admin { id: admin, .. }): AdminPost,
 ) -> Result<Redirect, AdminError> {
     let step = queue_of(&queue)?;
     let mut tx = state.pool.begin().await?;
@@ -447,8 +411,8 @@ async fn resume(
 
 async fn cancel(
     State(state): State<AppState>,
-    Admin(admin): Admin,
     Path(id): Path<String>,
+    AdminPost(Admin { id: admin, .. }): AdminPost,
 ) -> Result<Redirect, AdminError> {
     let id = id_of(&id)?;
     let mut tx = state.pool.begin().await?;
@@ -459,7 +423,10 @@ async fn cancel(
     Ok(Redirect::to(&format!("/admin/jobs/{id}")))
 }
 
-async fn reprocess(State(state): State<AppState>, Admin(admin): Admin) -> Redirect {
+async fn reprocess(
+    State(state): State<AppState>,
+    AdminPost(Admin { id: admin, .. }): AdminPost,
+) -> Redirect {
     // In the background: a big library takes a while to scan, and the jobs it creates show up
     // on the page as they are made.
     tokio::spawn(async move {

@@ -144,6 +144,7 @@ impl FromRequestParts<AppState> for UserTx {
         let owner = crate::db::users::authenticate_as_owner(&mut *tx, &hash, meta.audit())
             .await?
             .ok_or(ApiError::Unauthorized)?;
+        super::user_caps::admit(parts, &state.caps, owner.user_id)?;
         if owner.use_unrecorded {
             // Every few minutes per token. In a savepoint: a failure to record a use must
             // neither refuse the request nor abort its transaction.

@@ -21,13 +21,22 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// 431: a header block over its cap (a multipart part's).
+    /// 431: a header block over its cap (the request's, or a multipart part's).
     #[error("{0}")]
     HeaderFieldsTooLarge(String),
+    /// 414: a request target over its cap.
+    #[error("{0}")]
+    UriTooLong(String),
+    /// An error answer the framework made (see `problems`), with a plain reason.
+    #[error("{detail}")]
+    Framework { status: StatusCode, detail: String },
     #[error("{0}")]
     PreconditionFailed(String),
     #[error("{0}")]
     Locked(String),
+    /// 429: a per-user cap is full (answered with `Retry-After`).
+    #[error("{0}")]
+    TooManyRequests(String),
     /// A `Range` wholly outside the object (answered with `Content-Range: bytes */size`).
     #[error("the requested range is outside the file ({size} bytes)")]
     RangeNotSatisfiable { size: u64 },
@@ -67,12 +76,23 @@ impl ApiError {
                 "header-fields-too-large",
                 "Request Header Fields Too Large",
             ),
+            Self::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "uri-too-long", "URI Too Long"),
+            Self::Framework { status, .. } => (
+                *status,
+                "http",
+                status.canonical_reason().unwrap_or("Error"),
+            ),
             Self::PreconditionFailed(_) => (
                 StatusCode::PRECONDITION_FAILED,
                 "precondition-failed",
                 "Precondition Failed",
             ),
             Self::Locked(_) => (StatusCode::LOCKED, "locked", "Locked"),
+            Self::TooManyRequests(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-requests",
+                "Too Many Requests",
+            ),
             Self::RangeNotSatisfiable { .. } => (
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "range-not-satisfiable",
@@ -200,6 +220,10 @@ impl IntoResponse for ApiError {
         if matches!(self, Self::Unavailable(_)) {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if matches!(self, Self::TooManyRequests(_)) {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
     }

@@ -2,6 +2,7 @@
 //! Each resource module exposes `router()`; errors map once in `error`.
 
 pub mod admin;
+pub mod admin_session;
 pub mod auth;
 pub mod docs;
 pub mod error;
@@ -9,10 +10,12 @@ pub mod events;
 mod jobs;
 mod media;
 mod part_headers;
+mod problems;
 mod range;
 pub mod server;
 mod tus;
 mod upload;
+pub mod user_caps;
 pub mod views;
 
 use std::time::Duration;
@@ -34,6 +37,10 @@ pub struct AppState {
     pub limits: UploadLimits,
     /// Live job events for the SSE streams.
     pub events: events::JobEvents,
+    /// The public origin, for the dashboard's cookies and origin checks.
+    pub site: admin_session::Site,
+    /// What each user holds open in this process (requests, uploads, event streams).
+    pub caps: std::sync::Arc<user_caps::UserCaps>,
 }
 
 impl AppState {
@@ -58,7 +65,21 @@ impl AppState {
             storage,
             limits,
             events,
+            site: admin_session::Site::default(),
+            caps: user_caps::UserCaps::new(user_caps::Limits::default()),
         }
+    }
+
+    /// The same state with these per-user caps.
+    pub fn with_user_caps(mut self, limits: user_caps::Limits) -> Self {
+        self.caps = user_caps::UserCaps::new(limits);
+        self
+    }
+
+    /// The same state, for a deployment reached at `public_url` (`--public-url`).
+    pub fn with_public_url(mut self, public_url: Option<&url::Url>) -> Self {
+        self.site = admin_session::Site::from_public_url(public_url);
+        self
     }
 }
 
@@ -98,9 +119,12 @@ pub fn router(state: AppState) -> Router {
     .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
     .with_state(state)
     // Wraps each route (after matching), so the route pattern is known.
+    .layer(axum::middleware::from_fn(user_caps::hold))
     .layer(axum::middleware::from_fn(record_metrics))
     // Runs after SetRequestIdLayer, so every request has its id here.
     .layer(axum::middleware::from_fn(auth::with_request_meta))
+    .layer(axum::middleware::from_fn(problems::problem_bodies))
+    .layer(axum::middleware::from_fn(problems::head_limits))
     .layer(
         TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let id = req

@@ -78,6 +78,9 @@ pub async fn serve_on(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        // Twice our own cap, so that a request with too many fields meets the problem answer
+        // of `problems::head_limits`, not hyper's bare 431.
+        .max_headers(2 * super::problems::MAX_HEADERS)
         .keep_alive(true);
     tokio::pin!(shutdown);
     loop {

@@ -34,6 +34,8 @@ struct Stored {
     user: Uuid,
     media: Vec<NewMedia>,
     bytes_total: u64,
+    /// What the account's storage quota leaves for this request (`None`: no quota).
+    quota_left: Option<u64>,
 }
 
 /// A failed upload, with the answer it would have had when the failure was at COMMIT (whose
@@ -65,10 +67,12 @@ pub async fn upload(
     super::ApiQuery(query): super::ApiQuery<RawQuery>,
     req: Request,
 ) -> Result<impl IntoResponse, ApiError> {
+    let quota_left = quota_left(&state, user).await?;
     let mut stored = Stored {
         user,
         media: Vec::new(),
         bytes_total: 0,
+        quota_left,
     };
     let session = UploadSession::open(&state.pool, user, Protocol::Form).await?;
     let result = receive(&state, &mut stored, &session, query, req).await;
@@ -96,6 +100,26 @@ pub async fn upload(
         headers.insert(header::LOCATION, v);
     }
     Ok((StatusCode::ACCEPTED, headers, axum::Json(body)))
+}
+
+/// What the account's quota leaves to store; a full quota refuses the upload before its body.
+async fn quota_left(state: &AppState, user: Uuid) -> Result<Option<u64>, ApiError> {
+    let Some(quota) = state.limits.user_quota_bytes else {
+        return Ok(None);
+    };
+    let used = crate::db::uploads::storage_used(&state.pool, user).await?;
+    let used = u64::try_from(used).unwrap_or(0);
+    if used >= quota {
+        return Err(over_quota(quota, used));
+    }
+    Ok(Some(quota - used))
+}
+
+fn over_quota(quota: u64, used: u64) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "this account's storage quota is full: {used} of {quota} bytes used; delete some files \
+         or ask the operator for more room"
+    ))
 }
 
 /// Reads every file of the request into the store.
@@ -339,6 +363,9 @@ where
         WriteMultipart::new_with_chunk_size(upload, usize::try_from(part).unwrap_or(usize::MAX));
     let mut size: u64 = 0;
     let mut hasher = timeline_media::hash::StreamHasher::new();
+    // The container's framing is walked as it arrives: magic bytes followed by anything else
+    // stop here, not after the whole body is stored.
+    let mut structure = timeline_media::structure::StructureCheck::new(media_type);
     let mut next = futures::stream::iter(pending.into_iter().map(Ok)).chain(body);
     while let Some(chunk) = next.next().await {
         let chunk = match chunk {
@@ -350,11 +377,26 @@ where
         };
         size += chunk.len() as u64;
         session.received(chunk.len() as u64);
+        if let Some(left) = stored.quota_left
+            && stored.bytes_total + size > left
+        {
+            let _ = writer.abort().await;
+            let quota = limits.user_quota_bytes.unwrap_or(0);
+            return Err(over_quota(quota, quota - left + stored.bytes_total + size));
+        }
         if size > limits.max_file_bytes || stored.bytes_total + size > limits.max_request_bytes {
             let _ = writer.abort().await;
             return Err(ApiError::PayloadTooLarge(format!(
                 "{filename:?} exceeds the upload limit ({} bytes per file, {} per request)",
                 limits.max_file_bytes, limits.max_request_bytes
+            )));
+        }
+        if !structure.settled()
+            && let Err(e) = structure.feed(&chunk)
+        {
+            let _ = writer.abort().await;
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "{filename:?} is {e}"
             )));
         }
         writer
@@ -403,6 +445,17 @@ async fn record(
     let job = crate::ingest::submit(&mut tx, stored.user, &stored.media, lane)
         .await
         .map_err(ApiError::from)?;
+    // Concurrent uploads each checked the quota alone: the rows now say what the account
+    // holds (the counter's row stays locked until this commits, so the check is exact).
+    if let Some(quota) = state.limits.user_quota_bytes {
+        let used = crate::db::uploads::storage_used(&mut *tx, stored.user)
+            .await
+            .map_err(ApiError::from)?;
+        let used = u64::try_from(used).unwrap_or(0);
+        if used > quota {
+            return Err(over_quota(quota, used).into());
+        }
+    }
     // Crash tests kill the server here: objects stored, rows written, nothing committed.
     crate::test_pause!("TIMELINE_TEST_PAUSE_BEFORE_COMMIT_SECS");
     let accepted = accepted(stored, &job);

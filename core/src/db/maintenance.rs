@@ -1,5 +1,5 @@
 //! Scheduled housekeeping: audit partitions ahead of time, audit retention, and pruning of
-//! finished queue rows and job records. Run by `timeline maintenance` and hourly by every
+//! finished queue rows, job records and ended dashboard sessions. Run by `timeline maintenance` and hourly by every
 //! `timeline-worker` (each statement is idempotent, so concurrent runs are harmless).
 
 use std::time::Duration;
@@ -64,6 +64,7 @@ pub struct Report {
     pub audit_partitions_dropped: i32,
     pub queue_rows_pruned: u64,
     pub jobs_pruned: u64,
+    pub admin_sessions_pruned: u64,
 }
 
 /// Runs every housekeeping task once.
@@ -71,11 +72,13 @@ pub async fn run(pool: &PgPool, retention: &Retention) -> Result<Report, sqlx::E
     let (created, dropped) = audit_partitions(pool, retention.audit_months).await?;
     let mut conn = pool.acquire().await?;
     let pruned = super::queue::prune(&mut conn, retention.queue_rows, retention.jobs).await?;
+    let sessions = super::sessions::prune(&mut *conn).await?;
     let report = Report {
         audit_partitions_created: created,
         audit_partitions_dropped: dropped,
         queue_rows_pruned: pruned.queue_rows,
         jobs_pruned: pruned.jobs,
+        admin_sessions_pruned: sessions,
     };
     tracing::info!(?report, "maintenance done");
     Ok(report)

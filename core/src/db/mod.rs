@@ -17,6 +17,7 @@ pub mod report;
 pub mod reprocess;
 pub mod resumable;
 pub mod seed;
+pub mod sessions;
 pub mod settings;
 pub mod uploads;
 pub mod users;

@@ -22,6 +22,8 @@ pub struct Recorded {
     pub max_attempts: Option<u32>,
     /// `geocoding.max_distance_km`.
     pub geocoding_max_distance_km: Option<f64>,
+    /// `upload.user_quota_bytes`: what one account may store.
+    pub user_quota_bytes: Option<u64>,
 }
 
 /// Reads the recorded settings.
@@ -30,7 +32,7 @@ pub async fn recorded(db: impl PgExecutor<'_>) -> Result<Recorded, sqlx::Error> 
         r#"SELECT config_key, config_value FROM system_configuration
            WHERE config_key IN ('upload.max_file_bytes', 'upload.max_request_bytes',
                                 'upload.allowed_types', 'media.max_pixels', 'jobs.max_attempts',
-                                'geocoding.max_distance_km')"#
+                                'geocoding.max_distance_km', 'upload.user_quota_bytes')"#
     )
     .fetch_all(db)
     .await?;
@@ -42,6 +44,7 @@ pub async fn recorded(db: impl PgExecutor<'_>) -> Result<Recorded, sqlx::Error> 
             "upload.max_file_bytes" => positive.map(|n| out.max_file_bytes = Some(n)),
             "upload.max_request_bytes" => positive.map(|n| out.max_request_bytes = Some(n)),
             "media.max_pixels" => positive.map(|n| out.max_pixels = Some(n)),
+            "upload.user_quota_bytes" => positive.map(|n| out.user_quota_bytes = Some(n)),
             "jobs.max_attempts" => positive
                 .and_then(|n| u32::try_from(n).ok())
                 .map(|n| out.max_attempts = Some(n)),

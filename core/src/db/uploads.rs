@@ -134,3 +134,13 @@ pub async fn refresh_state(
     .await?;
     Ok((row.unrecorded, row.fatal))
 }
+
+/// Bytes of originals `user` holds (kept by a trigger; see the `user_storage` migration).
+pub async fn storage_used(db: impl sqlx::PgExecutor<'_>, user: Uuid) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT coalesce((SELECT used_bytes FROM user_storage WHERE user_id = $1), 0) AS "used!""#,
+        user
+    )
+    .fetch_one(db)
+    .await
+}

@@ -42,15 +42,11 @@ pub fn url_of(pool: &PgPool) -> String {
     format!("{server}/{db}")
 }
 
-/// Serves the API in this process with the real server loop and `limits`; returns its base URL.
-pub async fn spawn_api(
-    pool: &PgPool,
-    storage_dir: &std::path::Path,
-    limits: ServerLimits,
-) -> String {
+/// The API's state as the tests serve it: the store in `storage_dir`, 30 MB files.
+pub fn test_state(pool: &PgPool, storage_dir: &std::path::Path) -> timeline::http::AppState {
     let storage = timeline::storage::Storage::from_url(storage_dir.to_str().expect("utf-8 path"))
         .expect("storage");
-    let state = timeline::http::AppState::new(
+    timeline::http::AppState::new(
         pool.clone(),
         storage,
         timeline::config::UploadLimits {
@@ -58,8 +54,22 @@ pub async fn spawn_api(
             max_request_bytes: 100 * 1024 * 1024,
             max_parts: 200,
             allowed_types: None,
+            user_quota_bytes: None,
         },
-    );
+    )
+}
+
+/// Serves the API in this process with the real server loop and `limits`; returns its base URL.
+pub async fn spawn_api(
+    pool: &PgPool,
+    storage_dir: &std::path::Path,
+    limits: ServerLimits,
+) -> String {
+    spawn_state(test_state(pool, storage_dir), limits).await
+}
+
+/// Serves `state` in this process with the real server loop; returns its base URL.
+pub async fn spawn_state(state: timeline::http::AppState, limits: ServerLimits) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -366,4 +376,19 @@ pub fn assert_names_no_path(app: &TestApp, what: &str, reason: &str) {
             "{what}: the reason {reason:?} names a path ({leak:?})"
         );
     }
+}
+
+/// A request body that sends `first` and then nothing more until its sender is dropped (which
+/// ends the body) or sends more.
+pub fn trickle(first: bytes::Bytes) -> (reqwest::Body, tokio::sync::mpsc::Sender<bytes::Bytes>) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(1);
+    let head = futures::stream::once(async move { Ok::<_, std::io::Error>(first) });
+    let rest = futures::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|b| (Ok(b), rx)) },
+    );
+    (
+        reqwest::Body::wrap_stream(futures::StreamExt::chain(head, rest)),
+        tx,
+    )
 }

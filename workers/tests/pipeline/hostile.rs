@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::common::{TestApp, fixtures, walk};
+use crate::common::{TestApp, fixtures, spawn_state, test_state, trickle, walk};
 
 /// The repo's bad files, plus ../shared/corpus/bad when it is present (as in CI).
 fn bad_files() -> Vec<PathBuf> {
@@ -195,4 +195,112 @@ async fn refused_uploads_store_nothing(pool: PgPool) {
             .all(|p| !p.contains("passwd") && !p.contains("..")),
         "{paths:?}"
     );
+}
+
+#[sqlx::test(migrations = false)]
+async fn magic_bytes_then_garbage_are_refused_without_reading_the_rest(pool: PgPool) {
+    let app = TestApp::start(pool, false).await;
+    let (_, token) = app.user("magic@example.org").await;
+    // A JPEG's four magic bytes, then 1 MiB of zeros, and a body that has not ended: the
+    // server answers from the first broken segment, without waiting for the rest.
+    let mut first = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    first.extend(std::iter::repeat_n(0u8, 1 << 20));
+    let (body, more) = trickle(first.into());
+    let resp = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.http
+            .post(format!("{}/v1/media?filename=fake.jpg", app.base))
+            .bearer_auth(&token)
+            .body(body)
+            .send(),
+    )
+    .await
+    .expect("answered before the body ended")
+    .expect("response");
+    assert_eq!(resp.status().as_u16(), 415);
+    let problem: serde_json::Value = resp.json().await.unwrap();
+    let detail = problem["detail"].as_str().unwrap_or("");
+    assert!(detail.contains("not a valid image/jpeg"), "{problem}");
+    assert!(
+        !detail.contains('/') || !detail.contains("media/"),
+        "no store key: {detail}"
+    );
+    drop(more);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM media_files")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+    assert!(walk(&app.storage_dir).is_empty(), "nothing kept");
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_account_past_its_storage_quota_gets_413_with_the_reason(pool: PgPool) {
+    let mut app = TestApp::start(pool, false).await;
+    let photo = std::fs::read(fixtures().join("no_exif.jpg")).unwrap();
+    let other = std::fs::read(fixtures().join("landscape_1.jpg")).unwrap();
+    let size = photo.len() as u64;
+    // Room for the first photo and a little more, not for the second.
+    let mut state = test_state(&app.pool, &app.storage_dir);
+    state.limits.user_quota_bytes = Some(size + 1000);
+    app.base = spawn_state(state, Default::default()).await;
+    let (_, token) = app.user("quota@example.org").await;
+    let (status, body) = app.upload(&token, &[("a.jpg", photo.clone())]).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = app.upload(&token, &[("b.jpg", other.clone())]).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("storage quota"),
+        "{body}"
+    );
+    // Deleting frees the room: the counter follows the rows.
+    let id = {
+        let (_, page) = app.get(&token, "/v1/media").await;
+        page["items"][0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let r = app
+        .http
+        .delete(format!("{}/v1/media/{id}", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let used: i64 = sqlx::query_scalar("SELECT used_bytes FROM user_storage")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(used, 0);
+    // A tus upload declaring more than the quota is refused at creation.
+    let r = app
+        .http
+        .post(format!("{}/v1/uploads", app.base))
+        .bearer_auth(&token)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", (size + 5000).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    // Two uploads at once that each fit alone but not together: one is refused, and the
+    // account never holds more than its quota.
+    let half = size / 2;
+    let mut state = test_state(&app.pool, &app.storage_dir);
+    state.limits.user_quota_bytes = Some(size + half);
+    app.base = spawn_state(state, Default::default()).await;
+    let (c, d) = ([("c.jpg", photo.clone())], [("d.jpg", other.clone())]);
+    let (a, b) = tokio::join!(app.upload(&token, &c), app.upload(&token, &d));
+    let statuses = [a.0, b.0];
+    assert!(statuses.contains(&413), "{a:?} {b:?}");
+    let used: i64 = sqlx::query_scalar("SELECT used_bytes FROM user_storage")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(used as u64 <= size + half, "{used}");
 }

@@ -47,6 +47,54 @@ async fn every_error_is_problem_json_and_the_scheme_is_case_insensitive(pool: Pg
         body["detail"].as_str().is_some_and(|d| d.contains("query")),
         "{body}"
     );
+    // Answers no handler writes: a target or a header block over the caps, a path that is
+    // not UTF-8 (axum's own rejection), a form the framework cannot parse. Each is a problem
+    // with a plain reason and the request id.
+    let long = format!("/v1/media?x={}", "a".repeat(9000));
+    let r = get(&long).await.expect("414");
+    assert_eq!(r.status().as_u16(), 414);
+    assert!(is_problem(&r) && r.headers().contains_key("x-request-id"));
+    let r = app
+        .http
+        .get(format!("{}/v1/media", app.base))
+        .bearer_auth(&token)
+        .header("x-pad", "p".repeat(70 * 1024))
+        .send()
+        .await
+        .expect("431");
+    assert_eq!(r.status().as_u16(), 431);
+    assert!(is_problem(&r));
+    let mut many = app
+        .http
+        .get(format!("{}/v1/media", app.base))
+        .bearer_auth(&token);
+    for i in 0..150 {
+        many = many.header(format!("x-h{i}"), "1");
+    }
+    let r = many.send().await.expect("431");
+    assert_eq!(r.status().as_u16(), 431, "too many fields");
+    assert!(is_problem(&r));
+    let r = get("/v1/media/%FF%FE").await.expect("400");
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(is_problem(&r));
+    let body: serde_json::Value = r.json().await.expect("json");
+    let detail = body["detail"].as_str().unwrap_or("");
+    assert!(
+        !detail.contains("UTF") && !detail.contains("Invalid URL"),
+        "no parser internals: {body}"
+    );
+    let r = app
+        .http
+        .post(format!("{}/admin/login", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("nothing=here")
+        .send()
+        .await
+        .expect("dashboard");
+    assert!(
+        r.status().is_client_error(),
+        "the dashboard keeps its own HTML answers"
+    );
     for scheme in ["BEARER", "bearer", "Bearer"] {
         let r = app
             .http

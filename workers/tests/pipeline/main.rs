@@ -9,9 +9,11 @@
 mod big_video;
 mod common;
 mod corpus;
+mod dashboard;
 mod db_errors;
 mod db_pool;
 mod db_restart;
+mod fairness;
 mod hostile;
 mod http_hygiene;
 mod inflight;
