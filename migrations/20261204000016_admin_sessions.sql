@@ -15,4 +15,6 @@ CREATE INDEX idx_admin_sessions_expires_at ON admin_sessions (expires_at);
 
 COMMENT ON TABLE admin_sessions IS
     'Dashboard sign-ins: SHA-256 of the cookie''s random id, owner, deadline, sign-out time.';
--- No grant to timeline_api: only the dashboard (owning role) reads or writes sessions.
+-- No grant to timeline_api, and row-level security with no policy for it: only the dashboard
+-- (the owning role, exempt) reads or writes sessions.
+ALTER TABLE admin_sessions ENABLE ROW LEVEL SECURITY;

@@ -159,6 +159,11 @@ pub const INTERACTIVE_CHANNEL: &str = "timeline_interactive_tasks";
 
 /// Priority of every interactive task.
 pub const INTERACTIVE_PRIORITY: u32 = 1 << 30;
+/// Seconds a bulk task waits before it goes ahead of interactive work (for up to half of a
+/// regular pool's batch); `jobs.bulk_ageing_secs` in `system_configuration` overrides it, read
+/// by the fetch itself (`db::migrate::lane_fetch`), so a change applies at once.
+pub const DEFAULT_AGEING_SECS: u32 = 600;
+
 /// Priority of the first file of a bulk job; file `n` gets `BULK_TOP - n`.
 pub const BULK_TOP: u32 = 1 << 29;
 

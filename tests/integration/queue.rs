@@ -765,3 +765,110 @@ async fn a_files_live_task_is_found_through_an_index_not_a_parse_of_the_queue(po
         .unwrap();
     assert_eq!(found, 1);
 }
+
+#[sqlx::test(migrations = false)]
+async fn aged_bulk_tasks_go_ahead_so_a_steady_upload_stream_cannot_starve_an_import(pool: PgPool) {
+    migrate(&pool).await;
+    let mut conn = pool.acquire().await.unwrap();
+    let set_ageing = |secs: f64| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO system_configuration (config_key, config_value, description)
+                 VALUES ('jobs.bulk_ageing_secs', to_jsonb($1::float8), 'test')
+                 ON CONFLICT (config_key) DO UPDATE SET config_value = EXCLUDED.config_value",
+            )
+            .bind(secs)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    set_ageing(1.0).await;
+    // An import of 12 files, queued before the uploads start.
+    let import: Vec<MediaTask> = (0..12)
+        .map(|i| {
+            MediaTask::new(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                jobs::priority(jobs::Lane::Bulk, i),
+            )
+        })
+        .collect();
+    jobs::enqueue(&mut conn, Step::Hash, &import).await.unwrap();
+    let import_ids: std::collections::HashSet<Uuid> =
+        import.iter().map(|t| t.media_file_id).collect();
+    let upload = |n: usize| -> Vec<MediaTask> {
+        (0..n)
+            .map(|_| {
+                let prio = jobs::priority(jobs::Lane::Interactive, 0);
+                MediaTask::new(Uuid::new_v4(), Uuid::new_v4(), prio)
+            })
+            .collect()
+    };
+    // Before the import has waited its ageing time, uploads take the whole batch.
+    jobs::enqueue(&mut conn, Step::Hash, &upload(10))
+        .await
+        .unwrap();
+    let first = fetch(&pool, "r0", "hash").await;
+    assert!(
+        first.iter().all(|id| !import_ids.contains(id)),
+        "uploads first"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    // A steady stream: every round brings a full batch of new uploads, more than the pool
+    // takes. The import still finishes, at up to half of each batch, and every round serves
+    // uploads too.
+    let mut import_done = 0;
+    for round in 0..10 {
+        jobs::enqueue(&mut conn, Step::Hash, &upload(10))
+            .await
+            .unwrap();
+        let worker = format!("r{}", round + 1);
+        let got = fetch(&pool, &worker, "hash").await;
+        let aged = got.iter().filter(|id| import_ids.contains(id)).count();
+        assert!(aged <= 5, "ageing takes at most half a batch: {aged}");
+        assert!(got.len() - aged >= 5, "uploads keep at least half");
+        import_done += aged;
+        // An express pool never takes the import's tasks, aged or not.
+        let express = fetch(&pool, &format!("x{round}"), "hash:interactive").await;
+        assert!(express.iter().all(|id| !import_ids.contains(id)));
+        sqlx::query(
+            "UPDATE apalis.jobs SET status = 'Done', done_at = now() WHERE status = 'Queued'",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        if import_done == import.len() {
+            break;
+        }
+    }
+    assert_eq!(
+        import_done,
+        import.len(),
+        "the import finished under the upload stream"
+    );
+
+    // A long ageing time (or a malformed one, which falls back to the default 600 s) leaves
+    // the fixed order alone.
+    let late = vec![MediaTask::new(
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        jobs::priority(jobs::Lane::Bulk, 0),
+    )];
+    jobs::enqueue(&mut conn, Step::Hash, &late).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    sqlx::query("UPDATE system_configuration SET config_value = '\"soon\"' WHERE config_key = 'jobs.bulk_ageing_secs'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    jobs::enqueue(&mut conn, Step::Hash, &upload(10))
+        .await
+        .unwrap();
+    let got = fetch(&pool, "r-late", "hash").await;
+    assert!(
+        !got.contains(&late[0].media_file_id),
+        "not aged yet under the default"
+    );
+}

@@ -73,14 +73,34 @@ pub async fn run(pool: &PgPool) -> Result<(), Error> {
 /// clock, which can be past the start of a transaction that began in the second before.
 /// Re-applied by every `timeline migrate` (idempotent).
 async fn lane_fetch(pool: &PgPool) -> Result<(), sqlx::Error> {
-    use crate::jobs::{EXPRESS_SUFFIX, INTERACTIVE_CHANNEL, INTERACTIVE_PRIORITY};
+    use crate::jobs::{
+        DEFAULT_AGEING_SECS, EXPRESS_SUFFIX, INTERACTIVE_CHANNEL, INTERACTIVE_PRIORITY,
+    };
     // Safe: every interpolated value is one of our constants, none comes from outside.
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "SELECT pg_advisory_xact_lock(hashtext('timeline_queue_ddl'));
          CREATE OR REPLACE FUNCTION apalis.get_jobs(
              worker_id TEXT, v_job_type TEXT, v_job_count INTEGER DEFAULT 5)
          RETURNS SETOF apalis.jobs LANGUAGE sql VOLATILE AS $$
-             WITH jobs AS (
+             -- Ageing: a bulk task that has waited longer than `jobs.bulk_ageing_secs` goes
+             -- ahead, up to half of a regular pool's batch, oldest first. Priorities are fixed
+             -- at enqueue, so without this a steady stream of uploads would starve an old
+             -- import's tail. Express pools never take bulk work.
+             WITH aged AS (
+                 SELECT id FROM apalis.jobs
+                 WHERE right(v_job_type, {len}) <> '{EXPRESS_SUFFIX}'
+                   AND (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))
+                   AND job_type = v_job_type
+                   AND priority < {INTERACTIVE_PRIORITY}
+                   AND run_at < now() - make_interval(secs => coalesce((
+                       SELECT CASE WHEN jsonb_typeof(config_value) = 'number'
+                                   THEN greatest(config_value::text::float8, 0) END
+                       FROM public.system_configuration
+                       WHERE config_key = 'jobs.bulk_ageing_secs'), {DEFAULT_AGEING_SECS}))
+                 ORDER BY run_at ASC
+                 LIMIT greatest(v_job_count / 2, 1)
+                 FOR UPDATE SKIP LOCKED),
+             rest AS (
                  SELECT id FROM apalis.jobs
                  WHERE (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))
                    AND run_at < now()
@@ -88,11 +108,13 @@ async fn lane_fetch(pool: &PgPool) -> Result<(), sqlx::Error> {
                                        THEN left(v_job_type, -{len}) ELSE v_job_type END
                    AND priority >= CASE WHEN right(v_job_type, {len}) = '{EXPRESS_SUFFIX}'
                                         THEN {INTERACTIVE_PRIORITY} ELSE -2147483648 END
+                   -- Locked by this statement already, which SKIP LOCKED does not skip.
+                   AND id NOT IN (SELECT id FROM aged)
                  ORDER BY priority DESC, run_at ASC
-                 LIMIT v_job_count
+                 LIMIT v_job_count - (SELECT count(*) FROM aged)
                  FOR UPDATE SKIP LOCKED)
              UPDATE apalis.jobs j SET status = 'Queued', lock_by = worker_id, lock_at = now()
-             FROM jobs WHERE j.id = jobs.id
+             FROM (SELECT id FROM aged UNION ALL SELECT id FROM rest) jobs WHERE j.id = jobs.id
              RETURNING j.*;
          $$;
          CREATE OR REPLACE FUNCTION public.timeline_announce_interactive() RETURNS trigger

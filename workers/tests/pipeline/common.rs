@@ -233,6 +233,11 @@ impl TestApp {
     }
 }
 
+/// A fixture's bytes.
+pub fn photo(name: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join(name)).expect("fixture")
+}
+
 /// The repository's fixtures folder.
 pub fn fixtures() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures"))

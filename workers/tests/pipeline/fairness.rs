@@ -7,13 +7,9 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
-use crate::common::{TestApp, fixtures, spawn_state, test_state, trickle};
+use crate::common::{TestApp, photo, spawn_state, test_state, trickle};
 use timeline::http::server::ServerLimits;
 use timeline::http::user_caps::Limits;
-
-fn photo(name: &str) -> Vec<u8> {
-    std::fs::read(fixtures().join(name)).expect("fixture")
-}
 
 const CAPS: Limits = Limits {
     requests: 10,

@@ -8,11 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::common::{TestApp, fixtures, free_port};
-
-fn photo(name: &str) -> Vec<u8> {
-    std::fs::read(fixtures().join(name)).expect("fixture")
-}
+use crate::common::{TestApp, free_port, photo};
 
 /// A tool the test needs: found, or (outside CI) the reason it is skipped.
 fn require(tool: &str) -> bool {
