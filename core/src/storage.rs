@@ -213,8 +213,16 @@ impl Storage {
     }
 
     /// Stores `bytes` under `key`, replacing what was there.
+    ///
+    /// On a `file://` store a put writes a staging file (`<key>#<n>`) and renames it; a writer
+    /// killed mid-put leaves its staging file behind, invisible to listings. Once a put of the
+    /// same key succeeds, those leftovers are stale and are removed here (steps rewrite their
+    /// deterministic keys, so this is where a killed attempt's leftover meets its successor).
     pub async fn put(&self, key: &Path, bytes: Bytes) -> Result<(), Error> {
         self.store.put(key, PutPayload::from(bytes)).await?;
+        if let Err(e) = self.remove_staging(key).await {
+            tracing::warn!(error = %e, "could not remove a killed writer's staging files");
+        }
         Ok(())
     }
 
@@ -489,13 +497,19 @@ impl Storage {
     /// show) and its folder once empty.
     pub async fn discard(&self, key: &Path) -> Result<(), Error> {
         self.delete(key).await?;
-        if let Some(path) = self.local_path(key) {
-            tokio::task::spawn_blocking(move || remove_staging(&path))
-                .await
-                .map_err(|e| Error::Io(std::io::Error::other(e)))??;
-        }
+        self.remove_staging(key).await?;
         self.remove_empty_media_dir(key).await;
         Ok(())
+    }
+
+    /// Removes the staging files a killed writer left of `key` (a `file://` store's only).
+    async fn remove_staging(&self, key: &Path) -> Result<(), Error> {
+        let Some(path) = self.local_path(key) else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || remove_staging(&path))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?
     }
 
     /// One page of the store's keys under `media/`, after `after` (for the operator's audit).
@@ -759,6 +773,26 @@ mod resume {
 #[cfg(test)]
 mod tests {
     use super::scrub;
+
+    #[tokio::test]
+    async fn a_put_removes_what_a_killed_put_of_the_same_key_left() {
+        let dir = std::env::temp_dir().join(format!("timeline-staging-{}", uuid::Uuid::new_v4()));
+        let storage = super::Storage::from_url(dir.to_str().unwrap_or_default()).unwrap();
+        let key = object_store::path::Path::from("media/u/m/preview");
+        let folder = dir.join("media/u/m");
+        std::fs::create_dir_all(&folder).unwrap();
+        // A killed writer's staging file, and another object's, which stays.
+        std::fs::write(folder.join("preview#1"), b"half").unwrap();
+        std::fs::write(folder.join("thumb#1"), b"other").unwrap();
+        storage
+            .put(&key, bytes::Bytes::from_static(b"whole"))
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(folder.join("preview")).unwrap(), b"whole");
+        assert!(!folder.join("preview#1").exists());
+        assert!(folder.join("thumb#1").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn scrub_cuts_paths_keys_and_urls_but_keeps_the_words() {
