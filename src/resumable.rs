@@ -135,7 +135,7 @@ pub async fn create(ctx: Ctx<'_>, user: Uuid, declared: &Declared) -> Result<Sta
         )));
     }
     if let Some(quota) = ctx.limits.user_quota_bytes {
-        let used = u64::try_from(db::uploads::storage_used(ctx.pool, user).await?).unwrap_or(0);
+        let used = db::uploads::storage_used(ctx.pool, user).await?;
         if used.saturating_add(declared.length) > quota {
             return Err(Error::TooLarge(format!(
                 "this account's storage quota is full: {used} of {quota} bytes used, and \

@@ -295,14 +295,14 @@ async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, AdminError> {
-    if !session::same_origin(&state, &headers) {
+    if !state.site.same_origin(&headers) {
         return Err(AdminError::Forged);
     }
     let token = form.token.trim();
     let admin = if token.is_empty() || token.len() > 256 {
         None
     } else {
-        session::admin_for_token(&state, token).await?
+        session::admin_for_token(&state, &crate::auth::hash_token(token)).await?
     };
     let Some(admin) = admin else {
         return Ok((

@@ -79,7 +79,7 @@ impl Site {
 
     /// Whether a request's `Origin`, if it sent one, is the dashboard's own: the public origin
     /// when configured, otherwise the host the request was addressed to.
-    fn same_origin(&self, headers: &HeaderMap) -> bool {
+    pub fn same_origin(&self, headers: &HeaderMap) -> bool {
         let Some(origin) = headers.get(header::ORIGIN) else {
             return true;
         };
@@ -145,20 +145,14 @@ pub fn session_id_of(headers: &HeaderMap) -> Option<&str> {
         .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-fn bearer_of(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 256)
-}
-
-/// The operator owning API token `token`, if it is a valid token of an active admin.
-pub async fn admin_for_token(state: &AppState, token: &str) -> Result<Option<Uuid>, AdminError> {
-    let hash = crate::auth::hash_token(token);
+/// The operator owning the API token whose hash is `hash`, if it is a valid token of an active
+/// admin.
+pub async fn admin_for_token(
+    state: &AppState,
+    hash: &[u8; 32],
+) -> Result<Option<Uuid>, AdminError> {
     let mut tx = state.pool.begin().await?;
-    let Some(owner) = db::users::token_owner(&mut *tx, &hash).await? else {
+    let Some(owner) = db::users::token_owner(&mut *tx, hash).await? else {
         return Ok(None);
     };
     Ok(db::users::is_admin(&mut *tx, owner.user_id)
@@ -181,8 +175,9 @@ impl FromRequestParts<AppState> for Admin {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        if let Some(token) = bearer_of(&parts.headers) {
-            let id = admin_for_token(state, token).await?;
+        // The API's own bearer parsing (case-insensitive scheme, length cap).
+        if let Some(hash) = super::auth::token_hash(&parts.headers) {
+            let id = admin_for_token(state, &hash).await?;
             return id
                 .map(|id| Self { id, csrf: None })
                 .ok_or(AdminError::SignIn);
@@ -234,11 +229,6 @@ fn csrf_field(body: &[u8]) -> &str {
         .split('&')
         .find_map(|pair| pair.strip_prefix("csrf="))
         .unwrap_or("")
-}
-
-/// Whether a sign-in form post came from the dashboard's own origin.
-pub fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
-    state.site.same_origin(headers)
 }
 
 /// Adds the dashboard's security headers to every answer under `/admin`.

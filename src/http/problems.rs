@@ -28,7 +28,10 @@ pub const MAX_HEADERS: usize = 100;
 
 /// Middleware: refuses an over-long target or an oversized header block with a problem.
 pub async fn head_limits(req: Request, next: Next) -> Response {
-    let uri = req.uri().to_string().len();
+    // Measured without formatting the URI: this runs on every request.
+    let target = req.uri();
+    let uri = target.path_and_query().map_or(0, |p| p.as_str().len())
+        + target.authority().map_or(0, |a| a.as_str().len());
     if uri > MAX_URI_BYTES {
         return ApiError::UriTooLong(format!(
             "the request target is {uri} bytes, over the {MAX_URI_BYTES}-byte limit"

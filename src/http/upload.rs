@@ -34,8 +34,14 @@ struct Stored {
     user: Uuid,
     media: Vec<NewMedia>,
     bytes_total: u64,
-    /// What the account's storage quota leaves for this request (`None`: no quota).
-    quota_left: Option<u64>,
+    /// The account's storage quota and what it held when the request began (`None`: no quota).
+    quota: Option<Quota>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Quota {
+    limit: u64,
+    used: u64,
 }
 
 /// A failed upload, with the answer it would have had when the failure was at COMMIT (whose
@@ -67,12 +73,12 @@ pub async fn upload(
     super::ApiQuery(query): super::ApiQuery<RawQuery>,
     req: Request,
 ) -> Result<impl IntoResponse, ApiError> {
-    let quota_left = quota_left(&state, user).await?;
+    let quota = quota(&state, user).await?;
     let mut stored = Stored {
         user,
         media: Vec::new(),
         bytes_total: 0,
-        quota_left,
+        quota,
     };
     let session = UploadSession::open(&state.pool, user, Protocol::Form).await?;
     let result = receive(&state, &mut stored, &session, query, req).await;
@@ -102,17 +108,16 @@ pub async fn upload(
     Ok((StatusCode::ACCEPTED, headers, axum::Json(body)))
 }
 
-/// What the account's quota leaves to store; a full quota refuses the upload before its body.
-async fn quota_left(state: &AppState, user: Uuid) -> Result<Option<u64>, ApiError> {
-    let Some(quota) = state.limits.user_quota_bytes else {
+/// The account's quota and use; a full quota refuses the upload before its body.
+async fn quota(state: &AppState, user: Uuid) -> Result<Option<Quota>, ApiError> {
+    let Some(limit) = state.limits.user_quota_bytes else {
         return Ok(None);
     };
     let used = crate::db::uploads::storage_used(&state.pool, user).await?;
-    let used = u64::try_from(used).unwrap_or(0);
-    if used >= quota {
-        return Err(over_quota(quota, used));
+    if used >= limit {
+        return Err(over_quota(limit, used));
     }
-    Ok(Some(quota - used))
+    Ok(Some(Quota { limit, used }))
 }
 
 fn over_quota(quota: u64, used: u64) -> ApiError {
@@ -377,12 +382,11 @@ where
         };
         size += chunk.len() as u64;
         session.received(chunk.len() as u64);
-        if let Some(left) = stored.quota_left
-            && stored.bytes_total + size > left
+        if let Some(q) = stored.quota
+            && q.used + stored.bytes_total + size > q.limit
         {
             let _ = writer.abort().await;
-            let quota = limits.user_quota_bytes.unwrap_or(0);
-            return Err(over_quota(quota, quota - left + stored.bytes_total + size));
+            return Err(over_quota(q.limit, q.used + stored.bytes_total + size));
         }
         if size > limits.max_file_bytes || stored.bytes_total + size > limits.max_request_bytes {
             let _ = writer.abort().await;
@@ -451,7 +455,6 @@ async fn record(
         let used = crate::db::uploads::storage_used(&mut *tx, stored.user)
             .await
             .map_err(ApiError::from)?;
-        let used = u64::try_from(used).unwrap_or(0);
         if used > quota {
             return Err(over_quota(quota, used).into());
         }

@@ -136,11 +136,13 @@ pub async fn refresh_state(
 }
 
 /// Bytes of originals `user` holds (kept by a trigger; see the `user_storage` migration).
-pub async fn storage_used(db: impl sqlx::PgExecutor<'_>, user: Uuid) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar!(
+pub async fn storage_used(db: impl sqlx::PgExecutor<'_>, user: Uuid) -> Result<u64, sqlx::Error> {
+    let used = sqlx::query_scalar!(
         r#"SELECT coalesce((SELECT used_bytes FROM user_storage WHERE user_id = $1), 0) AS "used!""#,
         user
     )
     .fetch_one(db)
-    .await
+    .await?;
+    // The column is CHECKed non-negative.
+    Ok(u64::try_from(used).unwrap_or(0))
 }
