@@ -10,8 +10,9 @@
 #   1. `timeline ingest` through a release `timeline-worker` (all pools, both cores): store,
 #      rows, queue, SHA-256, EXIF + geocoding, preview + thumb, end state;
 #   2. the reference tools, each given all files in one call: vipsthumbnail --size 250,
-#      vipsthumbnail --size 1440, exiftool -n -json, sha256sum.
-# and prints images/s for both and their ratio.
+#      vipsthumbnail --size 1440, exiftool -n -json, sha256sum; one after the other, then
+#      all four at once (their best case on several cores).
+# and prints images/s for each and the ratios.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-100}
@@ -59,12 +60,21 @@ vipsthumbnail --size 1440 -o "$PWD/$work/ref/%s_1440.jpg" "$work"/in/*.jpg
 exiftool -n -json "$work"/in/*.jpg > "$work/ref/exif.json"
 sha256sum "$work"/in/*.jpg > "$work/ref/sha256.txt"
 r1=$(date +%s.%N)
+rm -rf "$work/ref" && mkdir -p "$work/ref"
+c0=$(date +%s.%N)
+vipsthumbnail --size 250 -o "$PWD/$work/ref/%s_250.jpg" "$work"/in/*.jpg & p1=$!
+vipsthumbnail --size 1440 -o "$PWD/$work/ref/%s_1440.jpg" "$work"/in/*.jpg & p2=$!
+exiftool -n -json "$work"/in/*.jpg > "$work/ref/exif.json" & p3=$!
+sha256sum "$work"/in/*.jpg > "$work/ref/sha256.txt" & p4=$!
+wait $p1 $p2 $p3 $p4   # not the worker, also a child of this shell
+c1=$(date +%s.%N)
 
-python3 - "$N" "$t0" "$t1" "$r0" "$r1" <<'PY'
+python3 - "$N" "$t0" "$t1" "$r0" "$r1" "$c0" "$c1" <<'PY'
 import sys
-n, t0, t1, r0, r1 = int(sys.argv[1]), *map(float, sys.argv[2:])
-ours, ref = n / (t1 - t0), n / (r1 - r0)
+n, t0, t1, r0, r1, c0, c1 = int(sys.argv[1]), *map(float, sys.argv[2:])
+ours, ref, conc = n / (t1 - t0), n / (r1 - r0), n / (c1 - c0)
 print(f"timeline ingest: {t1 - t0:.1f} s, {ours:.1f} images/s (end to end)")
 print(f"reference tools: {r1 - r0:.1f} s, {ref:.1f} images/s (vipsthumbnail x2 + exiftool + sha256sum)")
-print(f"ratio: {ours / ref:.2f}x the reference")
+print(f"reference tools at once: {c1 - c0:.1f} s, {conc:.1f} images/s (the four run concurrently)")
+print(f"ratio: {ours / ref:.2f}x the reference, {ours / conc:.2f}x the reference run concurrently")
 PY

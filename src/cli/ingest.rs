@@ -121,6 +121,9 @@ type Stored = Result<NewMedia, Refusal>;
 /// chunk is atomic (rows, job links and queue tasks in one transaction), like an app
 /// uploading an album in parts. All chunks belong to one job.
 const CHUNK: usize = 10;
+/// The first chunk is smaller: the workers start on the first photos as soon as they are
+/// stored, not after ten (at 4 MB each, about a tenth of a second of idle cores).
+const FIRST_CHUNK: usize = 2;
 /// Files read and stored at once.
 const STORE_CONCURRENCY: usize = 4;
 
@@ -194,7 +197,11 @@ async fn submit_all(
     // chunk and sealed at the end (a crashed import's job is sealed by the reconciler).
     let mut job: Option<Uuid> = None;
     let mut position = 0usize;
-    for chunk in files.chunks(CHUNK) {
+    let (first_files, rest) = files.split_at(files.len().min(FIRST_CHUNK));
+    for chunk in std::iter::once(first_files)
+        .filter(|c| !c.is_empty())
+        .chain(rest.chunks(CHUNK))
+    {
         // Every object is named by the chunk's session before it is stored.
         let session = UploadSession::open(pool, user, Protocol::Ingest).await?;
         let (media, mut nope) = store_files(storage, &session, user, limits, chunk).await?;
@@ -516,7 +523,7 @@ async fn wait(
             )));
         }
         drop(conn);
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
