@@ -62,6 +62,8 @@ pub enum Error {
     Invalid(String),
     #[error("the upload was interrupted: {0}")]
     Interrupted(String),
+    #[error("this account is being erased; it takes no uploads")]
+    Erasing,
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -133,6 +135,9 @@ pub async fn create(ctx: Ctx<'_>, user: Uuid, declared: &Declared) -> Result<Sta
             "Upload-Length {} is over the {}-byte limit",
             declared.length, ctx.limits.max_file_bytes
         )));
+    }
+    if db::erasure::requested(ctx.pool, user).await? {
+        return Err(Error::Erasing);
     }
     if let Some(quota) = ctx.limits.user_quota_bytes {
         let used = db::uploads::storage_used(ctx.pool, user).await?;

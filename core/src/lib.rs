@@ -7,6 +7,8 @@
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod erasure;
+pub mod import;
 pub mod inflight;
 pub mod ingest;
 pub mod jobs;

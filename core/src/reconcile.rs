@@ -13,6 +13,7 @@
 //! - A media file `pending`/`processing` for longer than the grace period with no queue task
 //!   that may still run gets the steps it is missing enqueued again, on its newest job; one
 //!   whose original is missing from the store fails with that reason.
+//! - An account erasure nobody has advanced for a while (its process died) is run to its end.
 //!
 //! One process leads at a time (a PostgreSQL advisory lock); the worker runs a pass
 //! periodically and `timeline maintenance [--grace S]` runs one on demand. The full audit of
@@ -38,6 +39,15 @@ pub enum Error {
     Queue(#[from] jobs::Error),
     #[error(transparent)]
     Storage(#[from] crate::storage::Error),
+}
+
+impl From<crate::erasure::Error> for Error {
+    fn from(e: crate::erasure::Error) -> Self {
+        match e {
+            crate::erasure::Error::Database(e) => Self::Database(e),
+            crate::erasure::Error::Storage(e) => Self::Storage(e),
+        }
+    }
 }
 
 impl From<inflight::CleanError> for Error {
@@ -70,6 +80,8 @@ pub struct Report {
     pub jobs_sealed: u64,
     /// Ended files of stalled jobs that had not been counted in their job's progress.
     pub files_counted: u64,
+    /// Account erasures whose runner stopped, resumed and finished.
+    pub erasures_finished: u64,
 }
 
 /// Default grace period: an hour (the contract's), far beyond any upload's transaction or a
@@ -82,6 +94,13 @@ const SILENT_WORKER: Duration = Duration::from_secs(60);
 
 /// Files handled per pass (the next pass takes the rest).
 const BATCH: i64 = 1000;
+
+/// An erasure advances every few seconds (a batch of files); one not advanced for this long
+/// (or the grace period, if shorter) has lost its runner. Running one twice is harmless.
+const ERASURE_STALL: Duration = Duration::from_secs(300);
+
+/// Erasures resumed per pass.
+const ERASURES_PER_PASS: i64 = 10;
 
 /// One reconciliation pass with the given grace period. The leader's lock is taken on a
 /// connection of `session` (a session of its own: see `db::session_pool`); the work goes
@@ -127,6 +146,9 @@ pub async fn run(
             clean_pending(pool, storage).await?;
         let (requeued_files, missing_originals_failed) =
             requeue_stuck(pool, storage, grace).await?;
+        let stall = grace.min(ERASURE_STALL).as_secs_f64();
+        let erasures_finished =
+            crate::erasure::resume_stalled(pool, storage, stall, ERASURES_PER_PASS).await?;
         let (jobs_sealed, files_counted) = {
             let mut tx = pool.begin().await?;
             let sealed = db::jobs::seal_abandoned(&mut tx, grace.as_secs_f64()).await?;
@@ -144,6 +166,7 @@ pub async fn run(
             orphan_objects_deleted,
             jobs_sealed,
             files_counted,
+            erasures_finished,
         })
     }
     .await;
@@ -160,6 +183,7 @@ pub async fn run(
             orphans = report.orphan_objects_deleted,
             sealed = report.jobs_sealed,
             counted = report.files_counted,
+            erasures = report.erasures_finished,
             "reconciler repaired leftovers of a crash or an outage"
         );
     } else {

@@ -30,6 +30,14 @@ pub enum UsersCommand {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Erase a user: every row and stored object of theirs, their tokens included (the right to
+    /// erasure). Runs the erasure job to its end and prints its counts as JSON.
+    Erase {
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        storage: crate::config::StorageConfig,
+    },
 }
 
 /// `timeline users token` subcommands.
@@ -111,7 +119,32 @@ pub(super) async fn run(cfg: &DatabaseConfig, command: UsersCommand) -> Result<(
             write_line(&line.to_string())
         }
         UsersCommand::Token { command } => token(cfg, command).await,
+        UsersCommand::Erase { email, storage } => erase(cfg, &email, &storage).await,
     }
+}
+
+/// Records the erasure (or joins one under way) and runs it here, to its end.
+async fn erase(
+    cfg: &DatabaseConfig,
+    email: &str,
+    storage: &crate::config::StorageConfig,
+) -> Result<(), Error> {
+    let storage = storage.open().map_err(|e| Error::Invalid(e.to_string()))?;
+    let pool = db::connect_direct(cfg).await?;
+    let user = db::users::find_id_by_email(&pool, email)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("no user with email {email}")))?;
+    let mut tx = pool.begin().await?;
+    let job = crate::erasure::request(&mut tx, user)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("no user with email {email}")))?;
+    tx.commit().await?;
+    let report = crate::erasure::run(&pool, &storage, job)
+        .await
+        .map_err(|e| {
+            Error::Invalid(format!("the erasure stopped ({e}); run it again to finish"))
+        })?;
+    write_line(&serde_json::to_string(&report).map_err(|e| Error::Invalid(e.to_string()))?)
 }
 
 async fn token(cfg: &DatabaseConfig, command: TokenCommand) -> Result<(), Error> {

@@ -162,7 +162,9 @@ impl From<crate::resumable::Error> for ApiError {
         match e {
             E::NotFound => Self::NotFound,
             E::Locked => Self::Locked(e.to_string()),
-            E::OffsetMismatch { .. } | E::Interrupted(_) => Self::Conflict(e.to_string()),
+            E::OffsetMismatch { .. } | E::Interrupted(_) | E::Erasing => {
+                Self::Conflict(e.to_string())
+            }
             E::PastLength { .. } | E::Invalid(_) => Self::BadRequest(e.to_string()),
             E::ChecksumMismatch => Self::ChecksumMismatch(e.to_string()),
             E::Unsupported(m) => Self::UnsupportedMediaType(m),

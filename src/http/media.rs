@@ -35,7 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Ids in paths: a malformed one is as unknown as another user's.
-fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+pub(super) fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound)
 }
 
@@ -63,7 +63,7 @@ async fn detail(
 /// Media views with their pending retry (`retry`: step, attempts, next attempt's time, last
 /// error) for the files still on their way; queue rows are read outside the user's
 /// row-level-security transaction, for ids that transaction already showed to be theirs.
-async fn with_retries(
+pub(super) async fn with_retries(
     state: &AppState,
     rows: &[db::media::MediaDetail],
 ) -> Result<Vec<MediaView>, ApiError> {
@@ -100,11 +100,11 @@ struct ListQuery {
 }
 
 /// Cursor text: `<timeline_at in µs>.<id>`; opaque to clients.
-fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
+pub(super) fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
     format!("{}.{}", at.timestamp_micros(), id)
 }
 
-fn decode_cursor(raw: &str) -> Result<Cursor, ApiError> {
+pub(super) fn decode_cursor(raw: &str) -> Result<Cursor, ApiError> {
     let bad = || ApiError::BadRequest("invalid cursor".into());
     let (micros, id) = raw.split_once('.').ok_or_else(bad)?;
     let micros: i64 = micros.parse().map_err(|_| bad())?;

@@ -1,9 +1,11 @@
 //! The HTTP API (the `web` process): routes, shared state and the server loop.
 //! Each resource module exposes `router()`; errors map once in `error`.
 
+mod account;
 pub mod admin;
 pub mod admin_session;
 pub mod auth;
+mod collections;
 pub mod docs;
 pub mod error;
 pub mod events;
@@ -93,6 +95,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(jobs::router())
         .merge(tus::router())
         .merge(tus::exists_router())
+        .merge(account::router())
+        .merge(collections::router())
         .split_for_parts()
 }
 
@@ -167,6 +171,27 @@ async fn drop_unsafe_request_id(
         req.headers_mut().remove("x-request-id");
     }
     next.run(req).await
+}
+
+/// `Json` whose rejection is our problem+json 400 rather than axum's plain text.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = error::ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        <axum::Json<T> as axum::extract::FromRequest<S>>::from_request(req, state)
+            .await
+            .map(|axum::Json(v)| Self(v))
+            .map_err(|e| {
+                error::ApiError::BadRequest(format!("invalid JSON body: {}", e.body_text()))
+            })
+    }
 }
 
 /// `Query` whose rejection is our problem+json 400 rather than axum's plain text.

@@ -203,7 +203,7 @@ async fn options(State(state): State<AppState>) -> Response {
     responses((status = 201, description = "created",
                headers(("Location" = String, description = "the upload"),
                        ("Upload-Offset" = u64), ("Upload-Expires" = String))),
-              BadRequest, Unauthorized, PreconditionFailed, TooLarge, Unsupported,
+              BadRequest, Unauthorized, Conflict, PreconditionFailed, TooLarge, Unsupported,
               ChecksumMismatch, Unavailable))]
 async fn create(
     State(state): State<AppState>,

@@ -13,7 +13,7 @@ use object_store::{ObjectStoreExt, WriteMultipart};
 use uuid::Uuid;
 
 use super::auth::{AuthUser, begin_as};
-use super::docs::{BadRequest, TooLarge, Unauthorized, Unavailable, Unsupported};
+use super::docs::{BadRequest, Conflict, TooLarge, Unauthorized, Unavailable, Unsupported};
 use super::views::{AcceptedMedia, JobSummary, UploadAccepted};
 use super::{AppState, error::ApiError};
 use crate::db::uploads::NewMedia;
@@ -66,13 +66,18 @@ impl From<ApiError> for Failed {
     request_body(description = "multipart/form-data (parts named `file`) or the raw bytes of one file",
         content((Vec<u8> = "multipart/form-data"), (Vec<u8> = "application/octet-stream"))),
     responses((status = 202, body = UploadAccepted, headers(("Location" = String, description = "the job"))),
-              BadRequest, Unauthorized, TooLarge, Unsupported, Unavailable))]
+              BadRequest, Unauthorized, Conflict, TooLarge, Unsupported, Unavailable))]
 pub async fn upload(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     super::ApiQuery(query): super::ApiQuery<RawQuery>,
     req: Request,
 ) -> Result<impl IntoResponse, ApiError> {
+    if crate::db::erasure::requested(&state.pool, user).await? {
+        return Err(ApiError::Conflict(
+            "this account is being erased; it takes no uploads".into(),
+        ));
+    }
     let quota = quota(&state, user).await?;
     let mut stored = Stored {
         user,

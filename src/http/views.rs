@@ -184,6 +184,33 @@ pub struct MediaPage {
     pub next_cursor: Option<String>,
 }
 
+/// A collection (an album).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CollectionView {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub media_count: i64,
+    /// The chosen cover, else the newest media file in it; `null` when empty.
+    pub cover: Option<CollectionCover>,
+}
+
+/// A collection's cover: a media file and its thumbnail.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CollectionCover {
+    pub media_id: Uuid,
+    /// `GET` this for the 250 px thumbnail.
+    pub thumbnail: String,
+}
+
+/// A page of `GET /v1/collections`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CollectionPage {
+    pub items: Vec<CollectionView>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
 /// Stored seconds → the contract's whole milliseconds.
 fn seconds_to_ms(s: f64) -> i64 {
     (s * 1000.0).round() as i64
@@ -254,6 +281,12 @@ pub struct AcceptedMedia {
 pub struct UploadAccepted {
     pub job: JobSummary,
     pub media: Vec<AcceptedMedia>,
+}
+
+/// `202` of `DELETE /v1/account`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErasureAccepted {
+    pub job: JobView,
 }
 
 /// `202` of `POST /v1/media/{id}/retry`.

@@ -5,6 +5,8 @@
 pub mod admin;
 pub mod bench;
 pub mod catalog;
+pub mod collections;
+pub mod erasure;
 pub mod jobs;
 pub mod maintenance;
 pub mod media;

@@ -253,3 +253,16 @@ pub async fn list_tokens(
     .fetch_all(db)
     .await
 }
+
+/// A user's email address (`None` for an unknown user).
+pub async fn email_of(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT email::text AS "email!" FROM users WHERE id = $1"#,
+        user_id
+    )
+    .fetch_optional(db)
+    .await
+}

@@ -13,6 +13,7 @@ mod dashboard;
 mod db_errors;
 mod db_pool;
 mod db_restart;
+mod erasure;
 mod fairness;
 mod hostile;
 mod http_hygiene;

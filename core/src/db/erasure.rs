@@ -1,0 +1,226 @@
+//! SQL of account erasure (see `crate::erasure`): the request, the job's claim and progress,
+//! the batches of rows it deletes, and the last transaction that deletes the user.
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// Records that `user` is to be erased and returns the erasure job, creating it unless one is
+/// already unfinished (a second request joins the first). The user row stays locked until the
+/// caller commits, so two requests at once make one job.
+pub async fn request(conn: &mut PgConnection, user: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    let found = sqlx::query_scalar!(
+        "UPDATE users SET erasure_requested_at = coalesce(erasure_requested_at, now())
+         WHERE id = $1 RETURNING id",
+        user
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if found.is_none() {
+        return Ok(None);
+    }
+    let open = sqlx::query_scalar!(
+        "SELECT id FROM data_processing_jobs
+         WHERE user_id = $1 AND job_type = 'account_deletion' AND status IN ('pending', 'running')
+         ORDER BY created_at LIMIT 1",
+        user
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(id) = open {
+        return Ok(Some(id));
+    }
+    sqlx::query_scalar!(
+        "INSERT INTO data_processing_jobs (user_id, job_type) VALUES ($1, 'account_deletion')
+         RETURNING id",
+        user
+    )
+    .fetch_one(conn)
+    .await
+    .map(Some)
+}
+
+/// Whether `user` asked to be erased (their account takes no new uploads).
+pub async fn requested(db: impl sqlx::PgExecutor<'_>, user: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND erasure_requested_at IS NOT NULL)
+           AS "requested!""#,
+        user
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Marks the erasure job running (again: a resumed one) and returns whose account it erases;
+/// `None` when it is not an unfinished erasure.
+pub async fn claim(db: impl sqlx::PgExecutor<'_>, job: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "UPDATE data_processing_jobs
+         SET status = 'running', started_at = coalesce(started_at, now())
+         WHERE id = $1 AND job_type = 'account_deletion' AND status IN ('pending', 'running')
+         RETURNING user_id",
+        job
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Unfinished erasures nobody has advanced for `stale_secs` (their runner died), oldest first.
+pub async fn stalled(
+    db: impl sqlx::PgExecutor<'_>,
+    stale_secs: f64,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT id FROM data_processing_jobs
+         WHERE job_type = 'account_deletion' AND status IN ('pending', 'running')
+           AND updated_at < now() - make_interval(secs => $1)
+         ORDER BY updated_at LIMIT $2",
+        stale_secs,
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// The user's open upload sessions (each to be aborted).
+pub async fn open_sessions(
+    db: impl sqlx::PgExecutor<'_>,
+    user: Uuid,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT id FROM upload_sessions WHERE user_id = $1 AND state = 'open'",
+        user
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Deletes up to `limit` of the user's media files, with the duplicates and Motion Photo clips
+/// that cascade from them; returns every id removed (their objects are to be deleted).
+pub async fn delete_media_batch(
+    conn: &mut PgConnection,
+    user: Uuid,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "WITH RECURSIVE batch AS (
+             SELECT id FROM media_files WHERE user_id = $1 LIMIT $2
+         ), gone AS (
+             SELECT id FROM batch
+             UNION SELECT m.id FROM media_files m JOIN gone g
+                   ON m.duplicate_of = g.id OR m.motion_of = g.id
+         )
+         DELETE FROM media_files WHERE id IN (SELECT id FROM gone) RETURNING id",
+        user,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Keys of the user's pending objects that nobody writes any more (an aborted session's, a
+/// deleted file's), up to `limit`.
+pub async fn unowned_objects(
+    db: impl sqlx::PgExecutor<'_>,
+    user: Uuid,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT object_key FROM pending_objects
+         WHERE user_id = $1 AND session_id IS NULL AND step IS NULL
+         ORDER BY created_at LIMIT $2",
+        user,
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Adds to the job's counts and sets its progress (the share of media files deleted so far).
+pub async fn advance(
+    db: impl sqlx::PgExecutor<'_>,
+    job: Uuid,
+    media_files: i64,
+    objects: i64,
+    sessions: i64,
+    remaining: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "WITH counts AS (
+             SELECT coalesce((output_data->>'media_files')::bigint, 0) + $2 AS media,
+                    coalesce((output_data->>'object_keys_deleted')::bigint, 0) + $3 AS objects,
+                    coalesce((output_data->>'upload_sessions_aborted')::bigint, 0) + $4 AS sessions
+             FROM data_processing_jobs WHERE id = $1
+         )
+         UPDATE data_processing_jobs j
+         SET output_data = j.output_data || jsonb_build_object(
+                 'media_files', c.media, 'object_keys_deleted', c.objects,
+                 'upload_sessions_aborted', c.sessions),
+             progress = least(99, (100 * c.media / greatest(1, c.media + $5))::int)::smallint
+         FROM counts c WHERE j.id = $1",
+        job,
+        media_files,
+        objects,
+        sessions,
+        remaining
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The user's media files still to delete.
+pub async fn media_left(db: impl sqlx::PgExecutor<'_>, user: Uuid) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM media_files WHERE user_id = $1"#,
+        user
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// The counts the job has gathered (its `output_data`).
+pub async fn counts(
+    db: impl sqlx::PgExecutor<'_>,
+    job: Uuid,
+) -> Result<Option<serde_json::Value>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT output_data FROM data_processing_jobs WHERE id = $1",
+        job
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Locks the user row (a concurrent upload's insert waits on it, then fails) and says whether
+/// anything that owns stored objects is left: media files, open upload sessions, pending
+/// objects nobody writes. `None` when the user is gone already.
+pub async fn lock_and_check(
+    conn: &mut PgConnection,
+    user: Uuid,
+) -> Result<Option<bool>, sqlx::Error> {
+    let row = sqlx::query_scalar!(
+        r#"SELECT (EXISTS (SELECT 1 FROM media_files WHERE user_id = u.id)
+                OR EXISTS (SELECT 1 FROM upload_sessions WHERE user_id = u.id AND state = 'open')
+                OR EXISTS (SELECT 1 FROM pending_objects
+                           WHERE user_id = u.id AND session_id IS NULL AND step IS NULL))
+                AS "left!"
+           FROM users u WHERE u.id = $1 FOR UPDATE"#,
+        user
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row)
+}
+
+/// Deletes the user row (everything else of theirs cascades from it: tokens, sessions, jobs,
+/// memories, collections, locations, settings), then strips the values from every audit row
+/// about them, the ones the deletes just wrote included. Returns the audit rows anonymized.
+pub async fn delete_user(conn: &mut PgConnection, user: Uuid) -> Result<i64, sqlx::Error> {
+    sqlx::query!("DELETE FROM users WHERE id = $1", user)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query_scalar!(r#"SELECT anonymize_audit_for_user($1) AS "n!""#, user)
+        .fetch_one(conn)
+        .await
+}

@@ -1,0 +1,229 @@
+//! The right to erasure: an account and everything of it, rows and stored objects, deleted by
+//! an `account_deletion` job (`DELETE /v1/account`, `timeline users erase`).
+//!
+//! The job works from the rows only, in batches, each step safe to run twice:
+//! 1. the user's open upload sessions are aborted (what they stored becomes objects to delete);
+//! 2. media files go a batch at a time: their objects are named as to delete in the same
+//!    transaction that deletes the rows, then deleted (an interrupted delete is finished by the
+//!    next batch or by the reconciler);
+//! 3. the objects nobody writes any more are deleted;
+//! 4. with the user row locked (an upload committing now waits, then fails), and nothing that
+//!    owns objects left, the user row is deleted (the rest cascades from it: tokens,
+//!    sessions, jobs, memories, collections, locations) and the audit trail about them is
+//!    anonymized, in one transaction.
+//!
+//! An erasure whose process dies resumes: the reconciler runs every unfinished one it finds not
+//! advanced for its grace period. Objects a worker step is writing for a deleted file at that
+//! moment are named by the step and cleaned by the reconciler once its task has ended.
+
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::db;
+use crate::inflight::{self, CleanError};
+use crate::storage::{Rendition, Storage};
+
+/// Media files deleted per transaction.
+const BATCH: i64 = 200;
+
+/// Errors of an erasure run; the job stays unfinished and resumes.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::Error),
+}
+
+impl From<CleanError> for Error {
+    fn from(e: CleanError) -> Self {
+        match e {
+            CleanError::Database(e) => Self::Database(e),
+            CleanError::Storage(e) => Self::Storage(e),
+        }
+    }
+}
+
+/// What an erasure deleted (over all its runs, when it was resumed).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Report {
+    pub job_id: Uuid,
+    pub user_id: Uuid,
+    pub media_files: i64,
+    /// Object keys deleted: every key the rows could name (an original, its renditions),
+    /// whether or not it had been written yet; the store cannot tell the difference.
+    pub object_keys_deleted: i64,
+    pub upload_sessions_aborted: i64,
+    pub audit_rows_anonymized: i64,
+    /// False when the job was not an unfinished erasure (already done, or unknown).
+    pub erased: bool,
+}
+
+/// Records the request to erase `user`: from now on their account takes no uploads. Returns
+/// the job (an unfinished one if there is one already); `None` for an unknown user. The
+/// caller commits, then runs [`run`] (or leaves it to the reconciler).
+pub async fn request(
+    conn: &mut sqlx::PgConnection,
+    user: Uuid,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    db::erasure::request(conn, user).await
+}
+
+/// Runs the erasure job `job` to its end (see the module comment).
+pub async fn run(pool: &PgPool, storage: &Storage, job: Uuid) -> Result<Report, Error> {
+    run_in_batches(pool, storage, job, BATCH).await
+}
+
+/// [`run`], deleting `batch` media files per transaction.
+#[tracing::instrument(skip(pool, storage), fields(job.id = %job))]
+pub async fn run_in_batches(
+    pool: &PgPool,
+    storage: &Storage,
+    job: Uuid,
+    batch: i64,
+) -> Result<Report, Error> {
+    let batch = batch.max(1);
+    let Some(user) = db::erasure::claim(pool, job).await? else {
+        return Ok(Report {
+            job_id: job,
+            ..Report::default()
+        });
+    };
+    tracing::info!(user.id = %user, "erasing an account");
+    loop {
+        abort_sessions(pool, job, user).await?;
+        while delete_media_batch(pool, storage, job, user, batch).await? {}
+        let cleaned = clean_unowned(pool, storage, user).await?;
+        if cleaned > 0 {
+            db::erasure::advance(pool, job, 0, cleaned, 0, 0).await?;
+        }
+        if let Some(report) = finish(pool, job, user).await? {
+            tracing::info!(user.id = %user, media_files = report.media_files,
+                           objects = report.object_keys_deleted, "account erased");
+            return Ok(report);
+        }
+        // An upload committed (or a session opened) since the batches: go round again.
+    }
+}
+
+/// Aborts the user's open upload sessions; their objects become objects to delete.
+async fn abort_sessions(pool: &PgPool, job: Uuid, user: Uuid) -> Result<(), Error> {
+    let mut aborted = 0;
+    for id in db::erasure::open_sessions(pool, user).await? {
+        let mut conn = pool.acquire().await?;
+        if db::objects::abort_session(&mut conn, id).await? {
+            aborted += 1;
+        }
+    }
+    if aborted > 0 {
+        db::erasure::advance(pool, job, 0, 0, aborted, 0).await?;
+    }
+    Ok(())
+}
+
+/// Deletes one batch of media files and their objects; false when none was left.
+async fn delete_media_batch(
+    pool: &PgPool,
+    storage: &Storage,
+    job: Uuid,
+    user: Uuid,
+    batch: i64,
+) -> Result<bool, Error> {
+    let mut tx = pool.begin().await?;
+    let gone = db::erasure::delete_media_batch(&mut tx, user, batch).await?;
+    if gone.is_empty() {
+        return Ok(false);
+    }
+    let mut keys = Vec::with_capacity(gone.len() * Rendition::ALL.len());
+    for &media in &gone {
+        let mine: Vec<String> = Rendition::ALL
+            .iter()
+            .map(|r| Storage::key(user, media, *r).to_string())
+            .collect();
+        db::objects::name_objects(&mut tx, user, media, &mine, db::objects::Owner::Nobody).await?;
+        keys.extend(mine);
+    }
+    tx.commit().await?;
+    let mut objects = 0;
+    for key in &keys {
+        if inflight::clean(pool, storage, key).await? {
+            objects += 1;
+        }
+    }
+    let left = db::erasure::media_left(pool, user).await?;
+    let deleted = i64::try_from(gone.len()).unwrap_or(i64::MAX);
+    db::erasure::advance(pool, job, deleted, objects, 0, left).await?;
+    Ok(true)
+}
+
+/// Deletes the user's objects that nobody writes any more; returns how many were deleted.
+async fn clean_unowned(pool: &PgPool, storage: &Storage, user: Uuid) -> Result<i64, Error> {
+    let mut deleted = 0;
+    loop {
+        let keys = db::erasure::unowned_objects(pool, user, BATCH).await?;
+        if keys.is_empty() {
+            return Ok(deleted);
+        }
+        for key in &keys {
+            if inflight::clean(pool, storage, key).await? {
+                deleted += 1;
+            }
+        }
+    }
+}
+
+/// The last transaction: deletes the user once nothing owning objects is left; `None` when
+/// something is (the caller goes round again).
+async fn finish(pool: &PgPool, job: Uuid, user: Uuid) -> Result<Option<Report>, Error> {
+    let mut tx = pool.begin().await?;
+    let counts = db::erasure::counts(&mut *tx, job).await?;
+    match db::erasure::lock_and_check(&mut tx, user).await? {
+        Some(true) => return Ok(None),
+        Some(false) => {}
+        // Erased by another runner meanwhile.
+        None => {
+            return Ok(Some(Report {
+                job_id: job,
+                user_id: user,
+                erased: true,
+                ..Report::default()
+            }));
+        }
+    }
+    let anonymized = db::erasure::delete_user(&mut tx, user).await?;
+    tx.commit().await?;
+    let count = |name: &str| {
+        counts
+            .as_ref()
+            .and_then(|c| c.get(name))
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0)
+    };
+    Ok(Some(Report {
+        job_id: job,
+        user_id: user,
+        media_files: count("media_files"),
+        object_keys_deleted: count("object_keys_deleted"),
+        upload_sessions_aborted: count("upload_sessions_aborted"),
+        audit_rows_anonymized: anonymized,
+        erased: true,
+    }))
+}
+
+/// Resumes up to `limit` erasures that nobody advanced for `stale_secs` (the reconciler's
+/// part). Returns how many it finished.
+pub async fn resume_stalled(
+    pool: &PgPool,
+    storage: &Storage,
+    stale_secs: f64,
+    limit: i64,
+) -> Result<u64, Error> {
+    let mut finished = 0;
+    for job in db::erasure::stalled(pool, stale_secs, limit).await? {
+        if run(pool, storage, job).await?.erased {
+            finished += 1;
+        }
+    }
+    Ok(finished)
+}
