@@ -112,20 +112,20 @@ fn files_under(dir: &Path) -> std::io::Result<(Vec<PathBuf>, Vec<Refusal>)> {
 }
 
 /// A file that was refused: its name and why.
-type Refusal = (String, String);
+pub(super) type Refusal = (String, String);
 /// One file's outcome: stored as a new media row, or refused.
-type Stored = Result<NewMedia, Refusal>;
+pub(super) type Stored = Result<NewMedia, Refusal>;
 
 /// Files per submitted chunk. Submitting in chunks lets the workers start on the first photos
 /// while the rest are still being stored, instead of idling through the whole upload; each
 /// chunk is atomic (rows, job links and queue tasks in one transaction), like an app
 /// uploading an album in parts. All chunks belong to one job.
-const CHUNK: usize = 10;
+pub(super) const CHUNK: usize = 10;
 /// The first chunk is smaller: the workers start on the first photos as soon as they are
 /// stored, not after ten (at 4 MB each, about a tenth of a second of idle cores).
-const FIRST_CHUNK: usize = 2;
+pub(super) const FIRST_CHUNK: usize = 2;
 /// Files read and stored at once.
-const STORE_CONCURRENCY: usize = 4;
+pub(super) const STORE_CONCURRENCY: usize = 4;
 
 pub(super) async fn run(cfg: &DatabaseConfig, args: IngestArgs) -> Result<(), Error> {
     let pool = db::connect_direct(cfg).await?;
@@ -218,13 +218,17 @@ async fn submit_all(
             continue;
         }
         let first = job;
+        let kind = JobKind {
+            job_type: JobType::MediaIngest,
+            input: serde_json::json!({ "source": "timeline ingest", "files_found": files.len() }),
+        };
         if let Err(e) = record_chunk(
             pool,
             &session,
             (user, &mut job),
-            &media,
+            &kind,
+            (&media, &[]),
             position,
-            files.len(),
         )
         .await
         {
@@ -245,38 +249,55 @@ async fn submit_all(
     Ok(refused)
 }
 
+/// The job an import's chunks go on: made with the first chunk.
+pub(super) struct JobKind {
+    pub job_type: JobType,
+    pub input: serde_json::Value,
+}
+
+/// What an export says about a stored file beyond its bytes: recorded with its row.
+pub(super) struct Extra {
+    pub media: Uuid,
+    pub facts: Option<crate::import::ImportFacts>,
+    /// Collections (albums) it is in.
+    pub collections: Vec<Uuid>,
+}
+
 /// Records one stored chunk in one transaction: its session ends, its rows and tasks go in,
-/// on the import's job (made with the first chunk).
-async fn record_chunk(
+/// on the import's job (made with the first chunk), with what the export said of each file.
+pub(super) async fn record_chunk(
     pool: &sqlx::PgPool,
     session: &UploadSession,
     (user, job): (Uuid, &mut Option<Uuid>),
-    media: &[NewMedia],
+    kind: &JobKind,
+    (media, extras): (&[NewMedia], &[Extra]),
     position: usize,
-    files_found: usize,
 ) -> Result<(), Error> {
-    {
-        let mut tx = pool.begin().await?;
-        let keys: Vec<String> = media.iter().map(|m| m.file_path.clone()).collect();
-        if !session.end_in(&mut tx, &keys).await? {
-            return Err(Error::Invalid(
-                "the import stalled and its upload session was cancelled".into(),
-            ));
-        }
-        let job_id = match *job {
-            Some(id) => id,
-            None => {
-                let input =
-                    serde_json::json!({ "source": "timeline ingest", "files_found": files_found });
-                db::jobs::create_open(&mut tx, user, JobType::MediaIngest, input).await?
-            }
-        };
-        crate::ingest::submit_into(&mut tx, job_id, user, media, position)
-            .await
-            .map_err(|e| Error::Invalid(e.to_string()))?;
-        tx.commit().await?;
-        *job = Some(job_id);
+    let mut tx = pool.begin().await?;
+    let keys: Vec<String> = media.iter().map(|m| m.file_path.clone()).collect();
+    if !session.end_in(&mut tx, &keys).await? {
+        return Err(Error::Invalid(
+            "the import stalled and its upload session was cancelled".into(),
+        ));
     }
+    let job_id = match *job {
+        Some(id) => id,
+        None => db::jobs::create_open(&mut tx, user, kind.job_type, kind.input.clone()).await?,
+    };
+    crate::ingest::submit_into(&mut tx, job_id, user, media, position)
+        .await
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    for (i, extra) in extras.iter().enumerate() {
+        if let Some(facts) = &extra.facts {
+            db::uploads::set_import_facts(&mut tx, extra.media, facts).await?;
+        }
+        for &collection in &extra.collections {
+            let at = i32::try_from(position + i).unwrap_or(i32::MAX);
+            db::collections::add_media(&mut *tx, user, collection, extra.media, at).await?;
+        }
+    }
+    tx.commit().await?;
+    *job = Some(job_id);
     Ok(())
 }
 
@@ -314,7 +335,6 @@ async fn store_one(
     limits: &UploadLimits,
     path: &Path,
 ) -> Stored {
-    let max_bytes = limits.max_file_bytes;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -324,40 +344,13 @@ async fn store_one(
         .await
         .map_err(|e| refuse(format!("cannot read: {e}")))?
         .len();
-    if size > max_bytes {
-        return Err(refuse(format!(
-            "too large: {size} bytes, over the {max_bytes}-byte limit (TIMELINE_MAX_FILE_BYTES)"
-        )));
-    }
-    let not_media = || refuse("not a photo, video or audio file this system can handle".to_owned());
-    let not_allowed = |f: MediaFormat| {
-        refuse(format!(
-            "{}: a type this server does not accept (upload.allowed_types)",
-            f.mime()
-        ))
-    };
-    let not_recorded = |e: sqlx::Error| refuse(format!("could not record the upload: {e}"));
-    let id = Uuid::new_v4();
-    let key = Storage::key(user, id, Rendition::Original);
-    // The bytes are hashed as they go by: the hash step takes the digest instead of reading
-    // the original back from the store.
-    let mut hasher = timeline_media::hash::StreamHasher::new();
-    let (stored, format) = if size <= WHOLE_PUT_BYTES {
+    check_size(&name, size, limits)?;
+    let body = if size <= WHOLE_PUT_BYTES {
         // A photo: one read and one put (at most STORE_CONCURRENCY of these in memory).
         let bytes = tokio::fs::read(path)
             .await
             .map_err(|e| refuse(format!("cannot read: {e}")))?;
-        let format =
-            MediaFormat::sniff(&bytes[..bytes.len().min(SNIFF_LEN)]).ok_or_else(not_media)?;
-        if !limits.allows(format) {
-            return Err(not_allowed(format));
-        }
-        session.name(&key, id).await.map_err(not_recorded)?;
-        hasher.update(&bytes);
-        (
-            storage.put_counted(&key, bytes::Bytes::from(bytes)).await,
-            format,
-        )
+        Body::Whole(bytes::Bytes::from(bytes))
     } else {
         // A video: streamed in chunks, memory bounded whatever the size.
         let mut file = tokio::fs::File::open(path)
@@ -367,19 +360,84 @@ async fn store_one(
         let got = read_head(&mut file, &mut head)
             .await
             .map_err(|e| refuse(format!("cannot read: {e}")))?;
-        let format = MediaFormat::sniff(&head[..got]).ok_or_else(not_media)?;
-        if !limits.allows(format) {
-            return Err(not_allowed(format));
+        head.truncate(got);
+        Body::Streamed {
+            head: bytes::Bytes::from(head),
+            rest: Box::pin(file_chunks(file).map_err(crate::storage::Error::from)),
         }
-        session.name(&key, id).await.map_err(not_recorded)?;
-        let chunks = futures::stream::iter([Ok(bytes::Bytes::from(head[..got].to_vec()))])
-            .chain(file_chunks(file).map_err(crate::storage::Error::from))
-            .inspect(|chunk| {
-                if let Ok(bytes) = chunk {
-                    hasher.update(bytes);
-                }
-            });
-        (storage.put_stream(&key, chunks).await, format)
+    };
+    store_body(storage, session, (user, limits), name, body).await
+}
+
+/// The bytes of one file to store: whole (a photo), or its first bytes and the rest as a
+/// stream (a video), so memory stays bounded whatever the size.
+pub(super) enum Body {
+    Whole(bytes::Bytes),
+    Streamed {
+        head: bytes::Bytes,
+        rest: futures::stream::BoxStream<'static, Result<bytes::Bytes, crate::storage::Error>>,
+    },
+}
+
+/// Refuses a file over the size limit before any byte of it is read.
+pub(super) fn check_size(name: &str, size: u64, limits: &UploadLimits) -> Result<(), Refusal> {
+    let max_bytes = limits.max_file_bytes;
+    if size > max_bytes {
+        return Err((
+            name.to_owned(),
+            format!(
+                "too large: {size} bytes, over the {max_bytes}-byte limit (TIMELINE_MAX_FILE_BYTES)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Sniffs `body`, names its object in the session and stores it, hashing the bytes as they go
+/// by (the hash step takes the digest instead of reading the original back).
+pub(super) async fn store_body(
+    storage: &Storage,
+    session: &UploadSession,
+    (user, limits): (Uuid, &UploadLimits),
+    name: String,
+    body: Body,
+) -> Stored {
+    let refuse = |why: String| (name.clone(), why);
+    let head = match &body {
+        Body::Whole(bytes) => &bytes[..bytes.len().min(SNIFF_LEN)],
+        Body::Streamed { head, .. } => &head[..],
+    };
+    let format = MediaFormat::sniff(head).ok_or_else(|| {
+        refuse("not a photo, video or audio file this system can handle".to_owned())
+    })?;
+    if !limits.allows(format) {
+        return Err(refuse(format!(
+            "{}: a type this server does not accept (upload.allowed_types)",
+            format.mime()
+        )));
+    }
+    let id = Uuid::new_v4();
+    let key = Storage::key(user, id, Rendition::Original);
+    session
+        .name(&key, id)
+        .await
+        .map_err(|e| refuse(format!("could not record the upload: {e}")))?;
+    let mut hasher = timeline_media::hash::StreamHasher::new();
+    let stored = match body {
+        Body::Whole(bytes) => {
+            hasher.update(&bytes);
+            storage.put_counted(&key, bytes).await
+        }
+        Body::Streamed { head, rest } => {
+            let chunks = futures::stream::iter([Ok(head)])
+                .chain(rest)
+                .inspect(|chunk| {
+                    if let Ok(bytes) = chunk {
+                        hasher.update(bytes);
+                    }
+                });
+            storage.put_stream(&key, chunks).await
+        }
     };
     match stored {
         Ok(stored) => Ok(NewMedia {
@@ -400,7 +458,7 @@ async fn store_one(
 
 /// Files up to this size are read and stored in one piece (photos); larger ones (videos) are
 /// streamed in chunks, so memory stays bounded whatever the size.
-const WHOLE_PUT_BYTES: u64 = 32 << 20;
+pub(super) const WHOLE_PUT_BYTES: u64 = 32 << 20;
 
 /// Fills `buf` from the start of the file as far as it goes; returns how much was read.
 async fn read_head(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -442,7 +500,7 @@ fn file_chunks(
 
 /// Polls the announced jobs, drawing their combined progress, until the producer is done and
 /// every job has ended (or `timeout` passes). Returns the final jobs in submission order.
-async fn wait(
+pub(super) async fn wait(
     pool: &sqlx::PgPool,
     user: Uuid,
     mut announced: tokio::sync::mpsc::UnboundedReceiver<Uuid>,
@@ -540,7 +598,7 @@ fn counters(job: &DataProcessingJob, keys: &[&str]) -> u64 {
         .sum()
 }
 
-async fn summarize(
+pub(super) async fn summarize(
     pool: &sqlx::PgPool,
     jobs: &[DataProcessingJob],
     refused: &[(String, String)],

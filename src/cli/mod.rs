@@ -1,6 +1,7 @@
 //! The `timeline` command line: one binary, one subcommand per operator task (as in the
 //! Procfile: `release` runs `migrate`, `web` runs `serve`).
 
+mod import;
 mod ingest;
 mod report;
 mod users;
@@ -27,6 +28,8 @@ pub enum Command {
     Serve(crate::config::ServeConfig),
     /// Import every file under DIR for a user through the queues; waits and summarises.
     Ingest(ingest::IngestArgs),
+    /// Import a service's export (zip parts and folders) with its sidecars and albums.
+    Import(import::ImportArgs),
     /// Apply all migrations (ours and the queue's); creates the database if missing. Idempotent.
     Migrate,
     /// Load production defaults and (unless --production) the development data set.
@@ -155,6 +158,7 @@ pub async fn run() -> Result<(), Error> {
             Ok(())
         }
         Command::Ingest(args) => ingest::run(&cli.db, args).await,
+        Command::Import(args) => import::run(&cli.db, args).await,
         Command::Users { command } => users::run(&cli.db, command).await,
         Command::SchemaDoc => {
             let pool = db::connect_direct(&cli.db).await?;

@@ -40,8 +40,15 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
             None
         }
     };
+    let imported = db::pipeline::import_facts(&ctx.pool, media.id).await?;
     let facts = match facts {
         Ok(f) => f,
+        // An export's file with no readable EXIF (Facebook strips it): the sidecar's facts
+        // are all there is.
+        Err(e) if imported.is_some() => {
+            tracing::info!(error = %e, "unreadable EXIF; the import's sidecar is used");
+            timeline_media::exif::ExifFacts::default()
+        }
         Err(e) => {
             // Not fatal: the photo still gets its thumbnails.
             let reason = format!("unreadable EXIF: {e}");
@@ -51,7 +58,19 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
             return step::finish(ctx, &media, Step::Exif, Err(&reason), attempt).await;
         }
     };
-    let place = facts.gps.clone().map(|gps| {
+    // The file's own position wins; the sidecar's fills in for a file without one.
+    let gps = facts.gps.clone().or_else(|| {
+        imported
+            .as_ref()
+            .and_then(|i| i.position())
+            .map(|(latitude, longitude)| GpsFix {
+                latitude,
+                longitude,
+                accuracy_m: None,
+                altitude_m: None,
+            })
+    });
+    let place = gps.map(|gps| {
         let max_km = ctx.geocode_max_km;
         step::cpu(ctx.step_timeout, move || locate(&gps, max_km))
     });
@@ -59,7 +78,16 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
         Some(fut) => Some(fut.await?),
         None => None,
     };
-    store(ctx, &media, &facts, location, (clip, task), attempt).await
+    let sidecar_at = imported.as_ref().and_then(|i| i.taken_at);
+    store(
+        ctx,
+        &media,
+        (&facts, sidecar_at),
+        location,
+        (clip, task),
+        attempt,
+    )
+    .await
 }
 
 /// The row's `TakenAtSource` for the media crate's.
@@ -93,22 +121,23 @@ pub(crate) fn locate(gps: &GpsFix, max_km: f64) -> NewLocation {
 async fn store(
     ctx: &Context,
     media: &MediaState,
-    facts: &ExifFacts,
+    (facts, sidecar_at): (&ExifFacts, Option<i64>),
     location: Option<NewLocation>,
     (clip, task): (Option<EmbeddedClip>, MediaTask),
     attempt: i32,
 ) -> Result<(), StepError> {
     let tz = location.as_ref().and_then(|l| l.timezone.clone());
-    let taken = taken_at::resolve(
+    let own = taken_at::resolve(
         facts.date_time_original,
         facts.offset_time_original,
         tz.as_deref(),
         Utc::now(),
     );
+    let (taken, taken_source) = merge_taken(own, sidecar_at, tz.as_deref());
     let mut update = ExifUpdate {
         taken_at: taken.as_ref().map(|t| t.instant),
         taken_at_offset_minutes: taken.as_ref().and_then(|t| t.offset_minutes),
-        taken_at_source: taken.as_ref().map(|t| source(t.source)),
+        taken_at_source: taken_source,
         orientation: facts.orientation.and_then(|o| i16::try_from(o).ok()),
         camera_make: facts.make.clone(),
         camera_model: facts.model.clone(),
@@ -130,4 +159,75 @@ async fn store(
     step::settle(&mut tx, media).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// The rule when a file and an import's sidecar disagree on when it was taken: a date with an
+/// offset in the file wins (the camera knew its zone); otherwise the sidecar's instant (exact,
+/// in UTC) wins over a wall clock whose zone is only inferred, shown at the zone of the
+/// position; without a sidecar instant the file's own resolution stands.
+fn merge_taken(
+    own: Option<taken_at::TakenAt>,
+    sidecar_at: Option<i64>,
+    tz: Option<&str>,
+) -> (Option<taken_at::TakenAt>, Option<TakenAtSource>) {
+    let file_has_offset = own
+        .as_ref()
+        .is_some_and(|t| t.source == taken_at::TakenAtSource::ExifOffset);
+    let from_sidecar = sidecar_at
+        .filter(|_| !file_has_offset)
+        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+        .and_then(|instant| taken_at::resolve_utc(instant, tz, Utc::now()));
+    match from_sidecar {
+        Some(t) => (Some(t), Some(TakenAtSource::Sidecar)),
+        None => {
+            let source = own.as_ref().map(|t| source(t.source));
+            (own, source)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{FixedOffset, NaiveDate};
+
+    use super::*;
+
+    fn wall(h: u32) -> Option<chrono::NaiveDateTime> {
+        NaiveDate::from_ymd_opt(2019, 8, 12).and_then(|d| d.and_hms_opt(h, 0, 0))
+    }
+
+    #[test]
+    fn a_file_offset_wins_and_the_sidecar_fills_the_rest() {
+        let sidecar = Some(1_565_604_000); // 2019-08-12 10:00:00 UTC
+        let offset = FixedOffset::east_opt(2 * 3600);
+        let own = taken_at::resolve(wall(14), offset, None, Utc::now());
+        let (t, s) = merge_taken(own, sidecar, Some("Europe/Zurich"));
+        assert_eq!(s, Some(TakenAtSource::ExifOffset));
+        assert_eq!(
+            t.map(|t| t.instant.timestamp()),
+            Some(1_565_604_000 + 2 * 3600)
+        );
+
+        // A wall clock without offset: the sidecar's exact instant, at the position's zone.
+        let own = taken_at::resolve(wall(9), None, Some("Europe/Zurich"), Utc::now());
+        let (t, s) = merge_taken(own, sidecar, Some("Europe/Zurich"));
+        assert_eq!(s, Some(TakenAtSource::Sidecar));
+        let t = t.expect("taken");
+        assert_eq!(
+            (t.instant.timestamp(), t.offset_minutes),
+            (1_565_604_000, Some(120))
+        );
+
+        // No date in the file at all (Facebook strips EXIF), no position: UTC, no offset.
+        let (t, s) = merge_taken(None, sidecar, None);
+        assert_eq!(s, Some(TakenAtSource::Sidecar));
+        assert_eq!(t.and_then(|t| t.offset_minutes), None);
+
+        // No sidecar instant: the file's own.
+        let own = taken_at::resolve(wall(9), None, None, Utc::now());
+        assert_eq!(
+            merge_taken(own, None, None).1,
+            Some(TakenAtSource::LocalTime)
+        );
+    }
 }

@@ -476,3 +476,16 @@ pub async fn finalize(
     .await?;
     Ok(Some(status))
 }
+
+/// What an import's sidecar said about the media file, if it came from one.
+pub async fn import_facts(
+    db: impl sqlx::PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<crate::import::ImportFacts>, sqlx::Error> {
+    let raw = sqlx::query_scalar!("SELECT import_facts FROM media_files WHERE id = $1", id)
+        .fetch_optional(db)
+        .await?
+        .flatten();
+    // Written by the importer from this same type; anything else is ignored, never fatal.
+    Ok(raw.and_then(|v| serde_json::from_value(v).ok()))
+}

@@ -146,3 +146,21 @@ pub async fn storage_used(db: impl sqlx::PgExecutor<'_>, user: Uuid) -> Result<u
     // The column is CHECKed non-negative.
     Ok(u64::try_from(used).unwrap_or(0))
 }
+
+/// Records what an import's sidecar says about a media file (in the transaction that records
+/// the row, before any step can read it).
+pub async fn set_import_facts(
+    conn: &mut PgConnection,
+    id: Uuid,
+    facts: &crate::import::ImportFacts,
+) -> Result<(), sqlx::Error> {
+    let value = serde_json::to_value(facts).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query!(
+        "UPDATE media_files SET import_facts = $2 WHERE id = $1",
+        id,
+        value
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

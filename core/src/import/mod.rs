@@ -3,6 +3,7 @@
 //! photo is read. The formats' planners are pure; reading archives and storing is the
 //! importer's.
 
+pub mod archive;
 pub mod takeout;
 
 /// An entry of an export (in a zip part or an extracted folder): its name inside the export,
@@ -25,6 +26,49 @@ impl Skipped {
         Self {
             name: name.to_owned(),
             reason: reason.into(),
+        }
+    }
+}
+
+/// What an export's sidecar says about one media file, stored with its row
+/// (`media_files.import_facts`) and merged by the exif step: a date with an offset in the file
+/// wins; the sidecar fills what the file lacks (the instant, the position).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImportFacts {
+    /// The service the export came from (`google_photos`, `facebook`, `apple_photos`).
+    pub source: String,
+    /// When it was taken, a UTC instant in Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latitude: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longitude: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub favorite: bool,
+    #[serde(default)]
+    pub archived: bool,
+}
+
+impl ImportFacts {
+    /// The position, when both coordinates are there.
+    pub fn position(&self) -> Option<(f64, f64)> {
+        self.latitude.zip(self.longitude)
+    }
+}
+
+impl From<&takeout::Sidecar> for ImportFacts {
+    fn from(s: &takeout::Sidecar) -> Self {
+        Self {
+            source: "google_photos".into(),
+            taken_at: s.taken_at,
+            latitude: s.position.map(|p| p.0),
+            longitude: s.position.map(|p| p.1),
+            description: s.description.clone(),
+            favorite: s.favorite,
+            archived: s.archived,
         }
     }
 }

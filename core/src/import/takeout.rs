@@ -289,7 +289,12 @@ pub fn plan(entries: &[EntryMeta], mut read: impl FnMut(usize) -> Result<Vec<u8>
         let album = match album_meta.get(dir) {
             Some((title, _)) => Some(title.clone()),
             None if is_year_folder(dir) || dir.is_empty() => None,
-            None => Some(split(dir).1.to_owned()).filter(|n| !n.is_empty() && n != "Google Photos"),
+            None => Some(split(dir).1.to_owned()).filter(|n| {
+                !matches!(
+                    n.as_str(),
+                    "" | "." | ".." | "Google Photos" | "Google Fotos"
+                )
+            }),
         };
         if let Some(name) = &album
             && !plan.albums.iter().any(|(n, _)| n == name)

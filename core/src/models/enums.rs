@@ -94,7 +94,7 @@ impl ProcessingStatus {
 
 text_enum!(
     /// How a media file's `taken_at` was decided.
-    TakenAtSource { ExifOffset => "exif_offset", GpsTimezone => "gps_timezone", LocalTime => "local_time", ContainerUtc => "container_utc" }
+    TakenAtSource { ExifOffset => "exif_offset", GpsTimezone => "gps_timezone", LocalTime => "local_time", ContainerUtc => "container_utc", Sidecar => "sidecar" }
 );
 
 text_enum!(

@@ -17,6 +17,7 @@ mod erasure;
 mod fairness;
 mod hostile;
 mod http_hygiene;
+mod imports;
 mod inflight;
 mod ingest;
 mod ingest_cli;

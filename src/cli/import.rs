@@ -1,0 +1,412 @@
+//! `timeline import PATH... --email E [--from auto|takeout]`: imports a service's export (zip
+//! parts and extracted folders, together) with what its sidecars say: dates and places, album
+//! membership, descriptions. The files go through the same queues as `timeline ingest`, on one
+//! tracked `import` job; the summary names every entry left out and why.
+//!
+//! An entry's name is matched as a string and never becomes a path; a zip is read through its
+//! central directory and each entry streamed (a photo whole, a video in chunks), so neither
+//! memory nor disk ever holds an archive.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use uuid::Uuid;
+
+use super::Error;
+use super::ingest::{Body, Extra, JobKind, Refusal, Stored, check_size, record_chunk, store_body};
+use crate::config::{DatabaseConfig, StorageConfig, UploadLimits};
+use crate::db;
+use crate::import::archive::Export;
+use crate::import::{ImportFacts, Skipped, takeout};
+use crate::inflight::{Protocol, UploadSession};
+use crate::models::JobType;
+use crate::storage::Storage;
+
+/// Largest sidecar JSON read (real ones are a few KB).
+const MAX_JSON_BYTES: u64 = 1 << 20;
+/// Chunks of a streamed entry.
+const STREAM_CHUNK: usize = 8 << 20;
+
+/// The export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Tell from the entries.
+    Auto,
+    /// Google Takeout (Google Photos).
+    Takeout,
+    /// Facebook "Download your information" (JSON).
+    Facebook,
+    /// iCloud Photos (privacy.apple.com).
+    Icloud,
+    /// A timeline export.
+    Timeline,
+}
+
+/// Flags of `timeline import`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// Zip files (every part of one export) and extracted folders.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The user who owns the library.
+    #[arg(long)]
+    pub email: String,
+    /// The export's format.
+    #[arg(long = "from", value_enum, default_value = "auto")]
+    pub format: Format,
+    #[command(flatten)]
+    pub storage: StorageConfig,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub timeout_secs: u64,
+    /// Largest file imported, in bytes (default: `upload.max_file_bytes`, else 10 GiB).
+    #[arg(long, env = "TIMELINE_MAX_FILE_BYTES")]
+    pub max_file_bytes: Option<u64>,
+}
+
+pub(super) async fn run(cfg: &DatabaseConfig, args: ImportArgs) -> Result<(), Error> {
+    let pool = db::connect_direct(cfg).await?;
+    let recorded = db::settings::recorded(&pool).await?;
+    crate::config::apply_max_attempts(&recorded);
+    let limits = crate::config::UploadLimitArgs {
+        max_file_bytes: args.max_file_bytes,
+        max_request_bytes: None,
+        max_parts: 0,
+        allowed_types: None,
+        user_quota_bytes: None,
+    }
+    .resolve(&recorded)
+    .map_err(Error::Invalid)?;
+    let user = db::users::find_id_by_email(&pool, &args.email)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("no user with email {}", args.email)))?;
+    if db::erasure::requested(&pool, user).await? {
+        return Err(Error::Invalid(format!(
+            "the account {} is being erased; it takes no imports",
+            args.email
+        )));
+    }
+    let storage = args
+        .storage
+        .open()
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let started = Instant::now();
+    let paths = args.paths.clone();
+    let (export, unreadable) = blocking(move || Export::open(&paths)).await?;
+    let export = Arc::new(export);
+    let format = match args.format {
+        Format::Auto => detect(&export).ok_or_else(|| {
+            Error::Invalid(
+                "cannot tell the export's format from its entries; name it with --from".into(),
+            )
+        })?,
+        f => f,
+    };
+    if format != Format::Takeout {
+        return Err(Error::Invalid(format!(
+            "imports from {format:?} exports are not supported yet; --from takeout is"
+        )));
+    }
+    let plan = {
+        let export = export.clone();
+        blocking(move || takeout::plan(&export.entries, |i| export.read_whole(i, MAX_JSON_BYTES)))
+            .await?
+    };
+    let albums = make_albums(&pool, user, &plan.albums).await?;
+    let mut refused: Vec<Refusal> = unreadable
+        .into_iter()
+        .chain(plan.skipped.iter().cloned())
+        .map(|s: Skipped| (s.name, s.reason))
+        .collect();
+    let refused_count = AtomicUsize::new(refused.len());
+    let (job_tx, job_rx) = tokio::sync::mpsc::unbounded_channel();
+    let importer = Importer {
+        pool: &pool,
+        storage: &storage,
+        user,
+        limits: &limits,
+        export: &export,
+        albums: &albums,
+    };
+    let producer = importer.submit_all(&plan.media, job_tx, &refused_count);
+    let waiter = super::ingest::wait(
+        &pool,
+        user,
+        job_rx,
+        plan.media.len() + refused.len(),
+        &refused_count,
+        Duration::from_secs(args.timeout_secs),
+    );
+    let (mut more, jobs) = tokio::try_join!(producer, waiter)?;
+    refused.append(&mut more);
+    let secs = started.elapsed().as_secs_f64();
+    super::ingest::summarize(&pool, &jobs, &refused, secs, false).await?;
+    for name in &plan.without_sidecar {
+        super::write_line(&format!(
+            "  no sidecar {name}: imported from the file alone"
+        ))?;
+    }
+    Ok(())
+}
+
+/// Runs blocking archive work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Invalid(format!("the import's reader stopped: {e}")))
+}
+
+/// The export's format, from its entries' names.
+fn detect(export: &Export) -> Option<Format> {
+    let takeout = export.entries.iter().any(|e| {
+        e.name.contains(".supplemental-metadata")
+            || e.name
+                .split('/')
+                .any(|c| c == "Google Photos" || c == "Google Fotos")
+    });
+    takeout.then_some(Format::Takeout)
+}
+
+/// The albums' collections, made if missing (found by name when imported again).
+async fn make_albums(
+    pool: &sqlx::PgPool,
+    user: Uuid,
+    albums: &[(String, Option<String>)],
+) -> Result<HashMap<String, Uuid>, Error> {
+    let mut ids = HashMap::new();
+    let mut tx = pool.begin().await?;
+    for (name, description) in albums {
+        // The schema's limits: names up to 200 characters, descriptions up to 5,000.
+        let name_cut: String = name.chars().take(200).collect();
+        let description: Option<String> =
+            description.as_ref().map(|d| d.chars().take(5000).collect());
+        let id = db::collections::ensure(&mut tx, user, &name_cut, description.as_deref()).await?;
+        ids.insert(name.clone(), id);
+    }
+    tx.commit().await?;
+    Ok(ids)
+}
+
+/// What every stored file shares.
+struct Importer<'a> {
+    pool: &'a sqlx::PgPool,
+    storage: &'a Storage,
+    user: Uuid,
+    limits: &'a UploadLimits,
+    export: &'a Arc<Export>,
+    albums: &'a HashMap<String, Uuid>,
+}
+
+impl Importer<'_> {
+    /// Stores and records the planned files chunk by chunk on one `import` job (announced on
+    /// `jobs`); returns the refused entries.
+    async fn submit_all(
+        &self,
+        planned: &[takeout::Planned],
+        jobs: tokio::sync::mpsc::UnboundedSender<Uuid>,
+        refused_count: &AtomicUsize,
+    ) -> Result<Vec<Refusal>, Error> {
+        let mut refused = Vec::new();
+        let mut job: Option<Uuid> = None;
+        let mut position = 0usize;
+        let kind = JobKind {
+            job_type: JobType::Import,
+            input: serde_json::json!({ "source": "timeline import", "from": "takeout",
+                                       "files_found": planned.len() }),
+        };
+        let (first, rest) = planned.split_at(planned.len().min(super::ingest::FIRST_CHUNK));
+        for chunk in std::iter::once(first)
+            .filter(|c| !c.is_empty())
+            .chain(rest.chunks(super::ingest::CHUNK))
+        {
+            let session = UploadSession::open(self.pool, self.user, Protocol::Ingest).await?;
+            let session_ref = &session;
+            let stored: Vec<(Stored, &takeout::Planned)> = futures::stream::iter(chunk)
+                .map(|p| async move { (self.store(session_ref, p).await, p) })
+                .buffered(super::ingest::STORE_CONCURRENCY)
+                .collect()
+                .await;
+            let mut media = Vec::new();
+            let mut extras = Vec::new();
+            for (outcome, p) in stored {
+                match outcome {
+                    Ok(m) => {
+                        extras.push(self.extra(m.id, p));
+                        media.push(m);
+                    }
+                    Err(r) => {
+                        refused_count.fetch_add(1, Ordering::Relaxed);
+                        refused.push(r);
+                    }
+                }
+            }
+            let (media, extras, known) = self.split_known(media, extras).await?;
+            refused_count.fetch_add(known, Ordering::Relaxed);
+            if media.is_empty() {
+                session.abandon(self.storage).await;
+                continue;
+            }
+            let before = job;
+            let recorded = record_chunk(
+                self.pool,
+                &session,
+                (self.user, &mut job),
+                &kind,
+                (&media, &extras),
+                position,
+            )
+            .await;
+            if let Err(e) = recorded {
+                session.abandon(self.storage).await;
+                return Err(e);
+            }
+            if let (None, Some(id)) = (before, job) {
+                let _ = jobs.send(id);
+            }
+            position += media.len();
+        }
+        if let Some(id) = job {
+            let mut conn = self.pool.acquire().await?;
+            db::jobs::seal(&mut conn, id).await?;
+        }
+        Ok(refused)
+    }
+
+    fn extra(&self, media: Uuid, p: &takeout::Planned) -> Extra {
+        Extra {
+            media,
+            facts: p.sidecar.as_ref().map(ImportFacts::from),
+            collections: p
+                .albums
+                .iter()
+                .filter_map(|a| self.albums.get(a).copied())
+                .collect(),
+        }
+    }
+
+    /// Splits off the files the library already holds (the same bytes, imported before or
+    /// uploaded): they are linked to their albums, their new copy is deleted, and they are
+    /// not recorded again. Returns the rest and how many were known.
+    async fn split_known(
+        &self,
+        media: Vec<crate::db::uploads::NewMedia>,
+        extras: Vec<Extra>,
+    ) -> Result<(Vec<crate::db::uploads::NewMedia>, Vec<Extra>, usize), Error> {
+        let hashes: Vec<String> = media.iter().filter_map(|m| m.sha256.clone()).collect();
+        let mut conn = self.pool.acquire().await?;
+        let known: HashMap<String, Uuid> =
+            db::media::existing_hashes(&mut conn, self.user, &hashes)
+                .await?
+                .into_iter()
+                .collect();
+        drop(conn);
+        if known.is_empty() {
+            return Ok((media, extras, 0));
+        }
+        let (mut keep, mut keep_extras, mut copies) = (Vec::new(), Vec::new(), Vec::new());
+        let mut tx = self.pool.begin().await?;
+        for (m, extra) in media.into_iter().zip(extras) {
+            match m.sha256.as_ref().and_then(|h| known.get(h)) {
+                Some(&existing) => {
+                    for &c in &extra.collections {
+                        db::collections::add_media(&mut *tx, self.user, c, existing, 0).await?;
+                    }
+                    copies.push(m.file_path);
+                }
+                None => {
+                    keep.push(m);
+                    keep_extras.push(extra);
+                }
+            }
+        }
+        tx.commit().await?;
+        let n = copies.len();
+        for key in copies {
+            // Named by the session, never by a row: deleted now, or by the reconciler.
+            let _ = self
+                .storage
+                .discard(&object_store::path::Path::from(key))
+                .await;
+        }
+        Ok((keep, keep_extras, n))
+    }
+
+    /// Stores one planned entry.
+    async fn store(&self, session: &UploadSession, p: &takeout::Planned) -> Stored {
+        let entry = &self.export.entries[p.entry];
+        let refuse = |why: String| (entry.name.clone(), why);
+        check_size(&entry.name, entry.size, self.limits)?;
+        let export = self.export.clone();
+        let i = p.entry;
+        let body = if entry.size <= super::ingest::WHOLE_PUT_BYTES {
+            let cap = super::ingest::WHOLE_PUT_BYTES;
+            let bytes = blocking(move || export.read_whole(i, cap))
+                .await
+                .map_err(|e| refuse(e.to_string()))?
+                .map_err(refuse)?;
+            Body::Whole(bytes::Bytes::from(bytes))
+        } else {
+            let mut chunks = stream_entry(export, i);
+            let head = match chunks.next().await {
+                Some(Ok(b)) => b,
+                Some(Err(e)) => return Err(refuse(format!("unreadable: {e}"))),
+                None => return Err(refuse("empty".into())),
+            };
+            Body::Streamed { head, rest: chunks }
+        };
+        store_body(
+            self.storage,
+            session,
+            (self.user, self.limits),
+            p.filename.clone(),
+            body,
+        )
+        .await
+    }
+}
+
+/// Entry `i` as a stream of chunks, read by a blocking thread (a few chunks ahead at most).
+fn stream_entry(
+    export: Arc<Export>,
+    i: usize,
+) -> futures::stream::BoxStream<'static, Result<bytes::Bytes, crate::storage::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, String>>(2);
+    tokio::task::spawn_blocking(move || {
+        let done = export.with_reader(i, |r| {
+            loop {
+                let mut buf = vec![0u8; STREAM_CHUNK];
+                let mut got = 0;
+                while got < buf.len() {
+                    match r.read(&mut buf[got..]) {
+                        Ok(0) => break,
+                        Ok(n) => got += n,
+                        Err(e) => return Err(format!("unreadable: {e}")),
+                    }
+                }
+                if got == 0 {
+                    return Ok(());
+                }
+                buf.truncate(got);
+                if tx.blocking_send(Ok(bytes::Bytes::from(buf))).is_err() {
+                    return Ok(());
+                }
+            }
+        });
+        if let Err(e) | Ok(Err(e)) = done {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| {
+            (
+                item.map_err(|e| crate::storage::Error::Io(std::io::Error::other(e))),
+                rx,
+            )
+        })
+    })
+    .boxed()
+}
