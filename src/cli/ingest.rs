@@ -144,7 +144,7 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: IngestArgs) -> Result<(), Er
     let user = db::users::find_id_by_email(&pool, &args.email)
         .await?
         .ok_or_else(|| Error::Invalid(format!("no user with email {}", args.email)))?;
-    if db::erasure::requested(&pool, user).await? {
+    if db::erasure::requested_in_tx(&pool, user).await? {
         return Err(Error::Invalid(format!(
             "the account {} is being erased; it takes no imports",
             args.email

@@ -36,7 +36,10 @@ async fn erase(
     AuthUser(user): AuthUser,
     ApiJson(body): ApiJson<EraseRequest>,
 ) -> Result<Response, ApiError> {
-    let email = db::users::email_of(&state.pool, user)
+    // Every statement inside a transaction: behind a transaction pooler one outside may
+    // reach another server connection than the one that prepared it.
+    let mut tx = state.pool.begin().await?;
+    let email = db::users::email_of(&mut *tx, user)
         .await?
         .ok_or(ApiError::Unauthorized)?;
     if !body.confirm.trim().eq_ignore_ascii_case(&email) {
@@ -44,7 +47,6 @@ async fn erase(
             "`confirm` must be this account's email address".into(),
         ));
     }
-    let mut tx = state.pool.begin().await?;
     let job_id = crate::erasure::request(&mut tx, user)
         .await?
         .ok_or(ApiError::Unauthorized)?;

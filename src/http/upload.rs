@@ -73,7 +73,7 @@ pub async fn upload(
     super::ApiQuery(query): super::ApiQuery<RawQuery>,
     req: Request,
 ) -> Result<impl IntoResponse, ApiError> {
-    if crate::db::erasure::requested(&state.pool, user).await? {
+    if crate::db::erasure::requested_in_tx(&state.pool, user).await? {
         return Err(ApiError::Conflict(
             "this account is being erased; it takes no uploads".into(),
         ));
@@ -118,7 +118,10 @@ async fn quota(state: &AppState, user: Uuid) -> Result<Option<Quota>, ApiError> 
     let Some(limit) = state.limits.user_quota_bytes else {
         return Ok(None);
     };
-    let used = crate::db::uploads::storage_used(&state.pool, user).await?;
+    // In a transaction, as every statement that may go through a transaction pooler.
+    let mut tx = state.pool.begin().await?;
+    let used = crate::db::uploads::storage_used(&mut *tx, user).await?;
+    tx.commit().await?;
     if used >= limit {
         return Err(over_quota(limit, used));
     }

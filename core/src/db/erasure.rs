@@ -39,6 +39,16 @@ pub async fn request(conn: &mut PgConnection, user: Uuid) -> Result<Option<Uuid>
     .map(Some)
 }
 
+/// Whether `user` asked to be erased (their account takes no new uploads), in a transaction of
+/// its own: behind a transaction pooler a statement outside one may land on another server
+/// connection than the one that prepared it.
+pub async fn requested_in_tx(pool: &sqlx::PgPool, user: Uuid) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let requested = requested(&mut *tx, user).await?;
+    tx.commit().await?;
+    Ok(requested)
+}
+
 /// Whether `user` asked to be erased (their account takes no new uploads).
 pub async fn requested(db: impl sqlx::PgExecutor<'_>, user: Uuid) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar!(
