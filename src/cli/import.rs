@@ -69,31 +69,8 @@ pub struct ImportArgs {
 }
 
 pub(super) async fn run(cfg: &DatabaseConfig, args: ImportArgs) -> Result<(), Error> {
-    let pool = db::connect_direct(cfg).await?;
-    let recorded = db::settings::recorded(&pool).await?;
-    crate::config::apply_max_attempts(&recorded);
-    let limits = crate::config::UploadLimitArgs {
-        max_file_bytes: args.max_file_bytes,
-        max_request_bytes: None,
-        max_parts: 0,
-        allowed_types: None,
-        user_quota_bytes: None,
-    }
-    .resolve(&recorded)
-    .map_err(Error::Invalid)?;
-    let user = db::users::find_id_by_email(&pool, &args.email)
-        .await?
-        .ok_or_else(|| Error::Invalid(format!("no user with email {}", args.email)))?;
-    if db::erasure::requested_in_tx(&pool, user).await? {
-        return Err(Error::Invalid(format!(
-            "the account {} is being erased; it takes no imports",
-            args.email
-        )));
-    }
-    let storage = args
-        .storage
-        .open()
-        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let (pool, limits, user, storage) =
+        super::ingest::open(cfg, &args.email, (args.max_file_bytes, None), &args.storage).await?;
     let started = Instant::now();
     let paths = args.paths.clone();
     let (export, unreadable) = blocking(move || Export::open(&paths)).await?;

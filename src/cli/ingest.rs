@@ -128,32 +128,13 @@ pub(super) const FIRST_CHUNK: usize = 2;
 pub(super) const STORE_CONCURRENCY: usize = 4;
 
 pub(super) async fn run(cfg: &DatabaseConfig, args: IngestArgs) -> Result<(), Error> {
-    let pool = db::connect_direct(cfg).await?;
-    let recorded = db::settings::recorded(&pool).await?;
-    crate::config::apply_max_attempts(&recorded);
-    let limits = crate::config::UploadLimitArgs {
-        max_file_bytes: args.max_file_bytes,
-        max_request_bytes: None,
-        max_parts: 0,
-        allowed_types: args.allowed_types.clone(),
-        // An operator's import is not held to the account's upload quota.
-        user_quota_bytes: None,
-    }
-    .resolve(&recorded)
-    .map_err(Error::Invalid)?;
-    let user = db::users::find_id_by_email(&pool, &args.email)
-        .await?
-        .ok_or_else(|| Error::Invalid(format!("no user with email {}", args.email)))?;
-    if db::erasure::requested_in_tx(&pool, user).await? {
-        return Err(Error::Invalid(format!(
-            "the account {} is being erased; it takes no imports",
-            args.email
-        )));
-    }
-    let storage = args
-        .storage
-        .open()
-        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let (pool, limits, user, storage) = open(
+        cfg,
+        &args.email,
+        (args.max_file_bytes, args.allowed_types.clone()),
+        &args.storage,
+    )
+    .await?;
     let (files, skipped) = files_under(&args.dir)?;
     // The clock covers everything: reading, storing, rows and queue, processing.
     let started = Instant::now();
@@ -186,6 +167,39 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: IngestArgs) -> Result<(), Er
     }
     let secs = started.elapsed().as_secs_f64();
     summarize(&pool, &jobs, &refused, secs, args.list).await
+}
+
+/// What an operator's import starts from: the database, the limits in force (an operator's
+/// import is not held to the account's upload quota), the user (refused while being erased)
+/// and the store.
+pub(super) async fn open(
+    cfg: &DatabaseConfig,
+    email: &str,
+    (max_file_bytes, allowed_types): (Option<u64>, Option<Vec<String>>),
+    storage: &StorageConfig,
+) -> Result<(sqlx::PgPool, UploadLimits, Uuid, Storage), Error> {
+    let pool = db::connect_direct(cfg).await?;
+    let recorded = db::settings::recorded(&pool).await?;
+    crate::config::apply_max_attempts(&recorded);
+    let limits = crate::config::UploadLimitArgs {
+        max_file_bytes,
+        max_request_bytes: None,
+        max_parts: 0,
+        allowed_types,
+        user_quota_bytes: None,
+    }
+    .resolve(&recorded)
+    .map_err(Error::Invalid)?;
+    let user = db::users::find_id_by_email(&pool, email)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("no user with email {email}")))?;
+    if db::erasure::requested_in_tx(&pool, user).await? {
+        return Err(Error::Invalid(format!(
+            "the account {email} is being erased; it takes no imports"
+        )));
+    }
+    let storage = storage.open().map_err(|e| Error::Invalid(e.to_string()))?;
+    Ok((pool, limits, user, storage))
 }
 
 /// Stores and submits the files chunk by chunk, announcing each job on `jobs`; returns the
