@@ -127,6 +127,9 @@ async fn a_two_part_takeout_lands_with_its_sidecars_albums_and_nothing_else(pool
                 sidecar(1_565_600_000, (1.0, 1.0), json!({"trashed": true})),
             ),
             ("../../evil.jpg", plain_jpeg(3)),
+            // 64 MB of zeros declared, a few KB compressed: refused at its declared size.
+            (&format!("{year}/bomb.jpg"), vec![0u8; 64 << 20]),
+            (&format!("{year}/bad.jpg.json"), b"[1, 2, 3]".to_vec()),
         ],
     );
     write_zip(
@@ -162,6 +165,11 @@ async fn a_two_part_takeout_lands_with_its_sidecars_albums_and_nothing_else(pool
         out.contains("evil.jpg: imported from the file alone"),
         "{out}"
     );
+    assert!(
+        out.contains("bomb.jpg: refused: 67108864 bytes declared"),
+        "{out}"
+    );
+    assert!(out.contains("bad.jpg.json: not a Takeout JSON"), "{out}");
 
     let found = rows(&pool, user).await;
     let names: Vec<&str> = found.iter().map(|r| r.filename.as_str()).collect();
