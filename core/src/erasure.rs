@@ -24,6 +24,18 @@ use crate::db;
 use crate::inflight::{self, CleanError};
 use crate::storage::{Rendition, Storage};
 
+/// Runs one statement in a transaction of its own: behind a transaction pooler a statement
+/// outside one may reach a server connection that never prepared it.
+macro_rules! in_tx {
+    ($pool:expr, |$c:ident| $body:expr) => {{
+        let mut tx = $pool.begin().await?;
+        let $c = &mut *tx;
+        let out = $body.await?;
+        tx.commit().await?;
+        out
+    }};
+}
+
 /// Media files deleted per transaction.
 const BATCH: i64 = 200;
 
@@ -84,7 +96,7 @@ pub async fn run_in_batches(
     batch: i64,
 ) -> Result<Report, Error> {
     let batch = batch.max(1);
-    let Some(user) = db::erasure::claim(pool, job).await? else {
+    let Some(user) = in_tx!(pool, |c| db::erasure::claim(c, job)) else {
         return Ok(Report {
             job_id: job,
             ..Report::default()
@@ -96,7 +108,7 @@ pub async fn run_in_batches(
         while delete_media_batch(pool, storage, job, user, batch).await? {}
         let cleaned = clean_unowned(pool, storage, user).await?;
         if cleaned > 0 {
-            db::erasure::advance(pool, job, 0, cleaned, 0, 0).await?;
+            in_tx!(pool, |c| db::erasure::advance(c, job, 0, cleaned, 0, 0));
         }
         if let Some(report) = finish(pool, job, user).await? {
             tracing::info!(user.id = %user, media_files = report.media_files,
@@ -110,14 +122,13 @@ pub async fn run_in_batches(
 /// Aborts the user's open upload sessions; their objects become objects to delete.
 async fn abort_sessions(pool: &PgPool, job: Uuid, user: Uuid) -> Result<(), Error> {
     let mut aborted = 0;
-    for id in db::erasure::open_sessions(pool, user).await? {
-        let mut conn = pool.acquire().await?;
-        if db::objects::abort_session(&mut conn, id).await? {
+    for id in in_tx!(pool, |c| db::erasure::open_sessions(c, user)) {
+        if in_tx!(pool, |c| db::objects::abort_session(c, id)) {
             aborted += 1;
         }
     }
     if aborted > 0 {
-        db::erasure::advance(pool, job, 0, 0, aborted, 0).await?;
+        in_tx!(pool, |c| db::erasure::advance(c, job, 0, 0, aborted, 0));
     }
     Ok(())
 }
@@ -151,9 +162,11 @@ async fn delete_media_batch(
             objects += 1;
         }
     }
-    let left = db::erasure::media_left(pool, user).await?;
+    let left = in_tx!(pool, |c| db::erasure::media_left(c, user));
     let deleted = i64::try_from(gone.len()).unwrap_or(i64::MAX);
-    db::erasure::advance(pool, job, deleted, objects, 0, left).await?;
+    in_tx!(pool, |c| db::erasure::advance(
+        c, job, deleted, objects, 0, left
+    ));
     Ok(true)
 }
 
@@ -161,7 +174,7 @@ async fn delete_media_batch(
 async fn clean_unowned(pool: &PgPool, storage: &Storage, user: Uuid) -> Result<i64, Error> {
     let mut deleted = 0;
     loop {
-        let keys = db::erasure::unowned_objects(pool, user, BATCH).await?;
+        let keys = in_tx!(pool, |c| db::erasure::unowned_objects(c, user, BATCH));
         if keys.is_empty() {
             return Ok(deleted);
         }
@@ -220,7 +233,7 @@ pub async fn resume_stalled(
     limit: i64,
 ) -> Result<u64, Error> {
     let mut finished = 0;
-    for job in db::erasure::stalled(pool, stale_secs, limit).await? {
+    for job in in_tx!(pool, |c| db::erasure::stalled(c, stale_secs, limit)) {
         if run(pool, storage, job).await?.erased {
             finished += 1;
         }

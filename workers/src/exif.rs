@@ -40,7 +40,13 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
             None
         }
     };
-    let imported = db::pipeline::import_facts(&ctx.pool, media.id).await?;
+    let imported = {
+        // Inside a transaction, as every statement that may go through a transaction pooler.
+        let mut tx = ctx.pool.begin().await?;
+        let facts = db::pipeline::import_facts(&mut *tx, media.id).await?;
+        tx.commit().await?;
+        facts
+    };
     let facts = match facts {
         Ok(f) => f,
         // An export's file with no readable EXIF (Facebook strips it): the sidecar's facts
