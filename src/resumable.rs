@@ -136,14 +136,12 @@ pub async fn create(ctx: Ctx<'_>, user: Uuid, declared: &Declared) -> Result<Sta
             declared.length, ctx.limits.max_file_bytes
         )));
     }
-    if db::erasure::requested_in_tx(ctx.pool, user).await? {
+    let admission = db::uploads::admission(ctx.pool, user).await?;
+    if admission.erasing {
         return Err(Error::Erasing);
     }
     if let Some(quota) = ctx.limits.user_quota_bytes {
-        // In a transaction, as every statement that may go through a transaction pooler.
-        let mut tx = ctx.pool.begin().await?;
-        let used = db::uploads::storage_used(&mut *tx, user).await?;
-        tx.commit().await?;
+        let used = admission.used;
         if used.saturating_add(declared.length) > quota {
             return Err(Error::TooLarge(format!(
                 "this account's storage quota is full: {used} of {quota} bytes used, and \

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::db;
 use crate::inflight::{self, CleanError};
-use crate::storage::{Rendition, Storage};
+use crate::storage::Storage;
 
 /// Runs one statement in a transaction of its own: behind a transaction pooler a statement
 /// outside one may reach a server connection that never prepared it.
@@ -142,19 +142,12 @@ async fn delete_media_batch(
     batch: i64,
 ) -> Result<bool, Error> {
     let mut tx = pool.begin().await?;
-    let gone = db::erasure::delete_media_batch(&mut tx, user, batch).await?;
+    let batch_ids = db::erasure::media_batch(&mut *tx, user, batch).await?;
+    let gone = db::uploads::delete(&mut tx, user, &batch_ids).await?;
     if gone.is_empty() {
         return Ok(false);
     }
-    let mut keys = Vec::with_capacity(gone.len() * Rendition::ALL.len());
-    for &media in &gone {
-        let mine: Vec<String> = Rendition::ALL
-            .iter()
-            .map(|r| Storage::key(user, media, *r).to_string())
-            .collect();
-        db::objects::name_objects(&mut tx, user, media, &mine, db::objects::Owner::Nobody).await?;
-        keys.extend(mine);
-    }
+    let keys = inflight::name_deleted(&mut tx, user, &gone).await?;
     tx.commit().await?;
     let mut objects = 0;
     for key in &keys {

@@ -19,7 +19,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::db::{self, objects::Owner};
-use crate::storage::Storage;
+use crate::storage::{Rendition, Storage};
 
 /// How often the owner of a session records its progress.
 pub const HEARTBEAT: Duration = Duration::from_secs(3);
@@ -218,6 +218,26 @@ pub async fn name_for_step(
     let owner = Owner::Step(step, task.as_deref());
     db::objects::name_objects(&mut tx, user_id, media, keys, owner).await?;
     tx.commit().await
+}
+
+/// Names every object key of deleted media files (original and renditions) as to delete, in
+/// the caller's transaction that deletes their rows: a delete that fails after the commit is
+/// finished by the reconciler. Returns the keys, for [`clean`] once committed.
+pub async fn name_deleted(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    gone: &[Uuid],
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut keys = Vec::with_capacity(gone.len() * Rendition::ALL.len());
+    for &media in gone {
+        let mine: Vec<String> = Rendition::ALL
+            .iter()
+            .map(|r| Storage::key(user_id, media, *r).to_string())
+            .collect();
+        db::objects::name_objects(conn, user_id, media, &mine, Owner::Nobody).await?;
+        keys.extend(mine);
+    }
+    Ok(keys)
 }
 
 /// Deletes the object `key` if nobody may still write it and no committed row names it, then

@@ -193,7 +193,7 @@ pub(super) async fn open(
     let user = db::users::find_id_by_email(&pool, email)
         .await?
         .ok_or_else(|| Error::Invalid(format!("no user with email {email}")))?;
-    if db::erasure::requested_in_tx(&pool, user).await? {
+    if db::uploads::admission(&pool, user).await?.erasing {
         return Err(Error::Invalid(format!(
             "the account {email} is being erased; it takes no imports"
         )));

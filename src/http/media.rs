@@ -20,7 +20,7 @@ use crate::db::media::Cursor;
 use crate::format::MediaFormat;
 use crate::jobs;
 use crate::models::ProcessingStatus;
-use crate::storage::{Rendition, Storage};
+use crate::storage::Rendition;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -264,22 +264,13 @@ async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
-    let gone = db::uploads::delete(&mut tx, user, id).await?;
+    let gone = db::uploads::delete(&mut tx, user, &[id]).await?;
     if gone.is_empty() {
         return Err(ApiError::NotFound);
     }
     // The objects go with the rows' commit: named as to delete in the same transaction, so
     // a failed delete below is finished by the reconciler.
-    let mut keys = Vec::new();
-    for &media_id in &gone {
-        let mine: Vec<String> = Rendition::ALL
-            .iter()
-            .map(|r| Storage::key(user, media_id, *r).to_string())
-            .collect();
-        db::objects::name_objects(&mut tx, user, media_id, &mine, db::objects::Owner::Nobody)
-            .await?;
-        keys.extend(mine);
-    }
+    let keys = crate::inflight::name_deleted(&mut tx, user, &gone).await?;
     tx.commit().await?;
     for key in keys {
         if let Err(e) = crate::inflight::clean(&state.pool, &state.storage, &key).await {

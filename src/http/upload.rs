@@ -73,12 +73,7 @@ pub async fn upload(
     super::ApiQuery(query): super::ApiQuery<RawQuery>,
     req: Request,
 ) -> Result<impl IntoResponse, ApiError> {
-    if crate::db::erasure::requested_in_tx(&state.pool, user).await? {
-        return Err(ApiError::Conflict(
-            "this account is being erased; it takes no uploads".into(),
-        ));
-    }
-    let quota = quota(&state, user).await?;
+    let quota = admit(&state, user).await?;
     let mut stored = Stored {
         user,
         media: Vec::new(),
@@ -113,15 +108,19 @@ pub async fn upload(
     Ok((StatusCode::ACCEPTED, headers, axum::Json(body)))
 }
 
-/// The account's quota and use; a full quota refuses the upload before its body.
-async fn quota(state: &AppState, user: Uuid) -> Result<Option<Quota>, ApiError> {
+/// Refuses the upload before its body when the account is being erased or its quota is full;
+/// returns the quota and use (`None`: no quota).
+async fn admit(state: &AppState, user: Uuid) -> Result<Option<Quota>, ApiError> {
+    let admission = crate::db::uploads::admission(&state.pool, user).await?;
+    if admission.erasing {
+        return Err(ApiError::Conflict(
+            "this account is being erased; it takes no uploads".into(),
+        ));
+    }
     let Some(limit) = state.limits.user_quota_bytes else {
         return Ok(None);
     };
-    // In a transaction, as every statement that may go through a transaction pooler.
-    let mut tx = state.pool.begin().await?;
-    let used = crate::db::uploads::storage_used(&mut *tx, user).await?;
-    tx.commit().await?;
+    let used = admission.used;
     if used >= limit {
         return Err(over_quota(limit, used));
     }

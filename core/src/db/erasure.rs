@@ -39,27 +39,6 @@ pub async fn request(conn: &mut PgConnection, user: Uuid) -> Result<Option<Uuid>
     .map(Some)
 }
 
-/// Whether `user` asked to be erased (their account takes no new uploads), in a transaction of
-/// its own: behind a transaction pooler a statement outside one may land on another server
-/// connection than the one that prepared it.
-pub async fn requested_in_tx(pool: &sqlx::PgPool, user: Uuid) -> Result<bool, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let requested = requested(&mut *tx, user).await?;
-    tx.commit().await?;
-    Ok(requested)
-}
-
-/// Whether `user` asked to be erased (their account takes no new uploads).
-pub async fn requested(db: impl sqlx::PgExecutor<'_>, user: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND erasure_requested_at IS NOT NULL)
-           AS "requested!""#,
-        user
-    )
-    .fetch_one(db)
-    .await
-}
-
 /// Marks the erasure job running (again: a resumed one) and returns whose account it erases;
 /// `None` when it is not an unfinished erasure.
 pub async fn claim(db: impl sqlx::PgExecutor<'_>, job: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
@@ -105,26 +84,18 @@ pub async fn open_sessions(
     .await
 }
 
-/// Deletes up to `limit` of the user's media files, with the duplicates and Motion Photo clips
-/// that cascade from them; returns every id removed (their objects are to be deleted).
-pub async fn delete_media_batch(
-    conn: &mut PgConnection,
+/// Up to `limit` of the user's media files (the next batch to delete).
+pub async fn media_batch(
+    db: impl sqlx::PgExecutor<'_>,
     user: Uuid,
     limit: i64,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar!(
-        "WITH RECURSIVE batch AS (
-             SELECT id FROM media_files WHERE user_id = $1 LIMIT $2
-         ), gone AS (
-             SELECT id FROM batch
-             UNION SELECT m.id FROM media_files m JOIN gone g
-                   ON m.duplicate_of = g.id OR m.motion_of = g.id
-         )
-         DELETE FROM media_files WHERE id IN (SELECT id FROM gone) RETURNING id",
+        "SELECT id FROM media_files WHERE user_id = $1 LIMIT $2",
         user,
         limit
     )
-    .fetch_all(conn)
+    .fetch_all(db)
     .await
 }
 

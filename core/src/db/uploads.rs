@@ -82,22 +82,22 @@ pub async fn missing_steps(conn: &mut PgConnection, id: Uuid) -> Result<Vec<Stri
     .await
 }
 
-/// Deletes a user's media file row; returns the ids of every row removed. Its locations stay
-/// (they may serve other rows); its duplicates and its motion clip go with it (foreign key
-/// cascade), so their objects must be deleted too.
+/// Deletes a user's media file rows; returns the ids of every row removed. Their locations
+/// stay (they may serve other rows); their duplicates and motion clips go with them (foreign
+/// key cascade), so their objects must be deleted too.
 pub async fn delete(
     conn: &mut PgConnection,
     user_id: Uuid,
-    id: Uuid,
+    ids: &[Uuid],
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar!(
         "WITH RECURSIVE gone AS (
-             SELECT id FROM media_files WHERE id = $1 AND user_id = $2
+             SELECT id FROM media_files WHERE id = ANY($1) AND user_id = $2
              UNION SELECT m.id FROM media_files m JOIN gone g
                    ON m.duplicate_of = g.id OR m.motion_of = g.id
          )
          DELETE FROM media_files WHERE id IN (SELECT id FROM gone) RETURNING id",
-        id,
+        ids,
         user_id
     )
     .fetch_all(conn)
@@ -163,4 +163,38 @@ pub async fn set_import_facts(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Whether an account may start an upload now: it is not being erased, and what its
+/// originals take (for the quota). One read, before any byte is stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Admission {
+    pub erasing: bool,
+    pub used: u64,
+}
+
+/// [`Admission`] of `user`, in a transaction of its own (behind a transaction pooler a
+/// statement outside one may reach a server connection that never prepared it).
+pub async fn admission(pool: &sqlx::PgPool, user: Uuid) -> Result<Admission, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query!(
+        r#"SELECT (u.erasure_requested_at IS NOT NULL) AS "erasing!",
+                  coalesce((SELECT used_bytes FROM user_storage s WHERE s.user_id = u.id), 0)
+                      AS "used!"
+           FROM users u WHERE u.id = $1"#,
+        user
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(row.map_or(
+        Admission {
+            erasing: false,
+            used: 0,
+        },
+        |r| Admission {
+            erasing: r.erasing,
+            used: u64::try_from(r.used).unwrap_or(0),
+        },
+    ))
 }
