@@ -1,6 +1,6 @@
-//! `timeline import PATH... --email E [--from auto|takeout]`: imports a service's export (zip
-//! parts and extracted folders, together) with what its sidecars say: dates and places, album
-//! membership, descriptions. The files go through the same queues as `timeline ingest`, on one
+//! `timeline import PATH... --email E [--from auto|takeout|facebook|icloud]`: imports a
+//! service's export (zip parts and extracted folders, together) with what its sidecars say:
+//! dates and places, album membership, descriptions, and posts as memories. The files go through the same queues as `timeline ingest`, on one
 //! tracked `import` job; the summary names every entry left out and why.
 //!
 //! An entry's name is matched as a string and never becomes a path; a zip is read through its
@@ -21,7 +21,7 @@ use super::ingest::{Body, Extra, JobKind, Refusal, Stored, check_size, record_ch
 use crate::config::{DatabaseConfig, StorageConfig, UploadLimits};
 use crate::db;
 use crate::import::archive::Export;
-use crate::import::{ImportFacts, Skipped, takeout};
+use crate::import::{EntryMeta, Plan, Planned, PlannedMemory, Skipped, facebook, icloud, takeout};
 use crate::inflight::{Protocol, UploadSession};
 use crate::models::JobType;
 use crate::storage::Storage;
@@ -83,15 +83,25 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: ImportArgs) -> Result<(), Er
         })?,
         f => f,
     };
-    if format != Format::Takeout {
-        return Err(Error::Invalid(format!(
-            "imports from {format:?} exports are not supported yet; --from takeout is"
-        )));
-    }
+    let planner: Planner = match format {
+        Format::Takeout => |e, read| takeout::plan(e, read),
+        Format::Facebook => |e, read| facebook::plan(e, read),
+        Format::Icloud => |e, read| icloud::plan(e, read),
+        _ => {
+            return Err(Error::Invalid(format!(
+                "imports from {format:?} exports are not supported yet; \
+                     --from takeout, facebook and icloud are"
+            )));
+        }
+    };
     let plan = {
         let export = export.clone();
-        blocking(move || takeout::plan(&export.entries, |i| export.read_whole(i, MAX_JSON_BYTES)))
-            .await?
+        blocking(move || {
+            planner(&export.entries, &mut |i| {
+                export.read_whole(i, MAX_JSON_BYTES)
+            })
+        })
+        .await?
     };
     let albums = make_albums(&pool, user, &plan.albums).await?;
     let mut refused: Vec<Refusal> = unreadable
@@ -108,6 +118,7 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: ImportArgs) -> Result<(), Er
         limits: &limits,
         export: &export,
         albums: &albums,
+        from: source_name(format),
     };
     let producer = importer.submit_all(&plan.media, job_tx, &refused_count);
     let waiter = super::ingest::wait(
@@ -118,8 +129,10 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: ImportArgs) -> Result<(), Er
         &refused_count,
         Duration::from_secs(args.timeout_secs),
     );
-    let (mut more, jobs) = tokio::try_join!(producer, waiter)?;
+    let ((mut more, ids), jobs) = tokio::try_join!(producer, waiter)?;
     refused.append(&mut more);
+    let memories = make_memories(&pool, user, format, &plan.memories, &ids).await?;
+    refused.extend(memories.refused);
     let secs = started.elapsed().as_secs_f64();
     super::ingest::summarize(&pool, &jobs, &refused, secs, false).await?;
     for name in &plan.without_sidecar {
@@ -127,7 +140,107 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: ImportArgs) -> Result<(), Er
             "  no sidecar {name}: imported from the file alone"
         ))?;
     }
+    if !plan.memories.is_empty() {
+        super::write_line(&format!(
+            "memories: {} made, {} already there",
+            memories.made, memories.existing
+        ))?;
+    }
     Ok(())
+}
+
+/// Reads an entry's bytes (capped) for a planner.
+type ReadEntry<'a> = &'a mut dyn FnMut(usize) -> Result<Vec<u8>, String>;
+/// A format's planner: entries and their reader in, the plan out.
+type Planner = fn(&[EntryMeta], ReadEntry<'_>) -> Plan;
+
+/// The service's name, as `memories.source_platform` and `import_facts.source` spell it.
+fn source_name(format: Format) -> &'static str {
+    match format {
+        Format::Takeout => "google_photos",
+        Format::Facebook => "facebook",
+        Format::Icloud => "apple_photos",
+        Format::Auto | Format::Timeline => "timeline",
+    }
+}
+
+/// What making the memories did.
+struct Memories {
+    made: usize,
+    existing: usize,
+    refused: Vec<Refusal>,
+}
+
+/// Makes the posts' memories with their places and the media that were stored (`ids`: planned
+/// index → media file), in one transaction; a memory already imported is found by its source
+/// id and gains only missing links.
+async fn make_memories(
+    pool: &sqlx::PgPool,
+    user: Uuid,
+    format: Format,
+    planned: &[PlannedMemory],
+    ids: &HashMap<usize, Uuid>,
+) -> Result<Memories, Error> {
+    let mut out = Memories {
+        made: 0,
+        existing: 0,
+        refused: Vec::new(),
+    };
+    if planned.is_empty() {
+        return Ok(out);
+    }
+    // The schema refuses a memory dated later than now (plus clock skew).
+    let latest = chrono::Utc::now() + chrono::Duration::minutes(5);
+    let mut tx = pool.begin().await?;
+    for m in planned {
+        let Some(date) = chrono::DateTime::from_timestamp(m.date, 0).filter(|d| *d <= latest)
+        else {
+            out.refused.push((
+                m.source_id.clone(),
+                format!("a post dated {} (in the future)", m.date),
+            ));
+            continue;
+        };
+        let location_id = match &m.place {
+            Some(p) => Some(
+                db::memories::place(
+                    &mut tx,
+                    user,
+                    (p.latitude, p.longitude),
+                    p.name.as_deref().map(|n| cut(n, 500)).as_deref(),
+                    p.address.as_deref().map(|a| cut(a, 1000)).as_deref(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let memory = db::memories::NewMemory {
+            title: &cut(&m.title, 500),
+            description: m.description.as_deref(),
+            date,
+            kind: m.kind,
+            source: source_name(format),
+            source_id: &m.source_id,
+            location_id,
+        };
+        let (id, made) = db::memories::ensure_imported(&mut tx, user, &memory).await?;
+        if made {
+            out.made += 1;
+        } else {
+            out.existing += 1;
+        }
+        for (position, media) in m.media.iter().filter_map(|k| ids.get(k)).enumerate() {
+            let position = i32::try_from(position).unwrap_or(i32::MAX);
+            db::memories::add_media(&mut tx, user, id, *media, position).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// `s` cut to `n` characters (the schema's limits).
+fn cut(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
 }
 
 /// Runs blocking archive work off the async threads.
@@ -139,13 +252,29 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 /// The export's format, from its entries' names.
 fn detect(export: &Export) -> Option<Format> {
-    let takeout = export.entries.iter().any(|e| {
-        e.name.contains(".supplemental-metadata")
-            || e.name
-                .split('/')
+    let any = |f: &dyn Fn(&str) -> bool| export.entries.iter().any(|e| f(&e.name));
+    if any(&|n| {
+        n.contains(".supplemental-metadata")
+            || n.split('/')
                 .any(|c| c == "Google Photos" || c == "Google Fotos")
-    });
-    takeout.then_some(Format::Takeout)
+    }) {
+        Some(Format::Takeout)
+    } else if any(&|n| {
+        n.split('/').any(|c| c == "your_facebook_activity")
+            || n.rsplit('/')
+                .next()
+                .is_some_and(|f| f.starts_with("your_posts"))
+    }) {
+        Some(Format::Facebook)
+    } else if any(&|n| {
+        n.rsplit('/')
+            .next()
+            .is_some_and(|f| f.starts_with("Photo Details") && f.ends_with(".csv"))
+    }) {
+        Some(Format::Icloud)
+    } else {
+        None
+    }
 }
 
 /// The albums' collections, made if missing (found by name when imported again).
@@ -168,6 +297,13 @@ async fn make_albums(
     Ok(ids)
 }
 
+/// The files kept to record, their extras, and the known ones (new id → the library's).
+type KnownSplit = (
+    Vec<crate::db::uploads::NewMedia>,
+    Vec<Extra>,
+    HashMap<Uuid, Uuid>,
+);
+
 /// What every stored file shares.
 struct Importer<'a> {
     pool: &'a sqlx::PgPool,
@@ -176,23 +312,28 @@ struct Importer<'a> {
     limits: &'a UploadLimits,
     export: &'a Arc<Export>,
     albums: &'a HashMap<String, Uuid>,
+    /// The service's name, in the job's input.
+    from: &'static str,
 }
 
 impl Importer<'_> {
     /// Stores and records the planned files chunk by chunk on one `import` job (announced on
-    /// `jobs`); returns the refused entries.
+    /// `jobs`); returns the refused entries and the media file of each planned index stored
+    /// (or already in the library).
     async fn submit_all(
         &self,
-        planned: &[takeout::Planned],
+        planned: &[Planned],
         jobs: tokio::sync::mpsc::UnboundedSender<Uuid>,
         refused_count: &AtomicUsize,
-    ) -> Result<Vec<Refusal>, Error> {
+    ) -> Result<(Vec<Refusal>, HashMap<usize, Uuid>), Error> {
         let mut refused = Vec::new();
+        let mut ids = HashMap::new();
+        let mut base = 0usize;
         let mut job: Option<Uuid> = None;
         let mut position = 0usize;
         let kind = JobKind {
             job_type: JobType::Import,
-            input: serde_json::json!({ "source": "timeline import", "from": "takeout",
+            input: serde_json::json!({ "source": "timeline import", "from": self.from,
                                        "files_found": planned.len() }),
         };
         let (first, rest) = planned.split_at(planned.len().min(super::ingest::FIRST_CHUNK));
@@ -202,16 +343,17 @@ impl Importer<'_> {
         {
             let session = UploadSession::open(self.pool, self.user, Protocol::Ingest).await?;
             let session_ref = &session;
-            let stored: Vec<(Stored, &takeout::Planned)> = futures::stream::iter(chunk)
+            let stored: Vec<(Stored, &Planned)> = futures::stream::iter(chunk)
                 .map(|p| async move { (self.store(session_ref, p).await, p) })
                 .buffered(super::ingest::STORE_CONCURRENCY)
                 .collect()
                 .await;
             let mut media = Vec::new();
             let mut extras = Vec::new();
-            for (outcome, p) in stored {
+            for (k, (outcome, p)) in stored.into_iter().enumerate() {
                 match outcome {
                     Ok(m) => {
+                        ids.insert(base + k, m.id);
                         extras.push(self.extra(m.id, p));
                         media.push(m);
                     }
@@ -221,8 +363,14 @@ impl Importer<'_> {
                     }
                 }
             }
+            base += chunk.len();
             let (media, extras, known) = self.split_known(media, extras).await?;
-            refused_count.fetch_add(known, Ordering::Relaxed);
+            refused_count.fetch_add(known.len(), Ordering::Relaxed);
+            for id in ids.values_mut() {
+                if let Some(existing) = known.get(id) {
+                    *id = *existing;
+                }
+            }
             if media.is_empty() {
                 session.abandon(self.storage).await;
                 continue;
@@ -250,13 +398,13 @@ impl Importer<'_> {
             let mut conn = self.pool.acquire().await?;
             db::jobs::seal(&mut conn, id).await?;
         }
-        Ok(refused)
+        Ok((refused, ids))
     }
 
-    fn extra(&self, media: Uuid, p: &takeout::Planned) -> Extra {
+    fn extra(&self, media: Uuid, p: &Planned) -> Extra {
         Extra {
             media,
-            facts: p.sidecar.as_ref().map(ImportFacts::from),
+            facts: p.facts.clone(),
             collections: p
                 .albums
                 .iter()
@@ -267,12 +415,12 @@ impl Importer<'_> {
 
     /// Splits off the files the library already holds (the same bytes, imported before or
     /// uploaded): they are linked to their albums, their new copy is deleted, and they are
-    /// not recorded again. Returns the rest and how many were known.
+    /// not recorded again. Returns the rest and the known ones (new id → the library's).
     async fn split_known(
         &self,
         media: Vec<crate::db::uploads::NewMedia>,
         extras: Vec<Extra>,
-    ) -> Result<(Vec<crate::db::uploads::NewMedia>, Vec<Extra>, usize), Error> {
+    ) -> Result<KnownSplit, Error> {
         let hashes: Vec<String> = media.iter().filter_map(|m| m.sha256.clone()).collect();
         let mut conn = self.pool.acquire().await?;
         let known: HashMap<String, Uuid> =
@@ -282,13 +430,15 @@ impl Importer<'_> {
                 .collect();
         drop(conn);
         if known.is_empty() {
-            return Ok((media, extras, 0));
+            return Ok((media, extras, HashMap::new()));
         }
+        let mut replaced = HashMap::new();
         let (mut keep, mut keep_extras, mut copies) = (Vec::new(), Vec::new(), Vec::new());
         let mut tx = self.pool.begin().await?;
         for (m, extra) in media.into_iter().zip(extras) {
             match m.sha256.as_ref().and_then(|h| known.get(h)) {
                 Some(&existing) => {
+                    replaced.insert(m.id, existing);
                     for &c in &extra.collections {
                         db::collections::add_media(&mut *tx, self.user, c, existing, 0).await?;
                     }
@@ -301,7 +451,6 @@ impl Importer<'_> {
             }
         }
         tx.commit().await?;
-        let n = copies.len();
         for key in copies {
             // Named by the session, never by a row: deleted now, or by the reconciler.
             let _ = self
@@ -309,11 +458,11 @@ impl Importer<'_> {
                 .discard(&object_store::path::Path::from(key))
                 .await;
         }
-        Ok((keep, keep_extras, n))
+        Ok((keep, keep_extras, replaced))
     }
 
     /// Stores one planned entry.
-    async fn store(&self, session: &UploadSession, p: &takeout::Planned) -> Stored {
+    async fn store(&self, session: &UploadSession, p: &Planned) -> Stored {
         let entry = &self.export.entries[p.entry];
         let refuse = |why: String| (entry.name.clone(), why);
         check_size(&entry.name, entry.size, self.limits)?;

@@ -10,6 +10,7 @@ pub mod erasure;
 pub mod jobs;
 pub mod maintenance;
 pub mod media;
+pub mod memories;
 pub mod migrate;
 pub mod objects;
 pub mod pipeline;

@@ -46,7 +46,16 @@ impl Seek for SharedFile {
 /// Where an entry's bytes are.
 #[derive(Debug, Clone)]
 enum Location {
-    Zip { part: usize, index: usize },
+    Zip {
+        part: usize,
+        index: usize,
+    },
+    /// An entry of a damaged zip (no central directory), found by its local header at
+    /// `header` in `damaged[part]`.
+    Local {
+        part: usize,
+        header: u64,
+    },
     File(PathBuf),
 }
 
@@ -54,6 +63,8 @@ enum Location {
 #[derive(Debug, Default)]
 pub struct Export {
     parts: Vec<zip::ZipArchive<SharedFile>>,
+    /// Zips whose central directory is lost (a truncated download): read by local headers.
+    damaged: Vec<SharedFile>,
     pub entries: Vec<EntryMeta>,
     locations: Vec<Location>,
 }
@@ -74,7 +85,10 @@ impl Export {
             } else {
                 match open_zip(path) {
                     Ok(archive) => export.add_zip(archive, &mut skipped),
-                    Err(e) => skipped.push(Skipped::new(&shown, format!("unreadable zip: {e}"))),
+                    Err((Some(file), e)) => export.add_damaged(&shown, file, &e, &mut skipped),
+                    Err((None, e)) => {
+                        skipped.push(Skipped::new(&shown, format!("unreadable zip: {e}")));
+                    }
                 }
             }
         }
@@ -101,17 +115,63 @@ impl Export {
                 }
             };
             let (size, packed) = (entry.size(), entry.compressed_size());
-            if size > packed.max(1).saturating_mul(MAX_RATIO) && size > 1 << 20 {
-                skipped.push(Skipped::new(
-                    &name,
-                    format!("refused: {size} bytes declared from {packed} compressed (a zip bomb)"),
-                ));
+            if let Some(bomb) = bomb(&name, size, packed) {
+                skipped.push(bomb);
                 continue;
             }
             self.entries.push(EntryMeta { name, size });
             self.locations.push(Location::Zip { part, index });
         }
         self.parts.push(archive);
+    }
+
+    /// A zip without its central directory (cut short): its entries are found walking the
+    /// local headers from the start, up to the damage. An entry cut in the middle fails its
+    /// checksum when read and is named then; what lies past the damage is named here.
+    fn add_damaged(
+        &mut self,
+        shown: &str,
+        mut file: SharedFile,
+        error: &str,
+        skipped: &mut Vec<Skipped>,
+    ) {
+        let part = self.damaged.len();
+        let mut found = 0usize;
+        let end = loop {
+            let header = file.pos;
+            let entry = match zip::read::read_zipfile_from_stream(&mut file) {
+                Ok(Some(entry)) => entry,
+                Ok(None) => break None,
+                Err(e) => break Some(format!("{e} at byte {header}")),
+            };
+            // Dropping a streamed entry reads past its compressed bytes (no decompression).
+            if entry.is_dir() {
+                continue;
+            }
+            let name = match entry.name() {
+                Ok(n) => n.into_owned(),
+                Err(e) => break Some(format!("an unreadable entry name ({e}) at byte {header}")),
+            };
+            let (size, packed) = (entry.size(), entry.compressed_size());
+            drop(entry);
+            if let Some(bomb) = bomb(&name, size, packed) {
+                skipped.push(bomb);
+                continue;
+            }
+            found += 1;
+            self.entries.push(EntryMeta { name, size });
+            self.locations.push(Location::Local { part, header });
+        };
+        let after = end.map_or_else(String::new, |e| format!("; reading stopped: {e}"));
+        skipped.push(Skipped::new(
+            shown,
+            format!(
+                "a damaged zip ({error}): its {found} entries up to the damage are read (one cut by \
+                 it is named when read), anything after it is lost{after}"
+            ),
+        ));
+        file.pos = 0;
+        self.damaged.push(file);
     }
 
     fn add_folder(&mut self, root: &Path, skipped: &mut Vec<Skipped>) {
@@ -165,6 +225,14 @@ impl Export {
                     .map_err(|e| format!("unreadable entry: {e}"))?;
                 Ok(f(&mut entry.take(size)))
             }
+            Some(Location::Local { part, header }) => {
+                let mut file = self.damaged.get(*part).ok_or("no such part")?.clone();
+                file.pos = *header;
+                let entry = zip::read::read_zipfile_from_stream(&mut file)
+                    .map_err(|e| format!("unreadable entry: {e}"))?
+                    .ok_or("no entry at its header")?;
+                Ok(f(&mut entry.take(size)))
+            }
             Some(Location::File(path)) => {
                 let file = File::open(path).map_err(|e| format!("cannot read: {e}"))?;
                 Ok(f(&mut file.take(size)))
@@ -188,13 +256,30 @@ impl Export {
     }
 }
 
-fn open_zip(path: &Path) -> Result<zip::ZipArchive<SharedFile>, String> {
-    let file = File::open(path).map_err(|e| e.to_string())?;
-    let len = file.metadata().map_err(|e| e.to_string())?.len();
-    let shared = SharedFile {
+/// A zip bomb: an entry declaring far more than its compressed size could hold.
+fn bomb(name: &str, size: u64, packed: u64) -> Option<Skipped> {
+    (size > packed.max(1).saturating_mul(MAX_RATIO) && size > 1 << 20).then(|| {
+        Skipped::new(
+            name,
+            format!("refused: {size} bytes declared from {packed} compressed (a zip bomb)"),
+        )
+    })
+}
+
+/// Opens a zip through its central directory. On failure, the file (when it could be opened
+/// and starts like a zip) to be read by local headers instead.
+fn open_zip(path: &Path) -> Result<zip::ZipArchive<SharedFile>, (Option<SharedFile>, String)> {
+    let file = File::open(path).map_err(|e| (None, e.to_string()))?;
+    let len = file.metadata().map_err(|e| (None, e.to_string()))?.len();
+    let mut shared = SharedFile {
         file: Arc::new(file),
         pos: 0,
         len,
     };
-    zip::ZipArchive::new(shared).map_err(|e| e.to_string())
+    zip::ZipArchive::new(shared.clone()).map_err(|e| {
+        let mut magic = [0u8; 4];
+        let local = shared.read_exact(&mut magic).is_ok() && magic == *b"PK\x03\x04";
+        shared.pos = 0;
+        (local.then_some(shared), e.to_string())
+    })
 }

@@ -4,6 +4,8 @@
 //! importer's.
 
 pub mod archive;
+pub mod facebook;
+pub mod icloud;
 pub mod takeout;
 
 /// An entry of an export (in a zip part or an extracted folder): its name inside the export,
@@ -28,6 +30,72 @@ impl Skipped {
             reason: reason.into(),
         }
     }
+}
+
+/// One media file to import: where its bytes are, what the export says of it, the albums it
+/// is in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    /// The entry holding the bytes (the first copy met).
+    pub entry: usize,
+    /// The display name (the entry's last path component).
+    pub filename: String,
+    pub facts: Option<ImportFacts>,
+    /// Album names, in the order met.
+    pub albums: Vec<String>,
+}
+
+/// A post or story that becomes a memory: its text, date and place, and its media (indexes
+/// into [`Plan::media`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedMemory {
+    /// Stable across imports of the same export (`memories.source_id`), so importing twice
+    /// makes one memory.
+    pub source_id: String,
+    pub title: String,
+    pub description: Option<String>,
+    /// A UTC instant, Unix seconds.
+    pub date: i64,
+    /// `memories.memory_type`: `photo`, `video` or `text`.
+    pub kind: &'static str,
+    pub place: Option<Place>,
+    pub media: Vec<usize>,
+}
+
+/// Where a memory happened, as the export names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Place {
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+/// The plan of an import, whatever the format.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub media: Vec<Planned>,
+    /// Albums with their description, in the order met.
+    pub albums: Vec<(String, Option<String>)>,
+    pub memories: Vec<PlannedMemory>,
+    pub skipped: Vec<Skipped>,
+    /// Media imported from the file alone (nothing in the export describes them), by entry
+    /// name.
+    pub without_sidecar: Vec<String>,
+}
+
+/// `dir/name` → (`dir`, `name`).
+pub(crate) fn split(path: &str) -> (&str, &str) {
+    path.rsplit_once('/').unwrap_or(("", path))
+}
+
+/// A position, if it is one: finite, in range, and not 0,0 (what exports write for "none").
+pub(crate) fn valid_position(lat: f64, lon: f64) -> Option<(f64, f64)> {
+    let valid = lat.is_finite()
+        && lon.is_finite()
+        && (-90.0..=90.0).contains(&lat)
+        && (-180.0..=180.0).contains(&lon);
+    (valid && (lat, lon) != (0.0, 0.0)).then_some((lat, lon))
 }
 
 /// What an export's sidecar says about one media file, stored with its row

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 
-use super::{EntryMeta, Skipped, is_media_name};
+use super::{EntryMeta, ImportFacts, Plan, Planned, Skipped, is_media_name, split, valid_position};
 
 /// Suffixes Google gives edited copies, by language.
 const EDITED_SUFFIXES: &[&str] = &[
@@ -55,29 +55,6 @@ pub struct Sidecar {
     pub favorite: bool,
     pub archived: bool,
     pub trashed: bool,
-}
-
-/// One media file to import: where its bytes are, its sidecar, the albums it is in.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Planned {
-    /// The entry holding the bytes (the first copy seen, year folders first).
-    pub entry: usize,
-    /// The display name (the entry's last path component).
-    pub filename: String,
-    pub sidecar: Option<Sidecar>,
-    /// Album names, in the order met.
-    pub albums: Vec<String>,
-}
-
-/// The plan of a Takeout import.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Plan {
-    pub media: Vec<Planned>,
-    /// Albums with their description (from `metadata.json`), in the order met.
-    pub albums: Vec<(String, Option<String>)>,
-    pub skipped: Vec<Skipped>,
-    /// Media imported from the file alone (no sidecar found), by entry name.
-    pub without_sidecar: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,12 +106,7 @@ fn timestamp(t: &RawTime) -> Option<i64> {
 
 fn position(g: Option<&RawGeo>) -> Option<(f64, f64)> {
     let g = g?;
-    let (lat, lon) = (g.latitude?, g.longitude?);
-    let valid = lat.is_finite()
-        && lon.is_finite()
-        && (-90.0..=90.0).contains(&lat)
-        && (-180.0..=180.0).contains(&lon);
-    (valid && (lat, lon) != (0.0, 0.0)).then_some((lat, lon))
+    valid_position(g.latitude?, g.longitude?)
 }
 
 /// Parses one JSON entry; `Err` with a reason for JSON of another shape.
@@ -164,11 +136,6 @@ fn parse(bytes: &[u8]) -> Result<Json, String> {
         }),
         _ => Err("a JSON with neither a photo's time nor an album's title".into()),
     }
-}
-
-/// `dir/name` → (`dir`, `name`).
-fn split(path: &str) -> (&str, &str) {
-    path.rsplit_once('/').unwrap_or(("", path))
 }
 
 /// `IMG_1(2).JPG` → (`IMG_1.JPG`, 2); `IMG_1.JPG` → (`IMG_1.JPG`, 0).
@@ -318,8 +285,8 @@ pub fn plan(entries: &[EntryMeta], mut read: impl FnMut(usize) -> Result<Vec<u8>
             let key = (name.to_owned(), entries[i].size);
             if let Some(&k) = seen.get(&key) {
                 let p: &mut Planned = &mut plan.media[k];
-                if p.sidecar.is_none() {
-                    p.sidecar = sidecar;
+                if p.facts.is_none() {
+                    p.facts = sidecar.as_ref().map(ImportFacts::from);
                 }
                 if let Some(a) = &album
                     && !p.albums.contains(a)
@@ -335,7 +302,7 @@ pub fn plan(entries: &[EntryMeta], mut read: impl FnMut(usize) -> Result<Vec<u8>
             plan.media.push(Planned {
                 entry: i,
                 filename: name.to_owned(),
-                sidecar,
+                facts: sidecar.as_ref().map(ImportFacts::from),
                 albums: album.iter().cloned().collect(),
             });
         }
@@ -362,7 +329,7 @@ pub fn plan(entries: &[EntryMeta], mut read: impl FnMut(usize) -> Result<Vec<u8>
     plan.without_sidecar.retain(|n| {
         plan.media
             .iter()
-            .any(|p| entries[p.entry].name == *n && p.sidecar.is_none())
+            .any(|p| entries[p.entry].name == *n && p.facts.is_none())
     });
     plan
 }
@@ -421,7 +388,7 @@ mod tests {
             .iter()
             .find(|m| m.filename == file)
             .unwrap_or_else(|| panic!("{file} not planned: {p:#?}"))
-            .sidecar
+            .facts
             .as_ref()
             .and_then(|s| s.taken_at)
     }
@@ -515,7 +482,7 @@ mod tests {
         let a = &p.media[0];
         assert_eq!(a.entry, 0, "the year folder's copy is stored");
         assert_eq!(a.albums, vec!["Lake".to_owned(), "Summer 2019".to_owned()]);
-        assert_eq!(a.sidecar.as_ref().and_then(|s| s.taken_at), Some(1_001));
+        assert_eq!(a.facts.as_ref().and_then(|s| s.taken_at), Some(1_001));
         assert_eq!(p.media[1].albums, vec!["Lake".to_owned()]);
         assert!(
             p.albums

@@ -17,7 +17,7 @@ use crate::ingest_cli::timeline_bin;
 use crate::video::tempdir;
 
 /// A JPEG with no EXIF at all (as Facebook and many apps leave them), distinct per `seed`.
-fn plain_jpeg(seed: u8) -> Vec<u8> {
+pub(crate) fn plain_jpeg(seed: u8) -> Vec<u8> {
     let img = image::RgbImage::from_fn(64, 48, |x, y| {
         image::Rgb([seed, (x * 4) as u8, (y * 5) as u8])
     });
@@ -28,7 +28,7 @@ fn plain_jpeg(seed: u8) -> Vec<u8> {
     out
 }
 
-fn write_zip(path: &std::path::Path, entries: &[(&str, Vec<u8>)]) {
+pub(crate) fn write_zip(path: &std::path::Path, entries: &[(&str, Vec<u8>)]) {
     let file = std::fs::File::create(path).unwrap();
     let mut zip = zip::ZipWriter::new(file);
     let options = zip::write::SimpleFileOptions::default()
@@ -53,7 +53,7 @@ fn sidecar(taken: i64, geo: (f64, f64), extra: serde_json::Value) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
 }
 
-fn import(app: &TestApp, parts: &[&std::path::Path], email: &str) -> String {
+pub(crate) fn import(app: &TestApp, parts: &[&std::path::Path], email: &str) -> String {
     let out = Command::new(timeline_bin())
         .arg("import")
         .args(parts)
@@ -72,19 +72,19 @@ fn import(app: &TestApp, parts: &[&std::path::Path], email: &str) -> String {
 }
 
 #[derive(Debug, sqlx::FromRow)]
-struct Row {
-    id: Uuid,
-    filename: String,
-    taken_at: Option<chrono::DateTime<chrono::Utc>>,
-    taken_at_offset_minutes: Option<i16>,
-    taken_at_source: Option<String>,
-    country_code: Option<String>,
-    city: Option<String>,
-    import_facts: Option<serde_json::Value>,
-    processing_status: String,
+pub(crate) struct Row {
+    pub(crate) id: Uuid,
+    pub(crate) filename: String,
+    pub(crate) taken_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub(crate) taken_at_offset_minutes: Option<i16>,
+    pub(crate) taken_at_source: Option<String>,
+    pub(crate) country_code: Option<String>,
+    pub(crate) city: Option<String>,
+    pub(crate) import_facts: Option<serde_json::Value>,
+    pub(crate) processing_status: String,
 }
 
-async fn rows(pool: &PgPool, user: Uuid) -> Vec<Row> {
+pub(crate) async fn rows(pool: &PgPool, user: Uuid) -> Vec<Row> {
     sqlx::query_as(
         "SELECT m.id, m.filename, m.taken_at, m.taken_at_offset_minutes, m.taken_at_source,
                 l.country_code, l.city, m.import_facts, m.processing_status

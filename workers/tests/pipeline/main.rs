@@ -18,6 +18,7 @@ mod fairness;
 mod hostile;
 mod http_hygiene;
 mod imports;
+mod imports_services;
 mod inflight;
 mod ingest;
 mod ingest_cli;
