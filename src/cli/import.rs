@@ -350,10 +350,11 @@ impl Importer<'_> {
                 .await;
             let mut media = Vec::new();
             let mut extras = Vec::new();
+            let mut chunk_ids = Vec::new();
             for (k, (outcome, p)) in stored.into_iter().enumerate() {
                 match outcome {
                     Ok(m) => {
-                        ids.insert(base + k, m.id);
+                        chunk_ids.push((base + k, m.id));
                         extras.push(self.extra(m.id, p));
                         media.push(m);
                     }
@@ -366,11 +367,12 @@ impl Importer<'_> {
             base += chunk.len();
             let (media, extras, known) = self.split_known(media, extras).await?;
             refused_count.fetch_add(known.len(), Ordering::Relaxed);
-            for id in ids.values_mut() {
-                if let Some(existing) = known.get(id) {
-                    *id = *existing;
-                }
-            }
+            // A file the library already held stands for its new copy.
+            ids.extend(
+                chunk_ids
+                    .into_iter()
+                    .map(|(k, id)| (k, known.get(&id).copied().unwrap_or(id))),
+            );
             if media.is_empty() {
                 session.abandon(self.storage).await;
                 continue;

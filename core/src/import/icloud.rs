@@ -204,16 +204,7 @@ pub fn plan(entries: &[EntryMeta], mut read: impl FnMut(usize) -> Result<Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entries(names: &[&str]) -> Vec<EntryMeta> {
-        names
-            .iter()
-            .map(|n| EntryMeta {
-                name: (*n).to_owned(),
-                size: 100,
-            })
-            .collect()
-    }
+    use crate::import::test_entries as entries;
 
     #[test]
     fn dates_in_apples_format() {

@@ -156,6 +156,18 @@ pub fn is_media_name(name: &str) -> bool {
     })
 }
 
+/// Entries of these names (100 bytes each), for the planners' tests.
+#[cfg(test)]
+pub(crate) fn test_entries(names: &[&str]) -> Vec<EntryMeta> {
+    names
+        .iter()
+        .map(|n| EntryMeta {
+            name: (*n).to_owned(),
+            size: 100,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

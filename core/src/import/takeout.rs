@@ -355,16 +355,7 @@ fn find_sidecar(name: &str, sidecars: &[(&str, u32, Sidecar)]) -> Option<usize> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entries(names: &[&str]) -> Vec<EntryMeta> {
-        names
-            .iter()
-            .map(|n| EntryMeta {
-                name: (*n).to_owned(),
-                size: 100,
-            })
-            .collect()
-    }
+    use crate::import::test_entries as entries;
 
     fn sidecar_json(ts: i64) -> Vec<u8> {
         format!(r#"{{"title":"x","photoTakenTime":{{"timestamp":"{ts}"}},"geoData":{{"latitude":0.0,"longitude":0.0}}}}"#)
