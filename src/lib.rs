@@ -11,6 +11,6 @@ pub mod http;
 pub mod resumable;
 
 pub use timeline_core::{
-    auth, config, db, erasure, format, import, inflight, ingest, jobs, metrics, models, reconcile,
-    reprocess, shutdown, storage, telemetry, test_hooks, test_pause,
+    auth, config, db, erasure, export, format, import, inflight, ingest, jobs, metrics, models,
+    reconcile, reprocess, shutdown, storage, telemetry, test_hooks, test_pause,
 };

@@ -6,7 +6,8 @@
 //! 2. media files go a batch at a time: their objects are named as to delete in the same
 //!    transaction that deletes the rows, then deleted (an interrupted delete is finished by the
 //!    next batch or by the reconciler);
-//! 3. the objects nobody writes any more are deleted;
+//! 3. the user's export archives are deleted (a run still writing one stops at its next
+//!    beat), then the objects nobody writes any more;
 //! 4. with the user row locked (an upload committing now waits, then fails), and nothing that
 //!    owns objects left, the user row is deleted (the rest cascades from it: tokens,
 //!    sessions, jobs, memories, collections, locations) and the audit trail about them is
@@ -24,18 +25,6 @@ use crate::db;
 use crate::inflight::{self, CleanError};
 use crate::storage::Storage;
 
-/// Runs one statement in a transaction of its own: behind a transaction pooler a statement
-/// outside one may reach a server connection that never prepared it.
-macro_rules! in_tx {
-    ($pool:expr, |$c:ident| $body:expr) => {{
-        let mut tx = $pool.begin().await?;
-        let $c = &mut *tx;
-        let out = $body.await?;
-        tx.commit().await?;
-        out
-    }};
-}
-
 /// Media files deleted per transaction.
 const BATCH: i64 = 200;
 
@@ -46,6 +35,8 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Storage(#[from] crate::storage::Error),
+    #[error(transparent)]
+    Export(#[from] crate::export::Error),
 }
 
 impl From<CleanError> for Error {
@@ -106,6 +97,7 @@ pub async fn run_in_batches(
     loop {
         abort_sessions(pool, job, user).await?;
         while delete_media_batch(pool, storage, job, user, batch).await? {}
+        crate::export::delete_all_of(pool, storage, user).await?;
         let cleaned = clean_unowned(pool, storage, user).await?;
         if cleaned > 0 {
             in_tx!(pool, |c| db::erasure::advance(c, job, 0, cleaned, 0, 0));

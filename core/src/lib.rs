@@ -4,10 +4,23 @@
 //! or cleans what a crash left half-done. It links no HTTP server: the API (`timeline`) and the
 //! workers (`timeline-workers`) each depend on it, and neither on the other.
 
+/// Runs one statement in a transaction of its own: behind a transaction pooler a statement
+/// outside one may reach a server connection that never prepared it.
+macro_rules! in_tx {
+    ($pool:expr, |$c:ident| $body:expr) => {{
+        let mut tx = $pool.begin().await?;
+        let $c = &mut *tx;
+        let out = $body.await?;
+        tx.commit().await?;
+        out
+    }};
+}
+
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod erasure;
+pub mod export;
 pub mod import;
 pub mod inflight;
 pub mod ingest;

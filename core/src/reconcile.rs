@@ -14,6 +14,8 @@
 //!   that may still run gets the steps it is missing enqueued again, on its newest job; one
 //!   whose original is missing from the store fails with that reason.
 //! - An account erasure nobody has advanced for a while (its process died) is run to its end.
+//! - An export nobody has advanced for a while is started again in the background (what the
+//!   dead run stored is aborted first); an archive past its expiry is deleted.
 //!
 //! One process leads at a time (a PostgreSQL advisory lock); the worker runs a pass
 //! periodically and `timeline maintenance [--grace S]` runs one on demand. The full audit of
@@ -39,6 +41,8 @@ pub enum Error {
     Queue(#[from] jobs::Error),
     #[error(transparent)]
     Storage(#[from] crate::storage::Error),
+    #[error("export: {0}")]
+    Export(#[from] crate::export::Error),
 }
 
 impl From<crate::erasure::Error> for Error {
@@ -46,6 +50,7 @@ impl From<crate::erasure::Error> for Error {
         match e {
             crate::erasure::Error::Database(e) => Self::Database(e),
             crate::erasure::Error::Storage(e) => Self::Storage(e),
+            crate::erasure::Error::Export(e) => Self::Export(e),
         }
     }
 }
@@ -82,6 +87,10 @@ pub struct Report {
     pub files_counted: u64,
     /// Account erasures whose runner stopped, resumed and finished.
     pub erasures_finished: u64,
+    /// Exports whose run stopped, started again (in the background).
+    pub exports_resumed: u64,
+    /// Export archives past their expiry, deleted.
+    pub exports_expired: u64,
 }
 
 /// Default grace period: an hour (the contract's), far beyond any upload's transaction or a
@@ -101,6 +110,13 @@ const ERASURE_STALL: Duration = Duration::from_secs(300);
 
 /// Erasures resumed per pass.
 const ERASURES_PER_PASS: i64 = 10;
+
+/// An export beats every few seconds while it writes; one silent this long (or the grace
+/// period, if shorter, but never under a few missed beats) has lost its run.
+const EXPORT_STALL: Duration = Duration::from_secs(300);
+
+/// Exports resumed, and expired archives deleted, per pass.
+const EXPORTS_PER_PASS: i64 = 10;
 
 /// One reconciliation pass with the given grace period. The leader's lock is taken on a
 /// connection of `session` (a session of its own: see `db::session_pool`); the work goes
@@ -149,6 +165,13 @@ pub async fn run(
         let stall = grace.min(ERASURE_STALL).as_secs_f64();
         let erasures_finished =
             crate::erasure::resume_stalled(pool, storage, stall, ERASURES_PER_PASS).await?;
+        let stall = grace
+            .min(EXPORT_STALL)
+            .max(inflight::STALL_MIN)
+            .as_secs_f64();
+        let exports_resumed =
+            crate::export::resume_stalled(pool, storage, stall, EXPORTS_PER_PASS).await?;
+        let exports_expired = crate::export::expire(pool, storage, EXPORTS_PER_PASS).await?;
         let (jobs_sealed, files_counted) = {
             let mut tx = pool.begin().await?;
             let sealed = db::jobs::seal_abandoned(&mut tx, grace.as_secs_f64()).await?;
@@ -167,6 +190,8 @@ pub async fn run(
             jobs_sealed,
             files_counted,
             erasures_finished,
+            exports_resumed,
+            exports_expired,
         })
     }
     .await;
@@ -184,6 +209,8 @@ pub async fn run(
             sealed = report.jobs_sealed,
             counted = report.files_counted,
             erasures = report.erasures_finished,
+            exports_resumed = report.exports_resumed,
+            exports_expired = report.exports_expired,
             "reconciler repaired leftovers of a crash or an outage"
         );
     } else {

@@ -1,11 +1,12 @@
-//! `timeline import PATH... --email E [--from auto|takeout|facebook|icloud]`: imports a
-//! service's export (zip parts and extracted folders, together) with what its sidecars say:
-//! dates and places, album membership, descriptions, and posts as memories. The files go through the same queues as `timeline ingest`, on one
-//! tracked `import` job; the summary names every entry left out and why.
+//! `timeline import PATH... --email E [--from auto|takeout|facebook|icloud|timeline]`: imports
+//! a service's export, or a timeline export (zip parts and extracted folders, together) with
+//! what its sidecars say: dates and places, album membership, descriptions, and posts as
+//! memories. The files go through the same queues as `timeline ingest`, on one tracked
+//! `import` job; the summary names every entry left out and why.
 //!
 //! An entry's name is matched as a string and never becomes a path; a zip is read through its
-//! central directory and each entry streamed (a photo whole, a video in chunks), so neither
-//! memory nor disk ever holds an archive.
+//! central directory (or, when that is lost, its local headers up to the damage) and each entry
+//! streamed (a photo whole, a video in chunks), so neither memory nor disk holds an archive.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,13 +22,18 @@ use super::ingest::{Body, Extra, JobKind, Refusal, Stored, check_size, record_ch
 use crate::config::{DatabaseConfig, StorageConfig, UploadLimits};
 use crate::db;
 use crate::import::archive::Export;
-use crate::import::{EntryMeta, Plan, Planned, PlannedMemory, Skipped, facebook, icloud, takeout};
+use crate::import::{
+    EntryMeta, Plan, Planned, PlannedMemory, Skipped, facebook, icloud, takeout, timeline,
+};
 use crate::inflight::{Protocol, UploadSession};
 use crate::models::JobType;
 use crate::storage::Storage;
 
-/// Largest sidecar JSON read (real ones are a few KB).
+/// Largest per-file sidecar read (Takeout's are a few KB).
 const MAX_JSON_BYTES: u64 = 1 << 20;
+/// Largest index read whole: Facebook's posts and albums, iCloud's Photo Details, a timeline
+/// export's collections and memories list a whole library (a few hundred bytes per item).
+const MAX_INDEX_BYTES: u64 = 64 << 20;
 /// Chunks of a streamed entry.
 const STREAM_CHUNK: usize = 8 << 20;
 
@@ -83,25 +89,15 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: ImportArgs) -> Result<(), Er
         })?,
         f => f,
     };
-    let planner: Planner = match format {
-        Format::Takeout => |e, read| takeout::plan(e, read),
-        Format::Facebook => |e, read| facebook::plan(e, read),
-        Format::Icloud => |e, read| icloud::plan(e, read),
-        _ => {
-            return Err(Error::Invalid(format!(
-                "imports from {format:?} exports are not supported yet; \
-                     --from takeout, facebook and icloud are"
-            )));
-        }
+    let (planner, cap): (Planner, u64) = match format {
+        Format::Takeout => (|e, read| takeout::plan(e, read), MAX_JSON_BYTES),
+        Format::Facebook => (|e, read| facebook::plan(e, read), MAX_INDEX_BYTES),
+        Format::Icloud => (|e, read| icloud::plan(e, read), MAX_INDEX_BYTES),
+        Format::Timeline | Format::Auto => (|e, read| timeline::plan(e, read), MAX_INDEX_BYTES),
     };
     let plan = {
         let export = export.clone();
-        blocking(move || {
-            planner(&export.entries, &mut |i| {
-                export.read_whole(i, MAX_JSON_BYTES)
-            })
-        })
-        .await?
+        blocking(move || planner(&export.entries, &mut |i| export.read_whole(i, cap))).await?
     };
     let albums = make_albums(&pool, user, &plan.albums).await?;
     let mut refused: Vec<Refusal> = unreadable
@@ -229,7 +225,9 @@ async fn make_memories(
         } else {
             out.existing += 1;
         }
-        for (position, media) in m.media.iter().filter_map(|k| ids.get(k)).enumerate() {
+        // Positions as the export gave them, even where a media file was not stored.
+        let linked = m.media.iter().enumerate();
+        for (position, media) in linked.filter_map(|(p, k)| ids.get(k).map(|id| (p, id))) {
             let position = i32::try_from(position).unwrap_or(i32::MAX);
             db::memories::add_media(&mut tx, user, id, *media, position).await?;
         }
@@ -253,7 +251,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// The export's format, from its entries' names.
 fn detect(export: &Export) -> Option<Format> {
     let any = |f: &dyn Fn(&str) -> bool| export.entries.iter().any(|e| f(&e.name));
-    if any(&|n| {
+    if any(&|n| n.rsplit('/').next() == Some(crate::export::MANIFEST)) {
+        Some(Format::Timeline)
+    } else if any(&|n| {
         n.contains(".supplemental-metadata")
             || n.split('/')
                 .any(|c| c == "Google Photos" || c == "Google Fotos")

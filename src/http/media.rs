@@ -204,17 +204,7 @@ async fn original(
         .await
         .map_err(crate::storage::Error::from)?
         .size;
-    let requested = headers
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| range::parse(v, size));
-    let (status, range) = match requested {
-        None | Some(range::Request::Ignored) => (StatusCode::OK, 0..size),
-        Some(range::Request::Unsatisfiable) => {
-            return Err(ApiError::RangeNotSatisfiable { size });
-        }
-        Some(range::Request::Bytes(r)) => (StatusCode::PARTIAL_CONTENT, r),
-    };
+    let (status, range) = range::plan(&headers, size)?;
     let body = if range.is_empty() {
         Body::empty()
     } else {
@@ -222,21 +212,7 @@ async fn original(
     };
     let mut resp = image_response(mime, body);
     *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(
-        header::CONTENT_LENGTH,
-        HeaderValue::from(range.end - range.start),
-    );
-    if status == StatusCode::PARTIAL_CONTENT
-        && let Ok(v) = HeaderValue::from_str(&format!(
-            "bytes {}-{}/{size}",
-            range.start,
-            range.end.saturating_sub(1)
-        ))
-    {
-        h.insert(header::CONTENT_RANGE, v);
-    }
+    range::set_headers(resp.headers_mut(), status, &range, size);
     Ok(resp)
 }
 

@@ -9,6 +9,7 @@ mod collections;
 pub mod docs;
 pub mod error;
 pub mod events;
+mod exports;
 mod jobs;
 mod media;
 mod part_headers;
@@ -97,6 +98,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(tus::exists_router())
         .merge(account::router())
         .merge(collections::router())
+        .merge(exports::router())
         .split_for_parts()
 }
 

@@ -51,6 +51,49 @@ pub fn parse(header: &str, size: u64) -> Request {
     }
 }
 
+/// The status and the byte range to answer a request with `headers` for an object of `size`
+/// bytes: 206 with the range asked for, 200 with the whole object, or 416.
+pub fn plan(
+    headers: &axum::http::HeaderMap,
+    size: u64,
+) -> Result<(axum::http::StatusCode, std::ops::Range<u64>), super::error::ApiError> {
+    use axum::http::StatusCode;
+    let requested = headers
+        .get(axum::http::header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| parse(v, size));
+    match requested {
+        None | Some(Request::Ignored) => Ok((StatusCode::OK, 0..size)),
+        Some(Request::Unsatisfiable) => Err(super::error::ApiError::RangeNotSatisfiable { size }),
+        Some(Request::Bytes(r)) => Ok((StatusCode::PARTIAL_CONTENT, r)),
+    }
+}
+
+/// The headers of a ranged answer: `Accept-Ranges`, `Content-Length`, and for a 206 its
+/// `Content-Range`.
+pub fn set_headers(
+    h: &mut axum::http::HeaderMap,
+    status: axum::http::StatusCode,
+    range: &std::ops::Range<u64>,
+    size: u64,
+) {
+    use axum::http::{HeaderValue, StatusCode, header};
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(range.end - range.start),
+    );
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(v) = HeaderValue::from_str(&format!(
+            "bytes {}-{}/{size}",
+            range.start,
+            range.end.saturating_sub(1)
+        ))
+    {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Request::*, parse};

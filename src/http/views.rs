@@ -289,6 +289,51 @@ pub struct ErasureAccepted {
     pub job: JobView,
 }
 
+/// An export (`GET /v1/exports/{id}`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ExportView {
+    pub id: Uuid,
+    /// `pending`, `running`, `completed`, `failed` or `expired`.
+    pub status: String,
+    /// The archive's size in bytes, once written.
+    pub size: Option<i64>,
+    /// When the archive is deleted.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Where to download it (with `Range`), once written.
+    pub download: Option<String>,
+    /// Media files written so far, of how many.
+    pub files_done: i32,
+    pub files_total: i32,
+    /// Why the last run stopped, or why it failed.
+    pub error: Option<String>,
+    /// The export's job (`GET /v1/jobs/{id}`).
+    pub job_id: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The export object.
+pub fn export(e: &crate::db::exports::ExportRow) -> ExportView {
+    ExportView {
+        id: e.id,
+        status: e.status.clone(),
+        size: e.size,
+        expires_at: e.expires_at,
+        download: (e.status == "completed").then(|| format!("/v1/exports/{}/archive", e.id)),
+        files_done: e.files_done,
+        files_total: e.files_total,
+        error: e.error_message.clone(),
+        job_id: e.job_id,
+        created_at: e.created_at,
+    }
+}
+
+/// `202` of `POST /v1/exports`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ExportAccepted {
+    pub export: ExportView,
+    pub job: JobView,
+}
+
 /// `202` of `POST /v1/media/{id}/retry`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RetryAccepted {

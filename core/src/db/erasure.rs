@@ -175,7 +175,7 @@ pub async fn counts(
 
 /// Locks the user row (a concurrent upload's insert waits on it, then fails) and says whether
 /// anything that owns stored objects is left: media files, open upload sessions, pending
-/// objects nobody writes. `None` when the user is gone already.
+/// objects nobody writes, export archives. `None` when the user is gone already.
 pub async fn lock_and_check(
     conn: &mut PgConnection,
     user: Uuid,
@@ -184,7 +184,9 @@ pub async fn lock_and_check(
         r#"SELECT (EXISTS (SELECT 1 FROM media_files WHERE user_id = u.id)
                 OR EXISTS (SELECT 1 FROM upload_sessions WHERE user_id = u.id AND state = 'open')
                 OR EXISTS (SELECT 1 FROM pending_objects
-                           WHERE user_id = u.id AND session_id IS NULL AND step IS NULL))
+                           WHERE user_id = u.id AND session_id IS NULL AND step IS NULL)
+                OR EXISTS (SELECT 1 FROM exports
+                           WHERE user_id = u.id AND status IN ('pending', 'running', 'completed')))
                 AS "left!"
            FROM users u WHERE u.id = $1 FOR UPDATE"#,
         user

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod catalog;
 pub mod collections;
 pub mod erasure;
+pub mod exports;
 pub mod jobs;
 pub mod maintenance;
 pub mod media;

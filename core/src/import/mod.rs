@@ -7,6 +7,7 @@ pub mod archive;
 pub mod facebook;
 pub mod icloud;
 pub mod takeout;
+pub mod timeline;
 
 /// An entry of an export (in a zip part or an extracted folder): its name inside the export,
 /// `/`-separated, and its size. The name is matched as a string, never used as a path.

@@ -63,13 +63,9 @@ async fn albums(app: &TestApp, token: &str) -> Vec<(String, i64)> {
     out
 }
 
-#[sqlx::test(migrations = false)]
-async fn a_facebook_export_lands_with_its_json_dates_places_albums_and_posts(pool: PgPool) {
-    let mut app = TestApp::start(pool.clone(), false).await;
-    app.start_worker(&[]);
-    let email = "facebook@example.org";
-    let (user, token) = app.user(email).await;
-    let dir = tempdir("facebook");
+/// A Facebook export of two photos in an album, one in a captioned post with a place and the
+/// taken date and position of its exif data, mojibake included, and a message's attachment.
+pub(crate) fn facebook_export(dir: &std::path::Path) -> std::path::PathBuf {
     let posts = "your_facebook_activity/posts";
     // Facebook's JSON as it writes it: UTF-8 bytes escaped one by one as Latin-1 (mojibake).
     let post_json = format!(
@@ -116,6 +112,17 @@ async fn a_facebook_export_lands_with_its_json_dates_places_albums_and_posts(poo
             ),
         ],
     );
+
+    part
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_facebook_export_lands_with_its_json_dates_places_albums_and_posts(pool: PgPool) {
+    let mut app = TestApp::start(pool.clone(), false).await;
+    app.start_worker(&[]);
+    let email = "facebook@example.org";
+    let (user, token) = app.user(email).await;
+    let part = facebook_export(&tempdir("facebook"));
 
     let out = import(&app, &[&part], email);
     assert!(out.contains("9.jpg: a message's attachment"), "{out}");

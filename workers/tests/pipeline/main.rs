@@ -14,6 +14,7 @@ mod db_errors;
 mod db_pool;
 mod db_restart;
 mod erasure;
+mod exports;
 mod fairness;
 mod hostile;
 mod http_hygiene;
