@@ -210,9 +210,10 @@ async fn make_memories(
             ),
             None => None,
         };
+        let description = m.description.as_deref().map(|d| cut(d, 50_000));
         let memory = db::memories::NewMemory {
             title: &cut(&m.title, 500),
-            description: m.description.as_deref(),
+            description: description.as_deref(),
             date,
             kind: m.kind,
             source: source_name(format),
@@ -236,9 +237,11 @@ async fn make_memories(
     Ok(out)
 }
 
-/// `s` cut to `n` characters (the schema's limits).
+/// `s` cut to `n` characters (the schema's limits), without NUL characters: an export's text
+/// may hold `\u0000`, which PostgreSQL's text and jsonb refuse (one would fail its whole
+/// transaction).
 fn cut(s: &str, n: usize) -> String {
-    s.chars().take(n).collect()
+    s.chars().filter(|c| *c != '\0').take(n).collect()
 }
 
 /// Runs blocking archive work off the async threads.
@@ -287,9 +290,8 @@ async fn make_albums(
     let mut tx = pool.begin().await?;
     for (name, description) in albums {
         // The schema's limits: names up to 200 characters, descriptions up to 5,000.
-        let name_cut: String = name.chars().take(200).collect();
-        let description: Option<String> =
-            description.as_ref().map(|d| d.chars().take(5000).collect());
+        let name_cut = cut(name, 200);
+        let description = description.as_deref().map(|d| cut(d, 5000));
         let id = db::collections::ensure(&mut tx, user, &name_cut, description.as_deref()).await?;
         ids.insert(name.clone(), id);
     }
@@ -404,9 +406,13 @@ impl Importer<'_> {
     }
 
     fn extra(&self, media: Uuid, p: &Planned) -> Extra {
+        let facts = p.facts.clone().map(|mut f| {
+            f.description = f.description.map(|d| cut(&d, 50_000));
+            f
+        });
         Extra {
             media,
-            facts: p.facts.clone(),
+            facts,
             collections: p
                 .albums
                 .iter()
@@ -490,7 +496,7 @@ impl Importer<'_> {
             self.storage,
             session,
             (self.user, self.limits),
-            p.filename.clone(),
+            cut(&p.filename, 1024),
             body,
         )
         .await

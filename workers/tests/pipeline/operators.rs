@@ -875,6 +875,9 @@ async fn the_openapi_document_lists_every_route_and_each_answers_as_described(po
         ("/v1/account", "delete"),
         ("/v1/collections", "get"),
         ("/v1/collections/{id}/media", "get"),
+        ("/v1/exports", "post"),
+        ("/v1/exports/{id}", "get"),
+        ("/v1/exports/{id}/archive", "get"),
     ];
     let mut listed: Vec<(String, String)> = doc["paths"]
         .as_object()
