@@ -202,8 +202,12 @@ fn kind(name: &str) -> Option<Kind> {
     }
 }
 
+/// A posts JSON's posts with their index, and the ones of another shape with their reason (one
+/// odd post is named; the others are imported).
+type Posts = (Vec<(usize, RawPost)>, Vec<(usize, String)>);
+
 /// The posts of a posts JSON: an array, or (older exports) an object holding one.
-fn posts(bytes: &[u8]) -> Result<Vec<RawPost>, String> {
+fn posts(bytes: &[u8]) -> Result<Posts, String> {
     let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
     let list = match v {
         Value::Array(a) => a,
@@ -216,9 +220,14 @@ fn posts(bytes: &[u8]) -> Result<Vec<RawPost>, String> {
             .ok_or("a posts JSON with no list of posts")?,
         _ => return Err("a posts JSON that is neither a list nor an object".into()),
     };
-    list.into_iter()
-        .map(|p| serde_json::from_value(p).map_err(|e| format!("a post of another shape: {e}")))
-        .collect()
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    for (n, p) in list.into_iter().enumerate() {
+        match serde_json::from_value(p) {
+            Ok(post) => good.push((n, post)),
+            Err(e) => bad.push((n, format!("a post of another shape: {e}"))),
+        }
+    }
+    Ok((good, bad))
 }
 
 /// Builds the plan as the JSON entries are read.
@@ -458,9 +467,14 @@ pub fn plan(entries: &[EntryMeta], mut read: impl FnMut(usize) -> Result<Vec<u8>
         };
         match k {
             Kind::Posts => match posts(&bytes) {
-                Ok(list) => {
-                    for (n, post) in list.iter().enumerate() {
-                        p.post(name, n, post);
+                Ok((list, odd)) => {
+                    for (n, post) in &list {
+                        p.post(name, *n, post);
+                    }
+                    for (n, why) in odd {
+                        p.plan
+                            .skipped
+                            .push(Skipped::new(&format!("{name} post {n}"), why));
                     }
                 }
                 Err(e) => p.plan.skipped.push(Skipped::new(name, e)),
@@ -681,6 +695,27 @@ mod tests {
         assert_eq!(p.skipped.len(), 3, "{:#?}", p.skipped);
         assert_eq!(p.without_sidecar, vec![format!("{ROOT}/media/x.jpg")]);
         assert_eq!(p.media.len(), 1);
+    }
+
+    #[test]
+    fn one_odd_post_is_named_and_the_others_kept() {
+        let names = [
+            &format!("{ROOT}/your_posts_1.json") as &str,
+            &format!("{ROOT}/media/x.jpg"),
+        ];
+        let posts = format!(
+            r#"[{{"timestamp": 1600000000, "data": [{{"post": "hi"}}],
+                 "attachments": [{{"data": [{{"media": {{"uri": "{ROOT}/media/x.jpg"}}}}]}}]}},
+                {{"data": "not a list"}}]"#
+        );
+        let p = plan_with(&names, &[("your_posts_1.json", &posts)]);
+        assert_eq!(p.memories.len(), 1, "{p:#?}");
+        assert_eq!(p.media.len(), 1, "{p:#?}");
+        assert_eq!(p.skipped.len(), 1, "{p:#?}");
+        assert!(
+            p.skipped[0].name.ends_with("your_posts_1.json post 1"),
+            "{p:#?}"
+        );
     }
 
     #[test]

@@ -39,8 +39,12 @@ fn yes(s: &str) -> bool {
     matches!(s.trim().to_ascii_lowercase().as_str(), "yes" | "true" | "1")
 }
 
-/// Reads a CSV's rows as maps of column → value; `Err` with a reason for another shape.
-fn rows(bytes: &[u8], needed: &str) -> Result<Vec<HashMap<String, String>>, String> {
+/// A CSV's rows as maps of column → value, and its unreadable rows (line, reason).
+type Rows = (Vec<HashMap<String, String>>, Vec<(u64, String)>);
+
+/// Reads a CSV's rows; `Err` with a reason for another shape. An unreadable row is named and
+/// the others read.
+fn rows(bytes: &[u8], needed: &str) -> Result<Rows, String> {
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
     let headers: Vec<String> = reader
         .headers()
@@ -49,22 +53,28 @@ fn rows(bytes: &[u8], needed: &str) -> Result<Vec<HashMap<String, String>>, Stri
         .map(|h| h.trim().trim_start_matches('\u{feff}').to_owned())
         .collect();
     if headers.iter().all(|h| h.is_empty()) {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     if !headers.iter().any(|h| h == needed) {
         return Err(format!("a CSV with no {needed} column"));
     }
-    reader
-        .records()
-        .map(|r| {
-            let r = r.map_err(|e| format!("an unreadable row: {e}"))?;
-            Ok(headers
-                .iter()
-                .cloned()
-                .zip(r.iter().map(str::to_owned))
-                .collect())
-        })
-        .collect()
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    for r in reader.records() {
+        match r {
+            Ok(r) => good.push(
+                headers
+                    .iter()
+                    .cloned()
+                    .zip(r.iter().map(str::to_owned))
+                    .collect(),
+            ),
+            Err(e) => {
+                let line = e.position().map_or(0, csv::Position::line);
+                bad.push((line, format!("an unreadable row: {e}")));
+            }
+        }
+    }
+    Ok((good, bad))
 }
 
 /// What a CSV entry is, by its name.
@@ -111,37 +121,43 @@ pub fn plan(entries: &[EntryMeta], mut read: impl FnMut(usize) -> Result<Vec<u8>
         let needed = "imgName";
         match read(i).and_then(|b| rows(&b, needed)) {
             Err(reason) => plan.skipped.push(Skipped::new(name, reason)),
-            Ok(list) => match kind {
-                Csv::Details => {
-                    for row in list {
-                        let get = |k: &str| row.get(k).map_or("", String::as_str);
-                        details.insert(
-                            get(needed).trim().to_owned(),
-                            Details {
-                                taken_at: parse_date(get("originalCreationDate")),
-                                favorite: yes(get("favorite")),
-                                hidden: yes(get("hidden")),
-                                deleted: yes(get("deleted")),
-                            },
-                        );
+            Ok((list, odd)) => {
+                for (line, why) in odd {
+                    plan.skipped
+                        .push(Skipped::new(&format!("{name} line {line}"), why));
+                }
+                match kind {
+                    Csv::Details => {
+                        for row in list {
+                            let get = |k: &str| row.get(k).map_or("", String::as_str);
+                            details.insert(
+                                get(needed).trim().to_owned(),
+                                Details {
+                                    taken_at: parse_date(get("originalCreationDate")),
+                                    favorite: yes(get("favorite")),
+                                    hidden: yes(get("hidden")),
+                                    deleted: yes(get("deleted")),
+                                },
+                            );
+                        }
+                    }
+                    Csv::Album(album) if list.is_empty() => {
+                        plan.skipped.push(Skipped::new(
+                            name,
+                            format!("album {album:?} lists no photos"),
+                        ));
+                    }
+                    Csv::Album(album) => {
+                        let names = list
+                            .iter()
+                            .filter_map(|r| r.get(needed))
+                            .map(|n| n.trim().to_owned())
+                            .filter(|n| !n.is_empty())
+                            .collect();
+                        albums.push((album.to_owned(), names));
                     }
                 }
-                Csv::Album(album) if list.is_empty() => {
-                    plan.skipped.push(Skipped::new(
-                        name,
-                        format!("album {album:?} lists no photos"),
-                    ));
-                }
-                Csv::Album(album) => {
-                    let names = list
-                        .iter()
-                        .filter_map(|r| r.get(needed))
-                        .map(|n| n.trim().to_owned())
-                        .filter(|n| !n.is_empty())
-                        .collect();
-                    albums.push((album.to_owned(), names));
-                }
-            },
+            }
         }
     }
     let mut planned: HashMap<usize, usize> = HashMap::new();
@@ -282,10 +298,22 @@ mod tests {
     #[test]
     fn csv_of_another_shape_is_named() {
         assert!(rows(b"a,b\n1,2\n", "imgName").is_err());
-        assert_eq!(rows(b"", "imgName"), Ok(Vec::new()));
+        assert_eq!(rows(b"", "imgName"), Ok((Vec::new(), Vec::new())));
         assert_eq!(
-            rows(b"\xef\xbb\xbfimgName\nA.JPG\n", "imgName").map(|r| r.len()),
+            rows(b"\xef\xbb\xbfimgName\nA.JPG\n", "imgName").map(|r| r.0.len()),
             Ok(1)
         );
+    }
+
+    #[test]
+    fn an_unreadable_row_is_named_and_the_others_read() {
+        let (good, bad) = rows(
+            b"imgName,favorite\nA.JPG,yes\n\xff\xfe,no\nB.JPG,no\n",
+            "imgName",
+        )
+        .expect("a CSV");
+        assert_eq!(good.len(), 2);
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert_eq!(bad[0].0, 3);
     }
 }

@@ -236,25 +236,38 @@ fn facts(s: &Sidecar) -> ImportFacts {
     }
 }
 
+/// The items of a JSON list entry, each with its name (`name[k]`); the entry, or an item, of
+/// another shape is named in the plan's skipped and left out.
+fn items<T: serde::de::DeserializeOwned>(
+    plan: &mut Plan,
+    name: &str,
+    bytes: Result<Vec<u8>, String>,
+) -> Vec<(String, T)> {
+    let list = match bytes.and_then(|b| parse::<Vec<serde_json::Value>>(&b)) {
+        Ok(l) => l,
+        Err(reason) => {
+            plan.skipped.push(Skipped::new(name, reason));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (k, item) in list.into_iter().enumerate() {
+        let at = format!("{name}[{k}]");
+        match serde_json::from_value(item) {
+            Ok(t) => out.push((at, t)),
+            Err(e) => plan.skipped.push(Skipped::new(&at, e.to_string())),
+        }
+    }
+    out
+}
+
 fn plan_collections(
     plan: &mut Plan,
     planned: &HashMap<String, usize>,
     name: &str,
     bytes: Result<Vec<u8>, String>,
 ) {
-    let list = match bytes.and_then(|b| parse::<Vec<serde_json::Value>>(&b)) {
-        Ok(l) => l,
-        Err(reason) => return plan.skipped.push(Skipped::new(name, reason)),
-    };
-    for (k, item) in list.into_iter().enumerate() {
-        let c: Collection = match serde_json::from_value(item) {
-            Ok(c) => c,
-            Err(e) => {
-                plan.skipped
-                    .push(Skipped::new(&format!("{name}[{k}]"), e.to_string()));
-                continue;
-            }
-        };
+    for (_, c) in items::<Collection>(plan, name, bytes) {
         for id in &c.media {
             if let Some(&i) = planned.get(id) {
                 plan.media[i].albums.push(c.name.clone());
@@ -270,19 +283,7 @@ fn plan_memories(
     name: &str,
     bytes: Result<Vec<u8>, String>,
 ) {
-    let list = match bytes.and_then(|b| parse::<Vec<serde_json::Value>>(&b)) {
-        Ok(l) => l,
-        Err(reason) => return plan.skipped.push(Skipped::new(name, reason)),
-    };
-    for (k, item) in list.into_iter().enumerate() {
-        let at = format!("{name}[{k}]");
-        let m: Memory = match serde_json::from_value(item) {
-            Ok(m) => m,
-            Err(e) => {
-                plan.skipped.push(Skipped::new(&at, e.to_string()));
-                continue;
-            }
-        };
+    for (at, m) in items::<Memory>(plan, name, bytes) {
         let Ok(date) = chrono::DateTime::parse_from_rfc3339(&m.date) else {
             plan.skipped.push(Skipped::new(
                 &at,
