@@ -77,6 +77,9 @@ pub enum Error {
 pub struct Declared {
     pub length: u64,
     pub filename: String,
+    /// An archive for `POST /v1/imports` (`Upload-Metadata: purpose import`): a zip, kept at
+    /// a key of its own, that does not become a media file.
+    pub archive: bool,
 }
 
 /// Where an upload stands after a request.
@@ -99,7 +102,7 @@ impl Status {
             offset: r.bytes_received,
             length: r.upload_length,
             expires_at: r.expires_at,
-            media_id: done.then_some(r.media_file_id),
+            media_id: (done && !r.archive).then_some(r.media_file_id),
             job_id: r.job_id,
         }
     }
@@ -118,6 +121,15 @@ pub struct Ctx<'a> {
 /// The staging object of a `file://` upload.
 fn staging_key(user: Uuid, id: Uuid) -> Path {
     Path::from(format!("uploads/{user}/{id}/data"))
+}
+
+/// Where an upload's bytes end up: the media file's original, or an archive's own key.
+fn object_key(user: Uuid, id: Uuid, media: Uuid, archive: bool) -> Path {
+    if archive {
+        Path::from(format!("imports/{user}/{id}.zip"))
+    } else {
+        Storage::key(user, media, Rendition::Original)
+    }
 }
 
 /// A tail object: the bytes of an S3 upload short of a whole part, ending at `offset`.
@@ -163,9 +175,10 @@ pub async fn create(ctx: Ctx<'_>, user: Uuid, declared: &Declared) -> Result<Sta
         filename: &declared.filename,
         part_size: part,
         ttl_secs: ctx.ttl.as_secs_f64(),
+        archive: declared.archive,
     };
     db::resumable::create(&mut tx, &new).await?;
-    let key = Storage::key(user, media, Rendition::Original);
+    let key = object_key(user, id, media, declared.archive);
     let mut keys = vec![key.to_string()];
     if !ctx.storage.is_multipart() {
         keys.push(staging_key(user, id).to_string());
@@ -685,17 +698,22 @@ impl<'a> Writer<'a> {
         let complete = self.row.head.len() >= SNIFF_LEN
             || i64::try_from(self.row.head.len()).ok() == Some(self.row.upload_length);
         if complete {
-            let format = decide(&self.row.head, &self.row.filename, self.ctx.limits)?;
-            self.row.mime_type = Some(format.mime().to_owned());
+            let mime = if self.row.archive {
+                decide_archive(&self.row.head, &self.row.filename)?
+            } else {
+                decide(&self.row.head, &self.row.filename, self.ctx.limits)?.mime()
+            };
+            self.row.mime_type = Some(mime.to_owned());
         }
         Ok(())
     }
 
     fn media_key(&self) -> Path {
-        Storage::key(
+        object_key(
             self.row.user_id,
+            self.row.id,
             self.row.media_file_id,
-            Rendition::Original,
+            self.row.archive,
         )
     }
 
@@ -797,10 +815,59 @@ fn decide(head: &[u8], filename: &str, limits: &UploadLimits) -> Result<MediaFor
     Ok(format)
 }
 
+/// An archive for an import must be a zip (a local file header first).
+fn decide_archive(head: &[u8], filename: &str) -> Result<&'static str, Error> {
+    if head.starts_with(b"PK\x03\x04") {
+        Ok("application/zip")
+    } else {
+        Err(Error::Unsupported(format!(
+            "{filename:?} is not a zip archive; an import reads the zips a service exports"
+        )))
+    }
+}
+
+/// All bytes of an archive are stored and recorded: puts the object in place and ends the
+/// upload. The object stays named by the (completed) session until the upload expires, for
+/// `POST /v1/imports` to read; its tails and staging file are cleaned now.
+async fn complete_archive(ctx: Ctx<'_>, r: &Resumable, owner: Uuid) -> Result<Status, Error> {
+    let key = object_key(r.user_id, r.id, r.media_file_id, true);
+    let length = u64::try_from(r.upload_length).unwrap_or(0);
+    place(ctx, r, &key, length).await?;
+    decide_archive(&r.head, &r.filename)?;
+    let mut tx = ctx.pool.begin().await?;
+    if !db::resumable::hold(&mut tx, r.id, owner).await? {
+        return Err(Error::Interrupted(
+            "the upload was taken over or removed".into(),
+        ));
+    }
+    let left = db::resumable::complete(&mut tx, r.id, None, Some(key.as_ref()))
+        .await?
+        .ok_or_else(|| Error::Interrupted("the upload was removed".into()))?;
+    db::objects::clear_multipart(&mut tx, key.as_ref()).await?;
+    tx.commit().await?;
+    tracing::info!(size_bytes = r.upload_length, "archive upload completed");
+    for k in left {
+        if let Err(e) = crate::inflight::clean(ctx.pool, ctx.storage, &k).await {
+            tracing::debug!(error = %e, "upload leftovers left for the reconciler");
+        }
+    }
+    Ok(Status {
+        id: r.id,
+        offset: r.upload_length,
+        length: r.upload_length,
+        expires_at: r.expires_at,
+        media_id: None,
+        job_id: None,
+    })
+}
+
 /// All bytes are stored and recorded: puts the object in place and records the media file,
 /// its job and its first task in one transaction, exactly as `POST /v1/media` does.
 /// Idempotent: a rerun after a failure finds the object already in place.
 async fn complete(ctx: Ctx<'_>, r: &Resumable, owner: Uuid) -> Result<Status, Error> {
+    if r.archive {
+        return complete_archive(ctx, r, owner).await;
+    }
     let key = Storage::key(r.user_id, r.media_file_id, Rendition::Original);
     let length = u64::try_from(r.upload_length).unwrap_or(0);
     place(ctx, r, &key, length).await?;
@@ -825,7 +892,7 @@ async fn complete(ctx: Ctx<'_>, r: &Resumable, owner: Uuid) -> Result<Status, Er
     let job =
         crate::ingest::submit(&mut tx, r.user_id, &media, crate::jobs::Lane::Interactive).await?;
     db::objects::settle(&mut tx, &[key.to_string()]).await?;
-    let left = db::resumable::complete(&mut tx, r.id, job.id)
+    let left = db::resumable::complete(&mut tx, r.id, Some(job.id), None)
         .await?
         .ok_or_else(|| Error::Interrupted("the upload was removed".into()))?;
     tx.commit().await?;

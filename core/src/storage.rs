@@ -283,6 +283,11 @@ impl Storage {
         ))
     }
 
+    /// Reads the byte range `range` of an object whole (a small range: an archive's block).
+    pub async fn get_range(&self, key: &Path, range: std::ops::Range<u64>) -> Result<Bytes, Error> {
+        Ok(self.store.get_range(key, range).await?)
+    }
+
     /// Reads at most `limit` bytes of an object; `Ok(None)` when it is larger (the caller
     /// refuses it rather than holding an unbounded original in memory).
     pub async fn get_bounded(&self, key: &Path, limit: u64) -> Result<Option<Bytes>, Error> {

@@ -21,7 +21,8 @@ use super::Error;
 use super::ingest::{Body, Extra, JobKind, Refusal, Stored, check_size, record_chunk, store_body};
 use crate::config::{DatabaseConfig, StorageConfig, UploadLimits};
 use crate::db;
-use crate::import::archive::Export;
+use crate::import::archive::{Export, ReadAt};
+use crate::import::ranged::StoreObject;
 use crate::import::{
     EntryMeta, Plan, Planned, PlannedMemory, Skipped, facebook, icloud, takeout, timeline,
 };
@@ -81,24 +82,8 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: ImportArgs) -> Result<(), Er
     let paths = args.paths.clone();
     let (export, unreadable) = blocking(move || Export::open(&paths)).await?;
     let export = Arc::new(export);
-    let format = match args.format {
-        Format::Auto => detect(&export).ok_or_else(|| {
-            Error::Invalid(
-                "cannot tell the export's format from its entries; name it with --from".into(),
-            )
-        })?,
-        f => f,
-    };
-    let (planner, cap): (Planner, u64) = match format {
-        Format::Takeout => (|e, read| takeout::plan(e, read), MAX_JSON_BYTES),
-        Format::Facebook => (|e, read| facebook::plan(e, read), MAX_INDEX_BYTES),
-        Format::Icloud => (|e, read| icloud::plan(e, read), MAX_INDEX_BYTES),
-        Format::Timeline | Format::Auto => (|e, read| timeline::plan(e, read), MAX_INDEX_BYTES),
-    };
-    let plan = {
-        let export = export.clone();
-        blocking(move || planner(&export.entries, &mut |i| export.read_whole(i, cap))).await?
-    };
+    let format = resolve(&export, args.format)?;
+    let plan = plan_of(&export, format).await?;
     let albums = make_albums(&pool, user, &plan.albums).await?;
     let mut refused: Vec<Refusal> = unreadable
         .into_iter()
@@ -115,6 +100,7 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: ImportArgs) -> Result<(), Er
         export: &export,
         albums: &albums,
         from: source_name(format),
+        job: None,
     };
     let producer = importer.submit_all(&plan.media, job_tx, &refused_count);
     let waiter = super::ingest::wait(
@@ -143,6 +129,100 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: ImportArgs) -> Result<(), Er
         ))?;
     }
     Ok(())
+}
+
+/// The format named, or told from the entries (`auto`).
+fn resolve(export: &Export, format: Format) -> Result<Format, Error> {
+    match format {
+        Format::Auto => detect(export).ok_or_else(|| {
+            Error::Invalid(
+                "cannot tell the export's format from its entries; name it with --from".into(),
+            )
+        }),
+        f => Ok(f),
+    }
+}
+
+/// The format's plan of the export (its small JSON and CSV entries read, capped).
+async fn plan_of(export: &Arc<Export>, format: Format) -> Result<Plan, Error> {
+    let (planner, cap): (Planner, u64) = match format {
+        Format::Takeout => (|e, read| takeout::plan(e, read), MAX_JSON_BYTES),
+        Format::Facebook => (|e, read| facebook::plan(e, read), MAX_INDEX_BYTES),
+        Format::Icloud => (|e, read| icloud::plan(e, read), MAX_INDEX_BYTES),
+        Format::Timeline | Format::Auto => (|e, read| timeline::plan(e, read), MAX_INDEX_BYTES),
+    };
+    let export = export.clone();
+    blocking(move || planner(&export.entries, &mut |i| export.read_whole(i, cap))).await
+}
+
+/// An import of `POST /v1/imports`: archives uploaded into the store (`keys`), read in place by
+/// ranged reads, on the open job `job` that the request made. The entries left out, with their
+/// reasons, go into the job's output (`skipped`), then the job is sealed: it completes once its
+/// files have. Running it again (a resumed job) stores nothing twice.
+pub(crate) async fn run_job(
+    pool: &sqlx::PgPool,
+    storage: &Storage,
+    limits: &UploadLimits,
+    (user, job): (Uuid, Uuid),
+    keys: &[String],
+    format: Format,
+) -> Result<(), Error> {
+    let rt = tokio::runtime::Handle::current();
+    let mut sources: Vec<(String, Arc<dyn ReadAt>, u64)> = Vec::new();
+    for (n, key) in keys.iter().enumerate() {
+        let path = object_store::path::Path::from(key.as_str());
+        let shown = format!("archive {}", n + 1);
+        let Some(len) = storage.size_of(&path).await.map_err(storage_error)? else {
+            return Err(Error::Invalid(format!("{shown} is no longer in the store")));
+        };
+        let object = StoreObject::new(storage.clone(), path, len, rt.clone());
+        sources.push((shown, object, len));
+    }
+    let (export, unreadable) = blocking(move || Export::open_sources(sources)).await?;
+    let export = Arc::new(export);
+    let format = resolve(&export, format)?;
+    let plan = plan_of(&export, format).await?;
+    let albums = make_albums(pool, user, &plan.albums).await?;
+    let mut refused: Vec<Refusal> = unreadable
+        .into_iter()
+        .chain(plan.skipped.iter().cloned())
+        .map(|s: Skipped| (s.name, s.reason))
+        .collect();
+    let refused_count = AtomicUsize::new(refused.len());
+    let (job_tx, _) = tokio::sync::mpsc::unbounded_channel();
+    let importer = Importer {
+        pool,
+        storage,
+        user,
+        limits,
+        export: &export,
+        albums: &albums,
+        from: source_name(format),
+        job: Some(job),
+    };
+    let (mut more, ids) = importer
+        .submit_all(&plan.media, job_tx, &refused_count)
+        .await?;
+    refused.append(&mut more);
+    let memories = make_memories(pool, user, format, &plan.memories, &ids).await?;
+    refused.extend(memories.refused);
+    let summary = serde_json::json!({
+        "from": source_name(format),
+        "skipped": refused.iter().map(|(name, reason)| serde_json::json!({"name": name, "reason": reason}))
+            .collect::<Vec<_>>(),
+        "without_sidecar": plan.without_sidecar,
+        "memories_made": memories.made,
+        "memories_existing": memories.existing,
+    });
+    let mut tx = pool.begin().await?;
+    db::jobs::record_import(&mut tx, job, &summary).await?;
+    db::jobs::seal(&mut tx, job).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+fn storage_error(e: crate::storage::Error) -> Error {
+    Error::Invalid(e.reason())
 }
 
 /// Reads an entry's bytes (capped) for a planner.
@@ -316,6 +396,9 @@ struct Importer<'a> {
     albums: &'a HashMap<String, Uuid>,
     /// The service's name, in the job's input.
     from: &'static str,
+    /// The job the files go on, made by the caller and sealed by it (`POST /v1/imports`);
+    /// `None`: made with the first chunk, and sealed at the end (`timeline import`).
+    job: Option<Uuid>,
 }
 
 impl Importer<'_> {
@@ -331,7 +414,7 @@ impl Importer<'_> {
         let mut refused = Vec::new();
         let mut ids = HashMap::new();
         let mut base = 0usize;
-        let mut job: Option<Uuid> = None;
+        let mut job: Option<Uuid> = self.job;
         let mut position = 0usize;
         let kind = JobKind {
             job_type: JobType::Import,
@@ -345,8 +428,13 @@ impl Importer<'_> {
         {
             let session = UploadSession::open(self.pool, self.user, Protocol::Ingest).await?;
             let session_ref = &session;
-            let stored: Vec<(Stored, &Planned)> = futures::stream::iter(chunk)
-                .map(|p| async move { (self.store(session_ref, p).await, p) })
+            // By index, not by reference: a closure over `&Planned` is not general enough for
+            // the future to be `Send` (the API runs an import on a spawned task).
+            let stored: Vec<(Stored, &Planned)> = futures::stream::iter(0..chunk.len())
+                .map(|k| {
+                    let p = &chunk[k];
+                    async move { (self.store(session_ref, p).await, p) }
+                })
                 .buffered(super::ingest::STORE_CONCURRENCY)
                 .collect()
                 .await;
@@ -398,9 +486,10 @@ impl Importer<'_> {
             }
             position += media.len();
         }
-        if let Some(id) = job {
-            let mut conn = self.pool.acquire().await?;
-            db::jobs::seal(&mut conn, id).await?;
+        if let (None, Some(id)) = (self.job, job) {
+            let mut tx = self.pool.begin().await?;
+            db::jobs::seal(&mut tx, id).await?;
+            tx.commit().await?;
         }
         Ok((refused, ids))
     }
@@ -430,13 +519,14 @@ impl Importer<'_> {
         extras: Vec<Extra>,
     ) -> Result<KnownSplit, Error> {
         let hashes: Vec<String> = media.iter().filter_map(|m| m.sha256.clone()).collect();
-        let mut conn = self.pool.acquire().await?;
-        let known: HashMap<String, Uuid> =
-            db::media::existing_hashes(&mut conn, self.user, &hashes)
-                .await?
-                .into_iter()
-                .collect();
-        drop(conn);
+        // In a transaction: behind a transaction pooler a statement outside one may reach a
+        // server connection that never prepared it.
+        let mut tx = self.pool.begin().await?;
+        let known: HashMap<String, Uuid> = db::media::existing_hashes(&mut tx, self.user, &hashes)
+            .await?
+            .into_iter()
+            .collect();
+        tx.commit().await?;
         if known.is_empty() {
             return Ok((media, extras, HashMap::new()));
         }

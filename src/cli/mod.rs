@@ -1,7 +1,7 @@
 //! The `timeline` command line: one binary, one subcommand per operator task (as in the
 //! Procfile: `release` runs `migrate`, `web` runs `serve`).
 
-mod import;
+pub(crate) mod import;
 mod ingest;
 mod report;
 mod users;
@@ -149,6 +149,7 @@ pub async fn run() -> Result<(), Error> {
                     uploads: cfg.user_caps.max_user_uploads.max(1),
                     streams: cfg.user_caps.max_user_streams.max(1),
                 });
+            tokio::spawn(crate::http::imports::resume_stalled(state.clone()));
             crate::http::serve(
                 state,
                 &cfg.addr,

@@ -10,6 +10,7 @@ pub mod docs;
 pub mod error;
 pub mod events;
 mod exports;
+pub mod imports;
 mod jobs;
 mod media;
 mod part_headers;
@@ -99,6 +100,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(account::router())
         .merge(collections::router())
         .merge(exports::router())
+        .merge(imports::router())
         .split_for_parts()
 }
 

@@ -101,10 +101,12 @@ fn parse_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
         .transpose()
 }
 
-/// `Upload-Metadata`: comma-separated `key base64value` pairs; the filename is kept for display
-/// only (sanitized like any upload's).
-fn filename_of(headers: &HeaderMap) -> Result<String, ApiError> {
+/// `Upload-Metadata`: comma-separated `key base64value` pairs. The filename is kept for display
+/// only (sanitized like any upload's); `purpose import` makes the upload an archive for
+/// `POST /v1/imports`.
+fn metadata_of(headers: &HeaderMap) -> Result<(String, bool), ApiError> {
     let mut name = None;
+    let mut archive = false;
     for pair in header_str(headers, "upload-metadata")
         .unwrap_or("")
         .split(',')
@@ -119,9 +121,24 @@ fn filename_of(headers: &HeaderMap) -> Result<String, ApiError> {
                     ApiError::BadRequest("Upload-Metadata: filename is not base64".into())
                 })?;
             name = Some(String::from_utf8_lossy(&raw).into_owned());
+        } else if key == "purpose" {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(value.trim())
+                .map_err(|_| {
+                    ApiError::BadRequest("Upload-Metadata: purpose is not base64".into())
+                })?;
+            archive = match raw.as_slice() {
+                b"import" => true,
+                b"media" => false,
+                _ => {
+                    return Err(ApiError::BadRequest(
+                        "Upload-Metadata: purpose is `media` (the default) or `import`".into(),
+                    ));
+                }
+            };
         }
     }
-    Ok(super::upload::display_name(name.as_deref()))
+    Ok((super::upload::display_name(name.as_deref()), archive))
 }
 
 /// `Upload-Checksum: sha256 <base64>`.
@@ -219,9 +236,11 @@ async fn create(
     }
     let length = parse_u64(&headers, "upload-length")?
         .ok_or_else(|| ApiError::BadRequest("Upload-Length is required".into()))?;
+    let (filename, archive) = metadata_of(&headers)?;
     let declared = Declared {
         length,
-        filename: filename_of(&headers)?,
+        filename,
+        archive,
     };
     let checksum = checksum_of(&headers)?;
     let with_upload = header_str(&headers, "content-type") == Some(OFFSET_OCTET_STREAM)

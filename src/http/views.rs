@@ -327,6 +327,12 @@ pub fn export(e: &crate::db::exports::ExportRow) -> ExportView {
     }
 }
 
+/// `202` of `POST /v1/imports`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ImportAccepted {
+    pub job: JobView,
+}
+
 /// `202` of `POST /v1/exports`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ExportAccepted {

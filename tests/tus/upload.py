@@ -1,7 +1,9 @@
 """Uploads one file with tuspy (the Python tus client), in chunks, each with a SHA-256
 Upload-Checksum, retrying through cut connections and restarted servers.
 
-    python upload.py ENDPOINT TOKEN FILE CHUNK_BYTES
+    python upload.py ENDPOINT TOKEN FILE CHUNK_BYTES [PURPOSE]
+
+PURPOSE `import` uploads an archive for POST /v1/imports.
 
 Prints one JSON line: {"url"}; exits non-zero on failure."""
 
@@ -21,12 +23,15 @@ class Sha256Uploader(Uploader):
 
 def main() -> None:
     endpoint, token, path, chunk = sys.argv[1:5]
+    metadata = {"filename": os.path.basename(path)}
+    if len(sys.argv) > 5:
+        metadata["purpose"] = sys.argv[5]
     c = client.TusClient(endpoint, headers={"Authorization": f"Bearer {token}"})
     up = Sha256Uploader(
         file_path=path,
         client=c,
         chunk_size=int(chunk),
-        metadata={"filename": os.path.basename(path)},
+        metadata=metadata,
         upload_checksum=True,
         retries=80,
         retry_delay=1,

@@ -115,10 +115,13 @@ pub async fn seal(conn: &mut PgConnection, job_id: Uuid) -> Result<(), sqlx::Err
 }
 
 /// Seals open jobs nobody has added to for `idle_secs` (their importer died): returns how many.
+/// Not an import of the API (its input names the archives in the store): a web process runs
+/// that one again instead (see [`claim_stalled_api_imports`]).
 pub async fn seal_abandoned(conn: &mut PgConnection, idle_secs: f64) -> Result<u64, sqlx::Error> {
     let ids = sqlx::query_scalar!(
         "SELECT id FROM data_processing_jobs
          WHERE NOT sealed AND status IN ('pending', 'running')
+           AND NOT (job_type = 'import' AND input_data ? 'keys')
            AND updated_at < now() - make_interval(secs => $1)",
         idle_secs
     )
@@ -128,6 +131,80 @@ pub async fn seal_abandoned(conn: &mut PgConnection, idle_secs: f64) -> Result<u
         seal(conn, *id).await?;
     }
     Ok(ids.len() as u64)
+}
+
+/// Adds an import's summary (what it left out and why, its memories) to the job's output.
+pub async fn record_import(
+    conn: &mut PgConnection,
+    job_id: Uuid,
+    summary: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE data_processing_jobs SET output_data = output_data || $2 WHERE id = $1",
+        job_id,
+        summary
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends an open job as failed with `reason` (an import whose archives cannot be read at all).
+pub async fn fail_open(
+    conn: &mut PgConnection,
+    job_id: Uuid,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE data_processing_jobs
+         SET sealed = true, status = 'failed', error_message = $2, completed_at = now(),
+             started_at = coalesce(started_at, now())
+         WHERE id = $1 AND NOT sealed AND status IN ('pending', 'running')",
+        job_id,
+        reason
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks an open job alive (its importer's heartbeat) and running.
+pub async fn touch_open(conn: &mut PgConnection, job_id: Uuid) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE data_processing_jobs
+         SET updated_at = now(), status = 'running', started_at = coalesce(started_at, now())
+         WHERE id = $1 AND NOT sealed AND status IN ('pending', 'running')",
+        job_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Imports of the API whose importer stopped (silent for `stale_secs`): claimed for a new run
+/// by marking them alive, so that one web process takes each. Returns (job, user, input).
+pub async fn claim_stalled_api_imports(
+    conn: &mut PgConnection,
+    stale_secs: f64,
+    limit: i64,
+) -> Result<Vec<(Uuid, Uuid, serde_json::Value)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "UPDATE data_processing_jobs SET updated_at = now()
+         WHERE id IN (SELECT id FROM data_processing_jobs
+                      WHERE job_type = 'import' AND input_data ? 'keys' AND NOT sealed
+                        AND status IN ('pending', 'running')
+                        AND updated_at < now() - make_interval(secs => $1)
+                      ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+         RETURNING id, user_id, input_data",
+        stale_secs,
+        limit
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.id, r.user_id, r.input_data))
+        .collect())
 }
 
 /// Counts the ended files of running sealed jobs nobody has moved for `idle_secs` that were
@@ -230,7 +307,7 @@ pub async fn file_ended_as(
                started_at = coalesce(j.started_at, now()),
                completed_at = CASE WHEN j.sealed AND j.completed_count + m.dc + j.failed_count + m.df
                                   + j.duplicate_count + m.dd >= j.total_count THEN now() END,
-               output_data = jsonb_build_object('completed', j.completed_count + m.dc,
+               output_data = j.output_data || jsonb_build_object('completed', j.completed_count + m.dc,
                    'failed', j.failed_count + m.df, 'duplicate', j.duplicate_count + m.dd,
                    'total', j.total_count)
            FROM moved m WHERE j.id = m.job_id AND j.status IN ('pending', 'running')"#,

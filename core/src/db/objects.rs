@@ -277,6 +277,18 @@ pub async fn set_multipart(
     Ok(())
 }
 
+/// Forgets the multipart upload of `key` once it is completed (the object is whole: cleaning it
+/// later deletes it, there is no upload left to abort).
+pub async fn clear_multipart(conn: &mut PgConnection, key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE pending_objects SET multipart_id = NULL WHERE object_key = $1",
+        key
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Whether the row of `media` (the file in the key, see `Storage::media_of`) names `key` as a
 /// stored object of its own (a duplicate's original is dropped once it is marked, so its path
 /// does not count).

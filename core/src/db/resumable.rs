@@ -26,6 +26,8 @@ pub struct Resumable {
     pub parts: Vec<String>,
     pub tail_key: Option<String>,
     pub job_id: Option<Uuid>,
+    /// An archive for `POST /v1/imports` (it does not become a media file).
+    pub archive: bool,
 }
 
 /// What a new resumable upload starts with.
@@ -38,6 +40,7 @@ pub struct NewResumable<'a> {
     pub filename: &'a str,
     pub part_size: i64,
     pub ttl_secs: f64,
+    pub archive: bool,
 }
 
 /// Durable progress: everything up to `bytes_received` is stored and hashed.
@@ -70,6 +73,7 @@ struct Row {
     parts: serde_json::Value,
     tail_key: Option<String>,
     job_id: Option<Uuid>,
+    purpose: String,
 }
 
 impl Row {
@@ -91,6 +95,7 @@ impl Row {
             parts: serde_json::from_value(self.parts).ok()?,
             tail_key: self.tail_key,
             job_id: self.job_id,
+            archive: self.purpose == "archive",
         })
     }
 }
@@ -99,15 +104,17 @@ impl Row {
 pub async fn create(conn: &mut PgConnection, new: &NewResumable<'_>) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "INSERT INTO upload_sessions (id, user_id, protocol, upload_length, media_file_id,
-                                      filename, part_size, expires_at)
-         VALUES ($1, $2, 'tus', $3, $4, $5, $6, now() + make_interval(secs => $7))",
+                                      filename, part_size, expires_at, purpose)
+         VALUES ($1, $2, 'tus', $3, $4, $5, $6, now() + make_interval(secs => $7),
+                 CASE WHEN $8 THEN 'archive' ELSE 'media' END)",
         new.id,
         new.user_id,
         new.upload_length,
         new.media_file_id,
         new.filename,
         new.part_size,
-        new.ttl_secs
+        new.ttl_secs,
+        new.archive
     )
     .execute(conn)
     .await?;
@@ -124,7 +131,7 @@ pub async fn get(
         Row,
         "SELECT id, user_id, state, bytes_received, upload_length, expires_at, media_file_id,
                 filename, head, mime_type, hash_state, part_size, multipart_id, parts, tail_key,
-                job_id
+                job_id, purpose
          FROM upload_sessions
          WHERE id = $1 AND user_id = $2 AND protocol = 'tus' AND expires_at > now()",
         id,
@@ -152,7 +159,7 @@ pub async fn lease(
            AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $3)
          RETURNING id, user_id, state, bytes_received, upload_length, expires_at, media_file_id,
                    filename, head, mime_type, hash_state, part_size, multipart_id, parts,
-                   tail_key, job_id",
+                   tail_key, job_id, purpose",
         id,
         user_id,
         owner,
@@ -233,7 +240,8 @@ pub async fn advance(
 pub async fn complete(
     conn: &mut PgConnection,
     id: Uuid,
-    job_id: Uuid,
+    job_id: Option<Uuid>,
+    keep: Option<&str>,
 ) -> Result<Option<Vec<String>>, sqlx::Error> {
     let done = sqlx::query!(
         "UPDATE upload_sessions
@@ -249,12 +257,36 @@ pub async fn complete(
         return Ok(None);
     }
     let left = sqlx::query_scalar!(
-        "UPDATE pending_objects SET session_id = NULL WHERE session_id = $1 RETURNING object_key",
-        id
+        "UPDATE pending_objects SET session_id = NULL
+         WHERE session_id = $1 AND object_key IS DISTINCT FROM $2 RETURNING object_key",
+        id,
+        keep
     )
     .fetch_all(conn)
     .await?;
     Ok(Some(left))
+}
+
+/// Of `ids`, the user's completed archive uploads (unexpired), with their object keys.
+pub async fn archives(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, String, String)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT s.id, s.state, p.object_key FROM upload_sessions s
+         JOIN pending_objects p ON p.session_id = s.id AND p.object_key LIKE 'imports/%'
+         WHERE s.id = ANY($1) AND s.user_id = $2 AND s.protocol = 'tus' AND s.purpose = 'archive'
+           AND s.expires_at > now()",
+        ids,
+        user_id
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.id, r.state, r.object_key))
+        .collect())
 }
 
 /// The keys an upload's session names (before it is aborted).

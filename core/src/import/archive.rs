@@ -14,11 +14,22 @@ use super::{EntryMeta, Skipped};
 /// video barely compress; a sidecar JSON a few times).
 const MAX_RATIO: u64 = 200;
 
+/// Bytes read at positions: a local file, or an object in the store (ranged reads).
+pub trait ReadAt: std::fmt::Debug + Send + Sync {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<usize>;
+}
+
+impl ReadAt for File {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
+        FileExt::read_at(self, buf, pos)
+    }
+}
+
 /// A file read at positions, cheap to clone: every entry of a part reads the one open file
 /// (the zip crate's parsed central directory is shared between clones of the archive).
 #[derive(Debug, Clone)]
 struct SharedFile {
-    file: Arc<File>,
+    file: Arc<dyn ReadAt>,
     pos: u64,
     len: u64,
 }
@@ -73,6 +84,25 @@ pub struct Export {
 pub type ReadError = String;
 
 impl Export {
+    /// Opens zips read at positions (`sources`: a name to show, the reader, its length), such
+    /// as objects in the store read by ranges: the central directory first, then each entry
+    /// as it is read, never the archive whole. Unreadable ones are named, as by [`Export::open`].
+    pub fn open_sources(sources: Vec<(String, Arc<dyn ReadAt>, u64)>) -> (Self, Vec<Skipped>) {
+        let mut export = Self::default();
+        let mut skipped = Vec::new();
+        for (shown, file, len) in sources {
+            let shared = SharedFile { file, pos: 0, len };
+            match zip_of(shared) {
+                Ok(archive) => export.add_zip(archive, &mut skipped),
+                Err((Some(file), e)) => export.add_damaged(&shown, file, &e, &mut skipped),
+                Err((None, e)) => {
+                    skipped.push(Skipped::new(&shown, format!("unreadable zip: {e}")));
+                }
+            }
+        }
+        (export, skipped)
+    }
+
     /// Opens `paths` (zip files and folders). An unreadable zip is named in the returned list
     /// and the rest goes on; so is an entry that is a zip bomb.
     pub fn open(paths: &[PathBuf]) -> (Self, Vec<Skipped>) {
@@ -271,11 +301,17 @@ fn bomb(name: &str, size: u64, packed: u64) -> Option<Skipped> {
 fn open_zip(path: &Path) -> Result<zip::ZipArchive<SharedFile>, (Option<SharedFile>, String)> {
     let file = File::open(path).map_err(|e| (None, e.to_string()))?;
     let len = file.metadata().map_err(|e| (None, e.to_string()))?.len();
-    let mut shared = SharedFile {
+    zip_of(SharedFile {
         file: Arc::new(file),
         pos: 0,
         len,
-    };
+    })
+}
+
+/// [`open_zip`] of a reader.
+fn zip_of(
+    mut shared: SharedFile,
+) -> Result<zip::ZipArchive<SharedFile>, (Option<SharedFile>, String)> {
     zip::ZipArchive::new(shared.clone()).map_err(|e| {
         let mut magic = [0u8; 4];
         let local = shared.read_exact(&mut magic).is_ok() && magic == *b"PK\x03\x04";

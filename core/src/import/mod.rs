@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod facebook;
 pub mod icloud;
+pub mod ranged;
 pub mod takeout;
 pub mod timeline;
 

@@ -19,6 +19,7 @@ mod fairness;
 mod hostile;
 mod http_hygiene;
 mod imports;
+mod imports_api;
 mod imports_services;
 mod inflight;
 mod ingest;

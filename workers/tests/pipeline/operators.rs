@@ -878,6 +878,7 @@ async fn the_openapi_document_lists_every_route_and_each_answers_as_described(po
         ("/v1/exports", "post"),
         ("/v1/exports/{id}", "get"),
         ("/v1/exports/{id}/archive", "get"),
+        ("/v1/imports", "post"),
     ];
     let mut listed: Vec<(String, String)> = doc["paths"]
         .as_object()

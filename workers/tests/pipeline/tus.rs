@@ -51,6 +51,11 @@ fn tus_js(endpoint: &str, token: &str, file: &Path) -> Child {
 
 /// `python tests/tus/upload.py …` (tuspy, in the venv `scripts/setup.sh --tests` makes).
 fn tuspy(endpoint: &str, token: &str, file: &Path) -> Child {
+    tuspy_with(endpoint, token, file, &[])
+}
+
+/// [`tuspy`] with more arguments (`import`: an archive for `POST /v1/imports`).
+pub(crate) fn tuspy_with(endpoint: &str, token: &str, file: &Path, more: &[&str]) -> Child {
     let target =
         std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root().join("target"), PathBuf::from);
     let python = target.join("tus-venv/bin/python");
@@ -63,6 +68,7 @@ fn tuspy(endpoint: &str, token: &str, file: &Path) -> Child {
         .args([endpoint, token])
         .arg(file)
         .arg(CHUNK)
+        .args(more)
         .stdout(Stdio::piped())
         .spawn()
         .expect("python")
@@ -97,7 +103,7 @@ fn kill_9(child: &mut Child) {
 }
 
 /// The client's one JSON line, once it has finished.
-fn finished(client: Child) -> Value {
+pub(crate) fn finished(client: Child) -> Value {
     let out = client.wait_with_output().expect("client");
     assert!(out.status.success(), "the tus client failed");
     serde_json::from_slice(&out.stdout).expect("json")

@@ -1,0 +1,73 @@
+//! An object in the store read at positions, so that an uploaded archive is read where it is
+//! (`POST /v1/imports`): the zip crate reads its central directory first, then each entry, by
+//! ranged GETs. A read-ahead block turns the reader's many small reads (headers, a few bytes
+//! each) into few requests; an entry's bytes are read in blocks of at least that size. Blocking:
+//! call from a blocking thread.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use object_store::path::Path;
+
+use super::archive::ReadAt;
+use crate::storage::Storage;
+
+/// The least a ranged read asks for.
+const BLOCK: u64 = 1 << 20;
+
+/// An object read by ranges, with its last block kept.
+#[derive(Debug)]
+pub struct StoreObject {
+    storage: Storage,
+    key: Path,
+    len: u64,
+    rt: tokio::runtime::Handle,
+    block: Mutex<Option<(u64, Bytes)>>,
+}
+
+impl StoreObject {
+    /// The object `key` of `len` bytes, read through the runtime `rt`.
+    pub fn new(storage: Storage, key: Path, len: u64, rt: tokio::runtime::Handle) -> Arc<Self> {
+        Arc::new(Self {
+            storage,
+            key,
+            len,
+            rt,
+            block: Mutex::new(None),
+        })
+    }
+}
+
+impl ReadAt for StoreObject {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
+        if buf.is_empty() || pos >= self.len {
+            return Ok(0);
+        }
+        let mut block = self
+            .block
+            .lock()
+            .map_err(|_| std::io::Error::other("a reader of this object panicked"))?;
+        let cached = block
+            .as_ref()
+            .filter(|(start, bytes)| pos >= *start && pos < *start + bytes.len() as u64);
+        if cached.is_none() {
+            let want = (buf.len() as u64).max(BLOCK);
+            let end = self.len.min(pos.saturating_add(want));
+            let bytes = self
+                .rt
+                .block_on(self.storage.get_range(&self.key, pos..end))
+                .map_err(std::io::Error::other)?;
+            if bytes.is_empty() {
+                return Ok(0);
+            }
+            *block = Some((pos, bytes));
+        }
+        let Some((start, bytes)) = block.as_ref() else {
+            return Ok(0);
+        };
+        let from = usize::try_from(pos - start).unwrap_or(usize::MAX);
+        let n = buf.len().min(bytes.len().saturating_sub(from));
+        buf[..n].copy_from_slice(&bytes[from..from + n]);
+        Ok(n)
+    }
+}

@@ -1,0 +1,286 @@
+//! `POST /v1/imports` end to end on S3: a two-part Facebook export uploaded by tuspy as archives
+//! (`purpose import`, never media files), imported by the web process reading the zips where
+//! they are in the store (ranged reads), with every fact landing as from `timeline import`, the
+//! skipped entries named in the job, and nothing stored twice when imported again. What the
+//! request refuses, and the archives' end once their uploads expire.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::common::{TestApp, fixtures, photo, url_of};
+use crate::imports::{rows, write_zip};
+use crate::imports_services::facebook_export;
+use crate::proxy::Proxy;
+use crate::s3_faults::{S3Server, as_refs, s3_env};
+use crate::tus::{finished, tuspy_with};
+use crate::video::tempdir;
+
+/// Uploads `file` with tuspy as an archive; returns the upload's id.
+fn upload_archive(base: &str, token: &str, file: &std::path::Path) -> String {
+    let endpoint = format!("{base}/v1/uploads");
+    let out = finished(tuspy_with(&endpoint, token, file, &["import"]));
+    let url = out["url"].as_str().expect("url").to_owned();
+    url.rsplit('/').next().expect("id").to_owned()
+}
+
+async fn post_import(app: &TestApp, base: &str, token: &str, body: Value) -> (u16, Value) {
+    let r = app
+        .http
+        .post(format!("{base}/v1/imports"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("import");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn count(pool: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(pool)
+        .await
+        .expect("count")
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_export_uploaded_through_tus_is_imported_from_s3_by_ranged_reads(pool: PgPool) {
+    let s3 = S3Server::start();
+    let env = s3_env(&s3);
+    let mut app = TestApp::start(pool.clone(), false).await;
+    let serve = app.spawn_serve_env(&as_refs(&env)).await;
+    app.start_worker_env(&[], &as_refs(&env));
+    let (user, token) = app.user("api-import@example.org").await;
+    let dir = tempdir("api-import");
+    let part1 = facebook_export(&dir);
+    // Part 2: a 2 MB photo and a clip no JSON names, read from the store in several ranges.
+    let part2 = dir.join("facebook-jdoe-20261205-2.zip");
+    write_zip(
+        &part2,
+        &[
+            (
+                "your_facebook_activity/posts/media/Other/big.jpg",
+                photo("HMD_Nokia_8.3_5G.jpg"),
+            ),
+            (
+                "your_facebook_activity/posts/media/Other/clip.mp4",
+                std::fs::read(fixtures().join("video/with-gps.mp4")).expect("clip"),
+            ),
+        ],
+    );
+    let ids = [
+        upload_archive(&serve.base, &token, &part1),
+        upload_archive(&serve.base, &token, &part2),
+    ];
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM media_files").await,
+        0,
+        "an archive is no media file"
+    );
+    assert_eq!(
+        s3.objects()
+            .iter()
+            .filter(|o| o.starts_with(&format!("tl/imports/{user}/")))
+            .count(),
+        2,
+        "{:?}",
+        s3.objects()
+    );
+
+    // What the request refuses.
+    let (_, other) = app.user("stranger@example.org").await;
+    let (code, _) = post_import(&app, &serve.base, &other, json!({"uploads": [ids[0]]})).await;
+    assert_eq!(code, 404, "another user's upload");
+    let (code, _) = post_import(&app, &serve.base, &token, json!({"uploads": []})).await;
+    assert_eq!(code, 400);
+    let (code, _) = post_import(
+        &app,
+        &serve.base,
+        &token,
+        json!({"uploads": [ids[0]], "from": "myspace"}),
+    )
+    .await;
+    assert_eq!(code, 400);
+    // A photo is no archive: refused at its first bytes.
+    let jpeg = photo("DSCN0010.jpg");
+    let r = app
+        .http
+        .post(format!("{}/v1/uploads", serve.base))
+        .bearer_auth(&token)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", jpeg.len().to_string())
+        .header("Upload-Metadata", "purpose aW1wb3J0")
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(jpeg)
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status().as_u16(), 415);
+
+    let (code, body) = post_import(&app, &serve.base, &token, json!({"uploads": ids})).await;
+    assert_eq!(code, 202, "{body}");
+    let job = body["job"]["id"].as_str().expect("job").to_owned();
+    assert_eq!(body["job"]["job_type"], "import");
+    let done = app.wait_job(&token, &job, Duration::from_secs(180)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let out = &done["output_data"];
+    assert_eq!(out["total"], 4, "{done}");
+    assert_eq!(out["memories_made"], 1, "{done}");
+    let skipped: Vec<&str> = out["skipped"]
+        .as_array()
+        .expect("skipped")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert!(skipped.iter().any(|n| n.ends_with("9.jpg")), "{done}");
+    assert!(skipped.iter().any(|n| n.ends_with("likes.json")), "{done}");
+    assert_eq!(
+        out["without_sidecar"].as_array().map(Vec::len),
+        Some(2),
+        "{done}"
+    );
+
+    let found = rows(&pool, user).await;
+    let names: Vec<&str> = found.iter().map(|r| r.filename.as_str()).collect();
+    assert_eq!(
+        names,
+        ["1.jpg", "2.jpg", "big.jpg", "clip.mp4"],
+        "{found:#?}"
+    );
+    assert!(
+        found.iter().all(|r| r.processing_status == "completed"),
+        "{found:#?}"
+    );
+    let one = &found[0];
+    assert_eq!(one.taken_at.map(|t| t.timestamp()), Some(1_600_000_000));
+    assert_eq!(one.taken_at_source.as_deref(), Some("sidecar"));
+    assert_eq!(one.country_code.as_deref(), Some("CH"), "{one:?}");
+    let big: String =
+        sqlx::query_scalar("SELECT file_hash FROM media_files WHERE filename = 'big.jpg'")
+            .fetch_one(&pool)
+            .await
+            .expect("hash");
+    let want = <sha2::Sha256 as sha2::Digest>::digest(photo("HMD_Nokia_8.3_5G.jpg"));
+    assert_eq!(big, hex::encode(want), "read whole through ranges");
+
+    // Again: nothing stored twice, no second memory.
+    let (code, body) = post_import(&app, &serve.base, &token, json!({"uploads": ids})).await;
+    assert_eq!(code, 202, "{body}");
+    let again = body["job"]["id"].as_str().expect("job").to_owned();
+    let done = app.wait_job(&token, &again, Duration::from_secs(120)).await;
+    assert_eq!(done["output_data"]["memories_existing"], 1, "{done}");
+    assert_eq!(rows(&pool, user).await.len(), 4);
+    assert_eq!(count(&pool, "SELECT count(*) FROM memories").await, 1);
+
+    // Once the uploads expire, the reconciler deletes the archives (from the rows).
+    sqlx::query("UPDATE upload_sessions SET expires_at = now() - interval '1 minute'")
+        .execute(&pool)
+        .await
+        .expect("expire");
+    let db = url_of(&pool);
+    let mut envs = as_refs(&env);
+    envs.push(("DATABASE_URL", &db));
+    for _ in 0..2 {
+        let out = std::process::Command::new(crate::ingest_cli::timeline_bin())
+            .args(["maintenance", "--grace", "0"])
+            .envs(envs.iter().copied())
+            .output()
+            .expect("maintenance");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        !s3.objects().iter().any(|o| o.starts_with("tl/imports/")),
+        "{:?}",
+        s3.objects()
+    );
+    assert!(s3.open_parts().is_empty(), "{:?}", s3.open_parts());
+    assert_eq!(rows(&pool, user).await.len(), 4, "the media stay");
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_import_whose_web_process_is_killed_is_run_again_by_another(pool: PgPool) {
+    let s3 = S3Server::start();
+    // The web process reads the store through a link slowed enough to be caught mid-import.
+    let proxy = Proxy::start(s3.port).await;
+    let mut env = s3_env(&s3);
+    let worker_env = env.clone();
+    for (k, v) in env.iter_mut() {
+        if *k == "AWS_ENDPOINT" {
+            *v = format!("http://127.0.0.1:{}", proxy.port);
+        }
+    }
+    env.push(("TIMELINE_IMPORT_STALL_SECS", "4".into()));
+    let mut app = TestApp::start(pool.clone(), false).await;
+    let mut serve = app.spawn_serve_env(&as_refs(&env)).await;
+    app.start_worker_env(&[], &as_refs(&worker_env));
+    let (user, token) = app.user("killed-import@example.org").await;
+    let dir = tempdir("killed-import");
+    let big = photo("landscape_1.jpg");
+    let files: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| {
+            let mut b = big.clone();
+            b.extend_from_slice(format!("copy-{i}").as_bytes());
+            (
+                format!("your_facebook_activity/posts/media/Other/{i}.jpg"),
+                b,
+            )
+        })
+        .collect();
+    let part = dir.join("facebook-export.zip");
+    let entries: Vec<(&str, Vec<u8>)> =
+        files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    write_zip(&part, &entries);
+    let id = upload_archive(&serve.base, &token, &part);
+
+    proxy.throttle(100_000);
+    let (code, body) = post_import(&app, &serve.base, &token, json!({"uploads": [id]})).await;
+    assert_eq!(code, 202, "{body}");
+    let job = body["job"]["id"].as_str().expect("job").to_owned();
+    let job_id = uuid::Uuid::parse_str(&job).expect("uuid");
+    let started = std::time::Instant::now();
+    loop {
+        let total: i32 =
+            sqlx::query_scalar("SELECT total_count FROM data_processing_jobs WHERE id = $1")
+                .bind(job_id)
+                .fetch_one(&pool)
+                .await
+                .expect("job");
+        if total >= 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no chunk recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    serve.child.kill().expect("kill -9");
+    serve.child.wait().expect("wait");
+    let sealed: bool = sqlx::query_scalar("SELECT sealed FROM data_processing_jobs WHERE id = $1")
+        .bind(job_id)
+        .fetch_one(&pool)
+        .await
+        .expect("job");
+    assert!(!sealed, "killed mid-import");
+    proxy.throttle(0);
+
+    // Another web process finds it silent and runs it again: every file once.
+    let _serve = app.spawn_serve_env(&as_refs(&env)).await;
+    let done = app.wait_job(&token, &job, Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["output_data"]["total"], 6, "{done}");
+    let found = rows(&pool, user).await;
+    let mut names: Vec<&str> = found.iter().map(|r| r.filename.as_str()).collect();
+    names.dedup();
+    assert_eq!(
+        names,
+        ["0.jpg", "1.jpg", "2.jpg", "3.jpg", "4.jpg", "5.jpg"],
+        "{found:#?}"
+    );
+}
