@@ -111,7 +111,8 @@ pub async fn run_in_batches(
     }
 }
 
-/// Aborts the user's open upload sessions; their objects become objects to delete.
+/// Aborts the user's open upload sessions, and lets go of what completed ones keep (archives
+/// for imports); their objects become objects to delete.
 async fn abort_sessions(pool: &PgPool, job: Uuid, user: Uuid) -> Result<(), Error> {
     let mut aborted = 0;
     for id in in_tx!(pool, |c| db::erasure::open_sessions(c, user)) {
@@ -122,6 +123,8 @@ async fn abort_sessions(pool: &PgPool, job: Uuid, user: Uuid) -> Result<(), Erro
     if aborted > 0 {
         in_tx!(pool, |c| db::erasure::advance(c, job, 0, 0, aborted, 0));
     }
+    // Completed uploads keep only archives for imports: those go too.
+    in_tx!(pool, |c| db::erasure::release_completed_uploads(c, user));
     Ok(())
 }
 

@@ -84,6 +84,23 @@ pub async fn open_sessions(
     .await
 }
 
+/// Lets go of the objects the user's completed uploads still keep (archives for imports): they
+/// become objects nobody writes, deleted with the rest. Returns how many.
+pub async fn release_completed_uploads(
+    db: impl sqlx::PgExecutor<'_>,
+    user: Uuid,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE pending_objects SET session_id = NULL
+         WHERE session_id IN (SELECT id FROM upload_sessions
+                              WHERE user_id = $1 AND state = 'completed')",
+        user
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Up to `limit` of the user's media files (the next batch to delete).
 pub async fn media_batch(
     db: impl sqlx::PgExecutor<'_>,

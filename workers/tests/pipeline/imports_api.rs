@@ -271,7 +271,7 @@ async fn an_import_whose_web_process_is_killed_is_run_again_by_another(pool: PgP
     proxy.throttle(0);
 
     // Another web process finds it silent and runs it again: every file once.
-    let _serve = app.spawn_serve_env(&as_refs(&env)).await;
+    let serve = app.spawn_serve_env(&as_refs(&env)).await;
     let done = app.wait_job(&token, &job, Duration::from_secs(120)).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["output_data"]["total"], 6, "{done}");
@@ -283,4 +283,34 @@ async fn an_import_whose_web_process_is_killed_is_run_again_by_another(pool: PgP
         ["0.jpg", "1.jpg", "2.jpg", "3.jpg", "4.jpg", "5.jpg"],
         "{found:#?}"
     );
+
+    // An erasure takes the archive its completed upload still keeps, with everything else.
+    let archive = format!("tl/imports/{user}/{id}.zip");
+    assert!(s3.objects().contains(&archive), "{:?}", s3.objects());
+    let r = app
+        .http
+        .delete(format!("{}/v1/account", serve.base))
+        .bearer_auth(&token)
+        .json(&json!({"confirm": "killed-import@example.org"}))
+        .send()
+        .await
+        .expect("erase");
+    assert_eq!(r.status().as_u16(), 202);
+    let started = std::time::Instant::now();
+    while count(
+        &pool,
+        "SELECT count(*) FROM users WHERE email = 'killed-import@example.org'",
+    )
+    .await
+        > 0
+    {
+        assert!(started.elapsed() < Duration::from_secs(60), "not erased");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mine: Vec<String> = s3
+        .objects()
+        .into_iter()
+        .filter(|o| o.contains(&user.to_string()))
+        .collect();
+    assert!(mine.is_empty(), "{mine:?}");
 }
