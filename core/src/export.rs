@@ -92,6 +92,7 @@ pub async fn request(
     conn: &mut sqlx::PgConnection,
     user: Uuid,
 ) -> Result<(Uuid, Uuid, bool), sqlx::Error> {
+    db::exports::lock_requests(&mut *conn, user).await?;
     if let Some(id) = db::exports::unfinished(&mut *conn, user).await?
         && let Some(row) = db::exports::get(&mut *conn, user, id).await?
     {
@@ -169,7 +170,7 @@ pub async fn run(pool: &PgPool, storage: &Storage, id: Uuid) -> Result<Option<Re
             let noted = async {
                 let mut tx = pool.begin().await?;
                 if claim.attempt >= MAX_ATTEMPTS {
-                    db::exports::fail(&mut tx, id, &reason).await?;
+                    db::exports::fail(&mut tx, id, claim.attempt, &reason).await?;
                 } else {
                     db::exports::note_error(&mut *tx, id, claim.attempt, &reason).await?;
                 }
@@ -206,6 +207,9 @@ impl Writer<'_> {
         let (count, bytes) = in_tx!(self.pool, |c| db::exports::media_totals(c, self.user));
         // Sidecars and zip records: a few KB per file, on top of the originals.
         let estimate = u64::try_from(bytes).unwrap_or(0) + u64::try_from(count).unwrap_or(0) * 8192;
+        // Room for what is uploaded while the archive is written: its part size allows 10,000
+        // parts of this (S3's limit), so the estimate must not fall short.
+        let estimate = estimate + estimate / 20 + (64 << 20);
         let (pool, id, attempt) = (self.pool, self.id, self.attempt);
         let sink = Sink::open(self.storage, key, estimate, |upload| async move {
             let recorded = in_tx!(pool, |c| db::exports::set_multipart(
@@ -230,26 +234,29 @@ impl Writer<'_> {
         };
         match self.write_into(&mut out).await {
             Ok(mut report) => {
-                let Out { sink, zip, .. } = out;
+                let Out { mut sink, zip, .. } = out;
+                // The archive's length is what was written: no HEAD of the object needed.
+                let written = zip.offset();
                 let end = zip.finish();
-                report.size = 0;
-                let mut sink = sink;
+                report.size = written + end.len() as u64;
                 sink.write(&end).await?;
                 sink.finish().await?;
-                report.size = self.storage.size_of(key).await?.unwrap_or(0);
                 Ok(report)
             }
             Err(e) => {
                 if let Err(abort) = out.sink.abort().await {
                     tracing::warn!(error = %abort, "could not abort the export's upload; \
-                                   the next run aborts it");
+                                   the row keeps it for the next run or the reconciler");
                 } else if self.storage.is_multipart() {
-                    let _ = in_tx!(self.pool, |c| db::exports::set_multipart(
-                        c,
-                        self.id,
-                        self.attempt,
-                        None
-                    ));
+                    // Its own statement, so a failure here never hides the run's error.
+                    let cleared = async {
+                        let mut tx = self.pool.begin().await?;
+                        db::exports::set_multipart(&mut *tx, self.id, self.attempt, None).await?;
+                        tx.commit().await
+                    };
+                    if let Err(db) = cleared.await {
+                        tracing::warn!(error = %db, "could not clear the aborted upload's record");
+                    }
                 }
                 Err(e)
             }
@@ -448,10 +455,13 @@ fn extension(filename: &str, mime: &str) -> String {
     let own = filename
         .rsplit_once('.')
         .map(|(_, e)| e.to_ascii_lowercase())
-        .filter(|e| (1..=5).contains(&e.len()) && e.bytes().all(|b| b.is_ascii_alphanumeric()));
+        .filter(|e| (1..=5).contains(&e.len()) && e.bytes().all(|b| b.is_ascii_alphanumeric()))
+        // `media/<id>.json` is the sidecar's name; an original is never named like it.
+        .filter(|e| e != "json");
     own.unwrap_or_else(|| {
         let sub = mime.rsplit('/').next().unwrap_or_default();
-        let plain = !sub.is_empty() && sub.bytes().all(|b| b.is_ascii_alphanumeric());
+        let plain =
+            !sub.is_empty() && sub != "json" && sub.bytes().all(|b| b.is_ascii_alphanumeric());
         if plain {
             sub.to_owned()
         } else {
@@ -546,11 +556,16 @@ pub async fn finish_resumed() {
     }
 }
 
-/// Deletes the archives past their expiry (a batch), keeping their rows as `expired`.
+/// Deletes the archives past their expiry (a batch), keeping their rows as `expired`, and what
+/// a failed export's last run could not abort.
 pub async fn expire(pool: &PgPool, storage: &Storage, limit: i64) -> Result<u64, Error> {
     let due = in_tx!(pool, |c| db::exports::expired(c, limit));
-    for (id, key) in &due {
-        storage.discard(&Path::from(key.as_str())).await?;
+    for (id, key, open) in &due {
+        let key = Path::from(key.as_str());
+        if let Some(open) = open {
+            storage.abort_multipart(&key, open).await?;
+        }
+        storage.discard(&key).await?;
         in_tx!(pool, |c| db::exports::mark_expired(c, *id));
     }
     Ok(due.len() as u64)
@@ -569,4 +584,18 @@ pub async fn delete_all_of(pool: &PgPool, storage: &Storage, user: Uuid) -> Resu
         in_tx!(pool, |c| db::exports::delete(c, *id));
     }
     Ok(stored.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::extension;
+
+    #[test]
+    fn an_original_is_never_named_like_a_sidecar() {
+        assert_eq!(extension("IMG_1.HEIC", "image/heic"), "heic");
+        assert_eq!(extension("notes.json", "image/jpeg"), "jpeg");
+        assert_eq!(extension("x.json", "application/json"), "bin");
+        assert_eq!(extension("no extension", "video/mp4"), "mp4");
+        assert_eq!(extension("odd.ex-t", "image/svg+xml"), "bin");
+    }
 }

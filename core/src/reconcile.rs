@@ -169,9 +169,16 @@ pub async fn run(
             .min(EXPORT_STALL)
             .max(inflight::STALL_MIN)
             .as_secs_f64();
-        let exports_resumed =
-            crate::export::resume_stalled(pool, storage, stall, EXPORTS_PER_PASS).await?;
-        let exports_expired = crate::export::expire(pool, storage, EXPORTS_PER_PASS).await?;
+        // An export's trouble (a store outage) is logged and left to the next pass; it does
+        // not stop the pass's other work.
+        let exports_resumed = logged(
+            "resuming exports",
+            crate::export::resume_stalled(pool, storage, stall, EXPORTS_PER_PASS).await,
+        );
+        let exports_expired = logged(
+            "deleting expired exports",
+            crate::export::expire(pool, storage, EXPORTS_PER_PASS).await,
+        );
         let (jobs_sealed, files_counted) = {
             let mut tx = pool.begin().await?;
             let sealed = db::jobs::seal_abandoned(&mut tx, grace.as_secs_f64()).await?;
@@ -429,6 +436,14 @@ async fn delete_unnamed(
         tracing::info!(object = %key, "audit: object no row names deleted");
     }
     Ok(unnamed.len() as u64)
+}
+
+/// A count from work a pass may leave to the next one: its error is logged, counted as 0.
+fn logged(what: &str, done: Result<u64, crate::export::Error>) -> u64 {
+    done.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "{what} failed; the next pass tries again");
+        0
+    })
 }
 
 #[cfg(test)]

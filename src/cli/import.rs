@@ -152,7 +152,18 @@ async fn plan_of(export: &Arc<Export>, format: Format) -> Result<Plan, Error> {
         Format::Timeline | Format::Auto => (|e, read| timeline::plan(e, read), MAX_INDEX_BYTES),
     };
     let export = export.clone();
-    blocking(move || planner(&export.entries, &mut |i| export.read_whole(i, cap))).await
+    blocking(move || {
+        planner(&export.entries, &mut |i| {
+            // A timeline export's per-file sidecars are small, whatever its lists' cap.
+            let sidecar = matches!(format, Format::Timeline | Format::Auto)
+                && export
+                    .entries
+                    .get(i)
+                    .is_some_and(|e| e.name.contains("media/"));
+            export.read_whole(i, if sidecar { MAX_JSON_BYTES } else { cap })
+        })
+    })
+    .await
 }
 
 /// An import of `POST /v1/imports`: archives uploaded into the store (`keys`), read in place by
@@ -221,8 +232,13 @@ pub(crate) async fn run_job(
     Ok(())
 }
 
+/// A missing archive is for good; any other trouble of the store (an outage, a timeout) is
+/// worth running the import again for.
 fn storage_error(e: crate::storage::Error) -> Error {
-    Error::Invalid(e.reason())
+    match e {
+        crate::storage::Error::NotFound(_) => Error::Invalid(e.reason()),
+        e => Error::Storage(e),
+    }
 }
 
 /// Reads an entry's bytes (capped) for a planner.
@@ -291,13 +307,18 @@ async fn make_memories(
             None => None,
         };
         let description = m.description.as_deref().map(|d| cut(d, 50_000));
+        // The schema wants a title of 1 to 500 characters and a source id of at most 500.
+        let mut title = cut(&m.title, 500);
+        if title.trim().is_empty() {
+            title = "Untitled".into();
+        }
         let memory = db::memories::NewMemory {
-            title: &cut(&m.title, 500),
+            title: &title,
             description: description.as_deref(),
             date,
             kind: m.kind,
             source: source_name(format),
-            source_id: &m.source_id,
+            source_id: &cut(&m.source_id, 500),
             location_id,
         };
         let (id, made) = db::memories::ensure_imported(&mut tx, user, &memory).await?;
@@ -497,6 +518,7 @@ impl Importer<'_> {
     fn extra(&self, media: Uuid, p: &Planned) -> Extra {
         let facts = p.facts.clone().map(|mut f| {
             f.description = f.description.map(|d| cut(&d, 50_000));
+            f.source = cut(&f.source, 100);
             f
         });
         Extra {

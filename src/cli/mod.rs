@@ -99,6 +99,9 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("{0}")]
     Invalid(String),
+    /// The object store failed (may pass: the work is worth running again).
+    #[error(transparent)]
+    Storage(crate::storage::Error),
     #[error("could not write output: {0}")]
     Io(#[from] std::io::Error),
 }

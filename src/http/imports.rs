@@ -27,6 +27,11 @@ use crate::models::JobType;
 
 /// Archives per import: the parts of one export.
 const MAX_ARCHIVES: usize = 100;
+/// Days an import's archives are kept from its request on, whatever their uploads' expiry.
+const KEEP_ARCHIVE_DAYS: i32 = 7;
+/// Runs an import is given: one whose process stops this often (an archive that crashes or
+/// stalls it each time) is failed rather than run forever.
+const MAX_RESTARTS: i32 = 5;
 /// An import silent this long (no chunk, no heartbeat) has lost its process (default;
 /// `TIMELINE_IMPORT_STALL_SECS` sets it).
 const STALL: Duration = Duration::from_secs(60);
@@ -89,6 +94,7 @@ async fn create(
         }
         keys.push(key.clone());
     }
+    db::resumable::keep_archives(&mut tx, user, &ids, KEEP_ARCHIVE_DAYS).await?;
     let input = serde_json::json!({ "source": "api", "uploads": ids, "keys": keys,
                                     "from": from.to_ascii_lowercase() });
     let job_id = db::jobs::create_open(&mut tx, user, JobType::Import, input).await?;
@@ -114,7 +120,8 @@ async fn create(
 /// Runs an import with its heartbeat; a failure the archives cause fails the job with its
 /// reason, one of the database or the store leaves it to be run again.
 async fn run(state: AppState, user: Uuid, job: Uuid, keys: Vec<String>, format: Format) {
-    let beat = tokio::spawn(heartbeat(state.pool.clone(), job));
+    // Stops beating however the run ends (a panic included), so another process takes it.
+    let _beat = AbortOnDrop(tokio::spawn(heartbeat(state.pool.clone(), job)));
     let done = run_job(
         &state.pool,
         &state.storage,
@@ -124,23 +131,48 @@ async fn run(state: AppState, user: Uuid, job: Uuid, keys: Vec<String>, format: 
         format,
     )
     .await;
-    beat.abort();
+    drop(_beat);
     match done {
         Ok(()) => tracing::info!(job.id = %job, "import recorded"),
-        Err(crate::cli::Error::Invalid(reason)) => {
-            tracing::warn!(job.id = %job, %reason, "import failed");
-            let failed = async {
-                let mut tx = state.pool.begin().await?;
-                db::jobs::fail_open(&mut tx, job, &reason).await?;
-                tx.commit().await
-            };
-            if let Err(e) = failed.await {
-                tracing::warn!(job.id = %job, error = %e, "could not record the import's failure");
-            }
+        Err(crate::cli::Error::Invalid(reason)) => fail(&state, job, &reason).await,
+        Err(crate::cli::Error::Database(e)) if refused_data(&e) => {
+            // The database refused what the archive holds: running it again changes nothing.
+            fail(&state, job, "the archive holds data that cannot be stored").await;
+            tracing::warn!(job.id = %job, error = %e, "import refused by the database");
         }
         Err(e) => {
             tracing::warn!(job.id = %job, error = %e, "import interrupted; it will be run again");
         }
+    }
+}
+
+/// Ends the import's job as failed with `reason`.
+async fn fail(state: &AppState, job: Uuid, reason: &str) {
+    tracing::warn!(job.id = %job, %reason, "import failed");
+    let failed = async {
+        let mut tx = state.pool.begin().await?;
+        db::jobs::fail_open(&mut tx, job, reason).await?;
+        tx.commit().await
+    };
+    if let Err(e) = failed.await {
+        tracing::warn!(job.id = %job, error = %e, "could not record the import's failure");
+    }
+}
+
+/// Whether the database refused the data itself (SQLSTATE classes 22, data exception, and 23,
+/// integrity constraint violation), as opposed to being unreachable or busy.
+fn refused_data(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -186,7 +218,21 @@ pub async fn resume_stalled(state: AppState) {
         };
         match claimed.await {
             Ok(rows) => {
-                for (job, user, input) in rows {
+                for db::jobs::StalledImport {
+                    id: job,
+                    user_id: user,
+                    input,
+                    restarts,
+                } in rows
+                {
+                    if restarts > MAX_RESTARTS {
+                        let reason = format!(
+                            "the import stopped {MAX_RESTARTS} times without ending; \
+                             its archives may hold what it cannot read"
+                        );
+                        fail(&state, job, &reason).await;
+                        continue;
+                    }
                     let keys: Vec<String> = input["keys"]
                         .as_array()
                         .map(|k| {

@@ -203,7 +203,7 @@ pub async fn lock_and_check(
                 OR EXISTS (SELECT 1 FROM pending_objects
                            WHERE user_id = u.id AND session_id IS NULL AND step IS NULL)
                 OR EXISTS (SELECT 1 FROM exports
-                           WHERE user_id = u.id AND status IN ('pending', 'running', 'completed')))
+                           WHERE user_id = u.id AND status IN ('pending', 'running', 'completed', 'failed')))
                 AS "left!"
            FROM users u WHERE u.id = $1 FOR UPDATE"#,
         user

@@ -21,6 +21,18 @@ pub struct ExportRow {
     pub created_at: DateTime<Utc>,
 }
 
+/// Serializes `user`'s export requests until the caller's transaction ends, so that two at
+/// once make one export (a transaction-scoped lock: fine behind a transaction pooler).
+pub async fn lock_requests(db: impl PgExecutor<'_>, user: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtextextended('timeline.export:' || $1::uuid::text, 0))",
+        user
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(())
+}
+
 /// The user's unfinished export, if there is one (a new request joins it).
 pub async fn unfinished(db: impl PgExecutor<'_>, user: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar!(
@@ -206,12 +218,19 @@ pub async fn complete(
     Ok(true)
 }
 
-/// Ends the export as failed with `reason` (what it had stored is gone already).
-pub async fn fail(conn: &mut PgConnection, id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
+/// Ends the export as failed with `reason`, if run `attempt` still holds it. A multipart
+/// upload the run could not abort stays recorded, for the reconciler ([`expired`]) to abort.
+pub async fn fail(
+    conn: &mut PgConnection,
+    id: Uuid,
+    attempt: i32,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
     let job = sqlx::query_scalar!(
-        "UPDATE exports SET status = 'failed', multipart_id = NULL, error_message = $2
-         WHERE id = $1 AND status IN ('pending', 'running') RETURNING job_id",
+        "UPDATE exports SET status = 'failed', error_message = $3
+         WHERE id = $1 AND attempt = $2 AND status IN ('pending', 'running') RETURNING job_id",
         id,
+        attempt,
         reason
     )
     .fetch_optional(&mut *conn)
@@ -266,25 +285,37 @@ pub async fn stalled(
     .await
 }
 
-/// Completed exports past their expiry: (id, object key).
+/// Exports whose stored bytes are due for deletion: completed ones past their expiry, and
+/// failed ones whose last run left a multipart upload it could not abort. (id, object key,
+/// open multipart upload).
 pub async fn expired(
     db: impl PgExecutor<'_>,
     limit: i64,
-) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+) -> Result<Vec<(Uuid, String, Option<String>)>, sqlx::Error> {
     let rows = sqlx::query!(
-        "SELECT id, object_key FROM exports
-         WHERE status = 'completed' AND expires_at < now() ORDER BY expires_at LIMIT $1",
+        "SELECT id, object_key, multipart_id FROM exports
+         WHERE (status = 'completed' AND expires_at < now())
+            OR (status = 'failed' AND multipart_id IS NOT NULL)
+         ORDER BY expires_at NULLS FIRST LIMIT $1",
         limit
     )
     .fetch_all(db)
     .await?;
-    Ok(rows.into_iter().map(|r| (r.id, r.object_key)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.id, r.object_key, r.multipart_id))
+        .collect())
 }
 
-/// Marks an export expired once its object is deleted (the row stays, for the record).
+/// Records that an export's stored bytes are deleted: a completed one is `expired` (the row
+/// stays, for the record), a failed one no longer names an upload.
 pub async fn mark_expired(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "UPDATE exports SET status = 'expired', size = NULL WHERE id = $1 AND status = 'completed'",
+        "UPDATE exports
+         SET status = CASE status WHEN 'completed' THEN 'expired' ELSE status END,
+             size = CASE status WHEN 'completed' THEN NULL ELSE size END,
+             multipart_id = NULL
+         WHERE id = $1 AND status IN ('completed', 'failed')",
         id
     )
     .execute(db)
@@ -299,7 +330,7 @@ pub async fn stored_of(
 ) -> Result<Vec<(Uuid, String, Option<String>)>, sqlx::Error> {
     let rows = sqlx::query!(
         "SELECT id, object_key, multipart_id FROM exports
-         WHERE user_id = $1 AND status IN ('pending', 'running', 'completed')",
+         WHERE user_id = $1 AND status IN ('pending', 'running', 'completed', 'failed')",
         user
     )
     .fetch_all(db)

@@ -181,30 +181,42 @@ pub async fn touch_open(conn: &mut PgConnection, job_id: Uuid) -> Result<bool, s
     Ok(done.rows_affected() == 1)
 }
 
+/// An API import claimed for a new run.
+#[derive(Debug, Clone)]
+pub struct StalledImport {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub input: serde_json::Value,
+    /// Runs before this one that stopped without ending it (this claim included).
+    pub restarts: i32,
+}
+
 /// Imports of the API whose importer stopped (silent for `stale_secs`): claimed for a new run
-/// by marking them alive, so that one web process takes each. Returns (job, user, input).
+/// by marking them alive, so that one web process takes each, and counted in the job's output
+/// (`restarts`), so that an import that never ends is failed rather than run forever.
 pub async fn claim_stalled_api_imports(
     conn: &mut PgConnection,
     stale_secs: f64,
     limit: i64,
-) -> Result<Vec<(Uuid, Uuid, serde_json::Value)>, sqlx::Error> {
-    let rows = sqlx::query!(
-        "UPDATE data_processing_jobs SET updated_at = now()
+) -> Result<Vec<StalledImport>, sqlx::Error> {
+    sqlx::query_as!(
+        StalledImport,
+        r#"UPDATE data_processing_jobs
+         SET updated_at = now(),
+             output_data = output_data || jsonb_build_object('restarts',
+                 coalesce((output_data->>'restarts')::int, 0) + 1)
          WHERE id IN (SELECT id FROM data_processing_jobs
                       WHERE job_type = 'import' AND input_data ? 'keys' AND NOT sealed
                         AND status IN ('pending', 'running')
                         AND updated_at < now() - make_interval(secs => $1)
                       ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-         RETURNING id, user_id, input_data",
+         RETURNING id, user_id, input_data AS input,
+                   (output_data->>'restarts')::int AS "restarts!""#,
         stale_secs,
         limit
     )
     .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.id, r.user_id, r.input_data))
-        .collect())
+    .await
 }
 
 /// Counts the ended files of running sealed jobs nobody has moved for `idle_secs` that were

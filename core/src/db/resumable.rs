@@ -277,7 +277,8 @@ pub async fn archives(
         "SELECT s.id, s.state, p.object_key FROM upload_sessions s
          JOIN pending_objects p ON p.session_id = s.id AND p.object_key LIKE 'imports/%'
          WHERE s.id = ANY($1) AND s.user_id = $2 AND s.protocol = 'tus' AND s.purpose = 'archive'
-           AND s.expires_at > now()",
+           AND s.expires_at > now()
+         FOR UPDATE OF s",
         ids,
         user_id
     )
@@ -287,6 +288,27 @@ pub async fn archives(
         .into_iter()
         .map(|r| (r.id, r.state, r.object_key))
         .collect())
+}
+
+/// Keeps the archives of uploads `ids` at least `days` more (an import reads them): their
+/// uploads, whose expiry deletes them, expire no sooner.
+pub async fn keep_archives(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    ids: &[Uuid],
+    days: i32,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE upload_sessions
+         SET expires_at = greatest(expires_at, now() + make_interval(days => $3))
+         WHERE id = ANY($1) AND user_id = $2 AND purpose = 'archive'",
+        ids,
+        user_id,
+        days
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The keys an upload's session names (before it is aborted).

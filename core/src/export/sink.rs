@@ -98,7 +98,8 @@ impl Sink {
                 Ok(())
             }
             Self::S3(mut s) => {
-                if !s.buf.is_empty() || s.etags.is_empty() {
+                // An empty archive still needs one part; never an empty one after a full one.
+                if !s.buf.is_empty() || (s.etags.is_empty() && s.in_flight.is_none()) {
                     let last = s.buf.split().freeze();
                     s.send(last).await?;
                 }

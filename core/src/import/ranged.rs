@@ -4,6 +4,7 @@
 //! each) into few requests; an entry's bytes are read in blocks of at least that size. Blocking:
 //! call from a blocking thread.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -14,15 +15,19 @@ use crate::storage::Storage;
 
 /// The least a ranged read asks for.
 const BLOCK: u64 = 1 << 20;
+/// Blocks kept: one per reader that reads this object at once (entries are stored a few at a
+/// time), so that readers do not evict each other's block.
+const BLOCKS: usize = 4;
 
-/// An object read by ranges, with its last block kept.
+/// An object read by ranges, with its last blocks kept.
 #[derive(Debug)]
 pub struct StoreObject {
     storage: Storage,
     key: Path,
     len: u64,
     rt: tokio::runtime::Handle,
-    block: Mutex<Option<(u64, Bytes)>>,
+    /// Most recently read first. Held only to look up or add a block, never during a read.
+    blocks: Mutex<VecDeque<(u64, Bytes)>>,
 }
 
 impl StoreObject {
@@ -33,8 +38,23 @@ impl StoreObject {
             key,
             len,
             rt,
-            block: Mutex::new(None),
+            blocks: Mutex::new(VecDeque::with_capacity(BLOCKS)),
         })
+    }
+
+    /// The kept block holding `pos`, if any.
+    fn cached(&self, pos: u64) -> std::io::Result<Option<(u64, Bytes)>> {
+        let blocks = self.lock()?;
+        Ok(blocks
+            .iter()
+            .find(|(start, bytes)| pos >= *start && pos < *start + bytes.len() as u64)
+            .cloned())
+    }
+
+    fn lock(&self) -> std::io::Result<std::sync::MutexGuard<'_, VecDeque<(u64, Bytes)>>> {
+        self.blocks
+            .lock()
+            .map_err(|_| std::io::Error::other("a reader of this object panicked"))
     }
 }
 
@@ -43,27 +63,23 @@ impl ReadAt for StoreObject {
         if buf.is_empty() || pos >= self.len {
             return Ok(0);
         }
-        let mut block = self
-            .block
-            .lock()
-            .map_err(|_| std::io::Error::other("a reader of this object panicked"))?;
-        let cached = block
-            .as_ref()
-            .filter(|(start, bytes)| pos >= *start && pos < *start + bytes.len() as u64);
-        if cached.is_none() {
-            let want = (buf.len() as u64).max(BLOCK);
-            let end = self.len.min(pos.saturating_add(want));
-            let bytes = self
-                .rt
-                .block_on(self.storage.get_range(&self.key, pos..end))
-                .map_err(std::io::Error::other)?;
-            if bytes.is_empty() {
-                return Ok(0);
+        let (start, bytes) = match self.cached(pos)? {
+            Some(hit) => hit,
+            None => {
+                let want = (buf.len() as u64).max(BLOCK);
+                let end = self.len.min(pos.saturating_add(want));
+                let bytes = self
+                    .rt
+                    .block_on(self.storage.get_range(&self.key, pos..end))
+                    .map_err(std::io::Error::other)?;
+                if bytes.is_empty() {
+                    return Ok(0);
+                }
+                let mut blocks = self.lock()?;
+                blocks.push_front((pos, bytes.clone()));
+                blocks.truncate(BLOCKS);
+                (pos, bytes)
             }
-            *block = Some((pos, bytes));
-        }
-        let Some((start, bytes)) = block.as_ref() else {
-            return Ok(0);
         };
         let from = usize::try_from(pos - start).unwrap_or(usize::MAX);
         let n = buf.len().min(bytes.len().saturating_sub(from));

@@ -403,6 +403,8 @@ async fn an_export_on_s3_killed_mid_write_is_resumed_and_leaves_no_part(pool: Pg
     proxy.throttle_up(1_500_000);
     let id = start_export(&app, &serve.base, &token).await;
     let export = Uuid::parse_str(&id).expect("uuid");
+    // A request while it runs joins it.
+    assert_eq!(start_export(&app, &serve.base, &token).await, id);
     // Killed once its first part is on the way.
     let started = Instant::now();
     while s3.open_parts().is_empty() {
@@ -458,4 +460,36 @@ async fn an_export_on_s3_killed_mid_write_is_resumed_and_leaves_no_part(pool: Pg
     for (name, bytes) in &files {
         assert!(original_of(&inside, name) == *bytes, "{name}");
     }
+
+    // An export that failed while its last run could not abort its upload (its process died
+    // with it): the reconciler aborts the upload from the row.
+    proxy.throttle(1_500_000);
+    proxy.throttle_up(1_500_000);
+    let second = start_export(&app, &serve.base, &token).await;
+    let second = Uuid::parse_str(&second).expect("uuid");
+    let started = Instant::now();
+    while s3.open_parts().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no part");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut serve = serve;
+    serve.child.kill().expect("kill -9");
+    serve.child.wait().expect("wait");
+    proxy.throttle(0);
+    proxy.throttle_up(0);
+    sqlx::query("UPDATE exports SET status = 'failed', error_message = 'x' WHERE id = $1")
+        .bind(second)
+        .execute(&pool)
+        .await
+        .expect("fail it");
+    let report = maintenance(&envs);
+    assert_eq!(report["reconcile"]["exports_expired"], 1, "{report}");
+    assert!(s3.open_parts().is_empty(), "{:?}", s3.open_parts());
+    let (status, open): (String, Option<String>) =
+        sqlx::query_as("SELECT status, multipart_id FROM exports WHERE id = $1")
+            .bind(second)
+            .fetch_one(&pool)
+            .await
+            .expect("row");
+    assert_eq!((status.as_str(), open), ("failed", None));
 }

@@ -123,6 +123,14 @@ async fn an_export_uploaded_through_tus_is_imported_from_s3_by_ranged_reads(pool
     assert_eq!(code, 202, "{body}");
     let job = body["job"]["id"].as_str().expect("job").to_owned();
     assert_eq!(body["job"]["job_type"], "import");
+    // The archives are kept for the import (a week), past their uploads' day.
+    let kept = count(
+        &pool,
+        "SELECT count(*) FROM upload_sessions
+         WHERE purpose = 'archive' AND expires_at > now() + interval '6 days'",
+    )
+    .await;
+    assert_eq!(kept, 2);
     let done = app.wait_job(&token, &job, Duration::from_secs(180)).await;
     assert_eq!(done["status"], "completed", "{done}");
     let out = &done["output_data"];
@@ -275,6 +283,7 @@ async fn an_import_whose_web_process_is_killed_is_run_again_by_another(pool: PgP
     let done = app.wait_job(&token, &job, Duration::from_secs(120)).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["output_data"]["total"], 6, "{done}");
+    assert_eq!(done["output_data"]["restarts"], 1, "{done}");
     let found = rows(&pool, user).await;
     let mut names: Vec<&str> = found.iter().map(|r| r.filename.as_str()).collect();
     names.dedup();
@@ -313,4 +322,55 @@ async fn an_import_whose_web_process_is_killed_is_run_again_by_another(pool: PgP
         .filter(|o| o.contains(&user.to_string()))
         .collect();
     assert!(mine.is_empty(), "{mine:?}");
+}
+
+/// An import left running by a dead process is run again, but not forever: one that has
+/// stopped five times ends `failed` with its reason, and one whose archive is gone from the
+/// store ends `failed` at once (while an outage of the store would be tried again).
+#[sqlx::test(migrations = false)]
+async fn an_import_that_keeps_stopping_or_lost_its_archive_fails_with_a_reason(pool: PgPool) {
+    let app = TestApp::start(pool.clone(), false).await;
+    let (user, token) = app.user("stuck-import@example.org").await;
+    let stuck = |restarts: i32, key: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, uuid::Uuid>(
+                "INSERT INTO data_processing_jobs
+                     (user_id, job_type, status, sealed, input_data, output_data, updated_at)
+                 VALUES ($1, 'import', 'running', false,
+                         jsonb_build_object('source', 'api', 'keys', jsonb_build_array($2::text),
+                                            'from', 'auto'),
+                         jsonb_build_object('restarts', $3::int), now() - interval '1 hour')
+                 RETURNING id",
+            )
+            .bind(user)
+            .bind(key)
+            .bind(restarts)
+            .fetch_one(&pool)
+            .await
+            .expect("job")
+        }
+    };
+    let gone = format!("imports/{user}/{}.zip", uuid::Uuid::new_v4());
+    let worn = stuck(5, gone.clone()).await;
+    let lost = stuck(0, gone).await;
+    let serve = app
+        .spawn_serve_env(&[("TIMELINE_IMPORT_STALL_SECS", "2")])
+        .await;
+    let started = std::time::Instant::now();
+    for (job, why) in [(worn, "stopped 5 times"), (lost, "no longer in the store")] {
+        let done = loop {
+            let (code, job) = app.get(&token, &format!("/v1/jobs/{job}")).await;
+            assert_eq!(code, 200, "{job}");
+            if job["status"] != "running" {
+                break job;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "{job}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(done["status"], "failed", "{done}");
+        let reason = done["error_message"].as_str().unwrap_or_default();
+        assert!(reason.contains(why), "{done}");
+    }
+    drop(serve);
 }
