@@ -255,10 +255,10 @@ while [ "$(sql "SELECT count(*) FROM media_files WHERE processing_status NOT IN 
   sleep 1
 done
 # Who did the work: each step's task is locked by the pool that ran it, named
-# <queue>-<host>-<pid>-<uuid>-<restart>.
+# <queue>-<host>-<pid>-<uuid>-<restart> (a finished task keeps it as metadata -> 'done_by').
 echo "steps per worker host (pid), both imports:"
 for i in "${!worker_pid[@]}"; do
-  n=$(sql "SELECT count(*) FROM apalis.jobs WHERE lock_by ~ '-${worker_pid[$i]}-[0-9a-f]{32}-[0-9]+\$'")
+  n=$(sql "SELECT count(*) FROM apalis.jobs WHERE coalesce(lock_by, metadata -> 'done_by') ~ '-${worker_pid[$i]}-[0-9a-f]{32}-[0-9]+\$'")
   echo "  worker$i (${worker_pid[$i]}): $n"
 done | sort
 

@@ -512,7 +512,7 @@ async fn an_upload_completes_while_bulk_work_holds_every_regular_slot(pool: PgPo
     // are free to take them first).
     let ran: Vec<(String, String)> = sqlx::query_as(
         "SELECT j.job_type, w.worker_type FROM apalis.jobs j
-         JOIN apalis.workers w ON w.id = j.lock_by
+         JOIN apalis.workers w ON w.id = j.metadata -> 'done_by'
          WHERE j.status = 'Done' ORDER BY j.job_type",
     )
     .fetch_all(&app.pool)
@@ -520,6 +520,14 @@ async fn an_upload_completes_while_bulk_work_holds_every_regular_slot(pool: PgPo
     .expect("done tasks");
     let queues: Vec<&str> = ran.iter().map(|(q, _)| q.as_str()).collect();
     assert_eq!(queues, ["exif", "hash", "thumbnail"], "{ran:?}");
+    // A finished task names no worker any more (an acknowledgement reads only live ones).
+    let held_done: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM apalis.jobs WHERE status = 'Done' AND lock_by IS NOT NULL",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("done tasks");
+    assert_eq!(held_done, 0);
     for (queue, pool) in &ran {
         let express = format!("{queue}:interactive");
         if queue == "hash" {
