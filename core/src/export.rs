@@ -525,7 +525,15 @@ pub async fn resume_stalled(
     limit: i64,
 ) -> Result<u64, Error> {
     let stalled = in_tx!(pool, |c| db::exports::stalled(c, stale_secs, limit));
-    for &id in &stalled {
+    let mut resumed = 0;
+    for &(id, attempt) in &stalled {
+        // Runs that died (a crash, a kill) never reach `fail`: the count ends them too. An
+        // upload the last run left open stays recorded, for [`expire`] to abort.
+        if attempt >= MAX_ATTEMPTS {
+            let reason = format!("the export stopped {MAX_ATTEMPTS} times without finishing");
+            in_tx!(pool, |c| db::exports::fail(c, id, attempt, &reason));
+            continue;
+        }
         let (pool, storage) = (pool.clone(), storage.clone());
         let run = tokio::spawn(async move {
             if let Err(e) = run(&pool, &storage, id).await {
@@ -536,8 +544,9 @@ pub async fn resume_stalled(
             runs.retain(|r| !r.is_finished());
             runs.push(run);
         }
+        resumed += 1;
     }
-    Ok(stalled.len() as u64)
+    Ok(resumed)
 }
 
 /// The runs [`resume_stalled`] started in this process.
@@ -560,15 +569,25 @@ pub async fn finish_resumed() {
 /// a failed export's last run could not abort.
 pub async fn expire(pool: &PgPool, storage: &Storage, limit: i64) -> Result<u64, Error> {
     let due = in_tx!(pool, |c| db::exports::expired(c, limit));
+    let mut done = 0;
     for (id, key, open) in &due {
         let key = Path::from(key.as_str());
-        if let Some(open) = open {
-            storage.abort_multipart(&key, open).await?;
+        // One object the store refuses to delete does not hold up the others.
+        let deleted = async {
+            if let Some(open) = open {
+                storage.abort_multipart(&key, open).await?;
+            }
+            storage.discard(&key).await
+        };
+        if let Err(e) = deleted.await {
+            tracing::warn!(export.id = %id, error = %e, "could not delete an export's bytes; \
+                           the next pass tries again");
+            continue;
         }
-        storage.discard(&key).await?;
         in_tx!(pool, |c| db::exports::mark_expired(c, *id));
+        done += 1;
     }
-    Ok(due.len() as u64)
+    Ok(done)
 }
 
 /// Deletes every archive of `user` and its row (an erasure): an open multipart upload is

@@ -180,6 +180,7 @@ pub(crate) async fn run_job(
 ) -> Result<(), Error> {
     let rt = tokio::runtime::Handle::current();
     let mut sources: Vec<(String, Arc<dyn ReadAt>, u64)> = Vec::new();
+    let mut objects = Vec::new();
     for (n, key) in keys.iter().enumerate() {
         let path = object_store::path::Path::from(key.as_str());
         let shown = format!("archive {}", n + 1);
@@ -187,6 +188,7 @@ pub(crate) async fn run_job(
             return Err(Error::Invalid(format!("{shown} is no longer in the store")));
         };
         let object = StoreObject::new(storage.clone(), path, len, rt.clone());
+        objects.push(object.clone());
         sources.push((shown, object, len));
     }
     let (export, unreadable) = blocking(move || Export::open_sources(sources)).await?;
@@ -217,6 +219,19 @@ pub(crate) async fn run_job(
     refused.append(&mut more);
     let memories = make_memories(pool, user, format, &plan.memories, &ids).await?;
     refused.extend(memories.refused);
+    // What the store or the database made us leave out is not the archive's fault: the job is
+    // left open, to be run again (what was stored is only linked then), not sealed without it.
+    let troubled = refused.iter().find(|(_, why)| {
+        why.starts_with(super::ingest::NOT_RECORDED) || why.starts_with(super::ingest::NOT_STORED)
+    });
+    if let Some((name, why)) = troubled {
+        return Err(Error::Interrupted(format!("{name}: {why}")));
+    }
+    if objects.iter().any(|o| o.failed()) {
+        return Err(Error::Interrupted(
+            "a ranged read of an archive failed; the import runs again".into(),
+        ));
+    }
     let summary = serde_json::json!({
         "from": source_name(format),
         "skipped": refused.iter().map(|(name, reason)| serde_json::json!({"name": name, "reason": reason}))

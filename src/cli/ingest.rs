@@ -435,7 +435,7 @@ pub(super) async fn store_body(
     session
         .name(&key, id)
         .await
-        .map_err(|e| refuse(format!("could not record the upload: {e}")))?;
+        .map_err(|e| refuse(format!("{NOT_RECORDED}: {e}")))?;
     let mut hasher = timeline_media::hash::StreamHasher::new();
     let stored = match body {
         Body::Whole(bytes) => {
@@ -465,10 +465,15 @@ pub(super) async fn store_body(
         }),
         Err(e) => {
             let _ = storage.delete(&key).await;
-            Err(refuse(format!("could not store: {e}")))
+            Err(refuse(format!("{NOT_STORED}: {e}")))
         }
     }
 }
+
+/// How a refusal begins when the database or the store failed, not the file: an import that
+/// runs again (through the API) must not take these for the file's fault.
+pub(super) const NOT_RECORDED: &str = "could not record the upload";
+pub(super) const NOT_STORED: &str = "could not store";
 
 /// Files up to this size are read and stored in one piece (photos); larger ones (videos) are
 /// streamed in chunks, so memory stays bounded whatever the size.

@@ -102,6 +102,10 @@ pub enum Error {
     /// The object store failed (may pass: the work is worth running again).
     #[error(transparent)]
     Storage(crate::storage::Error),
+    /// The work stopped on trouble of the database or the store, not of its input; running it
+    /// again is worth it.
+    #[error("{0}")]
+    Interrupted(String),
     #[error("could not write output: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -29,8 +29,9 @@ use crate::models::JobType;
 const MAX_ARCHIVES: usize = 100;
 /// Days an import's archives are kept from its request on, whatever their uploads' expiry.
 const KEEP_ARCHIVE_DAYS: i32 = 7;
-/// Runs an import is given: one whose process stops this often (an archive that crashes or
-/// stalls it each time) is failed rather than run forever.
+/// Runs in a row an import is given without progress: one whose process stops this often
+/// with no file recorded in between (an archive that crashes or stalls it each time) is failed
+/// rather than run forever; an outage or a deploy amid a long import, which goes on, is not.
 const MAX_RESTARTS: i32 = 5;
 /// An import silent this long (no chunk, no heartbeat) has lost its process (default;
 /// `TIMELINE_IMPORT_STALL_SECS` sets it).
@@ -159,12 +160,13 @@ async fn fail(state: &AppState, job: Uuid, reason: &str) {
     }
 }
 
-/// Whether the database refused the data itself (SQLSTATE classes 22, data exception, and 23,
-/// integrity constraint violation), as opposed to being unreachable or busy.
+/// Whether the database refused the data itself (SQLSTATE class 22, data exception; 23502, a
+/// missing value; 23514, a check), as opposed to being unreachable or busy. Not a foreign key
+/// or a unique key: those come of races (a file deleted meanwhile, another run), which pass.
 fn refused_data(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .and_then(|d| d.code())
-        .is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
+        .is_some_and(|c| c.starts_with("22") || c == "23502" || c == "23514")
 }
 
 /// Aborts a background task when dropped.
@@ -227,8 +229,8 @@ pub async fn resume_stalled(state: AppState) {
                 {
                     if restarts > MAX_RESTARTS {
                         let reason = format!(
-                            "the import stopped {MAX_RESTARTS} times without ending; \
-                             its archives may hold what it cannot read"
+                            "the import stopped {MAX_RESTARTS} times without storing anything \
+                             more; its archives may hold what it cannot read"
                         );
                         fail(&state, job, &reason).await;
                         continue;

@@ -268,21 +268,23 @@ pub async fn note_error(
     Ok(())
 }
 
-/// Unfinished exports nobody has advanced for `stale_secs` (their run died), oldest first.
+/// Unfinished exports nobody has advanced for `stale_secs` (their run died), oldest first:
+/// (id, attempts so far).
 pub async fn stalled(
     db: impl PgExecutor<'_>,
     stale_secs: f64,
     limit: i64,
-) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar!(
-        "SELECT id FROM exports
+) -> Result<Vec<(Uuid, i32)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT id, attempt FROM exports
          WHERE status IN ('pending', 'running') AND updated_at < now() - make_interval(secs => $1)
          ORDER BY updated_at LIMIT $2",
         stale_secs,
         limit
     )
     .fetch_all(db)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.attempt)).collect())
 }
 
 /// Exports whose stored bytes are due for deletion: completed ones past their expiry, and
@@ -296,7 +298,7 @@ pub async fn expired(
         "SELECT id, object_key, multipart_id FROM exports
          WHERE (status = 'completed' AND expires_at < now())
             OR (status = 'failed' AND multipart_id IS NOT NULL)
-         ORDER BY expires_at NULLS FIRST LIMIT $1",
+         ORDER BY updated_at LIMIT $1",
         limit
     )
     .fetch_all(db)

@@ -187,13 +187,14 @@ pub struct StalledImport {
     pub id: Uuid,
     pub user_id: Uuid,
     pub input: serde_json::Value,
-    /// Runs before this one that stopped without ending it (this claim included).
+    /// Runs in a row that stopped without recording a file (this claim included).
     pub restarts: i32,
 }
 
 /// Imports of the API whose importer stopped (silent for `stale_secs`): claimed for a new run
 /// by marking them alive, so that one web process takes each, and counted in the job's output
-/// (`restarts`), so that an import that never ends is failed rather than run forever.
+/// (`restarts`: runs in a row that recorded no file, `restart_total` the files recorded at the
+/// last claim), so that an import that never gets further is failed rather than run forever.
 pub async fn claim_stalled_api_imports(
     conn: &mut PgConnection,
     stale_secs: f64,
@@ -203,8 +204,11 @@ pub async fn claim_stalled_api_imports(
         StalledImport,
         r#"UPDATE data_processing_jobs
          SET updated_at = now(),
-             output_data = output_data || jsonb_build_object('restarts',
-                 coalesce((output_data->>'restarts')::int, 0) + 1)
+             output_data = output_data || jsonb_build_object(
+                 'restarts', CASE WHEN total_count > coalesce((output_data->>'restart_total')::int, -1)
+                                  THEN 1
+                                  ELSE coalesce((output_data->>'restarts')::int, 0) + 1 END,
+                 'restart_total', total_count)
          WHERE id IN (SELECT id FROM data_processing_jobs
                       WHERE job_type = 'import' AND input_data ? 'keys' AND NOT sealed
                         AND status IN ('pending', 'running')

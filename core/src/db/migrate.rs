@@ -173,8 +173,9 @@ async fn queue_indexes(pool: &PgPool) -> Result<(), sqlx::Error> {
          -- them by the `lock_by` index, so with every finished task still naming its worker an
          -- acknowledgement read all the tasks that worker had ever finished (measured by
          -- scripts/bench-history.sh). The worker's name moves to `metadata -> 'done_by'`.
+         -- (No pinned search_path: hstore lives wherever the database installed it.)
          CREATE OR REPLACE FUNCTION public.timeline_release_done() RETURNS trigger
-             LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
+             LANGUAGE plpgsql AS $$
          BEGIN
              NEW.metadata := coalesce(NEW.metadata, ''::hstore) || hstore('done_by', NEW.lock_by);
              NEW.lock_by := NULL;

@@ -5,6 +5,7 @@
 //! call from a blocking thread.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -28,6 +29,9 @@ pub struct StoreObject {
     rt: tokio::runtime::Handle,
     /// Most recently read first. Held only to look up or add a block, never during a read.
     blocks: Mutex<VecDeque<(u64, Bytes)>>,
+    /// Whether a read failed in the store (not in the archive's bytes): what was read through
+    /// this object may then be incomplete for reasons that pass.
+    failed: AtomicBool,
 }
 
 impl StoreObject {
@@ -39,7 +43,13 @@ impl StoreObject {
             len,
             rt,
             blocks: Mutex::new(VecDeque::with_capacity(BLOCKS)),
+            failed: AtomicBool::new(false),
         })
+    }
+
+    /// Whether a read of this object failed in the store.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
     }
 
     /// The kept block holding `pos`, if any.
@@ -71,13 +81,20 @@ impl ReadAt for StoreObject {
                 let bytes = self
                     .rt
                     .block_on(self.storage.get_range(&self.key, pos..end))
-                    .map_err(std::io::Error::other)?;
+                    .map_err(|e| {
+                        self.failed.store(true, Ordering::Relaxed);
+                        std::io::Error::other(e)
+                    })?;
                 if bytes.is_empty() {
                     return Ok(0);
                 }
-                let mut blocks = self.lock()?;
-                blocks.push_front((pos, bytes.clone()));
-                blocks.truncate(BLOCKS);
+                // Only read-ahead blocks are kept: a large read (an entry read whole) is used
+                // once, and keeping it would hold megabytes per archive.
+                if bytes.len() as u64 <= BLOCK {
+                    let mut blocks = self.lock()?;
+                    blocks.push_front((pos, bytes.clone()));
+                    blocks.truncate(BLOCKS);
+                }
                 (pos, bytes)
             }
         };

@@ -340,7 +340,8 @@ async fn an_import_that_keeps_stopping_or_lost_its_archive_fails_with_a_reason(p
                  VALUES ($1, 'import', 'running', false,
                          jsonb_build_object('source', 'api', 'keys', jsonb_build_array($2::text),
                                             'from', 'auto'),
-                         jsonb_build_object('restarts', $3::int), now() - interval '1 hour')
+                         jsonb_build_object('restarts', $3::int, 'restart_total', 0),
+                         now() - interval '1 hour')
                  RETURNING id",
             )
             .bind(user)
@@ -358,7 +359,10 @@ async fn an_import_that_keeps_stopping_or_lost_its_archive_fails_with_a_reason(p
         .spawn_serve_env(&[("TIMELINE_IMPORT_STALL_SECS", "2")])
         .await;
     let started = std::time::Instant::now();
-    for (job, why) in [(worn, "stopped 5 times"), (lost, "no longer in the store")] {
+    for (job, why) in [
+        (worn, "stopped 5 times without storing"),
+        (lost, "no longer in the store"),
+    ] {
         let done = loop {
             let (code, job) = app.get(&token, &format!("/v1/jobs/{job}")).await;
             assert_eq!(code, 200, "{job}");
