@@ -249,10 +249,11 @@ impl Writer<'_> {
                                    the row keeps it for the next run or the reconciler");
                 } else if self.storage.is_multipart() {
                     // Its own statement, so a failure here never hides the run's error.
+                    let (pool, id, attempt) = (self.pool, self.id, self.attempt);
                     let cleared = async {
-                        let mut tx = self.pool.begin().await?;
-                        db::exports::set_multipart(&mut *tx, self.id, self.attempt, None).await?;
-                        tx.commit().await
+                        Ok::<_, sqlx::Error>(in_tx!(pool, |c| db::exports::set_multipart(
+                            c, id, attempt, None
+                        )))
                     };
                     if let Err(db) = cleared.await {
                         tracing::warn!(error = %db, "could not clear the aborted upload's record");
@@ -571,15 +572,8 @@ pub async fn expire(pool: &PgPool, storage: &Storage, limit: i64) -> Result<u64,
     let due = in_tx!(pool, |c| db::exports::expired(c, limit));
     let mut done = 0;
     for (id, key, open) in &due {
-        let key = Path::from(key.as_str());
         // One object the store refuses to delete does not hold up the others.
-        let deleted = async {
-            if let Some(open) = open {
-                storage.abort_multipart(&key, open).await?;
-            }
-            storage.discard(&key).await
-        };
-        if let Err(e) = deleted.await {
+        if let Err(e) = delete_bytes(storage, key, open.as_deref()).await {
             tracing::warn!(export.id = %id, error = %e, "could not delete an export's bytes; \
                            the next pass tries again");
             continue;
@@ -595,14 +589,24 @@ pub async fn expire(pool: &PgPool, storage: &Storage, limit: i64) -> Result<u64,
 pub async fn delete_all_of(pool: &PgPool, storage: &Storage, user: Uuid) -> Result<u64, Error> {
     let stored = in_tx!(pool, |c| db::exports::stored_of(c, user));
     for (id, key, open) in &stored {
-        let key = Path::from(key.as_str());
-        if let Some(open) = open {
-            storage.abort_multipart(&key, open).await?;
-        }
-        storage.discard(&key).await?;
+        delete_bytes(storage, key, open.as_deref()).await?;
         in_tx!(pool, |c| db::exports::delete(c, *id));
     }
     Ok(stored.len() as u64)
+}
+
+/// Deletes what an export may have stored at `key`: the multipart upload `open` (aborted) and
+/// the object or staging file.
+async fn delete_bytes(
+    storage: &Storage,
+    key: &str,
+    open: Option<&str>,
+) -> Result<(), crate::storage::Error> {
+    let key = Path::from(key);
+    if let Some(open) = open {
+        storage.abort_multipart(&key, open).await?;
+    }
+    storage.discard(&key).await
 }
 
 #[cfg(test)]

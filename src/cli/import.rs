@@ -252,7 +252,7 @@ pub(crate) async fn run_job(
 fn storage_error(e: crate::storage::Error) -> Error {
     match e {
         crate::storage::Error::NotFound(_) => Error::Invalid(e.reason()),
-        e => Error::Storage(e),
+        e => Error::Interrupted(e.to_string()),
     }
 }
 

@@ -99,9 +99,6 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("{0}")]
     Invalid(String),
-    /// The object store failed (may pass: the work is worth running again).
-    #[error(transparent)]
-    Storage(crate::storage::Error),
     /// The work stopped on trouble of the database or the store, not of its input; running it
     /// again is worth it.
     #[error("{0}")]
