@@ -124,6 +124,13 @@ impl UserCaps {
     pub fn users_holding(&self) -> usize {
         self.held.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
+
+    /// Request slots held by all users together (for tests: waiting for the caps to fill
+    /// without a request of one's own, which would itself take a slot).
+    pub fn requests_held(&self) -> u32 {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.values().map(|h| h.requests).sum()
+    }
 }
 
 /// One held slot; dropping it gives the slot back.

@@ -78,22 +78,26 @@ async fn a_user_at_its_caps_gets_429_while_another_is_served_at_once(pool: PgPoo
         pending.push(p);
         senders.push(tx);
     }
-    // Wait until every slot is taken: then each further request of theirs is refused.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = http
-            .get(format!("{}/v1/jobs/{job}", app.base))
-            .bearer_auth(&greedy)
-            .send()
-            .await
-            .expect("poll");
-        if r.status() == 429 {
-            assert_eq!(r.headers()["retry-after"], "1");
-            break;
+    // Wait until every slot is taken, by counting them: a poll of our own would take a slot
+    // for a moment, and a held request arriving in that moment would be refused and never
+    // fill its slot. Then each further request of theirs is refused.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while caps.requests_held() < CAPS.requests {
+        if let Some(p) = pending.iter().position(|p| p.is_finished()) {
+            let done = pending.remove(p).await.expect("request task");
+            panic!("a held request ended early: {:?}", done.map(|r| r.status()));
         }
         assert!(Instant::now() < deadline, "the caps never filled");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let r = http
+        .get(format!("{}/v1/jobs/{job}", app.base))
+        .bearer_auth(&greedy)
+        .send()
+        .await
+        .expect("poll");
+    assert_eq!(r.status(), 429, "a request past the caps");
+    assert_eq!(r.headers()["retry-after"], "1");
     let (status, _) = app
         .upload(&greedy, &[("c.jpg", photo("landscape_6.jpg"))])
         .await;
