@@ -13,8 +13,9 @@
 //!    sessions, jobs, memories, collections, locations) and the audit trail about them is
 //!    anonymized, in one transaction.
 //!
-//! An erasure whose process dies resumes: the reconciler runs every unfinished one it finds not
-//! advanced for its grace period. Objects a worker step is writing for a deleted file at that
+//! A user's request runs as a task of the workers' `library` queue, queued with it. An erasure
+//! whose process dies resumes: the queue gives a dead worker's task back, and the reconciler
+//! runs every unfinished one not advanced for its grace period that no task will run. Objects a worker step is writing for a deleted file at that
 //! moment are named by the step and cleaned by the reconciler once its task has ended.
 
 use serde::Serialize;
@@ -65,7 +66,8 @@ pub struct Report {
 
 /// Records the request to erase `user`: from now on their account takes no uploads. Returns
 /// the job (an unfinished one if there is one already); `None` for an unknown user. The
-/// caller commits, then runs [`run`] (or leaves it to the reconciler).
+/// caller queues its run ([`crate::jobs::LibraryTask::Erasure`]) on the same transaction, or
+/// commits and runs [`run`] itself (`timeline users erase`).
 pub async fn request(
     conn: &mut sqlx::PgConnection,
     user: Uuid,

@@ -9,9 +9,11 @@
 //! It is written front to back as it is made: originals are streamed from the store, the zip is
 //! streamed into the store ([`sink`]), and only the central directory is held until the end.
 //! The export's row names the object before it is written and records the S3 multipart upload
-//! in progress; a run beats every few seconds and is fenced by its attempt. A run that dies is
-//! resumed by the reconciler, which aborts what the dead run had stored and starts over; after
-//! [`MAX_ATTEMPTS`] the export fails with its reason. Expired archives are deleted by the
+//! in progress; a run beats every few seconds and is fenced by its attempt. Runs are tasks of
+//! the workers' `library` queue, queued with the export's row. A run that dies is run again by
+//! the queue (its task comes back once its worker is seen dead), or queued again by the
+//! reconciler when no task is left; the next run aborts what the dead one had stored and starts
+//! over; after [`MAX_ATTEMPTS`] the export fails with its reason. Expired archives are deleted by the
 //! reconciler from the rows; an erasure deletes the user's.
 
 pub mod sink;
@@ -52,6 +54,8 @@ pub enum Error {
     Storage(#[from] crate::storage::Error),
     #[error(transparent)]
     Layout(#[from] zipstream::Error),
+    #[error("queue: {0}")]
+    Queue(String),
     /// Another run took the export over (this one was thought dead), or it was deleted.
     #[error("the export was taken over by another run, or deleted")]
     Superseded,
@@ -61,7 +65,9 @@ impl Error {
     /// What went wrong, for its owner to read (no key, path or URL).
     fn reason(&self) -> String {
         match self {
-            Self::Database(_) => "the database failed while the archive was written".into(),
+            Self::Database(_) | Self::Queue(_) => {
+                "the database failed while the archive was written".into()
+            }
             Self::Storage(e) => e.reason(),
             Self::Layout(e) => e.to_string(),
             Self::Superseded => "superseded".into(),
@@ -87,7 +93,8 @@ pub fn key(user: Uuid, id: Uuid) -> Path {
 }
 
 /// Records a request for an export of `user`'s library, or joins the unfinished one; returns
-/// (export, job). The caller commits, then runs [`run`] (or leaves it to the reconciler).
+/// (export, job, whether it is new). The caller queues a new one's run
+/// ([`crate::jobs::LibraryTask::Export`]) on the same transaction and commits.
 pub async fn request(
     conn: &mut sqlx::PgConnection,
     user: Uuid,
@@ -517,14 +524,10 @@ fn sidecar(m: &ExportMedia, file: &str) -> serde_json::Value {
     })
 }
 
-/// Resumes up to `limit` exports nobody advanced for `stale_secs` (their run died), each in
-/// the background: an export may take hours, and the pass does not wait. Returns how many.
-pub async fn resume_stalled(
-    pool: &PgPool,
-    storage: &Storage,
-    stale_secs: f64,
-    limit: i64,
-) -> Result<u64, Error> {
+/// Queues again up to `limit` exports nobody advanced for `stale_secs` whose run died with no
+/// live task left to run it (the queue gave up on it, or lost it), for a worker's `library`
+/// pool to resume. Returns how many.
+pub async fn resume_stalled(pool: &PgPool, stale_secs: f64, limit: i64) -> Result<u64, Error> {
     let stalled = in_tx!(pool, |c| db::exports::stalled(c, stale_secs, limit));
     let mut resumed = 0;
     for &(id, attempt) in &stalled {
@@ -535,35 +538,15 @@ pub async fn resume_stalled(
             in_tx!(pool, |c| db::exports::fail(c, id, attempt, &reason));
             continue;
         }
-        let (pool, storage) = (pool.clone(), storage.clone());
-        let run = tokio::spawn(async move {
-            if let Err(e) = run(&pool, &storage, id).await {
-                tracing::warn!(export.id = %id, error = %e, "resumed export stopped");
-            }
-        });
-        if let Ok(mut runs) = RESUMED.lock() {
-            runs.retain(|r| !r.is_finished());
-            runs.push(run);
-        }
+        let mut tx = pool.begin().await?;
+        crate::jobs::enqueue_library(&mut tx, crate::jobs::LibraryTask::Export { export_id: id })
+            .await
+            .map_err(|e| Error::Queue(e.to_string()))?;
+        tx.commit().await?;
+        tracing::warn!(export.id = %id, attempt, "export queued again: its run died");
         resumed += 1;
     }
     Ok(resumed)
-}
-
-/// The runs [`resume_stalled`] started in this process.
-static RESUMED: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> =
-    std::sync::Mutex::new(Vec::new());
-
-/// Waits for the runs this process resumed (a one-shot `timeline maintenance` waits for them
-/// before it exits, or they would die with it).
-pub async fn finish_resumed() {
-    let runs = RESUMED
-        .lock()
-        .map(|mut r| std::mem::take(&mut *r))
-        .unwrap_or_default();
-    for run in runs {
-        let _ = run.await;
-    }
 }
 
 /// Deletes the archives past their expiry (a batch), keeping their rows as `expired`, and what

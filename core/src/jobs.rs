@@ -255,6 +255,35 @@ pub async fn enqueue(
     Ok(())
 }
 
+/// The queue of library-wide work: exports and account erasures. Served by every worker
+/// (`--queues` lists it), a few at a time: each runs for minutes to hours on one user's
+/// whole library and mostly waits on the store.
+pub const LIBRARY_QUEUE: &str = "library";
+
+/// A task of [`LIBRARY_QUEUE`]. Each names its row, which holds its state: a task run twice,
+/// or after the reconciler resumed the same work, finds the work claimed or done and is fenced
+/// by the row's attempt (exports) or advisory lock (erasures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LibraryTask {
+    Export { export_id: Uuid },
+    Erasure { job_id: Uuid },
+}
+
+/// Attempts apalis gives a library task (runs that died with their worker). The work counts
+/// its own runs in its row and fails there with its reason; this only keeps a task that
+/// cannot even start from circling for ever.
+const LIBRARY_ATTEMPTS: usize = 10;
+
+/// Queues `task` on the caller's transaction: it commits with the row it names.
+pub async fn enqueue_library(conn: &mut PgConnection, task: LibraryTask) -> Result<(), Error> {
+    let task = TaskBuilder::new(serde_json::to_vec(&task)?)
+        .max_attempts(LIBRARY_ATTEMPTS)
+        .build();
+    apalis_postgres::queries::push_tasks(conn, LIBRARY_QUEUE, vec![task]).await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,7 +87,7 @@ pub struct Report {
     pub files_counted: u64,
     /// Account erasures whose runner stopped, resumed and finished.
     pub erasures_finished: u64,
-    /// Exports whose run stopped, started again (in the background).
+    /// Exports whose run stopped with no task left to run it, queued again (`library`).
     pub exports_resumed: u64,
     /// Export archives past their expiry, deleted.
     pub exports_expired: u64,
@@ -173,7 +173,7 @@ pub async fn run(
         // not stop the pass's other work.
         let exports_resumed = logged(
             "resuming exports",
-            crate::export::resume_stalled(pool, storage, stall, EXPORTS_PER_PASS).await,
+            crate::export::resume_stalled(pool, stall, EXPORTS_PER_PASS).await,
         );
         let exports_expired = logged(
             "deleting expired exports",

@@ -220,7 +220,6 @@ pub async fn run() -> Result<(), Error> {
             )
             .await
             .map_err(|e| Error::Invalid(format!("reconciliation failed: {e}")))?;
-            crate::export::finish_resumed().await;
             let mut out = serde_json::json!({ "maintenance": report, "reconcile": reconciled });
             if audit_store {
                 let audit = crate::reconcile::audit_store(&pool, &storage, audit_pages)

@@ -1,6 +1,7 @@
 //! `DELETE /v1/account`: the right to erasure. The request is recorded (from then on the
-//! account takes no uploads) and answered at once with the erasure job; the job runs here in
-//! the background, and the reconciler finishes it if this process stops. Once it completes
+//! account takes no uploads) and answered at once with the erasure job; a worker runs it (a
+//! task of the `library` queue, queued with the request), and the reconciler finishes it if
+//! that worker stops. Once it completes
 //! nothing of the user remains and their token answers 401.
 
 use axum::Json;
@@ -16,6 +17,7 @@ use super::docs::{BadRequest, Unauthorized, Unavailable};
 use super::views::{self, ErasureAccepted};
 use super::{ApiJson, AppState, error::ApiError};
 use crate::db;
+use crate::jobs::LibraryTask;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(erase))
@@ -53,15 +55,10 @@ async fn erase(
     let job = db::jobs::get(&mut tx, user, job_id)
         .await?
         .ok_or_else(|| ApiError::Internal("the erasure job vanished".into()))?;
+    // A worker runs it (the `library` queue); the task commits with the request.
+    crate::jobs::enqueue_library(&mut tx, LibraryTask::Erasure { job_id }).await?;
     tx.commit().await?;
     tracing::info!(job.id = %job_id, "account erasure requested");
-    let (pool, storage) = (state.pool.clone(), state.storage.clone());
-    tokio::spawn(async move {
-        if let Err(e) = crate::erasure::run(&pool, &storage, job_id).await {
-            tracing::warn!(job.id = %job_id, error = %e,
-                           "account erasure interrupted; the reconciler will finish it");
-        }
-    });
     let mut resp = (
         StatusCode::ACCEPTED,
         Json(ErasureAccepted {

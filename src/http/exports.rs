@@ -1,8 +1,8 @@
 //! `/v1/exports`: the right of access. A request starts (or joins) an export job that writes
 //! the user's library as one zip into the store (see `crate::export`); its state says when it
 //! is ready, and the archive downloads with `Range`, so a broken download resumes, until it
-//! expires. The job runs here in the background; the reconciler resumes it if this process
-//! stops.
+//! expires. A worker writes it (a task of the `library` queue, queued with the export's row);
+//! the reconciler resumes it if that worker stops.
 
 use axum::Json;
 use axum::body::Body;
@@ -18,6 +18,7 @@ use super::range;
 use super::views::{self, ExportAccepted, ExportView};
 use super::{AppState, error::ApiError};
 use crate::db;
+use crate::jobs::LibraryTask;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -43,6 +44,10 @@ async fn create(
     // Every statement inside a transaction (a transaction pooler may sit in front).
     let mut tx = state.pool.begin().await?;
     let (id, job_id, new) = crate::export::request(&mut tx, user).await?;
+    if new {
+        // A worker writes it (the `library` queue); the task commits with the export's row.
+        crate::jobs::enqueue_library(&mut tx, LibraryTask::Export { export_id: id }).await?;
+    }
     let job = db::jobs::get(&mut tx, user, job_id)
         .await?
         .ok_or_else(|| ApiError::Internal("the export's job vanished".into()))?;
@@ -52,13 +57,6 @@ async fn create(
     tx.commit().await?;
     if new {
         tracing::info!(export.id = %id, job.id = %job_id, "export requested");
-        let (pool, storage) = (state.pool.clone(), state.storage.clone());
-        tokio::spawn(async move {
-            if let Err(e) = crate::export::run(&pool, &storage, id).await {
-                tracing::warn!(export.id = %id, error = %e,
-                               "export interrupted; the reconciler will resume it");
-            }
-        });
     }
     let mut resp = (
         StatusCode::ACCEPTED,

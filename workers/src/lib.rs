@@ -1,5 +1,6 @@
 //! timeline-workers: the worker pools that process uploaded media, one per queue — `hash`,
-//! `exif`, `thumbnail` for photos, `video` for videos and audio — one file per step. The pure media code (bytes in, facts out) lives in
+//! `exif`, `thumbnail` for photos, `video` for videos and audio — one file per step, and the
+//! `library` pool that runs exports and account erasures. The pure media code (bytes in, facts out) lives in
 //! the `timeline-media` crate; this crate adds the database, the store and the queue.
 
 pub mod bench;
@@ -8,6 +9,7 @@ pub mod decoder;
 pub mod error;
 pub mod exif;
 pub mod hash;
+pub mod library;
 pub mod metrics_endpoint;
 pub mod motion_clip;
 pub mod pools;
@@ -36,9 +38,13 @@ pub struct Args {
         long,
         env = "TIMELINE_QUEUES",
         value_delimiter = ',',
-        default_value = "hash,exif,thumbnail,video"
+        default_value = "hash,exif,thumbnail,video,library"
     )]
     pub queues: Vec<String>,
+    /// Exports and account erasures run at once by the `library` pool (each streams a whole
+    /// library through the store, mostly waiting on it).
+    #[arg(long, env = "TIMELINE_LIBRARY_CONCURRENCY", default_value_t = 2)]
+    pub library_concurrency: usize,
     /// Steps in flight per pool (default: the number of CPUs plus one).
     #[arg(long, env = "TIMELINE_CONCURRENCY")]
     pub concurrency: Option<usize>,
@@ -115,13 +121,18 @@ pub async fn run() -> Result<(), Error> {
     if let Some(Command::Bench(bench)) = &args.command {
         return run_bench(&args.db, bench).await;
     }
+    let library = args
+        .queues
+        .iter()
+        .any(|q| q.trim() == timeline_core::jobs::LIBRARY_QUEUE);
     let steps = args
         .queues
         .iter()
+        .filter(|q| q.trim() != timeline_core::jobs::LIBRARY_QUEUE)
         .map(|q| {
             Step::from_queue(q.trim()).ok_or_else(|| {
                 Error::Config(format!(
-                    "unknown queue {q:?} (hash, exif, thumbnail, video)"
+                    "unknown queue {q:?} (hash, exif, thumbnail, video, library)"
                 ))
             })
         })
@@ -219,7 +230,19 @@ pub async fn run() -> Result<(), Error> {
         ctx.clone(),
         std::time::Duration::from_secs(args.reconcile_grace_secs),
     ));
-    let result = pools::run(ctx, &steps, concurrency, args.interactive_concurrency).await;
+    let library = if library {
+        args.library_concurrency.max(1)
+    } else {
+        0
+    };
+    let result = pools::run(
+        ctx,
+        &steps,
+        concurrency,
+        args.interactive_concurrency,
+        library,
+    )
+    .await;
     reconciler.abort();
     if let Some(m) = metrics {
         m.abort();

@@ -25,7 +25,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// A unique worker name per boot, so heartbeats and locks of a restarted process never collide.
-fn worker_name(pool: &str, index: usize) -> String {
+pub(crate) fn worker_name(pool: &str, index: usize) -> String {
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     format!(
         "{}-{}-{}-{}-{index}",
@@ -154,8 +154,8 @@ async fn schedule_retry(ctx: &Context, task_id: &TaskId, worker: &str, attempt: 
     }
 }
 
-/// Runs the pools of `steps` until SIGTERM/Ctrl-C: per step a regular pool of `concurrency`
-/// slots and, unless `express` is 0 or lanes are off (`TIMELINE_PRIORITY_LANES`), an express
+/// Runs the pools of `steps` (and the `library` pool, with `library` slots unless 0) until
+/// SIGTERM/Ctrl-C: per step a regular pool of `concurrency` slots and, unless `express` is 0 or lanes are off (`TIMELINE_PRIORITY_LANES`), an express
 /// pool of `express` slots that only interactive tasks may use. Bulk work can therefore never hold every slot an upload could use; the
 /// express pools sit idle (one fetch per announced upload, one poll per interval) otherwise.
 pub async fn run(
@@ -163,6 +163,7 @@ pub async fn run(
     steps: &[Step],
     concurrency: usize,
     express: usize,
+    library: usize,
 ) -> Result<(), MonitorError> {
     // Without lanes every task is queued at one priority and an express pool, which takes only
     // interactive tasks, could never fetch anything: its slots join the regular pool instead.
@@ -179,7 +180,7 @@ pub async fn run(
     };
     let wakers = Wakers::new(steps);
     let listener = tokio::spawn(wake::listen(ctx.session.clone(), wakers.clone()));
-    let result = run_pools(ctx, steps, concurrency, express, wakers).await;
+    let result = run_pools(ctx, steps, (concurrency, express, library), wakers).await;
     listener.abort();
     result
 }
@@ -187,8 +188,7 @@ pub async fn run(
 async fn run_pools(
     ctx: Arc<Context>,
     steps: &[Step],
-    concurrency: usize,
-    express: usize,
+    (concurrency, express, library): (usize, usize, usize),
     wakers: Wakers,
 ) -> Result<(), MonitorError> {
     // A pool whose backend fails (the database went away: every poll and heartbeat errors)
@@ -207,7 +207,10 @@ async fn run_pools(
             monitor = register(monitor, &ctx, step, PoolKind::Express, express, &wakers);
         }
     }
-    tracing::info!(queues = ?steps.iter().map(|s| s.queue()).collect::<Vec<_>>(), concurrency, express, "worker pools starting");
+    if library > 0 {
+        monitor = crate::library::register(monitor, &ctx, library);
+    }
+    tracing::info!(queues = ?steps.iter().map(|s| s.queue()).collect::<Vec<_>>(), concurrency, express, library, "worker pools starting");
     monitor
         .run_with_signal(async {
             timeline_core::shutdown::signal().await;

@@ -53,17 +53,23 @@ pub async fn claim(db: impl sqlx::PgExecutor<'_>, job: Uuid) -> Result<Option<Uu
     .await
 }
 
-/// Unfinished erasures nobody has advanced for `stale_secs` (their runner died), oldest first.
+/// Unfinished erasures nobody has advanced for `stale_secs` (their runner died) and that no
+/// live `library` task will run (as for exports: `db::exports::stalled`), oldest first.
 pub async fn stalled(
     db: impl sqlx::PgExecutor<'_>,
     stale_secs: f64,
     limit: i64,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar!(
-        "SELECT id FROM data_processing_jobs
-         WHERE job_type = 'account_deletion' AND status IN ('pending', 'running')
-           AND updated_at < now() - make_interval(secs => $1)
-         ORDER BY updated_at LIMIT $2",
+        "SELECT d.id FROM data_processing_jobs d
+         WHERE d.job_type = 'account_deletion' AND d.status IN ('pending', 'running')
+           AND d.updated_at < now() - make_interval(secs => $1)
+           AND NOT EXISTS (
+               SELECT 1 FROM apalis.jobs j
+               WHERE j.job_type = 'library' AND j.status <> 'Done' AND j.status <> 'Killed'
+                 AND (j.status <> 'Failed' OR j.attempts < j.max_attempts)
+                 AND convert_from(j.job, 'UTF8')::jsonb ->> 'job_id' = d.id::text)
+         ORDER BY d.updated_at LIMIT $2",
         stale_secs,
         limit
     )

@@ -268,17 +268,25 @@ pub async fn note_error(
     Ok(())
 }
 
-/// Unfinished exports nobody has advanced for `stale_secs` (their run died), oldest first:
-/// (id, attempts so far).
+/// Unfinished exports nobody has advanced for `stale_secs` (their run died) and that no live
+/// `library` task will run (one waiting, or one the queue gives back once its dead worker is
+/// noticed, is left to the queue), oldest first: (id, attempts so far). The live library tasks
+/// are few (one per export or erasure under way), found by `timeline_apalis_jobs_live`.
 pub async fn stalled(
     db: impl PgExecutor<'_>,
     stale_secs: f64,
     limit: i64,
 ) -> Result<Vec<(Uuid, i32)>, sqlx::Error> {
     let rows = sqlx::query!(
-        "SELECT id, attempt FROM exports
-         WHERE status IN ('pending', 'running') AND updated_at < now() - make_interval(secs => $1)
-         ORDER BY updated_at LIMIT $2",
+        "SELECT e.id, e.attempt FROM exports e
+         WHERE e.status IN ('pending', 'running')
+           AND e.updated_at < now() - make_interval(secs => $1)
+           AND NOT EXISTS (
+               SELECT 1 FROM apalis.jobs j
+               WHERE j.job_type = 'library' AND j.status <> 'Done' AND j.status <> 'Killed'
+                 AND (j.status <> 'Failed' OR j.attempts < j.max_attempts)
+                 AND convert_from(j.job, 'UTF8')::jsonb ->> 'export_id' = e.id::text)
+         ORDER BY e.updated_at LIMIT $2",
         stale_secs,
         limit
     )

@@ -369,8 +369,10 @@ async fn an_export_on_s3_killed_mid_write_is_resumed_and_leaves_no_part(pool: Pg
             *v = format!("http://127.0.0.1:{}", proxy.port);
         }
     }
-    let app = TestApp::start(pool.clone(), false).await;
+    let mut app = TestApp::start(pool.clone(), false).await;
     let serve = app.spawn_serve_env(&as_refs(&env)).await;
+    // The export runs in a worker (its `library` pool), not in the web process.
+    app.start_worker_env(&["--queues", "library"], &as_refs(&env));
     let (user, token) = app.user("s3-export@example.org").await;
     // Five 2 MB photos (distinct bytes): the archive passes one 8 MiB part.
     let big = photo("HMD_Nokia_8.3_5G.jpg");
@@ -414,9 +416,9 @@ async fn an_export_on_s3_killed_mid_write_is_resumed_and_leaves_no_part(pool: Pg
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut serve = serve;
-    serve.child.kill().expect("kill -9");
-    serve.child.wait().expect("wait");
+    let mut worker = app.worker.take().expect("worker");
+    worker.kill().expect("kill -9");
+    worker.wait().expect("wait");
     let (status, open): (String, Option<String>) =
         sqlx::query_as("SELECT status, multipart_id FROM exports WHERE id = $1")
             .bind(export)
@@ -428,23 +430,48 @@ async fn an_export_on_s3_killed_mid_write_is_resumed_and_leaves_no_part(pool: Pg
     proxy.throttle(0);
     proxy.throttle_up(0);
 
-    // The reconciler resumes it once it has missed a few beats (never sooner).
+    // Its task is still the queue's (held by a worker not yet seen dead): the reconciler
+    // leaves it alone, however long it has been silent.
     let db = url_of(&pool);
     let mut envs = as_refs(&env);
     envs.push(("DATABASE_URL", &db));
-    let report = maintenance(&envs);
-    assert_eq!(report["reconcile"]["exports_resumed"], 0, "{report}");
     tokio::time::sleep(Duration::from_secs(16)).await;
     let report = maintenance(&envs);
+    assert_eq!(report["reconcile"]["exports_resumed"], 0, "{report}");
+    // The queue gives up on the task (as after its last attempt): the reconciler, from the
+    // export's row, queues it again, once; a new worker resumes it, aborting the dead run's
+    // upload first.
+    sqlx::query("UPDATE apalis.jobs SET status = 'Killed' WHERE job_type = 'library'")
+        .execute(&pool)
+        .await
+        .expect("give the task up");
+    let report = maintenance(&envs);
     assert_eq!(report["reconcile"]["exports_resumed"], 1, "{report}");
+    let report = maintenance(&envs);
+    assert_eq!(
+        report["reconcile"]["exports_resumed"], 0,
+        "queued once: {report}"
+    );
+    app.start_worker_env(&["--queues", "library"], &as_refs(&env));
+    let started = Instant::now();
+    loop {
+        let (status, attempt): (String, i32) =
+            sqlx::query_as("SELECT status, attempt FROM exports WHERE id = $1")
+                .bind(export)
+                .fetch_one(&pool)
+                .await
+                .expect("row");
+        if status == "completed" {
+            assert_eq!(attempt, 2, "resumed once");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "not resumed: {status} {attempt}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert!(s3.open_parts().is_empty(), "{:?}", s3.open_parts());
-    let (status, attempt): (String, i32) =
-        sqlx::query_as("SELECT status, attempt FROM exports WHERE id = $1")
-            .bind(export)
-            .fetch_one(&pool)
-            .await
-            .expect("row");
-    assert_eq!((status.as_str(), attempt), ("completed", 2));
     assert!(
         s3.objects()
             .contains(&format!("tl/exports/{user}/{id}.zip")),
@@ -452,7 +479,6 @@ async fn an_export_on_s3_killed_mid_write_is_resumed_and_leaves_no_part(pool: Pg
         s3.objects()
     );
 
-    let serve = app.spawn_serve_env(&as_refs(&env)).await;
     let state = wait_export(&app, &serve.base, &token, &id).await;
     let size = state["size"].as_u64().expect("size");
     let zip = download(&app, &serve.base, &token, &id, size).await;
@@ -472,9 +498,9 @@ async fn an_export_on_s3_killed_mid_write_is_resumed_and_leaves_no_part(pool: Pg
         assert!(started.elapsed() < Duration::from_secs(60), "no part");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut serve = serve;
-    serve.child.kill().expect("kill -9");
-    serve.child.wait().expect("wait");
+    let mut worker = app.worker.take().expect("worker");
+    worker.kill().expect("kill -9");
+    worker.wait().expect("wait");
     proxy.throttle(0);
     proxy.throttle_up(0);
     sqlx::query("UPDATE exports SET status = 'failed', error_message = 'x' WHERE id = $1")

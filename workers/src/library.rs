@@ -1,0 +1,65 @@
+//! The `library` queue: exports and account erasures, one task per request (see
+//! `timeline_core::export` and `timeline_core::erasure`). Each keeps its state in its own row
+//! and is fenced there, so a task run twice (its worker died, the queue ran it again) resumes
+//! the work or finds it done. A run that stops on trouble of the store or the database records
+//! it in the row and ends; the reconciler resumes such work from the rows once it stalls.
+
+use std::sync::Arc;
+
+use apalis::prelude::*;
+use apalis_postgres::{Config, PostgresStorage};
+use timeline_core::jobs::{LIBRARY_QUEUE, LibraryTask};
+
+use crate::context::Context;
+use crate::pools::{HEARTBEAT, MISSED_HEARTBEATS, POLL_INTERVAL, worker_name};
+
+/// The apalis handler: runs the task's work to its end. Failures are the work's to record
+/// (its row says why, and the reconciler decides whether it runs again), so the queue is
+/// never asked to retry at once what just failed.
+async fn handle(task: LibraryTask, ctx: Data<Arc<Context>>) -> Result<(), BoxDynError> {
+    match task {
+        LibraryTask::Export { export_id } => {
+            match timeline_core::export::run(&ctx.pool, &ctx.storage, export_id).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    tracing::info!(export.id = %export_id, "export already done or taken over")
+                }
+                Err(e) => tracing::warn!(export.id = %export_id, error = %e,
+                                         "export stopped; the reconciler resumes it"),
+            }
+        }
+        LibraryTask::Erasure { job_id } => {
+            match timeline_core::erasure::run(&ctx.pool, &ctx.storage, job_id).await {
+                Ok(report) => {
+                    tracing::info!(job.id = %job_id, erased = report.erased, "erasure ran")
+                }
+                Err(e) => tracing::warn!(job.id = %job_id, error = %e,
+                                         "erasure stopped; the reconciler finishes it"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Adds the `library` pool with `concurrency` slots to the monitor. It polls (no wake-up):
+/// an export or an erasure that starts within [`POLL_INTERVAL`] is soon enough.
+pub fn register(monitor: Monitor, ctx: &Arc<Context>, concurrency: usize) -> Monitor {
+    let ctx = ctx.clone();
+    monitor.register(move |restarts| {
+        let config = Config::default()
+            .queue(LIBRARY_QUEUE)
+            .batch_size(1)
+            .heartbeat_interval(HEARTBEAT)
+            .missed_heartbeats(MISSED_HEARTBEATS);
+        let backend = PostgresStorage::<LibraryTask>::new(&ctx.pool)
+            .with_config(config)
+            .poll_with_strategy(Strategy::new().interval(POLL_INTERVAL));
+        WorkerBuilder::new(worker_name(LIBRARY_QUEUE, restarts))
+            .backend(backend)
+            .data(ctx.clone())
+            .catch_panic()
+            .concurrency(concurrency)
+            .parallelize(tokio::spawn)
+            .build(handle)
+    })
+}
