@@ -211,10 +211,24 @@ async fn an_export_uploaded_through_tus_is_imported_from_s3_by_ranged_reads(pool
     assert_eq!(rows(&pool, user).await.len(), 4, "the media stay");
 }
 
-#[sqlx::test(migrations = false)]
-async fn an_import_whose_web_process_is_killed_is_run_again_by_another(pool: PgPool) {
+/// An import of six photos (`facebook` layout) through a web process whose link to the store
+/// is slowed, caught once its first chunk is recorded; a worker reads the store directly.
+struct SlowImport {
+    s3: S3Server,
+    proxy: Proxy,
+    app: TestApp,
+    serve: crate::common::Serve,
+    /// The web process's environment (to start another like it).
+    env: Vec<(&'static str, String)>,
+    user: uuid::Uuid,
+    token: String,
+    upload: String,
+    job: String,
+    job_id: uuid::Uuid,
+}
+
+async fn slow_import(pool: &PgPool, email: &str, extra: &[(&'static str, &str)]) -> SlowImport {
     let s3 = S3Server::start();
-    // The web process reads the store through a link slowed enough to be caught mid-import.
     let proxy = Proxy::start(s3.port).await;
     let mut env = s3_env(&s3);
     let worker_env = env.clone();
@@ -224,11 +238,12 @@ async fn an_import_whose_web_process_is_killed_is_run_again_by_another(pool: PgP
         }
     }
     env.push(("TIMELINE_IMPORT_STALL_SECS", "4".into()));
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
     let mut app = TestApp::start(pool.clone(), false).await;
-    let mut serve = app.spawn_serve_env(&as_refs(&env)).await;
+    let serve = app.spawn_serve_env(&as_refs(&env)).await;
     app.start_worker_env(&[], &as_refs(&worker_env));
-    let (user, token) = app.user("killed-import@example.org").await;
-    let dir = tempdir("killed-import");
+    let (user, token) = app.user(email).await;
+    let dir = tempdir("slow-import");
     let big = photo("landscape_1.jpg");
     let files: Vec<(String, Vec<u8>)> = (0..6)
         .map(|i| {
@@ -244,10 +259,10 @@ async fn an_import_whose_web_process_is_killed_is_run_again_by_another(pool: PgP
     let entries: Vec<(&str, Vec<u8>)> =
         files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
     write_zip(&part, &entries);
-    let id = upload_archive(&serve.base, &token, &part);
+    let upload = upload_archive(&serve.base, &token, &part);
 
     proxy.throttle(100_000);
-    let (code, body) = post_import(&app, &serve.base, &token, json!({"uploads": [id]})).await;
+    let (code, body) = post_import(&app, &serve.base, &token, json!({"uploads": [upload]})).await;
     assert_eq!(code, 202, "{body}");
     let job = body["job"]["id"].as_str().expect("job").to_owned();
     let job_id = uuid::Uuid::parse_str(&job).expect("uuid");
@@ -256,7 +271,7 @@ async fn an_import_whose_web_process_is_killed_is_run_again_by_another(pool: PgP
         let total: i32 =
             sqlx::query_scalar("SELECT total_count FROM data_processing_jobs WHERE id = $1")
                 .bind(job_id)
-                .fetch_one(&pool)
+                .fetch_one(pool)
                 .await
                 .expect("job");
         if total >= 2 {
@@ -268,6 +283,46 @@ async fn an_import_whose_web_process_is_killed_is_run_again_by_another(pool: PgP
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    SlowImport {
+        s3,
+        proxy,
+        app,
+        serve,
+        env,
+        user,
+        token,
+        upload,
+        job,
+        job_id,
+    }
+}
+
+/// The six photos of [`slow_import`], each stored once.
+async fn assert_six_once(pool: &PgPool, user: uuid::Uuid) {
+    let found = rows(pool, user).await;
+    let mut names: Vec<&str> = found.iter().map(|r| r.filename.as_str()).collect();
+    names.dedup();
+    assert_eq!(
+        names,
+        ["0.jpg", "1.jpg", "2.jpg", "3.jpg", "4.jpg", "5.jpg"],
+        "{found:#?}"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_import_whose_web_process_is_killed_is_run_again_by_another(pool: PgPool) {
+    let SlowImport {
+        s3,
+        proxy,
+        app,
+        mut serve,
+        env,
+        user,
+        token,
+        upload: id,
+        job,
+        job_id,
+    } = slow_import(&pool, "killed-import@example.org", &[]).await;
     serve.child.kill().expect("kill -9");
     serve.child.wait().expect("wait");
     let sealed: bool = sqlx::query_scalar("SELECT sealed FROM data_processing_jobs WHERE id = $1")
@@ -284,14 +339,7 @@ async fn an_import_whose_web_process_is_killed_is_run_again_by_another(pool: PgP
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["output_data"]["total"], 6, "{done}");
     assert_eq!(done["output_data"]["restarts"], 1, "{done}");
-    let found = rows(&pool, user).await;
-    let mut names: Vec<&str> = found.iter().map(|r| r.filename.as_str()).collect();
-    names.dedup();
-    assert_eq!(
-        names,
-        ["0.jpg", "1.jpg", "2.jpg", "3.jpg", "4.jpg", "5.jpg"],
-        "{found:#?}"
-    );
+    assert_six_once(&pool, user).await;
 
     // An erasure takes the archive its completed upload still keeps, with everything else.
     let archive = format!("tl/imports/{user}/{id}.zip");
@@ -322,6 +370,47 @@ async fn an_import_whose_web_process_is_killed_is_run_again_by_another(pool: PgP
         .filter(|o| o.contains(&user.to_string()))
         .collect();
     assert!(mine.is_empty(), "{mine:?}");
+}
+
+/// An outage of the store amid an import is not the archive's fault: the run stops with the
+/// job left open (not failed), and once the store is back the import is run again to its end,
+/// every file once.
+#[sqlx::test(migrations = false)]
+async fn an_import_cut_off_from_the_store_is_run_again_once_it_is_back(pool: PgPool) {
+    let run = slow_import(
+        &pool,
+        "outage-import@example.org",
+        &[("TIMELINE_S3_MAX_RETRIES", "1")],
+    )
+    .await;
+    run.proxy.outage(true);
+    let out_since = std::time::Instant::now();
+    // Through the outage (a run, and runs again, each stopped by it): open, no failure.
+    while out_since.elapsed() < Duration::from_secs(6) {
+        let (code, view) = run
+            .app
+            .get(&run.token, &format!("/v1/jobs/{}", run.job))
+            .await;
+        assert_eq!(code, 200, "{view}");
+        assert_eq!(view["status"], "running", "an outage fails nothing: {view}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    run.proxy.outage(false);
+    run.proxy.throttle(0);
+    let done = run
+        .app
+        .wait_job(&run.token, &run.job, Duration::from_secs(120))
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["output_data"]["total"], 6, "{done}");
+    // Run again although its web process never stopped: the outage ended the first run.
+    assert!(
+        done["output_data"]["restarts"].as_i64().unwrap_or(0) >= 1,
+        "run again: {done}"
+    );
+    assert_six_once(&pool, run.user).await;
+    drop(run.serve);
+    drop(run.s3);
 }
 
 /// An import left running by a dead process is run again, but not forever: one that has

@@ -7,6 +7,8 @@
 //! - a lost answer to COMMIT: on PostgreSQL's wire protocol, the first `COMMIT` of a connection
 //!   that inserted into `media_files` reaches the server (which commits), and its answer is
 //!   swallowed and the connection dropped, so the client cannot know the outcome;
+//! - an outage: while it lasts every connection is dropped, open ones at their next bytes and
+//!   new ones at once;
 //! - a count of the HTTP requests sent through it (store calls), by reading request heads and
 //!   skipping bodies by their `Content-Length`.
 
@@ -79,6 +81,8 @@ struct State {
     /// Swallow the answer to the next COMMIT after an INSERT INTO media_files.
     commit_armed: AtomicBool,
     commits_lost: AtomicU64,
+    /// The server is unreachable: every connection is dropped.
+    down_now: AtomicBool,
 }
 
 /// A running proxy on 127.0.0.1:`port`, on a thread and runtime of its own (a test blocking
@@ -104,6 +108,7 @@ impl Proxy {
             requests: AtomicU64::new(0),
             commit_armed: AtomicBool::new(false),
             commits_lost: AtomicU64::new(0),
+            down_now: AtomicBool::new(false),
         });
         let s = state.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -154,6 +159,11 @@ impl Proxy {
         self.state.up.cut_after(nth);
     }
 
+    /// Starts (true) or ends (false) an outage of the server behind the proxy.
+    pub fn outage(&self, on: bool) {
+        self.state.down_now.store(on, Ordering::SeqCst);
+    }
+
     /// Connections cut so far.
     pub fn cuts(&self) -> u64 {
         self.state.cuts.load(Ordering::SeqCst)
@@ -195,6 +205,9 @@ struct Conn {
 }
 
 async fn serve(client: TcpStream, state: Arc<State>) {
+    if state.down_now.load(Ordering::SeqCst) {
+        return;
+    }
     let Ok(server) = TcpStream::connect(("127.0.0.1", state.upstream)).await else {
         return;
     };
@@ -216,6 +229,9 @@ async fn serve(client: TcpStream, state: Arc<State>) {
                 let data = &buf[..n];
                 state.requests.fetch_add(http.feed(data), Ordering::SeqCst);
                 watch_postgres(&state, &conn, data);
+                if state.down_now.load(Ordering::SeqCst) {
+                    return;
+                }
                 if !state.up.pass(&state.cuts, n).await || sw.write_all(data).await.is_err() {
                     return;
                 }
@@ -229,6 +245,9 @@ async fn serve(client: TcpStream, state: Arc<State>) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
+            if state.down_now.load(Ordering::SeqCst) {
+                return;
+            }
             if conn.swallow.load(Ordering::SeqCst) {
                 // The server answered the COMMIT: the client never hears it.
                 state.commits_lost.fetch_add(1, Ordering::SeqCst);
