@@ -255,19 +255,20 @@ pub async fn enqueue(
     Ok(())
 }
 
-/// The queue of library-wide work: exports and account erasures. Served by every worker
+/// The queue of library-wide work: exports, account erasures and imports of the API. Served by every worker
 /// (`--queues` lists it), a few at a time: each runs for minutes to hours on one user's
 /// whole library and mostly waits on the store.
 pub const LIBRARY_QUEUE: &str = "library";
 
 /// A task of [`LIBRARY_QUEUE`]. Each names its row, which holds its state: a task run twice,
 /// or after the reconciler resumed the same work, finds the work claimed or done and is fenced
-/// by the row's attempt (exports) or advisory lock (erasures).
+/// by the row's attempt (exports), advisory lock (erasures) or claim (imports).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum LibraryTask {
     Export { export_id: Uuid },
     Erasure { job_id: Uuid },
+    Import { job_id: Uuid },
 }
 
 /// Attempts apalis gives a library task (runs that died with their worker). The work counts

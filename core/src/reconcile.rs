@@ -91,6 +91,8 @@ pub struct Report {
     pub exports_resumed: u64,
     /// Export archives past their expiry, deleted.
     pub exports_expired: u64,
+    /// Imports of the API whose run stopped with no task left to run it, queued again.
+    pub imports_resumed: u64,
 }
 
 /// Default grace period: an hour (the contract's), far beyond any upload's transaction or a
@@ -179,6 +181,12 @@ pub async fn run(
             "deleting expired exports",
             crate::export::expire(pool, storage, EXPORTS_PER_PASS).await,
         );
+        let imports_resumed = logged(
+            "queueing stopped imports again",
+            crate::import::api::requeue_stalled(pool, stall, EXPORTS_PER_PASS)
+                .await
+                .map_err(|e| e.to_string()),
+        );
         let (jobs_sealed, files_counted) = {
             let mut tx = pool.begin().await?;
             let sealed = db::jobs::seal_abandoned(&mut tx, grace.as_secs_f64()).await?;
@@ -199,6 +207,7 @@ pub async fn run(
             erasures_finished,
             exports_resumed,
             exports_expired,
+            imports_resumed,
         })
     }
     .await;
@@ -218,6 +227,7 @@ pub async fn run(
             erasures = report.erasures_finished,
             exports_resumed = report.exports_resumed,
             exports_expired = report.exports_expired,
+            imports_resumed = report.imports_resumed,
             "reconciler repaired leftovers of a crash or an outage"
         );
     } else {
@@ -439,7 +449,7 @@ async fn delete_unnamed(
 }
 
 /// A count from work a pass may leave to the next one: its error is logged, counted as 0.
-fn logged(what: &str, done: Result<u64, crate::export::Error>) -> u64 {
+fn logged(what: &str, done: Result<u64, impl std::fmt::Display>) -> u64 {
     done.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "{what} failed; the next pass tries again");
         0

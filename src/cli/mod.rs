@@ -107,6 +107,17 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
+impl From<crate::ingest::store::Error> for Error {
+    fn from(e: crate::ingest::store::Error) -> Self {
+        use crate::ingest::store::Error as E;
+        match e {
+            E::Database(e) => Self::Database(e),
+            E::Invalid(m) => Self::Invalid(m),
+            E::Interrupted(m) => Self::Interrupted(m),
+        }
+    }
+}
+
 /// Parses the command line and runs the command.
 pub async fn run() -> Result<(), Error> {
     let cli = Cli::parse();
@@ -153,7 +164,6 @@ pub async fn run() -> Result<(), Error> {
                     uploads: cfg.user_caps.max_user_uploads.max(1),
                     streams: cfg.user_caps.max_user_streams.max(1),
                 });
-            tokio::spawn(crate::http::imports::resume_stalled(state.clone()));
             crate::http::serve(
                 state,
                 &cfg.addr,

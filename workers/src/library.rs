@@ -1,8 +1,10 @@
-//! The `library` queue: exports and account erasures, one task per request (see
-//! `timeline_core::export` and `timeline_core::erasure`). Each keeps its state in its own row
-//! and is fenced there, so a task run twice (its worker died, the queue ran it again) resumes
-//! the work or finds it done. A run that stops on trouble of the store or the database records
-//! it in the row and ends; the reconciler resumes such work from the rows once it stalls.
+//! The `library` queue: exports, account erasures and imports of the API, one task per request
+//! (see `timeline_core::export`, `timeline_core::erasure` and `timeline_core::import::api`).
+//! Each keeps its state in its own row and is fenced there, so a task run twice (its worker
+//! died, the queue ran it again) resumes the work or finds it done. An export or an erasure
+//! that stops on trouble of the store or the database records it in its row and ends, and the
+//! reconciler resumes it from the rows once it stalls; an import so stopped is retried by the
+//! queue after a backoff, as a step is.
 
 use std::sync::Arc;
 
@@ -11,13 +13,31 @@ use apalis_postgres::{Config, PostgresStorage};
 use timeline_core::jobs::{LIBRARY_QUEUE, LibraryTask};
 
 use crate::context::Context;
-use crate::pools::{HEARTBEAT, MISSED_HEARTBEATS, POLL_INTERVAL, worker_name};
+use crate::pools::{HEARTBEAT, MISSED_HEARTBEATS, POLL_INTERVAL, schedule_retry, worker_name};
 
 /// The apalis handler: runs the task's work to its end. Failures are the work's to record
 /// (its row says why, and the reconciler decides whether it runs again), so the queue is
 /// never asked to retry at once what just failed.
-async fn handle(task: LibraryTask, ctx: Data<Arc<Context>>) -> Result<(), BoxDynError> {
+async fn handle(
+    task: LibraryTask,
+    ctx: Data<Arc<Context>>,
+    attempt: Attempt,
+    task_id: TaskId,
+    worker: WorkerContext,
+) -> Result<(), BoxDynError> {
     match task {
+        LibraryTask::Import { job_id } => {
+            use timeline_core::import::api::{self, Outcome};
+            let outcome = api::run(&ctx.pool, &ctx.storage, job_id).await;
+            let why = match outcome {
+                Ok(Outcome::Done | Outcome::Failed) => return Ok(()),
+                Ok(Outcome::Interrupted(why)) => why,
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!(job.id = %job_id, error = %why, "import interrupted; it runs again");
+            schedule_retry(&ctx, &task_id, worker.name(), attempt.current()).await;
+            return Err(why.into());
+        }
         LibraryTask::Export { export_id } => {
             match timeline_core::export::run(&ctx.pool, &ctx.storage, export_id).await {
                 Ok(Some(_)) => {}

@@ -133,7 +133,7 @@ async fn handle(
 /// Moves the failed task's `run_at` forward before apalis records the failure, so the retry
 /// waits out its backoff in the queue (see `timeline_core::db::queue::delay_retry`). Best effort:
 /// if the database is away, the task is re-queued by the heartbeat sweep instead.
-async fn schedule_retry(ctx: &Context, task_id: &TaskId, worker: &str, attempt: usize) {
+pub(crate) async fn schedule_retry(ctx: &Context, task_id: &TaskId, worker: &str, attempt: usize) {
     let delay = timeline_core::jobs::retry_delay_from(attempt, ctx.retry_base);
     let id = task_id.to_string();
     let result = async {

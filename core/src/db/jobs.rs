@@ -115,8 +115,8 @@ pub async fn seal(conn: &mut PgConnection, job_id: Uuid) -> Result<(), sqlx::Err
 }
 
 /// Seals open jobs nobody has added to for `idle_secs` (their importer died): returns how many.
-/// Not an import of the API (its input names the archives in the store): a web process runs
-/// that one again instead (see [`claim_stalled_api_imports`]).
+/// Not an import of the API (its input names the archives in the store): that one is run again
+/// instead (see [`stalled_api_imports`] and [`claim_api_import`]).
 pub async fn seal_abandoned(conn: &mut PgConnection, idle_secs: f64) -> Result<u64, sqlx::Error> {
     let ids = sqlx::query_scalar!(
         "SELECT id FROM data_processing_jobs
@@ -181,45 +181,87 @@ pub async fn touch_open(conn: &mut PgConnection, job_id: Uuid) -> Result<bool, s
     Ok(done.rows_affected() == 1)
 }
 
-/// An API import claimed for a new run.
+/// An API import claimed for a run.
 #[derive(Debug, Clone)]
 pub struct StalledImport {
     pub id: Uuid,
     pub user_id: Uuid,
     pub input: serde_json::Value,
-    /// Runs in a row that stopped without recording a file (this claim included).
+    /// Runs in a row that stopped without recording a file (this claim included; 0 on the
+    /// first run).
     pub restarts: i32,
 }
 
-/// Imports of the API whose importer stopped (silent for `stale_secs`): claimed for a new run
-/// by marking them alive, so that one web process takes each, and counted in the job's output
-/// (`restarts`: runs in a row that recorded no file, `restart_total` the files recorded at the
-/// last claim), so that an import that never gets further is failed rather than run forever.
-pub async fn claim_stalled_api_imports(
+/// Claims the API import `job` for a run (marking it alive), unless it is no open import any
+/// more. Every run after the first counts in the job's output (`restarts`: runs in a row that
+/// recorded no file; `restart_total`: the files recorded at the last claim), so that an import
+/// that never gets further is failed rather than run forever.
+pub async fn claim_api_import(
     conn: &mut PgConnection,
-    stale_secs: f64,
-    limit: i64,
-) -> Result<Vec<StalledImport>, sqlx::Error> {
+    job: Uuid,
+) -> Result<Option<StalledImport>, sqlx::Error> {
     sqlx::query_as!(
         StalledImport,
         r#"UPDATE data_processing_jobs
-         SET updated_at = now(),
-             output_data = output_data || jsonb_build_object(
-                 'restarts', CASE WHEN total_count > coalesce((output_data->>'restart_total')::int, -1)
-                                  THEN 1
-                                  ELSE coalesce((output_data->>'restarts')::int, 0) + 1 END,
-                 'restart_total', total_count)
-         WHERE id IN (SELECT id FROM data_processing_jobs
-                      WHERE job_type = 'import' AND input_data ? 'keys' AND NOT sealed
-                        AND status IN ('pending', 'running')
-                        AND updated_at < now() - make_interval(secs => $1)
-                      ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+         SET updated_at = now(), status = 'running', started_at = coalesce(started_at, now()),
+             output_data = coalesce(output_data, '{}'::jsonb) || CASE
+                 WHEN started_at IS NULL AND NOT (coalesce(output_data, '{}'::jsonb) ? 'restarts')
+                 THEN jsonb_build_object('restart_total', total_count)
+                 ELSE jsonb_build_object(
+                     'restarts', CASE WHEN total_count > coalesce((output_data->>'restart_total')::int, -1)
+                                      THEN 1
+                                      ELSE coalesce((output_data->>'restarts')::int, 0) + 1 END,
+                     'restart_total', total_count) END
+         WHERE id = $1 AND job_type = 'import' AND input_data ? 'keys' AND NOT sealed
+           AND status IN ('pending', 'running')
          RETURNING id, user_id, input_data AS input,
-                   (output_data->>'restarts')::int AS "restarts!""#,
+                   coalesce((output_data->>'restarts')::int, 0) AS "restarts!""#,
+        job
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records that an API import's run stopped cleanly on trouble of the store or the database:
+/// the next run starts the count of runs without progress again, so that an outage, however
+/// long, never adds up to the limit meant for runs that die.
+pub async fn note_import_interrupted(
+    conn: &mut PgConnection,
+    job: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE data_processing_jobs
+         SET output_data = output_data || '{"restarts": 0, "restart_total": -1}'::jsonb
+         WHERE id = $1 AND NOT sealed AND status IN ('pending', 'running')"#,
+        job
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Open API imports silent for `stale_secs` (their run died) that no live `library` task will
+/// run (as for exports: `db::exports::stalled`), oldest first.
+pub async fn stalled_api_imports(
+    db: impl sqlx::PgExecutor<'_>,
+    stale_secs: f64,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT d.id FROM data_processing_jobs d
+         WHERE d.job_type = 'import' AND d.input_data ? 'keys' AND NOT d.sealed
+           AND d.status IN ('pending', 'running')
+           AND d.updated_at < now() - make_interval(secs => $1)
+           AND NOT EXISTS (
+               SELECT 1 FROM apalis.jobs j
+               WHERE j.job_type = 'library' AND j.status <> 'Done' AND j.status <> 'Killed'
+                 AND (j.status <> 'Failed' OR j.attempts < j.max_attempts)
+                 AND convert_from(j.job, 'UTF8')::jsonb ->> 'job_id' = d.id::text)
+         ORDER BY d.updated_at LIMIT $2",
         stale_secs,
         limit
     )
-    .fetch_all(conn)
+    .fetch_all(db)
     .await
 }
 

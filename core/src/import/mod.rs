@@ -3,9 +3,11 @@
 //! photo is read. The formats' planners are pure; reading archives and storing is the
 //! importer's.
 
+pub mod api;
 pub mod archive;
 pub mod facebook;
 pub mod icloud;
+pub mod job;
 pub mod ranged;
 pub mod takeout;
 pub mod timeline;

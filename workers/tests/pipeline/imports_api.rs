@@ -211,14 +211,14 @@ async fn an_export_uploaded_through_tus_is_imported_from_s3_by_ranged_reads(pool
     assert_eq!(rows(&pool, user).await.len(), 4, "the media stay");
 }
 
-/// An import of six photos (`facebook` layout) through a web process whose link to the store
-/// is slowed, caught once its first chunk is recorded; a worker reads the store directly.
+/// An import of six photos (`facebook` layout) run by a worker whose link to the store is
+/// slowed, caught once its first chunk is recorded; the web process reaches the store directly.
 struct SlowImport {
     s3: S3Server,
     proxy: Proxy,
     app: TestApp,
     serve: crate::common::Serve,
-    /// The web process's environment (to start another like it).
+    /// The worker's environment (to start another like it).
     env: Vec<(&'static str, String)>,
     user: uuid::Uuid,
     token: String,
@@ -230,18 +230,17 @@ struct SlowImport {
 async fn slow_import(pool: &PgPool, email: &str, extra: &[(&'static str, &str)]) -> SlowImport {
     let s3 = S3Server::start();
     let proxy = Proxy::start(s3.port).await;
-    let mut env = s3_env(&s3);
-    let worker_env = env.clone();
+    let web_env = s3_env(&s3);
+    let mut env = web_env.clone();
     for (k, v) in env.iter_mut() {
         if *k == "AWS_ENDPOINT" {
             *v = format!("http://127.0.0.1:{}", proxy.port);
         }
     }
-    env.push(("TIMELINE_IMPORT_STALL_SECS", "4".into()));
     env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
     let mut app = TestApp::start(pool.clone(), false).await;
-    let serve = app.spawn_serve_env(&as_refs(&env)).await;
-    app.start_worker_env(&[], &as_refs(&worker_env));
+    let serve = app.spawn_serve_env(&as_refs(&web_env)).await;
+    app.start_worker_env(&[], &as_refs(&env));
     let (user, token) = app.user(email).await;
     let dir = tempdir("slow-import");
     let big = photo("landscape_1.jpg");
@@ -261,7 +260,10 @@ async fn slow_import(pool: &PgPool, email: &str, extra: &[(&'static str, &str)])
     write_zip(&part, &entries);
     let upload = upload_archive(&serve.base, &token, &part);
 
+    // Both ways: the archive (one read-ahead block) is read in seconds, and the files are
+    // stored a chunk at a time, so that the import is caught between its chunks.
     proxy.throttle(100_000);
+    proxy.throttle_up(100_000);
     let (code, body) = post_import(&app, &serve.base, &token, json!({"uploads": [upload]})).await;
     assert_eq!(code, 202, "{body}");
     let job = body["job"]["id"].as_str().expect("job").to_owned();
@@ -310,12 +312,12 @@ async fn assert_six_once(pool: &PgPool, user: uuid::Uuid) {
 }
 
 #[sqlx::test(migrations = false)]
-async fn an_import_whose_web_process_is_killed_is_run_again_by_another(pool: PgPool) {
+async fn an_import_whose_worker_is_killed_is_run_again_by_another(pool: PgPool) {
     let SlowImport {
         s3,
         proxy,
-        app,
-        mut serve,
+        mut app,
+        serve,
         env,
         user,
         token,
@@ -323,8 +325,9 @@ async fn an_import_whose_web_process_is_killed_is_run_again_by_another(pool: PgP
         job,
         job_id,
     } = slow_import(&pool, "killed-import@example.org", &[]).await;
-    serve.child.kill().expect("kill -9");
-    serve.child.wait().expect("wait");
+    let mut worker = app.worker.take().expect("worker");
+    worker.kill().expect("kill -9");
+    worker.wait().expect("wait");
     let sealed: bool = sqlx::query_scalar("SELECT sealed FROM data_processing_jobs WHERE id = $1")
         .bind(job_id)
         .fetch_one(&pool)
@@ -332,9 +335,11 @@ async fn an_import_whose_web_process_is_killed_is_run_again_by_another(pool: PgP
         .expect("job");
     assert!(!sealed, "killed mid-import");
     proxy.throttle(0);
+    proxy.throttle_up(0);
 
-    // Another web process finds it silent and runs it again: every file once.
-    let serve = app.spawn_serve_env(&as_refs(&env)).await;
+    // The queue gives the dead worker's task back; another worker runs it again: every file
+    // once.
+    app.start_worker_env(&[], &as_refs(&env));
     let done = app.wait_job(&token, &job, Duration::from_secs(120)).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["output_data"]["total"], 6, "{done}");
@@ -380,13 +385,21 @@ async fn an_import_cut_off_from_the_store_is_run_again_once_it_is_back(pool: PgP
     let run = slow_import(
         &pool,
         "outage-import@example.org",
-        &[("TIMELINE_S3_MAX_RETRIES", "1")],
+        // The S3 client gives up within a second, so that the outage reaches the import rather
+        // than being ridden out by the client's own retries.
+        &[
+            ("TIMELINE_S3_MAX_RETRIES", "1"),
+            ("TIMELINE_S3_RETRY_TIMEOUT_SECS", "1"),
+        ],
     )
     .await;
     run.proxy.outage(true);
     let out_since = std::time::Instant::now();
-    // Through the outage (a run, and runs again, each stopped by it): open, no failure.
-    while out_since.elapsed() < Duration::from_secs(6) {
+    // Through the outage (a run, and runs again, each stopped by it): open, no failure. 10 s
+    // outlasts what a read rides out by resuming (5 tries, about 5 s here), and stays inside
+    // what the steps of the files already recorded retry through (their 5th attempt comes
+    // after 15 s at the least).
+    while out_since.elapsed() < Duration::from_secs(10) {
         let (code, view) = run
             .app
             .get(&run.token, &format!("/v1/jobs/{}", run.job))
@@ -397,6 +410,7 @@ async fn an_import_cut_off_from_the_store_is_run_again_once_it_is_back(pool: PgP
     }
     run.proxy.outage(false);
     run.proxy.throttle(0);
+    run.proxy.throttle_up(0);
     let done = run
         .app
         .wait_job(&run.token, &run.job, Duration::from_secs(120))
@@ -413,12 +427,13 @@ async fn an_import_cut_off_from_the_store_is_run_again_once_it_is_back(pool: PgP
     drop(run.s3);
 }
 
-/// An import left running by a dead process is run again, but not forever: one that has
-/// stopped five times ends `failed` with its reason, and one whose archive is gone from the
-/// store ends `failed` at once (while an outage of the store would be tried again).
+/// An import left running by a dead process with no task left (the queue gave up on it) is
+/// queued again by the reconciler, but not run forever: one that has stopped five times ends
+/// `failed` with its reason, and one whose archive is gone from the store ends `failed` at
+/// once (while an outage of the store would be tried again).
 #[sqlx::test(migrations = false)]
 async fn an_import_that_keeps_stopping_or_lost_its_archive_fails_with_a_reason(pool: PgPool) {
-    let app = TestApp::start(pool.clone(), false).await;
+    let mut app = TestApp::start(pool.clone(), false).await;
     let (user, token) = app.user("stuck-import@example.org").await;
     let stuck = |restarts: i32, key: String| {
         let pool = pool.clone();
@@ -444,9 +459,17 @@ async fn an_import_that_keeps_stopping_or_lost_its_archive_fails_with_a_reason(p
     let gone = format!("imports/{user}/{}.zip", uuid::Uuid::new_v4());
     let worn = stuck(5, gone.clone()).await;
     let lost = stuck(0, gone).await;
-    let serve = app
-        .spawn_serve_env(&[("TIMELINE_IMPORT_STALL_SECS", "2")])
-        .await;
+    let storage = timeline::storage::Storage::from_url(app.storage_dir.to_str().expect("utf-8"))
+        .expect("store");
+    let report = timeline::reconcile::run(&pool, &pool, &storage, Duration::ZERO)
+        .await
+        .expect("pass");
+    assert_eq!(report.imports_resumed, 2, "{report:?}");
+    let report = timeline::reconcile::run(&pool, &pool, &storage, Duration::ZERO)
+        .await
+        .expect("pass");
+    assert_eq!(report.imports_resumed, 0, "queued once: {report:?}");
+    app.start_worker(&[]);
     let started = std::time::Instant::now();
     for (job, why) in [
         (worn, "stopped 5 times without storing"),
@@ -465,5 +488,4 @@ async fn an_import_that_keeps_stopping_or_lost_its_archive_fails_with_a_reason(p
         let reason = done["error_message"].as_str().unwrap_or_default();
         assert!(reason.contains(why), "{done}");
     }
-    drop(serve);
 }

@@ -994,7 +994,7 @@ async fn with_lanes_off_a_worker_runs_no_express_pools(pool: PgPool) {
                 .fetch_all(&app.pool)
                 .await
                 .expect("workers");
-        if types.len() >= 4 {
+        if types.len() >= 5 {
             break types;
         }
         assert!(
@@ -1005,7 +1005,7 @@ async fn with_lanes_off_a_worker_runs_no_express_pools(pool: PgPool) {
     };
     assert_eq!(
         types,
-        ["exif", "hash", "thumbnail", "video"],
+        ["exif", "hash", "library", "thumbnail", "video"],
         "no express pool"
     );
     upload_one_and_wait(&app, &token, Duration::from_secs(40)).await;

@@ -2,6 +2,8 @@
 //! and the first queue tasks, all on the caller's transaction. Shared by `POST /v1/media` and
 //! `timeline ingest`, so both take exactly the same path through the queues.
 
+pub mod store;
+
 use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
