@@ -66,13 +66,32 @@ pub struct Report {
 
 /// Records the request to erase `user`: from now on their account takes no uploads. Returns
 /// the job (an unfinished one if there is one already); `None` for an unknown user. The
-/// caller queues its run ([`crate::jobs::LibraryTask::Erasure`]) on the same transaction, or
-/// commits and runs [`run`] itself (`timeline users erase`).
+/// caller commits, then runs [`run`] itself (`timeline users erase`); [`request_queued`]
+/// leaves the run to a worker instead.
 pub async fn request(
     conn: &mut sqlx::PgConnection,
     user: Uuid,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    db::erasure::request(conn, user).await
+    Ok(db::erasure::request(conn, user).await?.map(|(id, _)| id))
+}
+
+/// [`request`], queuing the new job's run on the workers' `library` queue on the same
+/// transaction (a request that joins an unfinished erasure queues nothing more: its run is
+/// already queued, or the reconciler's).
+pub async fn request_queued(
+    conn: &mut sqlx::PgConnection,
+    user: Uuid,
+) -> Result<Option<Uuid>, crate::jobs::Error> {
+    let Some((job_id, new)) = db::erasure::request(&mut *conn, user)
+        .await
+        .map_err(|e| crate::jobs::Error::Queue(apalis_postgres::Error::Database(e)))?
+    else {
+        return Ok(None);
+    };
+    if new {
+        crate::jobs::enqueue_library(conn, crate::jobs::LibraryTask::Erasure { job_id }).await?;
+    }
+    Ok(Some(job_id))
 }
 
 /// Runs the erasure job `job` to its end (see the module comment).

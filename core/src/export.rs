@@ -122,6 +122,15 @@ pub async fn run(pool: &PgPool, storage: &Storage, id: Uuid) -> Result<Option<Re
     let span = tracing::Span::current();
     span.record("user.id", tracing::field::display(claim.user_id));
     span.record("job.id", tracing::field::display(claim.job_id));
+    if claim.attempt > MAX_ATTEMPTS {
+        // Its runs died this often (a kill, a crash: a worker the queue gave its task back
+        // from): one more would likely die too. An upload the last run left open stays
+        // recorded, for [`expire`] to abort.
+        let reason = format!("the export stopped {MAX_ATTEMPTS} times without finishing");
+        tracing::warn!(attempt = claim.attempt, "{reason}");
+        in_tx!(pool, |c| db::exports::fail(c, id, claim.attempt, &reason));
+        return Ok(None);
+    }
     let key = Path::from(claim.object_key.clone());
     // What a dead run left: its multipart upload (S3), its staging file (local).
     if let Some(open) = &claim.multipart_id {

@@ -261,8 +261,9 @@ pub async fn enqueue(
 pub const LIBRARY_QUEUE: &str = "library";
 
 /// A task of [`LIBRARY_QUEUE`]. Each names its row, which holds its state: a task run twice,
-/// or after the reconciler resumed the same work, finds the work claimed or done and is fenced
-/// by the row's attempt (exports), advisory lock (erasures) or claim (imports).
+/// or after the reconciler resumed the same work, finds the work claimed or done: an export's
+/// runs are fenced by its attempt, an import's claim waits for the other run to fall silent,
+/// and an erasure's steps may each run twice (one task is queued per erasure).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum LibraryTask {
@@ -271,9 +272,10 @@ pub enum LibraryTask {
     Import { job_id: Uuid },
 }
 
-/// Attempts apalis gives a library task (runs that died with their worker). The work counts
-/// its own runs in its row and fails there with its reason; this only keeps a task that
-/// cannot even start from circling for ever.
+/// Attempts apalis gives a library task that fails (an import retried after an outage). Runs
+/// that died with their worker are given back by the queue whatever this says: the work
+/// counts those in its row and fails there with its reason (exports after 5 runs, imports
+/// after 5 runs in a row without progress).
 const LIBRARY_ATTEMPTS: usize = 10;
 
 /// Queues `task` on the caller's transaction: it commits with the row it names.

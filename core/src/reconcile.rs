@@ -14,8 +14,9 @@
 //!   that may still run gets the steps it is missing enqueued again, on its newest job; one
 //!   whose original is missing from the store fails with that reason.
 //! - An account erasure nobody has advanced for a while (its process died) is run to its end.
-//! - An export nobody has advanced for a while is started again in the background (what the
-//!   dead run stored is aborted first); an archive past its expiry is deleted.
+//! - An export or an import of the API nobody has advanced for a while, with no live task of
+//!   the `library` queue to run it, is queued again there (an export's next run first aborts
+//!   what the dead one stored); an archive past its expiry is deleted.
 //!
 //! One process leads at a time (a PostgreSQL advisory lock); the worker runs a pass
 //! periodically and `timeline maintenance [--grace S]` runs one on demand. The full audit of

@@ -17,7 +17,6 @@ use super::docs::{BadRequest, Unauthorized, Unavailable};
 use super::views::{self, ErasureAccepted};
 use super::{ApiJson, AppState, error::ApiError};
 use crate::db;
-use crate::jobs::LibraryTask;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(erase))
@@ -49,14 +48,13 @@ async fn erase(
             "`confirm` must be this account's email address".into(),
         ));
     }
-    let job_id = crate::erasure::request(&mut tx, user)
+    // A worker runs it (the `library` queue); the task commits with the request.
+    let job_id = crate::erasure::request_queued(&mut tx, user)
         .await?
         .ok_or(ApiError::Unauthorized)?;
     let job = db::jobs::get(&mut tx, user, job_id)
         .await?
         .ok_or_else(|| ApiError::Internal("the erasure job vanished".into()))?;
-    // A worker runs it (the `library` queue); the task commits with the request.
-    crate::jobs::enqueue_library(&mut tx, LibraryTask::Erasure { job_id }).await?;
     tx.commit().await?;
     tracing::info!(job.id = %job_id, "account erasure requested");
     let mut resp = (

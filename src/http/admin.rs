@@ -163,7 +163,10 @@ async fn overview(State(state): State<AppState>, admin: Admin) -> Result<Html<St
                     td.num { (g.workers_alive) }
                     td { @if s.paused { span.paused { "paused" } } @else { span.ok { "running" } } }
                     td {
-                        @if s.paused {
+                        // The steps' queues pause; the library queue (exports, erasures,
+                        // imports) is shown but not paused here.
+                        @if Step::from_queue(&g.queue).is_none() {
+                        } @else if s.paused {
                             form.inline method="post" action={ "/admin/queues/" (g.queue) "/resume" } { (csrf_input(csrf)) button { "Resume" } }
                         } @else {
                             form.inline method="post" action={ "/admin/queues/" (g.queue) "/pause" } { (csrf_input(csrf)) button { "Pause" } }

@@ -1,6 +1,6 @@
 //! timeline-workers: the worker pools that process uploaded media, one per queue — `hash`,
 //! `exif`, `thumbnail` for photos, `video` for videos and audio — one file per step, and the
-//! `library` pool that runs exports and account erasures. The pure media code (bytes in, facts out) lives in
+//! `library` pool that runs exports, account erasures and imports of the API. The pure media code (bytes in, facts out) lives in
 //! the `timeline-media` crate; this crate adds the database, the store and the queue.
 
 pub mod bench;
@@ -41,7 +41,7 @@ pub struct Args {
         default_value = "hash,exif,thumbnail,video,library"
     )]
     pub queues: Vec<String>,
-    /// Exports and account erasures run at once by the `library` pool (each streams a whole
+    /// Exports, account erasures and imports of the API run at once by the `library` pool (each streams a whole
     /// library through the store, mostly waiting on it).
     #[arg(long, env = "TIMELINE_LIBRARY_CONCURRENCY", default_value_t = 2)]
     pub library_concurrency: usize,

@@ -15,9 +15,9 @@ use timeline_core::jobs::{LIBRARY_QUEUE, LibraryTask};
 use crate::context::Context;
 use crate::pools::{HEARTBEAT, MISSED_HEARTBEATS, POLL_INTERVAL, schedule_retry, worker_name};
 
-/// The apalis handler: runs the task's work to its end. Failures are the work's to record
-/// (its row says why, and the reconciler decides whether it runs again), so the queue is
-/// never asked to retry at once what just failed.
+/// The apalis handler: runs the task's work to its end. An export's or an erasure's failure
+/// is the work's to record (its row says why, and the reconciler decides whether it runs
+/// again); an import stopped by an outage is handed back to the queue with a delay, as a step.
 async fn handle(
     task: LibraryTask,
     ctx: Data<Arc<Context>>,

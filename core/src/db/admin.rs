@@ -33,7 +33,7 @@ pub async fn queue_stats(
                 percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM j.lock_at - j.run_at)),
                 percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM j.lock_at - j.run_at)),
                 EXISTS (SELECT 1 FROM queue_pauses p WHERE p.queue = q)
-         FROM unnest(ARRAY['hash', 'exif', 'thumbnail', 'video']) WITH ORDINALITY AS t(q, o)
+         FROM unnest(ARRAY['hash', 'exif', 'thumbnail', 'video', 'library']) WITH ORDINALITY AS t(q, o)
          LEFT JOIN apalis.jobs j ON j.job_type = q AND j.status = 'Done'
               AND j.done_at > now() - make_interval(mins => $1)
          GROUP BY q, o ORDER BY o",

@@ -4,10 +4,13 @@
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// Records that `user` is to be erased and returns the erasure job, creating it unless one is
-/// already unfinished (a second request joins the first). The user row stays locked until the
+/// Records that `user` is to be erased and returns the erasure job and whether it is new,
+/// creating it unless one is already unfinished (a second request joins the first). The user row stays locked until the
 /// caller commits, so two requests at once make one job.
-pub async fn request(conn: &mut PgConnection, user: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+pub async fn request(
+    conn: &mut PgConnection,
+    user: Uuid,
+) -> Result<Option<(Uuid, bool)>, sqlx::Error> {
     let found = sqlx::query_scalar!(
         "UPDATE users SET erasure_requested_at = coalesce(erasure_requested_at, now())
          WHERE id = $1 RETURNING id",
@@ -27,7 +30,7 @@ pub async fn request(conn: &mut PgConnection, user: Uuid) -> Result<Option<Uuid>
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(id) = open {
-        return Ok(Some(id));
+        return Ok(Some((id, false)));
     }
     sqlx::query_scalar!(
         "INSERT INTO data_processing_jobs (user_id, job_type) VALUES ($1, 'account_deletion')
@@ -36,7 +39,7 @@ pub async fn request(conn: &mut PgConnection, user: Uuid) -> Result<Option<Uuid>
     )
     .fetch_one(conn)
     .await
-    .map(Some)
+    .map(|id| Some((id, true)))
 }
 
 /// Marks the erasure job running (again: a resumed one) and returns whose account it erases;

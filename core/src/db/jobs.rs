@@ -183,7 +183,7 @@ pub async fn touch_open(conn: &mut PgConnection, job_id: Uuid) -> Result<bool, s
 
 /// An API import claimed for a run.
 #[derive(Debug, Clone)]
-pub struct StalledImport {
+pub struct ClaimedImport {
     pub id: Uuid,
     pub user_id: Uuid,
     pub input: serde_json::Value,
@@ -193,18 +193,18 @@ pub struct StalledImport {
 }
 
 /// Claims the API import `job` for a run (marking it alive), unless it is no open import any
-/// more. Every run after the first counts in the job's output (`restarts`: runs in a row that
+/// more or another run of it is alive. Every run after the first counts in the job's output (`restarts`: runs in a row that
 /// recorded no file; `restart_total`: the files recorded at the last claim), so that an import
 /// that never gets further is failed rather than run forever.
 pub async fn claim_api_import(
     conn: &mut PgConnection,
     job: Uuid,
-) -> Result<Option<StalledImport>, sqlx::Error> {
+) -> Result<Option<ClaimedImport>, sqlx::Error> {
     sqlx::query_as!(
-        StalledImport,
+        ClaimedImport,
         r#"UPDATE data_processing_jobs
          SET updated_at = now(), status = 'running', started_at = coalesce(started_at, now()),
-             output_data = coalesce(output_data, '{}'::jsonb) || CASE
+             output_data = (coalesce(output_data, '{}'::jsonb) - 'stopped') || CASE
                  WHEN started_at IS NULL AND NOT (coalesce(output_data, '{}'::jsonb) ? 'restarts')
                  THEN jsonb_build_object('restart_total', total_count)
                  ELSE jsonb_build_object(
@@ -214,6 +214,10 @@ pub async fn claim_api_import(
                      'restart_total', total_count) END
          WHERE id = $1 AND job_type = 'import' AND input_data ? 'keys' AND NOT sealed
            AND status IN ('pending', 'running')
+           -- Not while another run beats (every 2 s): a task given back by the queue while
+           -- its run still goes on (its worker cut off from the database for a while) ends.
+           AND (started_at IS NULL OR output_data ? 'stopped'
+                OR updated_at < now() - interval '10 seconds')
          RETURNING id, user_id, input_data AS input,
                    coalesce((output_data->>'restarts')::int, 0) AS "restarts!""#,
         job
@@ -223,15 +227,16 @@ pub async fn claim_api_import(
 }
 
 /// Records that an API import's run stopped cleanly on trouble of the store or the database:
-/// the next run starts the count of runs without progress again, so that an outage, however
-/// long, never adds up to the limit meant for runs that die.
+/// the next run may start at once, and starts the count of runs without progress again, so
+/// that an outage, however long, never adds up to the limit meant for runs that die.
 pub async fn note_import_interrupted(
     conn: &mut PgConnection,
     job: Uuid,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"UPDATE data_processing_jobs
-         SET output_data = output_data || '{"restarts": 0, "restart_total": -1}'::jsonb
+         SET output_data = output_data
+                           || '{"restarts": 0, "restart_total": -1, "stopped": true}'::jsonb
          WHERE id = $1 AND NOT sealed AND status IN ('pending', 'running')"#,
         job
     )

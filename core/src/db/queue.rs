@@ -146,8 +146,9 @@ pub async fn prune(
     Ok(Pruned { queue_rows, jobs })
 }
 
-/// The steps' queue names (`apalis.jobs.job_type`).
-const QUEUES: [&str; 4] = ["hash", "exif", "thumbnail", "video"];
+/// The queues' names (`apalis.jobs.job_type`): the steps', and the `library` queue (exports,
+/// erasures, imports of the API), whose backlog shows when no worker serves it.
+const QUEUES: [&str; 5] = ["hash", "exif", "thumbnail", "video", "library"];
 
 /// One queue's state, for the metrics and the dashboard.
 #[derive(Debug, Clone, Default, serde::Serialize)]

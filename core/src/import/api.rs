@@ -84,7 +84,7 @@ pub async fn run(pool: &PgPool, storage: &Storage, job: Uuid) -> Result<Outcome,
         tx.commit().await?;
         c
     };
-    let Some(db::jobs::StalledImport {
+    let Some(db::jobs::ClaimedImport {
         user_id: user,
         input,
         restarts,

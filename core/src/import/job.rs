@@ -537,13 +537,29 @@ impl Importer<'_> {
                 .map_err(refuse)?;
             Body::Whole(bytes::Bytes::from(bytes))
         } else {
-            let mut chunks = stream_entry(export, i);
+            let (mut chunks, broken) = stream_entry(export, i);
             let head = match chunks.next().await {
                 Some(Ok(b)) => b,
                 Some(Err(e)) => return Err(refuse(format!("unreadable: {e}"))),
                 None => return Err(refuse("empty".into())),
             };
-            Body::Streamed { head, rest: chunks }
+            let stored = store_body(
+                self.storage,
+                session,
+                (self.user, self.limits),
+                cut(&p.filename, 1024),
+                Body::Streamed { head, rest: chunks },
+            )
+            .await;
+            // A read of the entry that broke (a bad deflate stream, a CRC) is the entry's
+            // fault, not the store's: named as unreadable, it is skipped rather than run
+            // again for ever. (A ranged read of the archive that failed is the store's: the
+            // archive's object says so, and the import runs again.)
+            let why = broken.lock().ok().and_then(|b| b.clone());
+            return match (stored, why) {
+                (Err(_), Some(why)) => Err(refuse(why)),
+                (stored, _) => stored,
+            };
         };
         store_body(
             self.storage,
@@ -556,12 +572,21 @@ impl Importer<'_> {
     }
 }
 
-/// Entry `i` as a stream of chunks, read by a blocking thread (a few chunks ahead at most).
+/// Why a streamed entry's read broke, once it has.
+type Broken = Arc<std::sync::Mutex<Option<String>>>;
+
+/// Entry `i` as a stream of chunks, read by a blocking thread (a few chunks ahead at most),
+/// and where the reason goes if its read breaks.
 fn stream_entry(
     export: Arc<Export>,
     i: usize,
-) -> futures::stream::BoxStream<'static, Result<bytes::Bytes, crate::storage::Error>> {
+) -> (
+    futures::stream::BoxStream<'static, Result<bytes::Bytes, crate::storage::Error>>,
+    Broken,
+) {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, String>>(2);
+    let broken = Broken::default();
+    let noted = broken.clone();
     tokio::task::spawn_blocking(move || {
         let done = export.with_reader(i, |r| {
             loop {
@@ -584,10 +609,13 @@ fn stream_entry(
             }
         });
         if let Err(e) | Ok(Err(e)) = done {
+            if let Ok(mut b) = noted.lock() {
+                *b = Some(e.clone());
+            }
             let _ = tx.blocking_send(Err(e));
         }
     });
-    futures::stream::unfold(rx, |mut rx| async move {
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| {
             (
                 item.map_err(|e| crate::storage::Error::Io(std::io::Error::other(e))),
@@ -595,5 +623,6 @@ fn stream_entry(
             )
         })
     })
-    .boxed()
+    .boxed();
+    (stream, broken)
 }

@@ -2,8 +2,9 @@
 //! Photo pair, a Motion Photo, photos with and without GPS, a duplicate) is exported, downloaded
 //! in two ranges, and imported into another account by `timeline import --from timeline`, where
 //! every media file's hash, date, offset, place, kind, pairing, albums and memories are equal;
-//! then the archive expires and the reconciler deletes it. On S3, an export whose web process
-//! is killed mid-write is resumed by the reconciler, and no multipart part is left.
+//! then the archive expires and the reconciler deletes it. On S3, an export whose worker is
+//! killed mid-write is queued again by the reconciler once the queue has given up its task,
+//! resumed by another worker, and no multipart part is left.
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -1,6 +1,6 @@
 //! `POST /v1/imports` end to end on S3: a two-part Facebook export uploaded by tuspy as archives
-//! (`purpose import`, never media files), imported by the web process reading the zips where
-//! they are in the store (ranged reads), with every fact landing as from `timeline import`, the
+//! (`purpose import`, never media files), imported by a worker reading the zips where they
+//! are in the store (ranged reads), with every fact landing as from `timeline import`, the
 //! skipped entries named in the job, and nothing stored twice when imported again. What the
 //! request refuses, and the archives' end once their uploads expire.
 
