@@ -12,12 +12,10 @@ use std::time::{Duration, Instant};
 
 use super::Error;
 use crate::config::{DatabaseConfig, StorageConfig};
-use crate::import::Skipped;
 use crate::import::archive::Export;
 use crate::import::job::{
-    Format, Importer, blocking, make_albums, make_memories, plan_of, resolve, source_name,
+    Format, Importer, Prepared, blocking, make_memories, prepare, source_name,
 };
-use crate::ingest::store::Refusal;
 
 /// Flags of `timeline import`.
 #[derive(Debug, clap::Args)]
@@ -48,14 +46,12 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: ImportArgs) -> Result<(), Er
     let paths = args.paths.clone();
     let (export, unreadable) = blocking(move || Export::open(&paths)).await?;
     let export = Arc::new(export);
-    let format = resolve(&export, args.format)?;
-    let plan = plan_of(&export, format).await?;
-    let albums = make_albums(&pool, user, &plan.albums).await?;
-    let mut refused: Vec<Refusal> = unreadable
-        .into_iter()
-        .chain(plan.skipped.iter().cloned())
-        .map(|s: Skipped| (s.name, s.reason))
-        .collect();
+    let Prepared {
+        format,
+        plan,
+        albums,
+        mut refused,
+    } = prepare(&pool, user, &export, args.format, unreadable).await?;
     let refused_count = AtomicUsize::new(refused.len());
     let (job_tx, job_rx) = tokio::sync::mpsc::unbounded_channel();
     let importer = Importer {

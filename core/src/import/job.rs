@@ -54,7 +54,7 @@ pub enum Format {
 }
 
 /// The format named, or told from the entries (`auto`).
-pub fn resolve(export: &Export, format: Format) -> Result<Format, Error> {
+fn resolve(export: &Export, format: Format) -> Result<Format, Error> {
     match format {
         Format::Auto => detect(export).ok_or_else(|| {
             Error::Invalid(
@@ -66,7 +66,7 @@ pub fn resolve(export: &Export, format: Format) -> Result<Format, Error> {
 }
 
 /// The format's plan of the export (its small JSON and CSV entries read, capped).
-pub async fn plan_of(export: &Arc<Export>, format: Format) -> Result<Plan, Error> {
+async fn plan_of(export: &Arc<Export>, format: Format) -> Result<Plan, Error> {
     let (planner, cap): (Planner, u64) = match format {
         Format::Takeout => (|e, read| takeout::plan(e, read), MAX_JSON_BYTES),
         Format::Facebook => (|e, read| facebook::plan(e, read), MAX_INDEX_BYTES),
@@ -115,14 +115,12 @@ pub async fn run_archives(
     }
     let (export, unreadable) = blocking(move || Export::open_sources(sources)).await?;
     let export = Arc::new(export);
-    let format = resolve(&export, format)?;
-    let plan = plan_of(&export, format).await?;
-    let albums = make_albums(pool, user, &plan.albums).await?;
-    let mut refused: Vec<Refusal> = unreadable
-        .into_iter()
-        .chain(plan.skipped.iter().cloned())
-        .map(|s: Skipped| (s.name, s.reason))
-        .collect();
+    let Prepared {
+        format,
+        plan,
+        albums,
+        mut refused,
+    } = prepare(pool, user, &export, format, unreadable).await?;
     let refused_count = AtomicUsize::new(refused.len());
     let (job_tx, _) = tokio::sync::mpsc::unbounded_channel();
     let importer = Importer {
@@ -167,6 +165,41 @@ pub async fn run_archives(
     db::jobs::seal(&mut tx, job).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// An opened export made ready to store: its format, its plan, its albums' collections, and
+/// the entries already left out (unreadable ones, and those the plan skipped).
+#[derive(Debug)]
+pub struct Prepared {
+    pub format: Format,
+    pub plan: Plan,
+    pub albums: HashMap<String, Uuid>,
+    pub refused: Vec<Refusal>,
+}
+
+/// Tells the export's format (`auto`), plans it and makes its albums: what `timeline import`
+/// and an import of the API do alike before they store a file.
+pub async fn prepare(
+    pool: &sqlx::PgPool,
+    user: Uuid,
+    export: &Arc<Export>,
+    format: Format,
+    unreadable: Vec<Skipped>,
+) -> Result<Prepared, Error> {
+    let format = resolve(export, format)?;
+    let plan = plan_of(export, format).await?;
+    let albums = make_albums(pool, user, &plan.albums).await?;
+    let refused = unreadable
+        .into_iter()
+        .chain(plan.skipped.iter().cloned())
+        .map(|s| (s.name, s.reason))
+        .collect();
+    Ok(Prepared {
+        format,
+        plan,
+        albums,
+        refused,
+    })
 }
 
 /// A missing archive is for good; any other trouble of the store (an outage, a timeout) is
@@ -322,7 +355,7 @@ fn detect(export: &Export) -> Option<Format> {
 }
 
 /// The albums' collections, made if missing (found by name when imported again).
-pub async fn make_albums(
+async fn make_albums(
     pool: &sqlx::PgPool,
     user: Uuid,
     albums: &[(String, Option<String>)],
