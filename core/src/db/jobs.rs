@@ -193,9 +193,10 @@ pub struct ClaimedImport {
 }
 
 /// Claims the API import `job` for a run (marking it alive), unless it is no open import any
-/// more or another run of it is alive. Every run after the first counts in the job's output (`restarts`: runs in a row that
-/// recorded no file; `restart_total`: the files recorded at the last claim), so that an import
-/// that never gets further is failed rather than run forever.
+/// more or another run of it is alive. Every run after the first counts in the job's output
+/// (`restarts`: runs in a row that recorded no file; `restart_total`: the files recorded at
+/// the last claim), so that an import that never gets further is failed rather than run
+/// forever.
 pub async fn claim_api_import(
     conn: &mut PgConnection,
     job: Uuid,
