@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::admin_session::{self as session, Admin, AdminPost, STYLE};
 use crate::db;
-use crate::jobs::Step;
+use crate::jobs::{LIBRARY_QUEUE, Step};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -163,10 +163,7 @@ async fn overview(State(state): State<AppState>, admin: Admin) -> Result<Html<St
                     td.num { (g.workers_alive) }
                     td { @if s.paused { span.paused { "paused" } } @else { span.ok { "running" } } }
                     td {
-                        // The steps' queues pause; the library queue (exports, erasures,
-                        // imports) is shown but not paused here.
-                        @if Step::from_queue(&g.queue).is_none() {
-                        } @else if s.paused {
+                        @if s.paused {
                             form.inline method="post" action={ "/admin/queues/" (g.queue) "/resume" } { (csrf_input(csrf)) button { "Resume" } }
                         } @else {
                             form.inline method="post" action={ "/admin/queues/" (g.queue) "/pause" } { (csrf_input(csrf)) button { "Pause" } }
@@ -382,8 +379,13 @@ fn id_of(raw: &str) -> Result<Uuid, AdminError> {
     raw.parse().map_err(|_| AdminError::NotFound)
 }
 
-fn queue_of(name: &str) -> Result<Step, AdminError> {
-    Step::from_queue(name).ok_or(AdminError::NotFound)
+/// A queue that pauses: a step's, or the library's (exports, erasures, API imports).
+fn queue_of(name: &str) -> Result<&'static str, AdminError> {
+    match Step::from_queue(name) {
+        Some(step) => Ok(step.queue()),
+        None if name == LIBRARY_QUEUE => Ok(LIBRARY_QUEUE),
+        None => Err(AdminError::NotFound),
+    }
 }
 
 async fn pause(
@@ -391,11 +393,11 @@ async fn pause(
     Path(queue): Path<String>,
     AdminPost(Admin { id: admin, .. }): AdminPost,
 ) -> Result<Redirect, AdminError> {
-    let step = queue_of(&queue)?;
+    let queue = queue_of(&queue)?;
     let mut tx = state.pool.begin().await?;
-    db::admin::pause(&mut tx, step.queue(), admin).await?;
+    db::admin::pause(&mut tx, queue, admin).await?;
     tx.commit().await?;
-    tracing::warn!(admin.id = %admin, queue = step.queue(), "queue paused");
+    tracing::warn!(admin.id = %admin, queue, "queue paused");
     Ok(back())
 }
 
@@ -404,11 +406,11 @@ async fn resume(
     Path(queue): Path<String>,
     AdminPost(Admin { id: admin, .. }): AdminPost,
 ) -> Result<Redirect, AdminError> {
-    let step = queue_of(&queue)?;
+    let queue = queue_of(&queue)?;
     let mut tx = state.pool.begin().await?;
-    db::admin::resume(&mut tx, step.queue()).await?;
+    db::admin::resume(&mut tx, queue).await?;
     tx.commit().await?;
-    tracing::warn!(admin.id = %admin, queue = step.queue(), "queue resumed");
+    tracing::warn!(admin.id = %admin, queue, "queue resumed");
     Ok(back())
 }
 

@@ -371,6 +371,39 @@ async fn a_paused_queue_holds_old_and_new_tasks_and_resume_restores_their_order(
         &before[..],
         "the old tasks keep their order behind the upload"
     );
+
+    // The library queue (exports, erasures, API imports) is held the same way.
+    let library_due = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM apalis.jobs WHERE job_type = 'library' AND run_at <= now()",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let queue_export = |pool: PgPool| async move {
+        let mut tx = pool.begin().await.unwrap();
+        let task = jobs::LibraryTask::Export {
+            export_id: Uuid::new_v4(),
+        };
+        jobs::enqueue_library(&mut tx, task).await.unwrap();
+        tx.commit().await.unwrap();
+    };
+    queue_export(pool.clone()).await;
+    let mut tx = pool.begin().await.unwrap();
+    timeline::db::admin::pause(&mut tx, jobs::LIBRARY_QUEUE, u)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    queue_export(pool.clone()).await;
+    assert_eq!(library_due(pool.clone()).await, 0, "waiting and new: held");
+    assert_eq!(due(pool.clone()).await, 4, "the steps' queues run on");
+    let mut tx = pool.begin().await.unwrap();
+    timeline::db::admin::resume(&mut tx, jobs::LIBRARY_QUEUE)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(library_due(pool.clone()).await, 2);
 }
 
 #[sqlx::test(migrations = false)]

@@ -147,6 +147,25 @@ async fn the_dashboard_signs_in_to_a_server_session_and_its_forms_need_their_tok
         .expect("resume");
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(paused(&app.pool).await, 0);
+    // The library queue (exports, erasures, API imports) pauses and resumes the same way; a
+    // name that is no queue is a 404.
+    for (action, after) in [("pause", 1), ("resume", 0)] {
+        let r = http
+            .post(format!("{}/admin/queues/library/{action}", app.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("library");
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{action}");
+        assert_eq!(paused(&app.pool).await, after, "{action}");
+    }
+    let r = http
+        .post(format!("{}/admin/queues/nothing/pause", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("unknown");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     // Sign-out ends the session on the server: the same cookie, sent again, signs no one in.
     let r = http
