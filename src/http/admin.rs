@@ -18,7 +18,6 @@ use uuid::Uuid;
 use super::AppState;
 use super::admin_session::{self as session, Admin, AdminPost, STYLE};
 use crate::db;
-use crate::jobs::{LIBRARY_QUEUE, Step};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -379,13 +378,12 @@ fn id_of(raw: &str) -> Result<Uuid, AdminError> {
     raw.parse().map_err(|_| AdminError::NotFound)
 }
 
-/// A queue that pauses: a step's, or the library's (exports, erasures, API imports).
+/// A queue the dashboard shows (each pauses: a step's, or the library's).
 fn queue_of(name: &str) -> Result<&'static str, AdminError> {
-    match Step::from_queue(name) {
-        Some(step) => Ok(step.queue()),
-        None if name == LIBRARY_QUEUE => Ok(LIBRARY_QUEUE),
-        None => Err(AdminError::NotFound),
-    }
+    db::queue::QUEUES
+        .into_iter()
+        .find(|q| *q == name)
+        .ok_or(AdminError::NotFound)
 }
 
 async fn pause(

@@ -147,8 +147,9 @@ pub async fn prune(
 }
 
 /// The queues' names (`apalis.jobs.job_type`): the steps', and the `library` queue (exports,
-/// erasures, imports of the API), whose backlog shows when no worker serves it.
-const QUEUES: [&str; 5] = ["hash", "exif", "thumbnail", "video", "library"];
+/// erasures, imports of the API), whose backlog shows when no worker serves it. Each pauses
+/// from the dashboard (`queue_pauses` takes the same names).
+pub const QUEUES: [&str; 5] = ["hash", "exif", "thumbnail", "video", "library"];
 
 /// One queue's state, for the metrics and the dashboard.
 #[derive(Debug, Clone, Default, serde::Serialize)]
