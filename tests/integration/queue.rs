@@ -905,3 +905,69 @@ async fn aged_bulk_tasks_go_ahead_so_a_steady_upload_stream_cannot_starve_an_imp
         "not aged yet under the default"
     );
 }
+
+/// A run of an API import given back by the queue goes by the beat of the run before it, not
+/// by `updated_at`, which every file of the import counted moves too: a dead run whose files
+/// were just counted is taken over, and a live one makes the new task try again later
+/// (`Interrupted`) instead of ending it, which would leave the import to the reconciler.
+#[sqlx::test(migrations = false)]
+async fn an_import_run_is_taken_over_by_its_beat_and_a_live_one_is_waited_for(pool: PgPool) {
+    use timeline::import::api::{self, Outcome};
+    migrate(&pool).await;
+    let user = crate::common::user(&pool, "beat@example.org").await;
+    let job: Uuid = sqlx::query_scalar(
+        "INSERT INTO data_processing_jobs (user_id, job_type, status, sealed, input_data,
+                                           output_data, started_at, run_beat_at, total_count)
+         VALUES ($1, 'import', 'running', false,
+                 jsonb_build_object('source', 'api', 'keys', jsonb_build_array('imports/x.zip')),
+                 '{\"restart_total\": 0}', now() - interval '1 minute',
+                 now() - interval '30 seconds', 2)
+         RETURNING id",
+    )
+    .bind(user)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    // A file of the dead run is counted just now: updated_at moves, the beat does not.
+    sqlx::query("UPDATE data_processing_jobs SET completed_count = 1 WHERE id = $1")
+        .bind(job)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let claimed = timeline::db::jobs::claim_api_import(&mut conn, job)
+        .await
+        .unwrap()
+        .expect("a dead run is taken over");
+    assert_eq!(claimed.restarts, 1);
+
+    // The claim beats for the new run: a second task given back meanwhile does not run it
+    // and does not end; the job stays open, waiting for it.
+    assert!(
+        timeline::db::jobs::claim_api_import(&mut conn, job)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The run ends before it reads the store; a folder that is never made will do.
+    let store = std::env::temp_dir().join(format!("timeline-test-{}", Uuid::new_v4()));
+    let storage = timeline::storage::Storage::from_url(store.to_str().unwrap()).unwrap();
+    let outcome = api::run(&pool, &storage, job).await.unwrap();
+    assert!(
+        matches!(&outcome, Outcome::Interrupted(why) if why.contains("alive")),
+        "{outcome:?}"
+    );
+    let (status, sealed): (String, bool) =
+        sqlx::query_as("SELECT status, sealed FROM data_processing_jobs WHERE id = $1")
+            .bind(job)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), sealed), ("running", false));
+
+    // Once the job is no open import any more, a late task ends quietly.
+    timeline::db::jobs::fail_open(&mut conn, job, "given up")
+        .await
+        .unwrap();
+    assert_eq!(api::run(&pool, &storage, job).await.unwrap(), Outcome::Done);
+}

@@ -168,11 +168,11 @@ pub async fn fail_open(
     Ok(())
 }
 
-/// Marks an open job alive (its importer's heartbeat) and running.
+/// Marks an open API import's run alive (its heartbeat, `run_beat_at`) and running.
 pub async fn touch_open(conn: &mut PgConnection, job_id: Uuid) -> Result<bool, sqlx::Error> {
     let done = sqlx::query!(
         "UPDATE data_processing_jobs
-         SET updated_at = now(), status = 'running', started_at = coalesce(started_at, now())
+         SET run_beat_at = now(), status = 'running', started_at = coalesce(started_at, now())
          WHERE id = $1 AND NOT sealed AND status IN ('pending', 'running')",
         job_id
     )
@@ -204,7 +204,7 @@ pub async fn claim_api_import(
     sqlx::query_as!(
         ClaimedImport,
         r#"UPDATE data_processing_jobs
-         SET updated_at = now(), status = 'running', started_at = coalesce(started_at, now()),
+         SET run_beat_at = now(), status = 'running', started_at = coalesce(started_at, now()),
              output_data = (coalesce(output_data, '{}'::jsonb) - 'stopped') || CASE
                  WHEN started_at IS NULL AND NOT (coalesce(output_data, '{}'::jsonb) ? 'restarts')
                  THEN jsonb_build_object('restart_total', total_count)
@@ -216,15 +216,31 @@ pub async fn claim_api_import(
          WHERE id = $1 AND job_type = 'import' AND input_data ? 'keys' AND NOT sealed
            AND status IN ('pending', 'running')
            -- Not while another run beats (every 2 s): a task given back by the queue while
-           -- its run still goes on (its worker cut off from the database for a while) ends.
-           AND (started_at IS NULL OR output_data ? 'stopped'
-                OR updated_at < now() - interval '10 seconds')
+           -- its run still goes on (its worker cut off from the database for a while) waits.
+           -- The run's own column, not updated_at, which every file counted moves too.
+           AND (run_beat_at IS NULL OR output_data ? 'stopped'
+                OR run_beat_at < now() - interval '10 seconds')
          RETURNING id, user_id, input_data AS input,
                    coalesce((output_data->>'restarts')::int, 0) AS "restarts!""#,
         job
     )
     .fetch_optional(conn)
     .await
+}
+
+/// Whether `job` is still an open API import (one that [`claim_api_import`] declined because
+/// another run of it beats, rather than because it is done, failed or gone).
+pub async fn api_import_open(conn: &mut PgConnection, job: Uuid) -> Result<bool, sqlx::Error> {
+    let open = sqlx::query_scalar!(
+        r#"SELECT EXISTS (
+             SELECT 1 FROM data_processing_jobs
+             WHERE id = $1 AND job_type = 'import' AND input_data ? 'keys' AND NOT sealed
+               AND status IN ('pending', 'running')) AS "open!""#,
+        job
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(open)
 }
 
 /// Records that an API import's run stopped cleanly on trouble of the store or the database:
@@ -257,13 +273,13 @@ pub async fn stalled_api_imports(
         "SELECT d.id FROM data_processing_jobs d
          WHERE d.job_type = 'import' AND d.input_data ? 'keys' AND NOT d.sealed
            AND d.status IN ('pending', 'running')
-           AND d.updated_at < now() - make_interval(secs => $1)
+           AND coalesce(d.run_beat_at, d.created_at) < now() - make_interval(secs => $1)
            AND NOT EXISTS (
                SELECT 1 FROM apalis.jobs j
                WHERE j.job_type = 'library' AND j.status <> 'Done' AND j.status <> 'Killed'
                  AND (j.status <> 'Failed' OR j.attempts < j.max_attempts)
                  AND convert_from(j.job, 'UTF8')::jsonb ->> 'job_id' = d.id::text)
-         ORDER BY d.updated_at LIMIT $2",
+         ORDER BY coalesce(d.run_beat_at, d.created_at) LIMIT $2",
         stale_secs,
         limit
     )

@@ -78,11 +78,12 @@ pub enum Outcome {
 /// Runs the API import `job` (a task of the `library` queue).
 #[tracing::instrument(skip(pool, storage), fields(job.id = %job, user.id = tracing::field::Empty))]
 pub async fn run(pool: &PgPool, storage: &Storage, job: Uuid) -> Result<Outcome, sqlx::Error> {
-    let claimed = {
+    let (claimed, open) = {
         let mut tx = pool.begin().await?;
         let c = db::jobs::claim_api_import(&mut tx, job).await?;
+        let open = c.is_none() && db::jobs::api_import_open(&mut tx, job).await?;
         tx.commit().await?;
-        c
+        (c, open)
     };
     let Some(db::jobs::ClaimedImport {
         user_id: user,
@@ -91,7 +92,13 @@ pub async fn run(pool: &PgPool, storage: &Storage, job: Uuid) -> Result<Outcome,
         ..
     }) = claimed
     else {
-        return Ok(Outcome::Done);
+        // Still open, so another run beats (a worker cut off from the database that still
+        // goes on): this task tries again after a backoff rather than ending, so that the
+        // import is not left to the reconciler should that run die meanwhile.
+        return Ok(match open {
+            true => Outcome::Interrupted("another run of this import is alive".into()),
+            false => Outcome::Done,
+        });
     };
     tracing::Span::current().record("user.id", tracing::field::display(user));
     if restarts > MAX_RESTARTS {

@@ -440,12 +440,13 @@ async fn an_import_that_keeps_stopping_or_lost_its_archive_fails_with_a_reason(p
         async move {
             sqlx::query_scalar::<_, uuid::Uuid>(
                 "INSERT INTO data_processing_jobs
-                     (user_id, job_type, status, sealed, input_data, output_data, updated_at)
+                     (user_id, job_type, status, sealed, input_data, output_data, started_at,
+                      run_beat_at)
                  VALUES ($1, 'import', 'running', false,
                          jsonb_build_object('source', 'api', 'keys', jsonb_build_array($2::text),
                                             'from', 'auto'),
                          jsonb_build_object('restarts', $3::int, 'restart_total', 0),
-                         now() - interval '1 hour')
+                         now() - interval '2 hours', now() - interval '1 hour')
                  RETURNING id",
             )
             .bind(user)
