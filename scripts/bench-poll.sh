@@ -2,8 +2,9 @@
 # What one web process costs per `GET /v1/jobs/{id}`: CLIENTS clients (each on a connection of
 # its own, as phones are) poll their jobs every second for SECONDS through one web process, once
 # straight to PostgreSQL and once behind PgBouncer in transaction mode, alternating ROUNDS times.
-# Prints, per run, the requests answered, errors, p50/p95/p99 in ms, and PostgreSQL transactions
-# per request (pg_stat_database, the idle rate subtracted).
+# Prints, per run, the requests answered, errors, p50/p95/p99 in ms, PostgreSQL transactions
+# per request (pg_stat_database, the idle rate subtracted) and the machine's CPU time per request
+# (every process, clients included, from /proc/stat).
 #
 #   bash scripts/bench-poll.sh [CLIENTS] [SECONDS] [ROUNDS]     (default 1000, 20, 2)
 #
@@ -58,6 +59,9 @@ for i in $(seq 10); do
 done
 kill "$setup"; wait "$setup" 2>/dev/null || true
 
+# The machine's busy CPU time so far, in ms (every process: the clients, the web process, the
+# pooler and PostgreSQL), from /proc/stat: what a poll costs in all, whoever spends it.
+busy_ms() { awk -v hz="$(getconf CLK_TCK)" '/^cpu /{print ($2+$3+$4+$7+$8) * 1000 / hz}' /proc/stat; }
 xacts() { sql "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '$db'"; }
 run() { # mode binary
   local url="$server/$db" extra=()
@@ -75,16 +79,21 @@ run() { # mode binary
   local x0 x1 idle0 idle1
   idle0=$(xacts); sleep 5; idle1=$(xacts)
   x0=$(xacts)
+  local cpu0 cpu1
+  cpu0=$(busy_ms)
   "$bin/examples/poll_jobs" "http://127.0.0.1:$port" "$token" "$clients" "$seconds" 1000 "${jobs[@]}" >"$work/poll.json"
+  cpu1=$(busy_ms)
   sleep 2
   x1=$(xacts)
   kill "$serve"; wait "$serve" 2>/dev/null || true
-  python3 - "$1 $2" "$work/poll.json" "$x0" "$x1" "$idle0" "$idle1" "$seconds" <<'PY'
+  python3 - "$1 $2" "$work/poll.json" "$x0" "$x1" "$idle0" "$idle1" "$seconds" "$cpu0" "$cpu1" <<'PY'
 import json, sys
-mode, poll, x0, x1, i0, i1, secs = sys.argv[1], json.load(open(sys.argv[2])), *map(float, sys.argv[3:])
+mode, poll, x0, x1, i0, i1, secs, c0, c1 = sys.argv[1], json.load(open(sys.argv[2])), *map(float, sys.argv[3:])
 idle = (i1 - i0) / 5 * (secs + 2)
 per = (x1 - x0 - idle) / max(poll["requests"], 1)
-print(json.dumps({"mode": mode, **poll, "xacts_per_request": round(per, 2)}))
+cpu = (c1 - c0) / max(poll["requests"], 1)
+print(json.dumps({"mode": mode, **poll, "xacts_per_request": round(per, 2),
+                  "cpu_ms_per_request": round(cpu, 3)}))
 PY
 }
 for _ in $(seq "$rounds"); do

@@ -12,6 +12,7 @@
 # prepares, and without a statement cache it never closes them; the reset drops them when a
 # transaction hands its server connection back, so two clients' names never collide there.
 # It also ends any session state a transaction could leave behind (advisory locks, settings).
+# PGBOUNCER_RESET_QUERY replaces it, for experiments only (docs/SCALING.md measures one).
 # `timezone=UTC` on the databases: sqlx opens every connection with `TimeZone=UTC`; server
 # connections opened the same way keep it across the reset, where otherwise PgBouncer sends a
 # `SET TimeZone` before every transaction (one more server transaction each, measured).
@@ -41,7 +42,7 @@ auth_file = $dir/users.txt
 pool_mode = ${PGBOUNCER_POOL_MODE:-transaction}
 default_pool_size = $pool_size
 max_client_conn = 5000
-server_reset_query = DISCARD ALL
+server_reset_query = ${PGBOUNCER_RESET_QUERY:-DISCARD ALL}
 server_reset_query_always = 1
 ignore_startup_parameters = extra_float_digits
 logfile = $dir/pgbouncer.log

@@ -56,10 +56,10 @@ async fn read_in(
     user: Uuid,
     id: Uuid,
 ) -> Result<(DataProcessingJob, JobView), ApiError> {
-    let job = crate::db::jobs::get(&mut *tx, user, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    let errors = crate::db::jobs::errors(&mut *tx, job.id, views::JOB_ERRORS_SHOWN).await?;
+    let (job, errors) =
+        crate::db::jobs::get_with_errors(&mut *tx, user, id, views::JOB_ERRORS_SHOWN)
+            .await?
+            .ok_or(ApiError::NotFound)?;
     let view = views::job(&job, &errors);
     Ok((job, view))
 }

@@ -308,11 +308,31 @@ async fn job_counters_move_once_per_transition_and_the_job_completes(pool: PgPoo
         job_row(&pool, job).await,
         ("completed".into(), 100, 3, 1, 4)
     );
-    let errors = timeline::db::jobs::errors(&mut pool.acquire().await.unwrap(), job, 100)
+    // The job and its failures, read in one statement, up to the limit; another user's job
+    // is not there.
+    let mut conn = pool.acquire().await.unwrap();
+    let (row, errors) = timeline::db::jobs::get_with_errors(&mut conn, u, job, 100)
         .await
-        .unwrap();
-    assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].media_id, media[2].id);
+        .unwrap()
+        .expect("the user's job");
+    assert_eq!((row.id, row.user_id, row.progress), (job, u, 100));
+    let failed: Vec<_> = errors
+        .iter()
+        .map(|e| (e.media_id, e.error.as_deref()))
+        .collect();
+    assert_eq!(failed, vec![(media[2].id, Some("broken"))]);
+    let (_, none) = timeline::db::jobs::get_with_errors(&mut conn, u, job, 0)
+        .await
+        .unwrap()
+        .expect("job");
+    assert!(none.is_empty());
+    let other = crate::common::user(&pool, "other@example.org").await;
+    assert!(
+        timeline::db::jobs::get_with_errors(&mut conn, other, job, 100)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[sqlx::test(migrations = false)]

@@ -407,22 +407,66 @@ pub struct JobError {
     pub error: Option<String>,
 }
 
-/// The first `limit` failures of a job, in upload order (an index on the failed links: the
-/// job's other files are not read).
-pub async fn errors(
+/// The user's job with its first `limit` failures, in upload order (an index on the failed
+/// links: the job's other files are not read), in one statement: a poll behind a transaction
+/// pooler parses and plans each statement again, and each is two more round trips there
+/// (docs/SCALING.md), so the job and its failures are not read apart.
+pub async fn get_with_errors(
     conn: &mut PgConnection,
+    user_id: Uuid,
     job_id: Uuid,
     limit: i64,
-) -> Result<Vec<JobError>, sqlx::Error> {
-    sqlx::query_as!(
-        JobError,
-        "SELECT m.id AS media_id, m.filename, m.error_message AS error
-         FROM data_processing_job_media jm JOIN media_files m ON m.id = jm.media_file_id
-         WHERE jm.job_id = $1 AND jm.counted_status = 'failed'
-         ORDER BY jm.position LIMIT $2",
+) -> Result<Option<(DataProcessingJob, Vec<JobError>)>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT j.id, j.user_id, j.job_type AS "job_type: JobType",
+                  j.status AS "status: JobStatus", j.progress, j.input_data, j.output_data,
+                  j.error_message, j.started_at, j.completed_at, j.created_at, j.updated_at,
+                  e.media_ids AS "error_media_ids!: Vec<Uuid>",
+                  e.filenames AS "error_filenames!: Vec<String>",
+                  e.messages AS "error_messages!: Vec<Option<String>>"
+           FROM data_processing_jobs j
+           CROSS JOIN LATERAL (
+               SELECT coalesce(array_agg(f.id ORDER BY f.position), '{}') AS media_ids,
+                      coalesce(array_agg(f.filename ORDER BY f.position), '{}') AS filenames,
+                      coalesce(array_agg(f.error_message ORDER BY f.position), '{}') AS messages
+               FROM (SELECT m.id, m.filename, m.error_message, jm.position
+                     FROM data_processing_job_media jm
+                     JOIN media_files m ON m.id = jm.media_file_id
+                     WHERE jm.job_id = j.id AND jm.counted_status = 'failed'
+                     ORDER BY jm.position LIMIT $3) f) e
+           WHERE j.id = $1 AND j.user_id = $2"#,
         job_id,
+        user_id,
         limit
     )
-    .fetch_all(conn)
-    .await
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| {
+        let errors = r
+            .error_media_ids
+            .into_iter()
+            .zip(r.error_filenames)
+            .zip(r.error_messages)
+            .map(|((media_id, filename), error)| JobError {
+                media_id,
+                filename,
+                error,
+            })
+            .collect();
+        let job = DataProcessingJob {
+            id: r.id,
+            user_id: r.user_id,
+            job_type: r.job_type,
+            status: r.status,
+            progress: r.progress,
+            input_data: r.input_data,
+            output_data: r.output_data,
+            error_message: r.error_message,
+            started_at: r.started_at,
+            completed_at: r.completed_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        };
+        (job, errors)
+    }))
 }
