@@ -13,8 +13,9 @@
 //! the workers' `library` queue, queued with the export's row. A run that dies is run again by
 //! the queue (its task comes back once its worker is seen dead), or queued again by the
 //! reconciler when no task is left; the next run aborts what the dead one had stored and starts
-//! over; after [`MAX_ATTEMPTS`] the export fails with its reason. Expired archives are deleted by the
-//! reconciler from the rows; an erasure deletes the user's.
+//! over; after [`MAX_ATTEMPTS`] runs that died or failed (not those an outage of the store or
+//! the database stopped, which it waits out) the export fails with its reason. Expired archives
+//! are deleted by the reconciler from the rows; an erasure deletes the user's.
 
 pub mod sink;
 pub mod zipstream;
@@ -73,6 +74,19 @@ impl Error {
             Self::Superseded => "superseded".into(),
         }
     }
+
+    /// Whether the store or the database stopped the run (unreachable, busy, a part it did
+    /// not take), as opposed to the archive itself (its layout) or a store set up wrong: such
+    /// a run does not count against the export's attempts.
+    fn is_outage(&self) -> bool {
+        use crate::storage::Error as S;
+        match self {
+            Self::Database(_) | Self::Queue(_) => true,
+            Self::Storage(S::Config { .. } | S::NotFound(_)) => false,
+            Self::Storage(_) => true,
+            Self::Layout(_) | Self::Superseded => false,
+        }
+    }
 }
 
 /// What an export wrote (its job's output).
@@ -122,29 +136,19 @@ pub async fn run(pool: &PgPool, storage: &Storage, id: Uuid) -> Result<Option<Re
     let span = tracing::Span::current();
     span.record("user.id", tracing::field::display(claim.user_id));
     span.record("job.id", tracing::field::display(claim.job_id));
-    if claim.attempt > MAX_ATTEMPTS {
-        // Its runs died this often (a kill, a crash: a worker the queue gave its task back
-        // from): one more would likely die too. An upload the last run left open stays
-        // recorded, for [`expire`] to abort.
+    // Runs that an outage of the store or the database stopped are not counted: an export
+    // waits out an outage of any length, as an import does.
+    let runs = claim.attempt - claim.outage_runs;
+    if runs > MAX_ATTEMPTS {
+        // Its runs died or failed this often (a kill, a crash: a worker the queue gave its
+        // task back from): one more would likely die too. An upload the last run left open
+        // stays recorded, for [`expire`] to abort.
         let reason = format!("the export stopped {MAX_ATTEMPTS} times without finishing");
         tracing::warn!(attempt = claim.attempt, "{reason}");
         in_tx!(pool, |c| db::exports::fail(c, id, claim.attempt, &reason));
         return Ok(None);
     }
     let key = Path::from(claim.object_key.clone());
-    // What a dead run left: its multipart upload (S3), its staging file (local).
-    if let Some(open) = &claim.multipart_id {
-        storage.abort_multipart(&key, open).await?;
-        in_tx!(pool, |c| db::exports::set_multipart(
-            c,
-            id,
-            claim.attempt,
-            None
-        ));
-    }
-    if !storage.is_multipart() {
-        storage.discard(&key).await?;
-    }
     let writer = Writer {
         pool,
         storage,
@@ -152,7 +156,13 @@ pub async fn run(pool: &PgPool, storage: &Storage, id: Uuid) -> Result<Option<Re
         user: claim.user_id,
         attempt: claim.attempt,
     };
-    match writer.write(&key).await {
+    // Clearing what a dead run left is part of the run: an outage that stops it is recorded
+    // as one, like an outage amid the writing.
+    let written = match clear_leftovers(pool, storage, &claim, id, &key).await {
+        Ok(()) => writer.write(&key).await,
+        Err(e) => Err(e),
+    };
+    match written {
         Ok(report) => {
             let output = serde_json::to_value(&report).unwrap_or_default();
             let size = i64::try_from(report.size).unwrap_or(i64::MAX);
@@ -183,12 +193,13 @@ pub async fn run(pool: &PgPool, storage: &Storage, id: Uuid) -> Result<Option<Re
         Err(e) => {
             let reason = e.reason();
             tracing::warn!(error = %e, attempt = claim.attempt, "export run failed");
+            let outage = e.is_outage();
             let noted = async {
                 let mut tx = pool.begin().await?;
-                if claim.attempt >= MAX_ATTEMPTS {
+                if !outage && runs >= MAX_ATTEMPTS {
                     db::exports::fail(&mut tx, id, claim.attempt, &reason).await?;
                 } else {
-                    db::exports::note_error(&mut *tx, id, claim.attempt, &reason).await?;
+                    db::exports::note_error(&mut *tx, id, claim.attempt, &reason, outage).await?;
                 }
                 tx.commit().await
             };
@@ -198,6 +209,29 @@ pub async fn run(pool: &PgPool, storage: &Storage, id: Uuid) -> Result<Option<Re
             Err(e)
         }
     }
+}
+
+/// What a dead run left: its multipart upload (S3), its staging file (local).
+async fn clear_leftovers(
+    pool: &PgPool,
+    storage: &Storage,
+    claim: &db::exports::Claim,
+    id: Uuid,
+    key: &Path,
+) -> Result<(), Error> {
+    if let Some(open) = &claim.multipart_id {
+        storage.abort_multipart(key, open).await?;
+        in_tx!(pool, |c| db::exports::set_multipart(
+            c,
+            id,
+            claim.attempt,
+            None
+        ));
+    }
+    if !storage.is_multipart() {
+        storage.discard(key).await?;
+    }
+    Ok(())
 }
 
 /// One run's writing of the archive.
@@ -539,10 +573,11 @@ fn sidecar(m: &ExportMedia, file: &str) -> serde_json::Value {
 pub async fn resume_stalled(pool: &PgPool, stale_secs: f64, limit: i64) -> Result<u64, Error> {
     let stalled = in_tx!(pool, |c| db::exports::stalled(c, stale_secs, limit));
     let mut resumed = 0;
-    for &(id, attempt) in &stalled {
-        // Runs that died (a crash, a kill) never reach `fail`: the count ends them too. An
-        // upload the last run left open stays recorded, for [`expire`] to abort.
-        if attempt >= MAX_ATTEMPTS {
+    for &(id, attempt, runs) in &stalled {
+        // Runs that died (a crash, a kill) never reach `fail`: the count ends them too (not
+        // those an outage stopped). An upload the last run left open stays recorded, for
+        // [`expire`] to abort.
+        if runs >= MAX_ATTEMPTS {
             let reason = format!("the export stopped {MAX_ATTEMPTS} times without finishing");
             in_tx!(pool, |c| db::exports::fail(c, id, attempt, &reason));
             continue;

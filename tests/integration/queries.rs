@@ -129,3 +129,52 @@ async fn radius_search_finds_what_is_within_5_km(pool: PgPool) {
         found[1].distance_m
     );
 }
+
+/// Which of these hashes a user has: hashed originals, and files recorded but not yet through
+/// their hash step by the hash taken as their bytes arrived (an import run again after its
+/// worker died must know what the dead run stored), but not those that failed before it, and
+/// never another user's.
+#[sqlx::test(migrations = false)]
+async fn existing_hashes_know_files_not_yet_hashed_but_not_failed_or_others(pool: PgPool) {
+    migrate(&pool).await;
+    let (u, other) = (
+        user(&pool, "h@example.org").await,
+        user(&pool, "o@example.org").await,
+    );
+    let h = |c: char| c.to_string().repeat(64);
+    let set = |id: Uuid, file_hash: Option<String>, upload: String, status: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(
+                "UPDATE media_files SET file_hash = $2, upload_sha256 = $3,
+                        processing_status = $4 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(file_hash)
+            .bind(upload)
+            .bind(status)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    let hashed = media(&pool, u, "a.jpg").await;
+    set(hashed, Some(h('a')), h('a'), "completed").await;
+    let in_flight = media(&pool, u, "b.jpg").await;
+    set(in_flight, None, h('b'), "processing").await;
+    let failed = media(&pool, u, "c.jpg").await;
+    set(failed, None, h('c'), "failed").await;
+    // The same bytes as `hashed`, sent again and not hashed yet: the hashed one stands.
+    let again = media(&pool, u, "a2.jpg").await;
+    set(again, None, h('a'), "pending").await;
+    let theirs = media(&pool, other, "d.jpg").await;
+    set(theirs, None, h('d'), "pending").await;
+
+    let mut conn = pool.acquire().await.unwrap();
+    let asked: Vec<String> = "abcde".chars().map(h).collect();
+    let mut found = timeline::db::media::existing_hashes(&mut conn, u, &asked)
+        .await
+        .unwrap();
+    found.sort();
+    assert_eq!(found, vec![(h('a'), hashed), (h('b'), in_flight)]);
+}

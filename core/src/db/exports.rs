@@ -100,6 +100,8 @@ pub struct Claim {
     /// The multipart upload an earlier run left open (to abort before starting again).
     pub multipart_id: Option<String>,
     pub attempt: i32,
+    /// Earlier runs that stopped on an outage (they do not count against the attempts).
+    pub outage_runs: i32,
 }
 
 /// Claims an unfinished export for a new run (a resumed one takes it over from a dead run);
@@ -109,7 +111,7 @@ pub async fn claim(conn: &mut PgConnection, id: Uuid) -> Result<Option<Claim>, s
         Claim,
         "UPDATE exports SET status = 'running', attempt = attempt + 1, error_message = NULL
          WHERE id = $1 AND status IN ('pending', 'running')
-         RETURNING user_id, job_id, object_key, multipart_id, attempt",
+         RETURNING user_id, job_id, object_key, multipart_id, attempt, outage_runs",
         id
     )
     .fetch_optional(&mut *conn)
@@ -250,18 +252,22 @@ pub async fn fail(
     Ok(())
 }
 
-/// Records why a run stopped, leaving the export to be resumed.
+/// Records why a run stopped, leaving the export to be resumed; `outage` when the store or the
+/// database stopped it (the run then does not count against the export's attempts).
 pub async fn note_error(
     db: impl PgExecutor<'_>,
     id: Uuid,
     attempt: i32,
     reason: &str,
+    outage: bool,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "UPDATE exports SET error_message = $3 WHERE id = $1 AND attempt = $2",
+        "UPDATE exports SET error_message = $3, outage_runs = outage_runs + $4::int
+         WHERE id = $1 AND attempt = $2",
         id,
         attempt,
-        reason
+        reason,
+        i32::from(outage)
     )
     .execute(db)
     .await?;
@@ -270,15 +276,16 @@ pub async fn note_error(
 
 /// Unfinished exports nobody has advanced for `stale_secs` (their run died) and that no live
 /// `library` task will run (one waiting, or one the queue gives back once its dead worker is
-/// noticed, is left to the queue), oldest first: (id, attempts so far). The live library tasks
+/// noticed, is left to the queue), oldest first: (id, attempt, runs so far that did not stop
+/// on an outage, which count against the attempts). The live library tasks
 /// are few (one per export or erasure under way), found by `timeline_apalis_jobs_live`.
 pub async fn stalled(
     db: impl PgExecutor<'_>,
     stale_secs: f64,
     limit: i64,
-) -> Result<Vec<(Uuid, i32)>, sqlx::Error> {
+) -> Result<Vec<(Uuid, i32, i32)>, sqlx::Error> {
     let rows = sqlx::query!(
-        "SELECT e.id, e.attempt FROM exports e
+        r#"SELECT e.id, e.attempt, e.attempt - e.outage_runs AS "runs!" FROM exports e
          WHERE e.status IN ('pending', 'running')
            AND e.updated_at < now() - make_interval(secs => $1)
            AND NOT EXISTS (
@@ -286,13 +293,16 @@ pub async fn stalled(
                WHERE j.job_type = 'library' AND j.status <> 'Done' AND j.status <> 'Killed'
                  AND (j.status <> 'Failed' OR j.attempts < j.max_attempts)
                  AND convert_from(j.job, 'UTF8')::jsonb ->> 'export_id' = e.id::text)
-         ORDER BY e.updated_at LIMIT $2",
+         ORDER BY e.updated_at LIMIT $2"#,
         stale_secs,
         limit
     )
     .fetch_all(db)
     .await?;
-    Ok(rows.into_iter().map(|r| (r.id, r.attempt)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.id, r.attempt, r.runs))
+        .collect())
 }
 
 /// Exports whose stored bytes are due for deletion: completed ones past their expiry, and

@@ -212,15 +212,24 @@ pub async fn owner(db: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<Option<Uui
 }
 
 /// Of `hashes` (SHA-256, lowercase hex), those the user already has, with the media file that
-/// holds each (duplicates point at it, so only originals are listed).
+/// holds each (duplicates point at it, so only originals are listed). A file recorded but not
+/// yet through its hash step counts by the hash taken as its bytes arrived (unless it failed
+/// before that step: those bytes may be sent again); of several, a hashed one first, else the
+/// oldest.
 pub async fn existing_hashes(
     conn: &mut sqlx::PgConnection,
     user_id: Uuid,
     hashes: &[String],
 ) -> Result<Vec<(String, Uuid)>, sqlx::Error> {
     let rows = sqlx::query!(
-        r#"SELECT file_hash AS "file_hash!", id FROM media_files
-           WHERE user_id = $1 AND file_hash = ANY($2) AND duplicate_of IS NULL"#,
+        r#"SELECT DISTINCT ON (hash) hash AS "file_hash!", id AS "id!" FROM (
+               SELECT file_hash AS hash, id, 0 AS rank, created_at FROM media_files
+               WHERE user_id = $1 AND file_hash = ANY($2) AND duplicate_of IS NULL
+               UNION ALL
+               SELECT upload_sha256, id, 1, created_at FROM media_files
+               WHERE user_id = $1 AND file_hash IS NULL AND upload_sha256 IS NOT NULL
+                 AND upload_sha256 = ANY($2) AND processing_status <> 'failed') known
+           ORDER BY hash, rank, created_at, id"#,
         user_id,
         hashes
     )

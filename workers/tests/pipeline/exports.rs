@@ -4,7 +4,8 @@
 //! every media file's hash, date, offset, place, kind, pairing, albums and memories are equal;
 //! then the archive expires and the reconciler deletes it. On S3, an export whose worker is
 //! killed mid-write is queued again by the reconciler once the queue has given up its task,
-//! resumed by another worker, and no multipart part is left.
+//! resumed by another worker, and no multipart part is left; an outage of the store longer than
+//! the export's attempts does not fail it.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -20,7 +21,7 @@ use crate::imports::import;
 use crate::imports_services::facebook_export;
 use crate::ingest_cli::timeline_bin;
 use crate::proxy::Proxy;
-use crate::s3_faults::{S3Server, as_refs, s3_env};
+use crate::s3_faults::{BUCKET, KEY, S3Server, SECRET, as_refs, s3_env};
 use crate::video::{tempdir, video_dir};
 
 /// Every fact of a media file that an export must carry over, keyed by its bytes' hash.
@@ -519,4 +520,85 @@ async fn an_export_on_s3_killed_mid_write_is_resumed_and_leaves_no_part(pool: Pg
             .await
             .expect("row");
     assert_eq!((status.as_str(), open), ("failed", None));
+}
+
+/// An outage of the store that stops more runs than an export is given (5) does not fail it:
+/// each run it stops is recorded as such (`outage_runs`) and not counted, and the first run
+/// once the store is back writes the whole archive.
+#[sqlx::test(migrations = false)]
+async fn an_export_waits_out_a_store_outage_longer_than_its_attempts(pool: PgPool) {
+    let s3 = S3Server::start();
+    let proxy = Proxy::start(s3.port).await;
+    let app = TestApp::start(pool.clone(), false).await;
+    // The web process stores the originals straight into S3; no worker runs: the test runs
+    // the export itself, through the proxy that it takes down.
+    let serve = app.spawn_serve_env(&as_refs(&s3_env(&s3))).await;
+    let (_, token) = app.user("outage-export@example.org").await;
+    let mut form = reqwest::multipart::Form::new();
+    for (i, name) in ["DSCN0010.jpg", "landscape_1.jpg"].iter().enumerate() {
+        form = form.part(
+            "file",
+            reqwest::multipart::Part::bytes(photo(name)).file_name(format!("{i}.jpg")),
+        );
+    }
+    let r = app
+        .http
+        .post(format!("{}/v1/media", serve.base))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status().as_u16(), 202);
+    let id = start_export(&app, &serve.base, &token).await;
+    let export = Uuid::parse_str(&id).expect("uuid");
+    let endpoint = format!("http://127.0.0.1:{}", proxy.port);
+    let storage = timeline::storage::Storage::from_url_with(
+        &format!("s3://{BUCKET}/tl"),
+        &[
+            ("aws_endpoint", endpoint.as_str()),
+            ("aws_access_key_id", KEY),
+            ("aws_secret_access_key", SECRET),
+            ("aws_region", "us-east-1"),
+            ("aws_allow_http", "true"),
+            ("aws_virtual_hosted_style_request", "false"),
+        ],
+    )
+    .expect("storage");
+    let row = |pool: PgPool| async move {
+        sqlx::query_as::<_, (String, i32, i32, Option<String>)>(
+            "SELECT status, attempt, outage_runs, error_message FROM exports WHERE id = $1",
+        )
+        .bind(export)
+        .fetch_one(&pool)
+        .await
+        .expect("row")
+    };
+
+    proxy.outage(true);
+    for run in 1..=timeline::export::MAX_ATTEMPTS + 2 {
+        let stopped = timeline::export::run(&pool, &storage, export).await;
+        assert!(stopped.is_err(), "run {run}: {stopped:?}");
+        let (status, attempt, outages, why) = row(pool.clone()).await;
+        assert_eq!((status.as_str(), attempt, outages), ("running", run, run));
+        assert!(
+            why.is_some_and(|w| !w.contains("127.0.0.1")),
+            "a reason, no URL"
+        );
+    }
+    // The reconciler's count sees no run that died: nothing to fail.
+    let (_, state) = app.get(&token, &format!("/v1/exports/{id}")).await;
+    assert_ne!(state["status"], "failed", "{state}");
+
+    proxy.outage(false);
+    let report = timeline::export::run(&pool, &storage, export)
+        .await
+        .expect("the store is back")
+        .expect("written");
+    assert_eq!(report.media_files, 2, "{report:?}");
+    let (status, attempt, outages, why) = row(pool.clone()).await;
+    assert_eq!((status.as_str(), attempt, outages), ("completed", 8, 7));
+    assert_eq!(why, None);
+    let done = wait_export(&app, &serve.base, &token, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
 }
