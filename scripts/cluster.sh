@@ -32,7 +32,8 @@
 #
 #   [STORE=garage] bash scripts/cluster.sh [WORKERS] [PHOTOS] [CLIENTS]   (default 6, 300, 1000;
 #   with WORKERS under 3 the one host works alone: no worker kill, no network cut)
-# Exits non-zero if any check fails. KEEP=1 keeps the working folder.
+# Exits non-zero if any check fails. KEEP=1 keeps the working folder. WEB_BIN=PATH runs the web
+# processes from another build of `timeline` (an A/B of a change to the API in this setting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 workers=${1:-6}
@@ -209,7 +210,7 @@ start_host() { # index name command...   ($host_store: the store port to address
 webs=()
 for i in 1 2; do
   port=$(free_port)
-  TIMELINE_ADDR=0.0.0.0:$port start_host "$i" "web$i" "$bin/timeline" serve
+  TIMELINE_ADDR=0.0.0.0:$port start_host "$i" "web$i" "${WEB_BIN:-$bin/timeline}" serve
   webs+=("http://$host_addr:$port")
 done
 for w in "${webs[@]}"; do

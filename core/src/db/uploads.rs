@@ -165,8 +165,10 @@ pub async fn set_import_facts(
     Ok(())
 }
 
-/// Whether an account may start an upload now: it is not being erased, and what its
-/// originals take (for the quota). One read, before any byte is stored.
+/// Whether an account may start an upload now: it is not being erased, and what it takes in
+/// the store (for the quota): its originals, the bytes its uploads in flight declared (or have
+/// sent, where the length is not known), and the import archives it keeps. One read, before
+/// any byte is stored.
 #[derive(Debug, Clone, Copy)]
 pub struct Admission {
     pub erasing: bool,
@@ -180,7 +182,12 @@ pub async fn admission(pool: &sqlx::PgPool, user: Uuid) -> Result<Admission, sql
     let row = sqlx::query!(
         r#"SELECT (u.erasure_requested_at IS NOT NULL) AS "erasing!",
                   coalesce((SELECT used_bytes FROM user_storage s WHERE s.user_id = u.id), 0)
-                      AS "used!"
+                  + coalesce((SELECT sum(coalesce(us.upload_length, us.bytes_received))
+                              FROM upload_sessions us
+                              WHERE us.user_id = u.id
+                                AND (us.state = 'open'
+                                     OR (us.purpose = 'archive' AND us.expires_at > now()))),
+                             0)::bigint AS "used!"
            FROM users u WHERE u.id = $1"#,
         user
     )

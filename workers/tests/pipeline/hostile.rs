@@ -303,4 +303,67 @@ async fn an_account_past_its_storage_quota_gets_413_with_the_reason(pool: PgPool
         .await
         .unwrap();
     assert!(used as u64 <= size + half, "{used}");
+
+    // What the account's uploads in flight declared counts too, until they end, and so does
+    // an import archive while it is kept: room for 10,000 bytes more.
+    let mut state = test_state(&app.pool, &app.storage_dir);
+    state.limits.user_quota_bytes = Some(used as u64 + 10_000);
+    app.base = spawn_state(state, Default::default()).await;
+    let base = app.base.clone();
+    let create = |length: u64, metadata: Option<&'static str>| {
+        let mut r = app
+            .http
+            .post(format!("{base}/v1/uploads"))
+            .bearer_auth(&token)
+            .header("tus-resumable", "1.0.0")
+            .header("upload-length", length.to_string());
+        if let Some(m) = metadata {
+            r = r.header("upload-metadata", m);
+        }
+        let base = base.clone();
+        async move {
+            let r = r.send().await.unwrap();
+            let location = r
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .map(|l| format!("{base}{l}"));
+            (r.status().as_u16(), location)
+        }
+    };
+    let (status, first) = create(9_000, None).await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        create(2_000, None).await.0,
+        413,
+        "9,000 bytes are on their way"
+    );
+    let ended = app
+        .http
+        .delete(first.expect("location"))
+        .bearer_auth(&token)
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status().as_u16(), 204);
+    // `purpose import`: a zip kept for an import.
+    let (status, archive) = create(9_000, Some("purpose aW1wb3J0")).await;
+    assert_eq!(status, 201);
+    let mut zip = b"PK\x03\x04".to_vec();
+    zip.resize(9_000, 0);
+    let sent = app
+        .http
+        .patch(archive.expect("location"))
+        .bearer_auth(&token)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-offset", "0")
+        .header("content-type", "application/offset+octet-stream")
+        .body(zip)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status().as_u16(), 204);
+    assert_eq!(create(2_000, None).await.0, 413, "the archive is kept");
+    assert_eq!(create(900, None).await.0, 201, "what is left still fits");
 }
