@@ -21,7 +21,7 @@ use crate::imports::import;
 use crate::imports_services::facebook_export;
 use crate::ingest_cli::timeline_bin;
 use crate::proxy::Proxy;
-use crate::s3_faults::{BUCKET, KEY, S3Server, SECRET, as_refs, s3_env};
+use crate::s3_faults::{S3Server, as_refs, s3_env, s3_storage, upload_through};
 use crate::video::{tempdir, video_dir};
 
 /// Every fact of a media file that an export must carry over, keyed by its bytes' hash.
@@ -534,37 +534,10 @@ async fn an_export_waits_out_a_store_outage_longer_than_its_attempts(pool: PgPoo
     // the export itself, through the proxy that it takes down.
     let serve = app.spawn_serve_env(&as_refs(&s3_env(&s3))).await;
     let (_, token) = app.user("outage-export@example.org").await;
-    let mut form = reqwest::multipart::Form::new();
-    for (i, name) in ["DSCN0010.jpg", "landscape_1.jpg"].iter().enumerate() {
-        form = form.part(
-            "file",
-            reqwest::multipart::Part::bytes(photo(name)).file_name(format!("{i}.jpg")),
-        );
-    }
-    let r = app
-        .http
-        .post(format!("{}/v1/media", serve.base))
-        .bearer_auth(&token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(r.status().as_u16(), 202);
+    upload_through(&app, &serve, &token, 2).await;
     let id = start_export(&app, &serve.base, &token).await;
     let export = Uuid::parse_str(&id).expect("uuid");
-    let endpoint = format!("http://127.0.0.1:{}", proxy.port);
-    let storage = timeline::storage::Storage::from_url_with(
-        &format!("s3://{BUCKET}/tl"),
-        &[
-            ("aws_endpoint", endpoint.as_str()),
-            ("aws_access_key_id", KEY),
-            ("aws_secret_access_key", SECRET),
-            ("aws_region", "us-east-1"),
-            ("aws_allow_http", "true"),
-            ("aws_virtual_hosted_style_request", "false"),
-        ],
-    )
-    .expect("storage");
+    let storage = s3_storage(&format!("http://127.0.0.1:{}", proxy.port));
     let row = |pool: PgPool| async move {
         sqlx::query_as::<_, (String, i32, i32, Option<String>)>(
             "SELECT status, attempt, outage_runs, error_message FROM exports WHERE id = $1",

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::common::TestApp;
 use crate::proxy::Proxy;
-use crate::s3_faults::{BUCKET, KEY, S3Server, SECRET, as_refs, s3_env, upload_through};
+use crate::s3_faults::{S3Server, as_refs, s3_env, s3_storage, upload_through};
 
 /// One user's ten years: a million completed photos with an original, a thumbnail and a
 /// preview each (rows only: the pass must never look at them). Loaded without the audit
@@ -126,18 +126,7 @@ async fn a_pass_costs_what_is_stuck_not_what_is_stored(pool: PgPool) {
         .expect("pending");
     }
 
-    let storage = timeline::storage::Storage::from_url_with(
-        &format!("s3://{BUCKET}/tl"),
-        &[
-            ("aws_endpoint", endpoint.as_str()),
-            ("aws_access_key_id", KEY),
-            ("aws_secret_access_key", SECRET),
-            ("aws_region", "us-east-1"),
-            ("aws_allow_http", "true"),
-            ("aws_virtual_hosted_style_request", "false"),
-        ],
-    )
-    .expect("storage");
+    let storage = s3_storage(&endpoint);
     let before = proxy.requests();
     let started = Instant::now();
     let report =

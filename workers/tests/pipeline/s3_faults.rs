@@ -152,6 +152,23 @@ pub fn s3_env(s3: &S3Server) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The test bucket's store, as a process of the platform opens it, reached at `endpoint` (the
+/// server itself, or a proxy in front of it).
+pub fn s3_storage(endpoint: &str) -> timeline::storage::Storage {
+    timeline::storage::Storage::from_url_with(
+        &format!("s3://{BUCKET}/tl"),
+        &[
+            ("aws_endpoint", endpoint),
+            ("aws_access_key_id", KEY),
+            ("aws_secret_access_key", SECRET),
+            ("aws_region", "us-east-1"),
+            ("aws_allow_http", "true"),
+            ("aws_virtual_hosted_style_request", "false"),
+        ],
+    )
+    .expect("storage")
+}
+
 pub fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
