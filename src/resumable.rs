@@ -142,10 +142,17 @@ pub async fn create(ctx: Ctx<'_>, user: Uuid, declared: &Declared) -> Result<Sta
     if declared.length == 0 {
         return Err(Error::Invalid("an empty upload is no media file".into()));
     }
-    if declared.length > ctx.limits.max_file_bytes {
+    // An archive holds many files: it has its limit, and each file in it is held to the
+    // file limit when it is imported.
+    let limit = match declared.archive {
+        true => ctx.limits.max_archive_bytes,
+        false => ctx.limits.max_file_bytes,
+    };
+    if declared.length > limit {
+        let what = if declared.archive { "archive" } else { "file" };
         return Err(Error::TooLarge(format!(
-            "Upload-Length {} is over the {}-byte limit",
-            declared.length, ctx.limits.max_file_bytes
+            "Upload-Length {} is over the {limit}-byte {what} limit",
+            declared.length
         )));
     }
     let admission = db::uploads::admission(ctx.pool, user).await?;

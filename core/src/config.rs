@@ -64,6 +64,10 @@ impl StorageConfig {
 /// Default largest file: 10 GiB, room for a long 4K clip (originals are streamed, so the limit
 /// is about storage, not memory).
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 10 << 30;
+/// Default largest import archive uploaded for `POST /v1/imports`: 50 GiB, the largest part
+/// Google Takeout offers (a Facebook or Takeout export is one zip per part, each far larger
+/// than any one media file).
+pub const DEFAULT_MAX_ARCHIVE_BYTES: u64 = 50 << 30;
 /// Default largest request (all files of one upload together).
 pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 20 << 30;
 
@@ -80,6 +84,8 @@ pub struct UploadLimits {
     pub allowed_types: Option<std::sync::Arc<[crate::format::MediaFormat]>>,
     /// What one account may store in originals, in bytes (`None`: no quota).
     pub user_quota_bytes: Option<u64>,
+    /// Largest import archive (a tus upload with `purpose import`), in bytes.
+    pub max_archive_bytes: u64,
 }
 
 impl UploadLimits {
@@ -112,6 +118,10 @@ pub struct UploadLimitArgs {
     /// else no quota). An upload past it answers 413.
     #[arg(long, env = "TIMELINE_USER_QUOTA_BYTES")]
     pub user_quota_bytes: Option<u64>,
+    /// Largest import archive uploaded for `POST /v1/imports`, in bytes (default 50 GiB; the
+    /// files inside are each held to the largest file).
+    #[arg(long, env = "TIMELINE_MAX_ARCHIVE_BYTES", default_value_t = DEFAULT_MAX_ARCHIVE_BYTES)]
+    pub max_archive_bytes: u64,
 }
 
 impl UploadLimitArgs {
@@ -146,6 +156,7 @@ impl UploadLimitArgs {
                 .user_quota_bytes
                 .filter(|n| *n > 0)
                 .or(recorded.user_quota_bytes),
+            max_archive_bytes: self.max_archive_bytes,
         })
     }
 }

@@ -175,6 +175,7 @@ pub(super) async fn open(
         max_parts: 0,
         allowed_types,
         user_quota_bytes: None,
+        max_archive_bytes: crate::config::DEFAULT_MAX_ARCHIVE_BYTES,
     }
     .resolve(&recorded)
     .map_err(Error::Invalid)?;

@@ -61,6 +61,7 @@ fn limits_of(input: &Value) -> UploadLimits {
         max_parts: 0,
         allowed_types,
         user_quota_bytes: None,
+        max_archive_bytes: crate::config::DEFAULT_MAX_ARCHIVE_BYTES,
     }
 }
 

@@ -55,6 +55,7 @@ pub fn test_state(pool: &PgPool, storage_dir: &std::path::Path) -> timeline::htt
             max_parts: 200,
             allowed_types: None,
             user_quota_bytes: None,
+            max_archive_bytes: 100 * 1024 * 1024,
         },
     )
 }

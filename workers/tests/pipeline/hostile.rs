@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::common::{TestApp, fixtures, spawn_state, test_state, trickle, walk};
@@ -309,28 +310,7 @@ async fn an_account_past_its_storage_quota_gets_413_with_the_reason(pool: PgPool
     let mut state = test_state(&app.pool, &app.storage_dir);
     state.limits.user_quota_bytes = Some(used as u64 + 10_000);
     app.base = spawn_state(state, Default::default()).await;
-    let base = app.base.clone();
-    let create = |length: u64, metadata: Option<&'static str>| {
-        let mut r = app
-            .http
-            .post(format!("{base}/v1/uploads"))
-            .bearer_auth(&token)
-            .header("tus-resumable", "1.0.0")
-            .header("upload-length", length.to_string());
-        if let Some(m) = metadata {
-            r = r.header("upload-metadata", m);
-        }
-        let base = base.clone();
-        async move {
-            let r = r.send().await.unwrap();
-            let location = r
-                .headers()
-                .get("location")
-                .and_then(|l| l.to_str().ok())
-                .map(|l| format!("{base}{l}"));
-            (r.status().as_u16(), location)
-        }
-    };
+    let create = |length, metadata| tus_create(&app, &token, length, metadata);
     let (status, first) = create(9_000, None).await;
     assert_eq!(status, 201);
     assert_eq!(
@@ -366,4 +346,65 @@ async fn an_account_past_its_storage_quota_gets_413_with_the_reason(pool: PgPool
     assert_eq!(sent.status().as_u16(), 204);
     assert_eq!(create(2_000, None).await.0, 413, "the archive is kept");
     assert_eq!(create(900, None).await.0, 201, "what is left still fits");
+}
+
+/// Creates a tus upload of `length` bytes (`metadata`: its `Upload-Metadata`); returns the
+/// status and the upload's URL.
+async fn tus_create(
+    app: &TestApp,
+    token: &str,
+    length: u64,
+    metadata: Option<&str>,
+) -> (u16, Option<String>) {
+    let mut r = app
+        .http
+        .post(format!("{}/v1/uploads", app.base))
+        .bearer_auth(token)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", length.to_string());
+    if let Some(m) = metadata {
+        r = r.header("upload-metadata", m);
+    }
+    let r = r.send().await.unwrap();
+    let location = r
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .map(|l| format!("{}{l}", app.base));
+    (r.status().as_u16(), location)
+}
+
+/// An import archive holds many files: it is held to its own limit, not to the largest file
+/// (an export of 50 GB must upload for its import), and still to one.
+#[sqlx::test(migrations = false)]
+async fn an_import_archive_has_its_own_size_limit(pool: PgPool) {
+    let mut app = TestApp::start(pool, false).await;
+    let mut state = test_state(&app.pool, &app.storage_dir);
+    state.limits.max_file_bytes = 1_000;
+    state.limits.max_archive_bytes = 5_000;
+    app.base = spawn_state(state, Default::default()).await;
+    let (_, token) = app.user("archive-limit@example.org").await;
+    // `purpose import`, base64.
+    let archive = Some("purpose aW1wb3J0");
+    assert_eq!(tus_create(&app, &token, 2_000, None).await.0, 413);
+    assert_eq!(tus_create(&app, &token, 2_000, archive).await.0, 201);
+    assert_eq!(tus_create(&app, &token, 5_000, archive).await.0, 201);
+    let r = app
+        .http
+        .post(format!("{}/v1/uploads", app.base))
+        .bearer_auth(&token)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "5001")
+        .header("upload-metadata", "purpose aW1wb3J0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("5000-byte archive limit")),
+        "{body}"
+    );
 }
