@@ -12,5 +12,5 @@ pub mod resumable;
 
 pub use timeline_core::{
     auth, config, db, erasure, export, format, import, inflight, ingest, jobs, metrics, models,
-    reconcile, reprocess, shutdown, storage, telemetry, test_hooks, test_pause,
+    reconcile, replica, reprocess, shutdown, storage, telemetry, test_hooks, test_pause,
 };

@@ -192,6 +192,22 @@ pub struct ServeConfig {
     pub connections: ConnectionLimits,
     #[command(flatten)]
     pub user_caps: UserCapArgs,
+    #[command(flatten)]
+    pub replica: ReplicaArgs,
+}
+
+/// A streaming replica for the API's list and detail reads (docs/SCALING.md).
+#[derive(Debug, Clone, Args)]
+pub struct ReplicaArgs {
+    /// PostgreSQL URL of a hot standby (or a pooler in front of one). Job polls, media lists
+    /// and details, and collection lists read there while it is at most
+    /// `DATABASE_READ_MAX_LAG_MS` behind the primary, and from the primary otherwise.
+    #[arg(long, env = "DATABASE_READ_URL", hide_env_values = true)]
+    pub database_read_url: Option<String>,
+    /// The most staleness a read on the replica may show, in milliseconds: the replica is
+    /// used only while it has replayed everything the primary had committed this long ago.
+    #[arg(long, env = "DATABASE_READ_MAX_LAG_MS", default_value_t = 1000)]
+    pub database_read_max_lag_ms: u64,
 }
 
 /// What one user may hold open in one web process; past a cap the API answers 429.

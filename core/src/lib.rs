@@ -28,6 +28,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod models;
 pub mod reconcile;
+pub mod replica;
 pub mod reprocess;
 pub mod shutdown;
 pub mod storage;

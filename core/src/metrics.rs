@@ -17,6 +17,8 @@ pub const MEDIA_TOTAL: &str = "timeline_media_total";
 pub const WORKERS_ALIVE: &str = "timeline_workers_alive";
 pub const HTTP_REQUESTS: &str = "timeline_http_requests_total";
 pub const HTTP_DURATION: &str = "timeline_http_request_duration_seconds";
+pub const REPLICA_READS: &str = "timeline_replica_reads_total";
+pub const REPLICA_STALENESS: &str = "timeline_replica_staleness_seconds";
 
 /// The process's recorder, installed on first use (a second install, as in tests that start
 /// several servers in one process, reuses the first).
@@ -101,6 +103,21 @@ fn describe() {
         Unit::Seconds,
         "Time to answer an HTTP request (headers sent), per method and route"
     );
+    describe_counter!(
+        REPLICA_READS,
+        "Reads that could go to the read replica (DATABASE_READ_URL), per server that answered \
+         (replica, primary) and why the primary did (lagging, unavailable, not_there_yet, token)"
+    );
+    describe_gauge!(
+        REPLICA_STALENESS,
+        Unit::Seconds,
+        "Bound on the read replica's staleness at its last sample (+Inf until known)"
+    );
+}
+
+/// Records where a read that could go to the replica was answered, and why the primary did.
+pub fn replica_read(served_by: &'static str, reason: &'static str) {
+    ::metrics::counter!(REPLICA_READS, "served_by" => served_by, "reason" => reason).increment(1);
 }
 
 /// Database-derived gauges are re-read at most this often, however often scrapers come.

@@ -6,6 +6,8 @@ mod ingest;
 mod report;
 mod users;
 
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
 
 use crate::config::DatabaseConfig;
@@ -157,13 +159,24 @@ pub async fn run() -> Result<(), Error> {
                 "upload limits"
             );
             let session = db::session_pool(&cli.db, &pool)?;
-            let state = crate::http::AppState::with_session(pool, session, storage, limits)
+            let replica = match cfg.replica.database_read_url.as_deref() {
+                Some(url) => Some(crate::replica::Replica::start(
+                    pool.clone(),
+                    db::connect_replica(&cli.db, url)?,
+                    Duration::from_millis(cfg.replica.database_read_max_lag_ms),
+                )),
+                None => None,
+            };
+            let mut state = crate::http::AppState::with_session(pool, session, storage, limits)
                 .with_public_url(cfg.public_url.as_ref())
                 .with_user_caps(crate::http::user_caps::Limits {
                     requests: cfg.user_caps.max_user_requests.max(1),
                     uploads: cfg.user_caps.max_user_uploads.max(1),
                     streams: cfg.user_caps.max_user_streams.max(1),
                 });
+            if let Some(replica) = replica {
+                state = state.with_replica(replica);
+            }
             crate::http::serve(
                 state,
                 &cfg.addr,

@@ -3,6 +3,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts};
+use futures::future::BoxFuture;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
@@ -163,6 +164,120 @@ impl FromRequestParts<AppState> for UserTx {
             user: owner.user_id,
             tx,
         })
+    }
+}
+
+/// A read that the replica may answer (`DATABASE_READ_URL`, see `crate::replica`): the
+/// user and a transaction scoped to them, on the replica while it is within its lag bound,
+/// else on the primary as [`UserTx`]. Only for handlers that write nothing.
+pub struct ReadTx {
+    pub user: Uuid,
+    tx: Transaction<'static, Postgres>,
+    /// The primary, when `tx` is on the replica: where [`ReadTx::run`] asks again.
+    primary: Option<PgPool>,
+}
+
+impl FromRequestParts<AppState> for ReadTx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(replica) = &state.replica {
+            let Some(pool) = replica.pool_if_fresh() else {
+                crate::metrics::replica_read("primary", "lagging");
+                return Self::on_primary(parts, state).await;
+            };
+            let hash = token_hash(&parts.headers).ok_or(ApiError::Unauthorized)?;
+            match authenticate_on(pool, &hash).await {
+                Ok(Some((user, tx))) => {
+                    super::user_caps::admit(parts, &state.caps, user)?;
+                    tracing::Span::current().record("user.id", tracing::field::display(user));
+                    return Ok(Self {
+                        user,
+                        tx,
+                        primary: Some(state.pool.clone()),
+                    });
+                }
+                // A token not replayed yet, or one whose use is due to be recorded (a write):
+                // the primary decides.
+                Ok(None) => crate::metrics::replica_read("primary", "token"),
+                Err(e) => {
+                    crate::metrics::replica_read("primary", "unavailable");
+                    tracing::warn!(error = %e, "read replica unavailable; reading from the primary");
+                }
+            }
+        }
+        Self::on_primary(parts, state).await
+    }
+}
+
+impl ReadTx {
+    async fn on_primary(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let UserTx { user, tx } = UserTx::from_request_parts(parts, state).await?;
+        Ok(Self {
+            user,
+            tx,
+            primary: None,
+        })
+    }
+
+    /// Runs `read` in the transaction and commits it. A 404 on the replica is asked again of
+    /// the primary: what the client created a moment ago (the job its upload returned, a
+    /// file it just sent) may not have been replayed there yet.
+    ///
+    /// (A boxed future, not an async closure: axum needs the handler's future to be `Send`,
+    /// which the compiler cannot yet prove through an `AsyncFn` bound.)
+    pub async fn run<T, F>(self, read: F) -> Result<T, ApiError>
+    where
+        F: for<'c> Fn(&'c mut sqlx::PgConnection, Uuid) -> BoxFuture<'c, Result<T, ApiError>>,
+    {
+        let Self {
+            user,
+            mut tx,
+            primary,
+        } = self;
+        match (read(&mut tx, user).await, primary) {
+            (Err(ApiError::NotFound), Some(primary)) => {
+                // Rolled back on drop: the replica's transaction read nothing worth keeping.
+                drop(tx);
+                crate::metrics::replica_read("primary", "not_there_yet");
+                let mut tx = begin_as(&primary, user).await?;
+                let found = read(&mut tx, user).await?;
+                tx.commit().await?;
+                Ok(found)
+            }
+            (read, primary) => {
+                let found = read?;
+                tx.commit().await?;
+                if primary.is_some() {
+                    crate::metrics::replica_read("replica", "fresh");
+                }
+                Ok(found)
+            }
+        }
+    }
+}
+
+/// The token's user and a transaction scoped to them on `pool` (the replica), or `None` when
+/// the replica does not know the token or its use is due to be recorded.
+async fn authenticate_on(
+    pool: &PgPool,
+    hash: &[u8; 32],
+) -> Result<Option<(Uuid, Transaction<'static, Postgres>)>, sqlx::Error> {
+    let meta = REQUEST_META.try_with(Clone::clone).unwrap_or_default();
+    let mut tx = pool.begin().await?;
+    let owner = crate::db::users::authenticate_as_owner(&mut *tx, hash, meta.audit()).await?;
+    Ok(owner.filter(|o| !o.use_unrecorded).map(|o| (o.user_id, tx)))
+}
+
+impl std::fmt::Debug for ReadTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadTx")
+            .field("user", &self.user)
+            .field("on_replica", &self.primary.is_some())
+            .finish()
     }
 }
 

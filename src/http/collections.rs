@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::auth::UserTx;
+use super::auth::ReadTx;
 use super::docs::{BadRequest, IdParam, NotFound, Unauthorized, Unavailable};
 use super::media::{decode_cursor, encode_cursor, parse_id, with_retries};
 use super::views::{CollectionCover, CollectionPage, CollectionView, MediaPage};
@@ -38,7 +38,7 @@ impl PageQuery {
 #[utoipa::path(get, path = "/v1/collections", tag = "collections", params(PageQuery),
     responses((status = 200, body = CollectionPage), BadRequest, Unauthorized, Unavailable))]
 async fn list(
-    UserTx { user, mut tx }: UserTx,
+    read: ReadTx,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<CollectionPage>, ApiError> {
     let limit = q.limit();
@@ -48,8 +48,11 @@ async fn list(
         .map(decode_cursor)
         .transpose()?
         .map(|c| (c.timeline_at, c.id));
-    let rows = db::collections::list(&mut *tx, user, after, limit + 1).await?;
-    tx.commit().await?;
+    let rows = read
+        .run(move |tx, user| {
+            Box::pin(async move { Ok(db::collections::list(tx, user, after, limit + 1).await?) })
+        })
+        .await?;
     let more = rows.len() as i64 > limit;
     let page = &rows[..rows.len().min(limit as usize)];
     let next_cursor = if more {
@@ -79,18 +82,23 @@ async fn list(
     responses((status = 200, body = MediaPage), BadRequest, Unauthorized, NotFound, Unavailable))]
 async fn media(
     State(state): State<AppState>,
-    UserTx { user, mut tx }: UserTx,
+    read: ReadTx,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<MediaPage>, ApiError> {
     let id = parse_id(&id)?;
-    if !db::collections::exists(&mut *tx, user, id).await? {
-        return Err(ApiError::NotFound);
-    }
     let limit = q.limit();
     let cursor = q.cursor.as_deref().map(decode_cursor).transpose()?;
-    let rows = db::collections::media(&mut *tx, user, id, cursor, limit + 1).await?;
-    tx.commit().await?;
+    let rows = read
+        .run(move |tx, user| {
+            Box::pin(async move {
+                if !db::collections::exists(&mut *tx, user, id).await? {
+                    return Err(ApiError::NotFound);
+                }
+                Ok(db::collections::media(&mut *tx, user, id, cursor, limit + 1).await?)
+            })
+        })
+        .await?;
     let more = rows.len() as i64 > limit;
     let page = &rows[..rows.len().min(limit as usize)];
     let next_cursor = if more {

@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, mpsc};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::auth::{AuthUser, UserTx, begin_as};
+use super::auth::{AuthUser, ReadTx, begin_as};
 use super::docs::{IdParam, NotFound, Unauthorized, Unavailable};
 use super::views::JobView;
 use super::{AppState, error::ApiError, views};
@@ -27,14 +27,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// A tracked job's progress, for polling.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(IdParam),
     responses((status = 200, body = JobView), Unauthorized, NotFound, Unavailable))]
-async fn get_job(
-    UserTx { user, mut tx }: UserTx,
-    Path(id): Path<String>,
-) -> Result<Json<JobView>, ApiError> {
+async fn get_job(read: ReadTx, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
     // A malformed id is as unknown as another user's: 404, not 400.
     let id: Uuid = id.parse().map_err(|_| ApiError::NotFound)?;
-    let (_, view) = read_in(&mut tx, user, id).await?;
-    tx.commit().await?;
+    let (_, view) = read
+        .run(move |tx, user| Box::pin(read_in(tx, user, id)))
+        .await?;
     Ok(Json(view))
 }
 

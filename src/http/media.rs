@@ -11,7 +11,7 @@ use object_store::ObjectStoreExt;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::auth::UserTx;
+use super::auth::{ReadTx, UserTx};
 use super::docs::{BadRequest, Conflict, IdParam, NotFound, Unauthorized, Unavailable};
 use super::views::{MediaPage, MediaView, RetryAccepted};
 use super::{AppState, error::ApiError, range, upload, views};
@@ -44,14 +44,19 @@ pub(super) fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     responses((status = 200, body = MediaView), Unauthorized, NotFound, Unavailable))]
 async fn detail(
     State(state): State<AppState>,
-    UserTx { user, mut tx }: UserTx,
+    read: ReadTx,
     Path(id): Path<String>,
 ) -> Result<Json<MediaView>, ApiError> {
     let id = parse_id(&id)?;
-    let m = db::media::detail(&mut *tx, user, id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    tx.commit().await?;
+    let m = read
+        .run(move |tx, user| {
+            Box::pin(async move {
+                db::media::detail(tx, user, id)
+                    .await?
+                    .ok_or(ApiError::NotFound)
+            })
+        })
+        .await?;
     let retries = with_retries(&state, std::slice::from_ref(&m)).await?;
     retries
         .into_iter()
@@ -75,7 +80,7 @@ pub(super) async fn with_retries(
     let retries = if waiting.is_empty() {
         Vec::new()
     } else {
-        let mut tx = state.pool.begin().await?;
+        let mut tx = state.read_pool().begin().await?;
         db::queue::pending_retries(&mut tx, &waiting).await?
     };
     Ok(rows
@@ -119,7 +124,7 @@ pub(super) fn decode_cursor(raw: &str) -> Result<Cursor, ApiError> {
     responses((status = 200, body = MediaPage), BadRequest, Unauthorized, Unavailable))]
 async fn list(
     State(state): State<AppState>,
-    UserTx { user, mut tx }: UserTx,
+    read: ReadTx,
     super::ApiQuery(q): super::ApiQuery<ListQuery>,
 ) -> Result<Json<MediaPage>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 200);
@@ -131,8 +136,11 @@ async fn list(
         ),
     };
     let cursor = q.cursor.as_deref().map(decode_cursor).transpose()?;
-    let rows = db::media::list(&mut *tx, user, status, cursor, limit + 1).await?;
-    tx.commit().await?;
+    let rows = read
+        .run(move |tx, user| {
+            Box::pin(async move { Ok(db::media::list(tx, user, status, cursor, limit + 1).await?) })
+        })
+        .await?;
     let more = rows.len() as i64 > limit;
     let page = &rows[..rows.len().min(limit as usize)];
     let next = if more {

@@ -45,6 +45,8 @@ pub struct AppState {
     pub site: admin_session::Site,
     /// What each user holds open in this process (requests, uploads, event streams).
     pub caps: std::sync::Arc<user_caps::UserCaps>,
+    /// A streaming replica for list and detail reads (`DATABASE_READ_URL`), if any.
+    pub replica: Option<crate::replica::Replica>,
 }
 
 impl AppState {
@@ -71,7 +73,23 @@ impl AppState {
             events,
             site: admin_session::Site::default(),
             caps: user_caps::UserCaps::new(user_caps::Limits::default()),
+            replica: None,
         }
+    }
+
+    /// The pool for a read that may be a little stale: the replica while it is within its
+    /// bound, else the primary.
+    pub fn read_pool(&self) -> &PgPool {
+        self.replica
+            .as_ref()
+            .and_then(crate::replica::Replica::pool_if_fresh)
+            .unwrap_or(&self.pool)
+    }
+
+    /// The same state, reading lists and details from `replica` while it is fresh enough.
+    pub fn with_replica(mut self, replica: crate::replica::Replica) -> Self {
+        self.replica = Some(replica);
+        self
     }
 
     /// The same state with these per-user caps.

@@ -17,6 +17,7 @@ pub mod objects;
 pub mod pipeline;
 pub mod queue;
 pub mod reconcile;
+pub mod replica;
 pub mod report;
 pub mod reprocess;
 pub mod resumable;
@@ -47,14 +48,32 @@ pub async fn connect_waiting(
     cfg: &DatabaseConfig,
     acquire_timeout: Duration,
 ) -> Result<PgPool, sqlx::Error> {
-    let mut options: PgConnectOptions = cfg.database_url.parse()?;
-    // Behind a pooler no application name: server connections are shared, and a name the
-    // reset (`DISCARD ALL`) clears is one more `SET` the pooler sends before every transaction.
-    options = if cfg.pooled() {
+    pool_options(cfg, acquire_timeout)
+        .connect_with(connect_options(cfg, &cfg.database_url)?)
+        .await
+}
+
+/// A pool on a read replica (`DATABASE_READ_URL`), set up as [`connect`] sets up the primary's
+/// (behind a pooler when `DATABASE_URL` is one). It connects lazily, so a replica that is away
+/// at start-up keeps no web process from serving off its primary, and it waits at most a
+/// second for a connection: a read that cannot have one goes to the primary instead.
+pub fn connect_replica(cfg: &DatabaseConfig, url: &str) -> Result<PgPool, sqlx::Error> {
+    Ok(pool_options(cfg, Duration::from_secs(1)).connect_lazy_with(connect_options(cfg, url)?))
+}
+
+/// Connection settings for `url`. Behind a pooler no application name: server connections
+/// are shared, and a name the reset (`DISCARD ALL`) clears is one more `SET` the pooler sends
+/// before every transaction.
+fn connect_options(cfg: &DatabaseConfig, url: &str) -> Result<PgConnectOptions, sqlx::Error> {
+    let options: PgConnectOptions = url.parse()?;
+    Ok(if cfg.pooled() {
         through_pooler(options)
     } else {
         options.application_name("timeline")
-    };
+    })
+}
+
+fn pool_options(cfg: &DatabaseConfig, acquire_timeout: Duration) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(cfg.database_max_connections.max(2))
         .acquire_timeout(acquire_timeout)
@@ -71,8 +90,6 @@ pub async fn connect_waiting(
                 Ok(sqlx::Connection::ping(conn).await.is_ok())
             })
         })
-        .connect_with(options)
-        .await
 }
 
 /// A pool straight to PostgreSQL (`DATABASE_SESSION_URL` when set, else `DATABASE_URL`), for

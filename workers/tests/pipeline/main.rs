@@ -31,6 +31,7 @@ mod pooler;
 mod proxy;
 mod reconcile;
 mod recovery;
+mod replica;
 mod s3_faults;
 mod settings;
 mod slow_clients;
