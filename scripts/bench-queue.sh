@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The queue's ceiling beside a peer, on the same PostgreSQL server in one run: no-op tasks
-# drained by `timeline-worker bench` (the real pools: fetch, lock, heartbeat, ack, and a step
-# record in its own transaction) and by graphile-worker 0.17.3 (benches/queue, npm), each
-# unbatched and batched, alternating ROUNDS times. Then ours again through PgBouncer in
+# drained by `timeline-worker bench` (the real pools: fetch (which locks), heartbeat, ack, and
+# a step record in its own transaction) and by graphile-worker 0.17.3 (benches/queue, npm),
+# each unbatched and batched, and ours with one pool per slot (`--fetchers CONCURRENCY`, as
+# graphile-worker's slots fetch each for itself), alternating ROUNDS times. Then ours again through PgBouncer in
 # transaction mode (scripts/pgbouncer.sh). Prints every run's JSON line and the medians.
 #   bash scripts/bench-queue.sh [TASKS] [CONCURRENCY] [ROUNDS]   (default 20000, 8, 3)
 set -euo pipefail
@@ -42,6 +43,7 @@ peer() { node benches/queue/graphile.mjs "${base%/*}/graphile_bench_queue" "$tas
 for r in $(seq "$rounds"); do
   echo "timeline $(ours)" >>"$work/runs"
   echo "graphile $(peer)" >>"$work/runs"
+  echo "timeline-fetchers $(ours --fetchers "$conc")" >>"$work/runs"
   echo "timeline-batched $(ours --batch 100)" >>"$work/runs"
   echo "graphile-batched $(peer batched)" >>"$work/runs"
   echo "timeline-pgbouncer $(ours_pooled)" >>"$work/runs"
@@ -60,7 +62,7 @@ for name, rs in runs.items():
     tx = statistics.median(r["db_transactions_per_task"] for r in rs)
     med[name] = rate
     print(f"{name:20} {rate:10.0f} {tx:11.2f}")
-for a, b in [("timeline", "graphile"), ("timeline-batched", "graphile-batched"), ("timeline-pgbouncer", "timeline")]:
+for a, b in [("timeline", "graphile"), ("timeline-fetchers", "graphile"), ("timeline-batched", "graphile-batched"), ("timeline-pgbouncer", "timeline")]:
     if a in med and b in med:
         print(f"{a} / {b}: {med[a] / med[b]:.2f}")
 PY

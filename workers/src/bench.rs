@@ -1,6 +1,7 @@
-//! `timeline-worker bench --tasks N [--concurrency C] [--batch B]`: the queue's ceiling,
-//! measured through the real pools. N no-op tasks go to a scratch queue; one apalis pool
-//! drains them with the settings of the real ones (heartbeat, orphan sweep, locks, acks) and,
+//! `timeline-worker bench --tasks N [--concurrency C] [--batch B] [--fetchers F]`: the queue's
+//! ceiling, measured through the real pools. N no-op tasks go to a scratch queue; one apalis
+//! pool (or F side by side) drains them with the settings of the real ones (heartbeat, orphan
+//! sweep, the fetch that locks, acks) and,
 //! as a real step does, records each task in its own transaction. It prints one JSON line:
 //! tasks, seconds, tasks per second and PostgreSQL transactions per task (the database's
 //! `pg_stat_database` counters over the drain, less the bench's own polling).
@@ -15,7 +16,7 @@ use apalis_postgres::PostgresStorage;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use crate::pools::{HEARTBEAT, MISSED_HEARTBEATS, POLL_INTERVAL};
+use crate::pools::POLL_INTERVAL;
 
 /// `timeline-worker bench` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -30,6 +31,10 @@ pub struct BenchArgs {
     /// are written in batches of whatever has finished meanwhile either way.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    /// Pools draining the queue side by side, the slots shared out among them: each pool
+    /// fetches, locks and acknowledges in turn, so more pools take more tasks at a time.
+    #[arg(long, default_value_t = 1)]
+    pub fetchers: usize,
 }
 
 /// What the bench prints.
@@ -41,6 +46,7 @@ pub struct Report {
     pub db_transactions_per_task: f64,
     pub concurrency: usize,
     pub batch: usize,
+    pub fetchers: usize,
     /// Whether `DATABASE_URL` went through a transaction pooler.
     pub pooled: bool,
 }
@@ -81,9 +87,9 @@ pub async fn run(
     args: &BenchArgs,
     pooled: bool,
 ) -> Result<Report, Error> {
-    if args.tasks == 0 || args.batch == 0 {
+    if args.tasks == 0 || args.batch == 0 || args.fetchers == 0 {
         return Err(Error::Invalid(
-            "--tasks and --batch must be at least 1".into(),
+            "--tasks, --batch and --fetchers must be at least 1".into(),
         ));
     }
     let concurrency = args
@@ -106,6 +112,7 @@ pub async fn run(
         db_transactions_per_task: transactions as f64 / tasks as f64,
         concurrency,
         batch: args.batch,
+        fetchers: args.fetchers,
         pooled,
     })
 }
@@ -127,20 +134,15 @@ async fn drain(
     });
     let (pool, batch) = (pool.clone(), args.batch);
     let name = queue.to_owned();
-    let build = move |restarts: usize| {
+    let slots = concurrency.div_ceil(args.fetchers);
+    let build = move |fetcher: usize, restarts: usize| {
         let backend = PostgresStorage::<BenchTask>::new(&pool)
-            .with_config(
-                apalis_postgres::Config::default()
-                    .queue(&name)
-                    .batch_size(batch)
-                    .heartbeat_interval(HEARTBEAT)
-                    .missed_heartbeats(MISSED_HEARTBEATS),
-            )
+            .with_config(crate::pools::config(&name).batch_size(batch))
             .poll_with_strategy(Strategy::new().interval(POLL_INTERVAL / 20));
-        WorkerBuilder::new(format!("{name}-{restarts}"))
+        WorkerBuilder::new(format!("{name}-{fetcher}-{restarts}"))
             .backend(backend)
             .data(ctx.clone())
-            .concurrency(concurrency)
+            .concurrency(slots)
             .parallelize(tokio::spawn)
             .build(handle)
     };
@@ -151,8 +153,12 @@ async fn drain(
         args.tasks,
         done_tx,
     ));
-    Monitor::new()
-        .register(build)
+    let mut monitor = Monitor::new();
+    for fetcher in 0..args.fetchers {
+        let build = build.clone();
+        monitor = monitor.register(move |restarts| build(fetcher, restarts));
+    }
+    monitor
         .run_with_signal(async {
             let _ = done_rx.await;
             Ok(())

@@ -9,11 +9,11 @@
 use std::sync::Arc;
 
 use apalis::prelude::*;
-use apalis_postgres::{Config, PostgresStorage};
+use apalis_postgres::PostgresStorage;
 use timeline_core::jobs::{LIBRARY_QUEUE, LibraryTask};
 
 use crate::context::Context;
-use crate::pools::{HEARTBEAT, MISSED_HEARTBEATS, POLL_INTERVAL, schedule_retry, worker_name};
+use crate::pools::{POLL_INTERVAL, schedule_retry, worker_name};
 
 /// The apalis handler: runs the task's work to its end. An export's or an erasure's failure
 /// is the work's to record (its row says why, and the reconciler decides whether it runs
@@ -66,11 +66,7 @@ async fn handle(
 pub fn register(monitor: Monitor, ctx: &Arc<Context>, concurrency: usize) -> Monitor {
     let ctx = ctx.clone();
     monitor.register(move |restarts| {
-        let config = Config::default()
-            .queue(LIBRARY_QUEUE)
-            .batch_size(1)
-            .heartbeat_interval(HEARTBEAT)
-            .missed_heartbeats(MISSED_HEARTBEATS);
+        let config = crate::pools::config(LIBRARY_QUEUE);
         let backend = PostgresStorage::<LibraryTask>::new(&ctx.pool)
             .with_config(config)
             .poll_with_strategy(Strategy::new().interval(POLL_INTERVAL));

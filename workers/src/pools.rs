@@ -45,7 +45,8 @@ enum PoolKind {
     Express,
 }
 
-fn config(pool: &str) -> Config {
+/// Every pool's queue settings (the bench's too, with its own batch size).
+pub(crate) fn config(pool: &str) -> Config {
     // One task per fetch: a task fetched is locked to this pool until a slot frees, so a
     // deeper prefetch would hold bulk tasks ahead of an upload that arrives meanwhile
     // (measured with scripts/bench-priority.sh: import 1.26 → 1.31 images/s, upload p50
@@ -55,6 +56,10 @@ fn config(pool: &str) -> Config {
         .batch_size(1)
         .heartbeat_interval(HEARTBEAT)
         .missed_heartbeats(MISSED_HEARTBEATS)
+        // The fetch itself marks a task `Running` (`apalis.get_jobs` as
+        // `timeline_core::db::migrate` defines it): apalis's separate lock, one more
+        // transaction per task, would change nothing.
+        .lock_tasks(false)
 }
 
 /// A pool's backend: `queue` fetched by poll, woken by the process's listener (see `wake`).

@@ -58,8 +58,9 @@ pub async fn run(pool: &PgPool) -> Result<(), Error> {
 
 /// Express pools (see `jobs::Lane`): apalis-postgres fetches through the SQL function
 /// `apalis.get_jobs(worker, queue, n)`, the one place a pool's fetch can be told apart.
-/// This is apalis-postgres 1.0.0's own definition (migration 20260902075949) with one
-/// addition: a queue name ending in `:interactive` fetches from the queue before the suffix,
+/// This is apalis-postgres 1.0.0's own definition (migration 20260902075949) with two
+/// changes: a fetched task is marked `Running`, not `Queued` (the fetch is the lock; see
+/// `timeline_workers::pools::config`), and a queue name ending in `:interactive` fetches from the queue before the suffix,
 /// only tasks at `INTERACTIVE_PRIORITY` or above. Every other name fetches exactly as
 /// before, through the same partial index (`job_type, priority DESC, run_at`). Since this
 /// runs after apalis's migrations, an apalis upgrade that redefines the function is
@@ -113,7 +114,9 @@ async fn lane_fetch(pool: &PgPool) -> Result<(), sqlx::Error> {
                  ORDER BY priority DESC, run_at ASC
                  LIMIT v_job_count - (SELECT count(*) FROM aged)
                  FOR UPDATE SKIP LOCKED)
-             UPDATE apalis.jobs j SET status = 'Queued', lock_by = worker_id, lock_at = now()
+             -- `Running` at once: the fetch is the lock (the pools turn apalis's own lock
+             -- off, a transaction per task saved; a pool that still sends it updates nothing).
+             UPDATE apalis.jobs j SET status = 'Running', lock_by = worker_id, lock_at = now()
              FROM (SELECT id FROM aged UNION ALL SELECT id FROM rest) jobs WHERE j.id = jobs.id
              RETURNING j.*;
          $$;
