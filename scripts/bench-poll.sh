@@ -62,6 +62,12 @@ kill "$setup"; wait "$setup" 2>/dev/null || true
 # The machine's busy CPU time so far, in ms (every process: the clients, the web process, the
 # pooler and PostgreSQL), from /proc/stat: what a poll costs in all, whoever spends it.
 busy_ms() { awk -v hz="$(getconf CLK_TCK)" '/^cpu /{print ($2+$3+$4+$7+$8) * 1000 / hz}' /proc/stat; }
+# PostgreSQL's share of it: every postgres process's CPU time, the postmaster's reaped
+# children included (cutime/cstime: backends that exit during the run still count).
+pg_ms() {
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); t += $12 + $13 + $14 + $15 } END { print t * 1000 / hz }' \
+    $(grep -l '^postgres$' /proc/[0-9]*/comm 2>/dev/null | sed 's/comm$/stat/') 2>/dev/null
+}
 xacts() { sql "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '$db'"; }
 run() { # mode binary
   local url="$server/$db" extra=()
@@ -79,21 +85,24 @@ run() { # mode binary
   local x0 x1 idle0 idle1
   idle0=$(xacts); sleep 5; idle1=$(xacts)
   x0=$(xacts)
-  local cpu0 cpu1
+  local cpu0 cpu1 pg0 pg1
   cpu0=$(busy_ms)
+  pg0=$(pg_ms)
   "$bin/examples/poll_jobs" "http://127.0.0.1:$port" "$token" "$clients" "$seconds" 1000 "${jobs[@]}" >"$work/poll.json"
   cpu1=$(busy_ms)
+  pg1=$(pg_ms)
   sleep 2
   x1=$(xacts)
   kill "$serve"; wait "$serve" 2>/dev/null || true
-  python3 - "$1 $2" "$work/poll.json" "$x0" "$x1" "$idle0" "$idle1" "$seconds" "$cpu0" "$cpu1" <<'PY'
+  python3 - "$1 $2" "$work/poll.json" "$x0" "$x1" "$idle0" "$idle1" "$seconds" "$cpu0" "$cpu1" "$pg0" "$pg1" <<'PY'
 import json, sys
-mode, poll, x0, x1, i0, i1, secs, c0, c1 = sys.argv[1], json.load(open(sys.argv[2])), *map(float, sys.argv[3:])
+mode, poll, x0, x1, i0, i1, secs, c0, c1, p0, p1 = sys.argv[1], json.load(open(sys.argv[2])), *map(float, sys.argv[3:])
 idle = (i1 - i0) / 5 * (secs + 2)
 per = (x1 - x0 - idle) / max(poll["requests"], 1)
 cpu = (c1 - c0) / max(poll["requests"], 1)
+pg = (p1 - p0) / max(poll["requests"], 1)
 print(json.dumps({"mode": mode, **poll, "xacts_per_request": round(per, 2),
-                  "cpu_ms_per_request": round(cpu, 3)}))
+                  "cpu_ms_per_request": round(cpu, 3), "pg_cpu_ms_per_request": round(pg, 3)}))
 PY
 }
 for _ in $(seq "$rounds"); do
