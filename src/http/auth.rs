@@ -225,7 +225,8 @@ impl ReadTx {
 
     /// Runs `read` in the transaction and commits it. A 404 on the replica is asked again of
     /// the primary: what the client created a moment ago (the job its upload returned, a
-    /// file it just sent) may not have been replayed there yet.
+    /// file it just sent) may not have been replayed there yet. So is a read the replica
+    /// failed (it went away, or cancelled the read for a conflict with replay).
     ///
     /// (A boxed future, not an async closure: axum needs the handler's future to be `Send`,
     /// which the compiler cannot yet prove through an `AsyncFn` bound.)
@@ -239,10 +240,15 @@ impl ReadTx {
             primary,
         } = self;
         match (read(&mut tx, user).await, primary) {
-            (Err(ApiError::NotFound), Some(primary)) => {
+            (Err(e @ (ApiError::NotFound | ApiError::Unavailable(_))), Some(primary)) => {
                 // Rolled back on drop: the replica's transaction read nothing worth keeping.
                 drop(tx);
-                crate::metrics::replica_read("primary", "not_there_yet");
+                if let ApiError::Unavailable(e) = e {
+                    tracing::warn!(error = %e, "read replica failed a read; reading from the primary");
+                    crate::metrics::replica_read("primary", "unavailable");
+                } else {
+                    crate::metrics::replica_read("primary", "not_there_yet");
+                }
                 let mut tx = begin_as(&primary, user).await?;
                 let found = read(&mut tx, user).await?;
                 tx.commit().await?;

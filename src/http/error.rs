@@ -126,9 +126,11 @@ impl From<sqlx::Error> for ApiError {
             | sqlx::Error::WorkerCrashed => Self::Unavailable(e),
             // Connection exceptions (08), operator intervention such as a server shutting down
             // (57), too many connections (53300): the database is away, not the request wrong.
+            // 40001 too: a serialization failure, or a read a standby cancelled for a conflict
+            // with replay; the same request will do another time.
             sqlx::Error::Database(ref db)
                 if db.code().is_some_and(|c| {
-                    c.starts_with("08") || c.starts_with("57") || c == "53300"
+                    c.starts_with("08") || c.starts_with("57") || c == "53300" || c == "40001"
                 }) =>
             {
                 Self::Unavailable(e)
