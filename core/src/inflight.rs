@@ -213,11 +213,23 @@ pub async fn name_for_step(
     keys: &[String],
     step: &str,
 ) -> Result<(), sqlx::Error> {
-    let task = STEP_TASK.try_with(Clone::clone).ok();
     let mut tx = pool.begin().await?;
-    let owner = Owner::Step(step, task.as_deref());
-    db::objects::name_objects(&mut tx, user_id, media, keys, owner).await?;
+    name_for_step_on(&mut tx, user_id, media, keys, step).await?;
     tx.commit().await
+}
+
+/// [`name_for_step`] on the caller's transaction (which must commit before the objects are
+/// written): a step that names its keys with its first reads saves a transaction.
+pub async fn name_for_step_on(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    media: Uuid,
+    keys: &[String],
+    step: &str,
+) -> Result<(), sqlx::Error> {
+    let task = STEP_TASK.try_with(Clone::clone).ok();
+    let owner = Owner::Step(step, task.as_deref());
+    db::objects::name_objects(conn, user_id, media, keys, owner).await
 }
 
 /// Names every object key of deleted media files (original and renditions) as to delete, in

@@ -499,11 +499,18 @@ impl Storage {
 impl Storage {
     /// Deletes an object with what a killed writer may have left of it: on a `file://` store
     /// the staging files of its unfinished multipart upload (`<key>#<n>`, which listings never
-    /// show) and its folder once empty.
+    /// show) and its folder once empty. A key that held nothing leaves the folder as it was:
+    /// the folder of a live file whose rendition was never written stays.
     pub async fn discard(&self, key: &Path) -> Result<(), Error> {
-        self.delete(key).await?;
+        let existed = match self.store.delete(key).await {
+            Ok(()) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(e) => return Err(e.into()),
+        };
         self.remove_staging(key).await?;
-        self.remove_empty_media_dir(key).await;
+        if existed {
+            self.remove_empty_media_dir(key).await;
+        }
         Ok(())
     }
 

@@ -1,8 +1,8 @@
 //! `timeline-worker bench --tasks N [--concurrency C] [--batch B] [--fetchers F]`: the queue's
 //! ceiling, measured through the real pools. N no-op tasks go to a scratch queue; one apalis
 //! pool (or F side by side) drains them with the settings of the real ones (heartbeat, orphan
-//! sweep, the fetch that locks, acks) and,
-//! as a real step does, records each task in its own transaction. It prints one JSON line:
+//! sweep, the fetch that locks) and, as a real step does, records each task in its own
+//! transaction, which acknowledges it. It prints one JSON line:
 //! tasks, seconds, tasks per second and PostgreSQL transactions per task (the database's
 //! `pg_stat_database` counters over the drain, less the bench's own polling).
 //!
@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
-use apalis_postgres::PostgresStorage;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
+use crate::ack::{self, Acked};
+use crate::backend::StepStorage;
 use crate::pools::POLL_INTERVAL;
 
 /// `timeline-worker bench` flags.
@@ -27,8 +28,8 @@ pub struct BenchArgs {
     /// Tasks in flight at once (default: the number of CPUs).
     #[arg(long)]
     pub concurrency: Option<usize>,
-    /// Tasks fetched per poll (the real pools fetch 1: see `pools::config`); acknowledgements
-    /// are written in batches of whatever has finished meanwhile either way.
+    /// Tasks fetched per poll (the real pools fetch 1: see `pools::config`); each task is
+    /// acknowledged in its record's transaction either way.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
     /// Pools draining the queue side by side, the slots shared out among them: each pool
@@ -61,6 +62,7 @@ struct BenchTask {
 struct Bench {
     pool: PgPool,
     table: String,
+    acked: Acked,
 }
 
 /// Errors of a bench run.
@@ -128,16 +130,18 @@ async fn drain(
     enqueue(pool, queue, args.tasks).await?;
     let before = timeline_core::db::bench::transactions(session).await?;
     let started = Instant::now();
+    let acked = Acked::default();
     let ctx = Arc::new(Bench {
         pool: pool.clone(),
         table: table.to_owned(),
+        acked: acked.clone(),
     });
     let (pool, batch) = (pool.clone(), args.batch);
     let name = queue.to_owned();
     let slots = concurrency.div_ceil(args.fetchers);
     let build = move |fetcher: usize, restarts: usize| {
-        let backend = PostgresStorage::<BenchTask>::new(&pool)
-            .with_config(crate::pools::config(&name).batch_size(batch))
+        let config = crate::pools::config(&name).batch_size(batch);
+        let backend = StepStorage::<BenchTask>::new(&pool, config, acked.clone())
             .poll_with_strategy(Strategy::new().interval(POLL_INTERVAL / 20));
         WorkerBuilder::new(format!("{name}-{fetcher}-{restarts}"))
             .backend(backend)
@@ -194,16 +198,31 @@ async fn enqueue(pool: &PgPool, queue: &str, n: u64) -> Result<(), Error> {
     Ok(())
 }
 
-/// The step record of a real step, for a no-op task: one transaction.
+/// The step record of a real step, for a no-op task: one transaction, which acknowledges the
+/// task as a real step's final transaction does (see `crate::ack`).
 async fn handle(
     task: BenchTask,
     ctx: Data<Arc<Bench>>,
     attempt: Attempt,
+    task_id: TaskId,
+    worker: WorkerContext,
 ) -> Result<(), BoxDynError> {
-    let mut tx = ctx.pool.begin().await?;
     let attempt = i32::try_from(attempt.current()).unwrap_or(i32::MAX);
-    timeline_core::db::bench::record(&mut tx, &ctx.table, task.n, attempt).await?;
-    tx.commit().await?;
+    let current = ack::Current {
+        task_id: task_id.to_string(),
+        worker: worker.name().to_owned(),
+        attempt,
+        acked: ctx.acked.clone(),
+    };
+    let record = async {
+        let mut tx = ctx.pool.begin().await?;
+        timeline_core::db::bench::record(&mut tx, &ctx.table, task.n, attempt).await?;
+        let ack = ack::done_in(&mut tx).await?;
+        tx.commit().await?;
+        ack.committed();
+        Ok::<_, sqlx::Error>(())
+    };
+    ack::scope(current, record).await?;
     Ok(())
 }
 

@@ -30,4 +30,6 @@ pub struct Context {
     pub retry_base: std::time::Duration,
     /// Where originals from a remote store are spooled for ffmpeg (removed after each step).
     pub spool_dir: std::path::PathBuf,
+    /// Tasks whose steps acknowledged them in their own final transaction (see `crate::ack`).
+    pub acked: crate::ack::Acked,
 }

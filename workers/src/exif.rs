@@ -21,8 +21,15 @@ use crate::step::{self, StepError};
 
 /// Runs the step for one media file.
 pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), StepError> {
-    let Some(media) = step::begin(ctx, task).await? else {
-        return Ok(());
+    // The start and the import's sidecar facts, read in one transaction.
+    let (media, imported) = {
+        let mut tx = ctx.pool.begin().await?;
+        let Some(media) = step::begin_on(&mut tx, task).await? else {
+            return Ok(());
+        };
+        let imported = db::pipeline::import_facts(&mut *tx, media.id).await?;
+        tx.commit().await?;
+        (media, imported)
     };
     let bytes = step::original(ctx, &media).await?;
     let (facts, embedded) = step::cpu(ctx.step_timeout, move || {
@@ -39,13 +46,6 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
             tracing::info!(error = %e, "could not look for an embedded motion clip");
             None
         }
-    };
-    let imported = {
-        // Inside a transaction, as every statement that may go through a transaction pooler.
-        let mut tx = ctx.pool.begin().await?;
-        let facts = db::pipeline::import_facts(&mut *tx, media.id).await?;
-        tx.commit().await?;
-        facts
     };
     let facts = match facts {
         Ok(f) => f,
@@ -163,7 +163,7 @@ async fn store(
     step::pair_live_photo(&mut tx, media.user_id, update.content_identifier.as_deref()).await?;
     db::pipeline::record_step(&mut tx, media, Step::Exif, Ok(()), attempt).await?;
     step::settle(&mut tx, media).await?;
-    tx.commit().await?;
+    step::commit_final(tx).await?;
     Ok(())
 }
 

@@ -13,47 +13,56 @@ use crate::step::{self, StepError};
 
 /// Runs the step for one media file.
 pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), StepError> {
-    {
-        // A redelivered task of a file that already ended as a duplicate: make sure its copy is
-        // gone (the delete after commit may not have happened) and stop.
-        let mut conn = ctx.pool.begin().await?;
-        if let Some(m) = db::pipeline::load(&mut conn, task.media_file_id).await?
-            && m.duplicate_of.is_some()
-        {
-            ctx.storage
-                .delete(&Storage::key(m.user_id, m.id, Rendition::Original))
-                .await?;
-            return Ok(());
-        }
-        if db::pipeline::step_done(&mut conn, task.media_file_id, Step::Hash).await? {
-            // The follow-up tasks were enqueued with the record: nothing left to do.
-            return Ok(());
-        }
-    }
-    let Some(media) = step::begin(ctx, task).await? else {
+    // The checks, the start and (when the upload hashed the bytes as they arrived, so that
+    // nothing is read back from the store) the result: one transaction.
+    let mut tx = ctx.pool.begin().await?;
+    let Some(m) = db::pipeline::load(&mut tx, task.media_file_id).await? else {
         return Ok(());
     };
-    // The upload hashed the bytes as they arrived: no need to read them back from the store.
-    let hash = match media.upload_sha256.clone() {
-        Some(hash) => hash,
-        None => stream_hash(ctx, &media).await?,
+    if m.duplicate_of.is_some() {
+        // A redelivered task of a file that already ended as a duplicate: make sure its copy
+        // is gone (the delete after commit may not have happened) and stop.
+        drop(tx);
+        ctx.storage
+            .delete(&Storage::key(m.user_id, m.id, Rendition::Original))
+            .await?;
+        return Ok(());
+    }
+    if db::pipeline::step_done(&mut tx, task.media_file_id, Step::Hash).await? {
+        // The follow-up tasks were enqueued with the record: nothing left to do.
+        return Ok(());
+    }
+    let Some(media) = step::start_on(&mut tx, task, m).await? else {
+        return Ok(());
     };
     let kind = Kind::of_mime(&media.mime_type)
         .ok_or_else(|| StepError::Permanent(format!("unsupported: {}", media.mime_type)))?;
-
-    let mut tx = ctx.pool.begin().await?;
-    match db::pipeline::set_hash(&mut tx, media.id, &hash).await {
+    let hash = match media.upload_sha256.clone() {
+        Some(hash) => hash,
+        None => {
+            // Reading a whole original takes a while: the start commits first.
+            tx.commit().await?;
+            let hash = stream_hash(ctx, &media).await?;
+            tx = ctx.pool.begin().await?;
+            hash
+        }
+    };
+    // In a savepoint: a duplicate's unique violation undoes the hash alone.
+    let mut hashed = sqlx::Acquire::begin(&mut *tx).await?;
+    match db::pipeline::set_hash(&mut hashed, media.id, &hash).await {
         Ok(()) => {
+            hashed.commit().await?;
             db::pipeline::record_step(&mut tx, &media, Step::Hash, Ok(()), attempt).await?;
             let next = [task];
             for &step in Step::after_hash(kind) {
                 jobs::enqueue(&mut tx, step, &next).await?;
             }
-            tx.commit().await?;
+            step::commit_final(tx).await?;
             Ok(())
         }
         Err(e) if db::is_unique_violation(&e, "idx_media_files_user_hash") => {
-            drop(tx);
+            hashed.rollback().await?;
+            tx.commit().await?;
             mark_duplicate(ctx, &media, &hash, attempt).await
         }
         Err(e) => Err(e.into()),

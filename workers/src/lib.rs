@@ -3,6 +3,8 @@
 //! `library` pool that runs exports, account erasures and imports of the API. The pure media code (bytes in, facts out) lives in
 //! the `timeline-media` crate; this crate adds the database, the store and the queue.
 
+pub mod ack;
+pub mod backend;
 pub mod bench;
 pub mod context;
 pub mod decoder;
@@ -225,6 +227,7 @@ pub async fn run() -> Result<(), Error> {
         retry_base: std::time::Duration::try_from_secs_f64(args.retry_base_secs.max(0.0))
             .map_err(|e| Error::Config(format!("--retry-base-secs: {e}")))?,
         spool_dir: spool.dir.clone(),
+        acked: ack::Acked::default(),
     });
     let reconciler = tokio::spawn(reconcile_loop(
         ctx.clone(),

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::*;
-use apalis_postgres::{Config, PostgresStorage};
+use apalis_postgres::Config;
 use timeline_core::jobs::{MediaTask, Step};
 
+use crate::backend::StepStorage;
 use crate::context::Context;
 use crate::step;
 use crate::wake::{self, Lane, Wakers};
@@ -70,7 +71,7 @@ fn backend(
     step: Step,
     kind: PoolKind,
     wakers: &Wakers,
-) -> PollWith<PostgresStorage<MediaTask>, Strategy> {
+) -> PollWith<StepStorage<MediaTask>, Strategy> {
     let (queue, lane) = match kind {
         PoolKind::Regular => (step.queue().to_owned(), Lane::Regular),
         PoolKind::Express => (step.express_pool(), Lane::Express),
@@ -78,8 +79,7 @@ fn backend(
     let wake = Strategy::new()
         .stream(wakers.stream(step, lane))
         .interval(POLL_INTERVAL);
-    PostgresStorage::<MediaTask>::new(&ctx.pool)
-        .with_config(config(&queue))
+    StepStorage::<MediaTask>::new(&ctx.pool, config(&queue), ctx.acked.clone())
         .poll_with_strategy(wake)
 }
 
@@ -123,9 +123,20 @@ async fn handle(
         }
     });
     // The objects the step names belong to this task (see timeline_core::inflight::STEP_TASK).
-    let result = timeline_core::inflight::STEP_TASK
-        .scope(task_id.to_string(), run)
-        .await;
+    let run = timeline_core::inflight::STEP_TASK.scope(task_id.to_string(), run);
+    // The step's final transaction acknowledges its task (see `crate::ack`), but for a
+    // reprocessing, whose job is counted after its step, in a transaction that may fail.
+    let result = if task.refresh {
+        run.await
+    } else {
+        let current = crate::ack::Current {
+            task_id: task_id.to_string(),
+            worker: worker.name().to_owned(),
+            attempt: attempt_i32,
+            acked: ctx.acked.clone(),
+        };
+        crate::ack::scope(current, run).await
+    };
     if let Err(e) = result {
         // Only transient errors come back here (permanent ones are recorded as the file's
         // failure by `step::run`): persist the backoff before apalis records the failure.

@@ -46,20 +46,43 @@ where
     }
 }
 
-/// Loads the file and reports whether the step should run (`None`: deleted or already ended).
+/// Loads the file and reports whether the step should run (`None`: deleted or already ended),
+/// marking it processing; one transaction.
 pub async fn begin(ctx: &Context, task: MediaTask) -> Result<Option<MediaState>, StepError> {
     let mut tx = ctx.pool.begin().await?;
-    let Some(media) = db::pipeline::load(&mut tx, task.media_file_id).await? else {
-        return Ok(None);
-    };
+    let media = begin_on(&mut tx, task).await?;
+    tx.commit().await?;
+    Ok(media)
+}
+
+/// [`begin`] on the caller's transaction, so that a step's other first reads and writes (its
+/// checks, the keys it will store) share it rather than costing a transaction each.
+pub async fn begin_on(
+    conn: &mut sqlx::PgConnection,
+    task: MediaTask,
+) -> Result<Option<MediaState>, StepError> {
+    match db::pipeline::load(conn, task.media_file_id).await? {
+        Some(media) => start_on(conn, task, media).await,
+        None => Ok(None),
+    }
+}
+
+/// Whether the step should run on the loaded `media`, marking it processing if so.
+pub async fn start_on(
+    conn: &mut sqlx::PgConnection,
+    task: MediaTask,
+    media: MediaState,
+) -> Result<Option<MediaState>, StepError> {
     if media.processing_status.is_final() {
         // Reprocessing a completed file runs its step; nothing else touches an ended file.
         let refreshing = task.refresh && media.processing_status == ProcessingStatus::Completed;
         return Ok(refreshing.then_some(media));
     }
-    db::pipeline::mark_processing(&mut tx, media.id).await?;
-    db::jobs::mark_running(&mut tx, task.job_id).await?;
-    tx.commit().await?;
+    // The file's and the job's first step moves them on; later steps change nothing.
+    if media.processing_status != ProcessingStatus::Processing {
+        db::pipeline::mark_processing(conn, media.id).await?;
+    }
+    db::jobs::mark_running(conn, task.job_id).await?;
     Ok(Some(media))
 }
 
@@ -86,24 +109,53 @@ pub struct StoredRenditions {
     pub sizes: serde_json::Value,
 }
 
-/// Stores a file's rendered `thumb` and `preview` under their deterministic keys (a rerun
-/// overwrites): photos, video posters and audio waveforms alike.
+/// The keys of a file's `thumb` and `preview`, as pending objects name them.
+fn rendition_keys(media: &MediaState) -> [String; 2] {
+    [Rendition::Thumb, Rendition::Preview]
+        .map(|r| Storage::key(media.user_id, media.id, r).to_string())
+}
+
+/// Names the file's `thumb` and `preview` keys for `step` on the caller's transaction, which
+/// commits before [`write_renditions`] stores them; the step's final transaction settles them.
+pub async fn name_renditions_on(
+    conn: &mut sqlx::PgConnection,
+    media: &MediaState,
+    step: Step,
+) -> Result<(), StepError> {
+    let keys = rendition_keys(media);
+    timeline_core::inflight::name_for_step_on(conn, media.user_id, media.id, &keys, step.queue())
+        .await?;
+    Ok(())
+}
+
+/// Stores a file's rendered `thumb` and `preview`, naming their keys first in a transaction
+/// of their own: photos, video posters and audio waveforms alike.
 pub async fn store_renditions(
     ctx: &Context,
     media: &MediaState,
     step: Step,
     t: timeline_media::thumbnail::Thumbnails,
 ) -> Result<StoredRenditions, StepError> {
+    let mut tx = ctx.pool.begin().await?;
+    name_renditions_on(&mut tx, media, step).await?;
+    tx.commit().await?;
+    write_renditions(ctx, media, t).await
+}
+
+/// Stores a file's rendered `thumb` and `preview` under keys named already
+/// ([`name_renditions_on`], committed).
+pub async fn write_renditions(
+    ctx: &Context,
+    media: &MediaState,
+    t: timeline_media::thumbnail::Thumbnails,
+) -> Result<StoredRenditions, StepError> {
     let sizes = serde_json::json!({
         "thumb": {"width": t.thumb.width, "height": t.thumb.height, "mime": t.thumb.mime},
         "preview": {"width": t.preview.width, "height": t.preview.height, "mime": t.preview.mime},
     });
+    // The keys are deterministic: a rerun overwrites.
     let thumb_key = Storage::key(media.user_id, media.id, Rendition::Thumb);
     let preview_key = Storage::key(media.user_id, media.id, Rendition::Preview);
-    // Named before they are written; the step's final transaction settles them.
-    let keys = [thumb_key.to_string(), preview_key.to_string()];
-    timeline_core::inflight::name_for_step(&ctx.pool, media.user_id, media.id, &keys, step.queue())
-        .await?;
     ctx.storage.put(&thumb_key, t.thumb.bytes.into()).await?;
     ctx.storage
         .put(&preview_key, t.preview.bytes.into())
@@ -142,7 +194,34 @@ pub async fn finish(
     let mut tx = ctx.pool.begin().await?;
     db::pipeline::record_step(&mut tx, media, step, outcome, attempt).await?;
     settle(&mut tx, media).await?;
+    // The thumbnail step names its renditions as it starts: a failure leaves them to delete
+    // (nothing is kept that a committed row does not name; see `inflight::clean`).
+    let dropped = if outcome.is_err() && step == Step::Thumbnail {
+        let keys = rendition_keys(media);
+        let owner = db::objects::Owner::Nobody;
+        db::objects::name_objects(&mut tx, media.user_id, media.id, &keys, owner).await?;
+        keys.to_vec()
+    } else {
+        Vec::new()
+    };
+    commit_final(tx).await?;
+    for key in &dropped {
+        // Best effort: the reconciler finishes a delete that does not happen here.
+        if let Err(e) = timeline_core::inflight::clean(&ctx.pool, &ctx.storage, key).await {
+            tracing::warn!(error = %e, "could not delete a failed step's rendition yet");
+        }
+    }
+    Ok(())
+}
+
+/// Commits a step's final transaction together with its task's acknowledgement (see
+/// `crate::ack`): nothing that can fail may follow it in the step.
+pub async fn commit_final(
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+) -> Result<(), StepError> {
+    let ack = crate::ack::done_in(&mut tx).await?;
     tx.commit().await?;
+    ack.committed();
     Ok(())
 }
 

@@ -10,8 +10,16 @@ use crate::step::{self, StepError};
 
 /// Runs the step for one media file.
 pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), StepError> {
-    let Some(media) = step::begin(ctx, task).await? else {
-        return Ok(());
+    // The start and the renditions' keys, named before anything is written, in one
+    // transaction (a file whose render then fails leaves keys the reconciler finds empty).
+    let media = {
+        let mut tx = ctx.pool.begin().await?;
+        let Some(media) = step::begin_on(&mut tx, task).await? else {
+            return Ok(());
+        };
+        step::name_renditions_on(&mut tx, &media, Step::Thumbnail).await?;
+        tx.commit().await?;
+        media
     };
     let format = ImageFormat::from_mime(&media.mime_type)
         .ok_or_else(|| StepError::Permanent(format!("unsupported: {}", media.mime_type)))?;
@@ -27,7 +35,7 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
         i32::try_from(thumbs.display_width).unwrap_or(i32::MAX),
         i32::try_from(thumbs.display_height).unwrap_or(i32::MAX),
     );
-    let stored = step::store_renditions(ctx, &media, Step::Thumbnail, thumbs).await?;
+    let stored = step::write_renditions(ctx, &media, thumbs).await?;
     // Crash tests kill the worker here: renditions stored, nothing recorded.
     timeline_core::test_pause!("TIMELINE_TEST_PAUSE_BEFORE_FINISH_SECS");
     let mut tx = ctx.pool.begin().await?;
@@ -40,6 +48,6 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
     .await?;
     db::pipeline::record_step(&mut tx, &media, Step::Thumbnail, Ok(()), attempt).await?;
     step::settle(&mut tx, &media).await?;
-    tx.commit().await?;
+    step::commit_final(tx).await?;
     Ok(())
 }

@@ -246,6 +246,6 @@ async fn store(
     step::pair_live_photo(&mut tx, media.user_id, update.content_identifier.as_deref()).await?;
     db::pipeline::record_step(&mut tx, media, Step::Video, Ok(()), attempt).await?;
     step::settle(&mut tx, media).await?;
-    tx.commit().await?;
+    step::commit_final(tx).await?;
     Ok(())
 }

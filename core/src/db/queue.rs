@@ -37,6 +37,54 @@ pub async fn delay_retry(
     Ok(done.rows_affected() == 1)
 }
 
+/// Marks a task `Done` as apalis-postgres's acknowledgement would (`attempts`, the result of
+/// a step that returns nothing, `done_at`), on the caller's transaction: the step's final
+/// transaction, so that its results and its acknowledgement commit together. Guarded as
+/// apalis's own is: only while `worker` holds the task. Returns whether it did.
+pub async fn acknowledge_done(
+    conn: &mut PgConnection,
+    task_id: &str,
+    worker: &str,
+    attempt: i32,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        r#"UPDATE apalis.jobs
+           SET status = 'Done', attempts = $3, last_result = '{"Ok": null}'::jsonb, done_at = now()
+           WHERE id = $1 AND lock_by = $2"#,
+    )
+    .bind(task_id)
+    .bind(worker)
+    .bind(attempt)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Registers a worker of `queue` as apalis-postgres's own registration does (its
+/// `worker/register.sql`, whose timestamp type the crate keeps private). False when a live
+/// worker of that name exists already.
+pub async fn register_worker(
+    conn: &mut PgConnection,
+    worker: &str,
+    queue: &str,
+    layers: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen)
+         VALUES ($1, $2, 'PgStorage', $3, now())
+         ON CONFLICT (id) DO UPDATE
+         SET worker_type = EXCLUDED.worker_type, storage_name = EXCLUDED.storage_name,
+             layers = EXCLUDED.layers, last_seen = now()
+         WHERE pg_try_advisory_lock(hashtext(workers.id))",
+    )
+    .bind(worker)
+    .bind(queue)
+    .bind(layers)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// A step waiting out its backoff before another attempt.
 #[derive(Debug, Clone)]
 pub struct PendingRetry {

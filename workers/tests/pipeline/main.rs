@@ -6,6 +6,7 @@
     reason = "a test fails loudly on the first surprise; helpers are shared across modules"
 )]
 
+mod ack;
 mod big_video;
 mod common;
 mod corpus;
