@@ -7,7 +7,8 @@
 # Prints the per-photo figures of both runs and their ratios (goal: within 20 %).
 #
 #   bash scripts/bench-history.sh [N] [HISTORY]     (default 100 photos, 1000000 history)
-#   PROFILE=debug bash scripts/bench-history.sh ...  (counts do not depend on the build)
+#   PROFILE=debug bash scripts/bench-history.sh ...  (rows do not depend on the build; transactions
+#     do a little: a slower import takes more of the pools' timed polls and heartbeats)
 #
 # The photos are the repository's JPEG fixtures, repeated with a distinct trailer after the
 # JPEG end marker (so none is a duplicate). Everything runs on a database of its own.
