@@ -365,8 +365,14 @@ impl Storage {
 
     /// Deletes an object; a missing object is not an error (deletes are retried).
     pub async fn delete(&self, key: &Path) -> Result<(), Error> {
+        self.delete_existing(key).await.map(|_| ())
+    }
+
+    /// [`Storage::delete`], saying whether the key held something (a missing key is no error).
+    async fn delete_existing(&self, key: &Path) -> Result<bool, Error> {
         match self.store.delete(key).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Ok(()) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(e.into()),
         }
     }
@@ -502,11 +508,7 @@ impl Storage {
     /// show) and its folder once empty. A key that held nothing leaves the folder as it was:
     /// the folder of a live file whose rendition was never written stays.
     pub async fn discard(&self, key: &Path) -> Result<(), Error> {
-        let existed = match self.store.delete(key).await {
-            Ok(()) => true,
-            Err(object_store::Error::NotFound { .. }) => false,
-            Err(e) => return Err(e.into()),
-        };
+        let existed = self.delete_existing(key).await?;
         self.remove_staging(key).await?;
         if existed {
             self.remove_empty_media_dir(key).await;

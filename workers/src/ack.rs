@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres, Transaction};
 
 /// The tasks of this process acknowledged in a step's transaction whose apalis
 /// acknowledgement has not come by yet. Each entry lives from its commit until the task's
@@ -80,4 +80,13 @@ pub async fn done_in(conn: &mut PgConnection) -> Result<Written, sqlx::Error> {
     )
     .await?;
     Ok(Written(held.then_some(current)))
+}
+
+/// Commits a step's final transaction together with its task's acknowledgement
+/// ([`done_in`], then the commit, then [`Written::committed`]).
+pub async fn commit_done(mut tx: Transaction<'static, Postgres>) -> Result<(), sqlx::Error> {
+    let ack = done_in(&mut tx).await?;
+    tx.commit().await?;
+    ack.committed();
+    Ok(())
 }

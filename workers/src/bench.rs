@@ -217,10 +217,7 @@ async fn handle(
     let record = async {
         let mut tx = ctx.pool.begin().await?;
         timeline_core::db::bench::record(&mut tx, &ctx.table, task.n, attempt).await?;
-        let ack = ack::done_in(&mut tx).await?;
-        tx.commit().await?;
-        ack.committed();
-        Ok::<_, sqlx::Error>(())
+        ack::commit_done(tx).await
     };
     ack::scope(current, record).await?;
     Ok(())

@@ -216,13 +216,8 @@ pub async fn finish(
 
 /// Commits a step's final transaction together with its task's acknowledgement (see
 /// `crate::ack`): nothing that can fail may follow it in the step.
-pub async fn commit_final(
-    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
-) -> Result<(), StepError> {
-    let ack = crate::ack::done_in(&mut tx).await?;
-    tx.commit().await?;
-    ack.committed();
-    Ok(())
+pub async fn commit_final(tx: sqlx::Transaction<'static, sqlx::Postgres>) -> Result<(), StepError> {
+    Ok(crate::ack::commit_done(tx).await?)
 }
 
 /// Decides the end state (if reached) and moves the progress of the file's jobs.

@@ -11,7 +11,7 @@ use crate::step::{self, StepError};
 /// Runs the step for one media file.
 pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), StepError> {
     // The start and the renditions' keys, named before anything is written, in one
-    // transaction (a file whose render then fails leaves keys the reconciler finds empty).
+    // transaction (a render that then fails drops them with its failure: `step::finish`).
     let media = {
         let mut tx = ctx.pool.begin().await?;
         let Some(media) = step::begin_on(&mut tx, task).await? else {
