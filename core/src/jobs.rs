@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use apalis::prelude::TaskBuilder;
+use apalis::prelude::{TaskBuilder, TaskId};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
-use timeline_media::Kind;
+use timeline_media::{ImageFormat, Kind};
 use uuid::Uuid;
 
 /// Version of the processing pipeline, recorded with every step. Bump it when a step's output
@@ -123,6 +123,9 @@ pub struct MediaTask {
     /// ended, and the file stays `completed` (see `timeline::reprocess`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub refresh: bool,
+    /// What the step that queued this one knew of the file (see [`Known`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known: Option<Known>,
 }
 
 impl MediaTask {
@@ -133,7 +136,56 @@ impl MediaTask {
             priority,
             enqueued_at_ms: None,
             refresh: false,
+            known: None,
         }
+    }
+}
+
+/// What the hash step read of a file in the transaction that queues the file's next steps,
+/// carried in their tasks: the EXIF and thumbnail steps then skip a first transaction of their
+/// own (they load and check the file in their final one instead; see
+/// `timeline_worker::step::File`), and the thumbnail's keys are named by that same
+/// transaction. Every other queuer (uploads, reprocessing, a Motion Photo's clip) leaves it
+/// out, and the step reads, checks and marks the file itself first. None of it can change
+/// once the file exists: its owner, its type and its import sidecar are written with its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Known {
+    pub user_id: Uuid,
+    /// The file's image format, carried as its MIME type; `None` for other kinds (and for a
+    /// type this build does not know, which then takes the step's own first read).
+    #[serde(default, with = "image_mime", skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageFormat>,
+    /// The file came with an import's sidecar facts, which the EXIF step reads itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sidecar: bool,
+}
+
+impl Known {
+    pub fn new(user_id: Uuid, mime_type: &str, sidecar: bool) -> Self {
+        Self {
+            user_id,
+            image: ImageFormat::from_mime(mime_type),
+            sidecar,
+        }
+    }
+}
+
+/// An image format in a task payload, by its canonical MIME type.
+mod image_mime {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use timeline_media::ImageFormat;
+
+    pub fn serialize<S: Serializer>(f: &Option<ImageFormat>, s: S) -> Result<S::Ok, S::Error> {
+        match f {
+            Some(f) => s.serialize_some(f.mime()),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// An unknown type reads as `None` rather than failing the task.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ImageFormat>, D::Error> {
+        let mime = Option::<String>::deserialize(d)?;
+        Ok(mime.as_deref().and_then(ImageFormat::from_mime))
     }
 }
 
@@ -228,31 +280,37 @@ pub enum Error {
     Queue(#[from] apalis_postgres::Error),
 }
 
-/// Pushes one `step` task per media file, on the caller's connection or transaction.
+/// Pushes one `step` task per media file, on the caller's connection or transaction; returns
+/// their queue ids (`apalis.jobs.id`, ULIDs as apalis makes them), in order, so that the same
+/// transaction can name objects for them.
 pub async fn enqueue(
     conn: &mut PgConnection,
     step: Step,
     tasks: &[MediaTask],
-) -> Result<(), Error> {
+) -> Result<Vec<String>, Error> {
     if tasks.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let now = chrono::Utc::now().timestamp_millis();
     let mut batch = Vec::with_capacity(tasks.len());
+    let mut ids = Vec::with_capacity(tasks.len());
     for t in tasks {
         let t = MediaTask {
             enqueued_at_ms: Some(now),
             ..*t
         };
+        let id = ulid::Ulid::generate().to_string();
         batch.push(
             TaskBuilder::new(serde_json::to_vec(&t)?)
+                .task_id(TaskId::from_string(id.clone()))
                 .max_attempts(max_attempts())
                 .priority(t.priority as usize)
                 .build(),
         );
+        ids.push(id);
     }
     apalis_postgres::queries::push_tasks(conn, step.queue(), batch).await?;
-    Ok(())
+    Ok(ids)
 }
 
 /// The queue of library-wide work: exports, account erasures and imports of the API. Served by every worker

@@ -7,8 +7,9 @@
 use chrono::Utc;
 use timeline_core::db::{
     self,
-    pipeline::{EmbeddedClip, ExifUpdate, MediaState, NewLocation},
+    pipeline::{EmbeddedClip, ExifUpdate, NewLocation},
 };
+use timeline_core::import::ImportFacts;
 use timeline_core::jobs::{MediaTask, Step};
 use timeline_core::models::TakenAtSource;
 use timeline_media::exif::{ExifFacts, GpsFix};
@@ -17,21 +18,14 @@ use timeline_media::{geocode, taken_at};
 
 use crate::context::Context;
 use crate::motion_clip;
-use crate::step::{self, StepError};
+use crate::step::{self, File, StepError};
 
 /// Runs the step for one media file.
 pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), StepError> {
-    // The start and the import's sidecar facts, read in one transaction.
-    let (media, imported) = {
-        let mut tx = ctx.pool.begin().await?;
-        let Some(media) = step::begin_on(&mut tx, task).await? else {
-            return Ok(());
-        };
-        let imported = db::pipeline::import_facts(&mut *tx, media.id).await?;
-        tx.commit().await?;
-        (media, imported)
+    let Some((file, imported)) = start(ctx, task).await? else {
+        return Ok(());
     };
-    let bytes = step::original(ctx, &media).await?;
+    let bytes = step::original(ctx, &file).await?;
     let (facts, embedded) = step::cpu(ctx.step_timeout, move || {
         let embedded = motion::find(&mut std::io::Cursor::new(&bytes[..]), bytes.len() as u64);
         (timeline_media::exif::extract(&bytes), embedded)
@@ -39,12 +33,19 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
     .await?;
     // A Motion Photo's clip is stored before the still's facts are recorded, so a crash in
     // between only repeats the (idempotent) copy.
-    let clip = match embedded {
-        Ok(Some(video)) => Some(motion_clip::store(ctx, &media, &video).await?),
-        Ok(None) => None,
+    let (file, clip) = match embedded {
+        Ok(Some(video)) => {
+            // The clip is named after the still: a known still is read now (Motion Photos only).
+            let Some(still) = file.loaded(ctx).await? else {
+                return Ok(());
+            };
+            let clip = motion_clip::store(ctx, &still, &video).await?;
+            (File::Loaded(still), Some(clip))
+        }
+        Ok(None) => (file, None),
         Err(e) => {
             tracing::info!(error = %e, "could not look for an embedded motion clip");
-            None
+            (file, None)
         }
     };
     let facts = match facts {
@@ -61,7 +62,7 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
             if let Some(clip) = &clip {
                 motion_clip::record(ctx, clip, task.job_id, task.priority).await?;
             }
-            return step::finish(ctx, &media, Step::Exif, Err(&reason), attempt).await;
+            return step::finish(ctx, file, Step::Exif, Err(&reason), attempt).await;
         }
     };
     // The file's own position wins; the sidecar's fills in for a file without one.
@@ -87,7 +88,7 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
     let sidecar_at = imported.as_ref().and_then(|i| i.taken_at);
     store(
         ctx,
-        &media,
+        file,
         (&facts, sidecar_at),
         location,
         (clip, task),
@@ -124,9 +125,28 @@ pub(crate) fn locate(gps: &GpsFix, max_km: f64) -> NewLocation {
     }
 }
 
+/// The file and its import's sidecar facts. A task the hash step queued for a file without a
+/// sidecar knows all it needs: no transaction. Any other task reads, checks and marks the file
+/// and reads the sidecar in one transaction.
+async fn start(
+    ctx: &Context,
+    task: MediaTask,
+) -> Result<Option<(File, Option<ImportFacts>)>, StepError> {
+    if let Some(known) = task.known.filter(|k| !k.sidecar) {
+        return Ok(Some((File::Known(task, known), None)));
+    }
+    let mut tx = ctx.pool.begin().await?;
+    let Some(media) = step::begin_on(&mut tx, task).await? else {
+        return Ok(None);
+    };
+    let imported = db::pipeline::import_facts(&mut *tx, media.id).await?;
+    tx.commit().await?;
+    Ok(Some((File::Loaded(media), imported)))
+}
+
 async fn store(
     ctx: &Context,
-    media: &MediaState,
+    file: File,
     (facts, sidecar_at): (&ExifFacts, Option<i64>),
     location: Option<NewLocation>,
     (clip, task): (Option<EmbeddedClip>, MediaTask),
@@ -152,6 +172,12 @@ async fn store(
         content_identifier: facts.content_identifier.clone(),
     };
     let mut tx = ctx.pool.begin().await?;
+    let Some(media) = file.confirm_on(&mut tx).await? else {
+        // Deleted or ended meanwhile. A clip stored for it is named for this task, and goes
+        // once the task is done (`inflight::clean`).
+        return Ok(());
+    };
+    let media = &media;
     if let Some(loc) = &location {
         update.location_id =
             Some(db::pipeline::upsert_location(&mut tx, media.user_id, loc).await?);

@@ -53,9 +53,18 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
         Ok(()) => {
             hashed.commit().await?;
             db::pipeline::record_step(&mut tx, &media, Step::Hash, Ok(()), attempt).await?;
-            let next = [task];
+            // The next steps know the file from here (`jobs::Known`): they skip a first
+            // transaction each, and the thumbnail's keys are named for its task right here.
+            let known = jobs::Known::new(media.user_id, &media.mime_type, media.sidecar);
+            let next = [MediaTask {
+                known: Some(known),
+                ..task
+            }];
             for &step in Step::after_hash(kind) {
-                jobs::enqueue(&mut tx, step, &next).await?;
+                let ids = jobs::enqueue(&mut tx, step, &next).await?;
+                if let (Step::Thumbnail, Some(_), [id]) = (step, known.image, ids.as_slice()) {
+                    step::name_renditions_for(&mut tx, &media, id).await?;
+                }
             }
             step::commit_final(tx).await?;
             Ok(())

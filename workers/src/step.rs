@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use timeline_core::db::{self, pipeline::MediaState};
-use timeline_core::jobs::{MediaTask, Step};
+use timeline_core::jobs::{Known, MediaTask, Step};
 use timeline_core::models::ProcessingStatus;
 use timeline_core::storage::{Rendition, Storage};
 use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::context::Context;
 pub use crate::error::StepError;
@@ -73,10 +74,11 @@ pub async fn start_on(
     task: MediaTask,
     media: MediaState,
 ) -> Result<Option<MediaState>, StepError> {
+    if !runnable(task, &media) {
+        return Ok(None);
+    }
     if media.processing_status.is_final() {
-        // Reprocessing a completed file runs its step; nothing else touches an ended file.
-        let refreshing = task.refresh && media.processing_status == ProcessingStatus::Completed;
-        return Ok(refreshing.then_some(media));
+        return Ok(Some(media));
     }
     // The file's and the job's first step moves them on; later steps change nothing.
     if media.processing_status != ProcessingStatus::Processing {
@@ -86,10 +88,67 @@ pub async fn start_on(
     Ok(Some(media))
 }
 
+/// Whether `task`'s step may still run on `media`: reprocessing a completed file runs its
+/// step; nothing else touches an ended file.
+fn runnable(task: MediaTask, media: &MediaState) -> bool {
+    !media.processing_status.is_final()
+        || (task.refresh && media.processing_status == ProcessingStatus::Completed)
+}
+
+/// The file a step works on before its final transaction.
+#[derive(Debug)]
+pub enum File {
+    /// Loaded, checked and marked by the step's own first transaction ([`begin_on`]).
+    Loaded(MediaState),
+    /// Known from the task the hash step queued (`jobs::Known`), whose transaction had
+    /// checked and marked the file: nothing read yet. The final transaction loads and checks
+    /// it ([`File::confirm_on`]), one transaction fewer per step.
+    Known(MediaTask, Known),
+}
+
+impl File {
+    pub fn id(&self) -> Uuid {
+        match self {
+            File::Loaded(m) => m.id,
+            File::Known(t, _) => t.media_file_id,
+        }
+    }
+
+    pub fn user_id(&self) -> Uuid {
+        match self {
+            File::Loaded(m) => m.user_id,
+            File::Known(_, k) => k.user_id,
+        }
+    }
+
+    /// The file for the step's final transaction `conn`: a known one is loaded and checked
+    /// there (`None`: deleted or ended meanwhile; the step then records nothing).
+    pub async fn confirm_on(
+        self,
+        conn: &mut sqlx::PgConnection,
+    ) -> Result<Option<MediaState>, StepError> {
+        match self {
+            File::Loaded(media) => Ok(Some(media)),
+            File::Known(task, _) => Ok(db::pipeline::load(conn, task.media_file_id)
+                .await?
+                .filter(|media| runnable(task, media))),
+        }
+    }
+
+    /// The loaded file, reading a known one now in a transaction of its own (for what only
+    /// the row says, such as the file's name); `None` when it was deleted or ended.
+    pub async fn loaded(self, ctx: &Context) -> Result<Option<MediaState>, StepError> {
+        let mut tx = ctx.pool.begin().await?;
+        let media = self.confirm_on(&mut tx).await?;
+        tx.commit().await?;
+        Ok(media)
+    }
+}
+
 /// Reads the stored original of an image into memory (image decoders need the whole file),
 /// refusing one over `ctx.max_image_bytes` rather than holding an unbounded buffer.
-pub async fn original(ctx: &Context, media: &MediaState) -> Result<bytes::Bytes, StepError> {
-    let key = Storage::key(media.user_id, media.id, Rendition::Original);
+pub async fn original(ctx: &Context, file: &File) -> Result<bytes::Bytes, StepError> {
+    let key = Storage::key(file.user_id(), file.id(), Rendition::Original);
     ctx.storage
         .get_bounded(&key, ctx.max_image_bytes)
         .await?
@@ -110,9 +169,8 @@ pub struct StoredRenditions {
 }
 
 /// The keys of a file's `thumb` and `preview`, as pending objects name them.
-fn rendition_keys(media: &MediaState) -> [String; 2] {
-    [Rendition::Thumb, Rendition::Preview]
-        .map(|r| Storage::key(media.user_id, media.id, r).to_string())
+fn rendition_keys(user_id: Uuid, id: Uuid) -> [String; 2] {
+    [Rendition::Thumb, Rendition::Preview].map(|r| Storage::key(user_id, id, r).to_string())
 }
 
 /// Names the file's `thumb` and `preview` keys for `step` on the caller's transaction, which
@@ -122,9 +180,23 @@ pub async fn name_renditions_on(
     media: &MediaState,
     step: Step,
 ) -> Result<(), StepError> {
-    let keys = rendition_keys(media);
+    let keys = rendition_keys(media.user_id, media.id);
     timeline_core::inflight::name_for_step_on(conn, media.user_id, media.id, &keys, step.queue())
         .await?;
+    Ok(())
+}
+
+/// Names the `thumb` and `preview` keys of `media` for its thumbnail task `task_id`, on the
+/// transaction that queues that task (the hash step's): the task then writes them without a
+/// first transaction of its own.
+pub async fn name_renditions_for(
+    conn: &mut sqlx::PgConnection,
+    media: &MediaState,
+    task_id: &str,
+) -> Result<(), StepError> {
+    let keys = rendition_keys(media.user_id, media.id);
+    let owner = db::objects::Owner::Step(Step::Thumbnail.queue(), Some(task_id));
+    db::objects::name_objects(conn, media.user_id, media.id, &keys, owner).await?;
     Ok(())
 }
 
@@ -139,14 +211,14 @@ pub async fn store_renditions(
     let mut tx = ctx.pool.begin().await?;
     name_renditions_on(&mut tx, media, step).await?;
     tx.commit().await?;
-    write_renditions(ctx, media, t).await
+    write_renditions(ctx, (media.user_id, media.id), t).await
 }
 
 /// Stores a file's rendered `thumb` and `preview` under keys named already
 /// ([`name_renditions_on`], committed).
 pub async fn write_renditions(
     ctx: &Context,
-    media: &MediaState,
+    (user_id, id): (Uuid, Uuid),
     t: timeline_media::thumbnail::Thumbnails,
 ) -> Result<StoredRenditions, StepError> {
     let sizes = serde_json::json!({
@@ -154,8 +226,8 @@ pub async fn write_renditions(
         "preview": {"width": t.preview.width, "height": t.preview.height, "mime": t.preview.mime},
     });
     // The keys are deterministic: a rerun overwrites.
-    let thumb_key = Storage::key(media.user_id, media.id, Rendition::Thumb);
-    let preview_key = Storage::key(media.user_id, media.id, Rendition::Preview);
+    let thumb_key = Storage::key(user_id, id, Rendition::Thumb);
+    let preview_key = Storage::key(user_id, id, Rendition::Preview);
     ctx.storage.put(&thumb_key, t.thumb.bytes.into()).await?;
     ctx.storage
         .put(&preview_key, t.preview.bytes.into())
@@ -183,35 +255,62 @@ pub async fn pair_live_photo(
 }
 
 /// Records a step's outcome, settles the file's end state and the job's progress, in one
-/// transaction.
+/// transaction (nothing, if a known file turns out deleted or ended).
 pub async fn finish(
     ctx: &Context,
-    media: &MediaState,
+    file: File,
     step: Step,
     outcome: Result<(), &str>,
     attempt: i32,
 ) -> Result<(), StepError> {
     let mut tx = ctx.pool.begin().await?;
-    db::pipeline::record_step(&mut tx, media, step, outcome, attempt).await?;
-    settle(&mut tx, media).await?;
-    // The thumbnail step names its renditions as it starts: a failure leaves them to delete
+    let Some(media) = file.confirm_on(&mut tx).await? else {
+        return Ok(());
+    };
+    db::pipeline::record_step(&mut tx, &media, step, outcome, attempt).await?;
+    settle(&mut tx, &media).await?;
+    // The thumbnail step's keys are named before it renders: a failure leaves them to delete
     // (nothing is kept that a committed row does not name; see `inflight::clean`).
     let dropped = if outcome.is_err() && step == Step::Thumbnail {
-        let keys = rendition_keys(media);
-        let owner = db::objects::Owner::Nobody;
-        db::objects::name_objects(&mut tx, media.user_id, media.id, &keys, owner).await?;
-        keys.to_vec()
+        drop_renditions_on(&mut tx, media.user_id, media.id).await?
     } else {
         Vec::new()
     };
     commit_final(tx).await?;
-    for key in &dropped {
-        // Best effort: the reconciler finishes a delete that does not happen here.
+    clean(ctx, &dropped).await;
+    Ok(())
+}
+
+/// Names a file's `thumb` and `preview` keys as to delete, on the caller's transaction;
+/// returns them for [`clean`] once it commits.
+async fn drop_renditions_on(
+    conn: &mut sqlx::PgConnection,
+    user_id: Uuid,
+    id: Uuid,
+) -> Result<Vec<String>, StepError> {
+    let keys = rendition_keys(user_id, id);
+    let owner = db::objects::Owner::Nobody;
+    db::objects::name_objects(conn, user_id, id, &keys, owner).await?;
+    Ok(keys.to_vec())
+}
+
+/// Deletes renditions stored for a file that was deleted or ended while they rendered.
+pub async fn drop_renditions(ctx: &Context, (user_id, id): (Uuid, Uuid)) -> Result<(), StepError> {
+    let mut tx = ctx.pool.begin().await?;
+    let dropped = drop_renditions_on(&mut tx, user_id, id).await?;
+    tx.commit().await?;
+    clean(ctx, &dropped).await;
+    Ok(())
+}
+
+/// Deletes objects named as to delete, best effort: the reconciler finishes a delete that
+/// does not happen here.
+async fn clean(ctx: &Context, keys: &[String]) {
+    for key in keys {
         if let Err(e) = timeline_core::inflight::clean(&ctx.pool, &ctx.storage, key).await {
-            tracing::warn!(error = %e, "could not delete a failed step's rendition yet");
+            tracing::warn!(error = %e, "could not delete a dropped rendition yet");
         }
     }
-    Ok(())
 }
 
 /// Commits a step's final transaction together with its task's acknowledgement (see
@@ -356,7 +455,7 @@ where
         Some(media) if !media.processing_status.is_final() => {
             finish(
                 ctx,
-                &media,
+                File::Loaded(media),
                 step,
                 Err(&reason),
                 i32::try_from(attempt).unwrap_or(i32::MAX),

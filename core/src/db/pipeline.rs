@@ -22,6 +22,8 @@ pub struct MediaState {
     pub duplicate_of: Option<Uuid>,
     /// The SHA-256 the upload computed as the bytes arrived, if it did.
     pub upload_sha256: Option<String>,
+    /// The file came with an import's sidecar facts ([`import_facts`]).
+    pub sidecar: bool,
 }
 
 /// Loads a media file for a step (`None` if it was deleted meanwhile).
@@ -30,7 +32,7 @@ pub async fn load(conn: &mut PgConnection, id: Uuid) -> Result<Option<MediaState
         MediaState,
         r#"SELECT id, user_id, filename, file_path, mime_type,
                   processing_status AS "processing_status: ProcessingStatus", duplicate_of,
-                  upload_sha256
+                  upload_sha256, import_facts IS NOT NULL AS "sidecar!"
            FROM media_files WHERE id = $1"#,
         id
     )

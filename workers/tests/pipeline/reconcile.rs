@@ -309,6 +309,83 @@ async fn renditions_of_a_step_whose_task_is_dead_are_deleted(pool: PgPool) {
     );
 }
 
+/// The thumbnail step of an uploaded photo has no first transaction: the hash step's names
+/// its keys for its task, and its final one loads and checks the file. A photo deleted while
+/// its renditions render ends with nothing recorded and nothing stored, at the first attempt.
+#[sqlx::test(migrations = false)]
+async fn a_photo_deleted_while_its_thumbnail_renders_leaves_nothing(pool: PgPool) {
+    let mut app = TestApp::start(pool, false).await;
+    let (user, token) = app.user("deleted-mid-step@example.org").await;
+    app.start_worker_env(&[], &[("TIMELINE_TEST_PAUSE_BEFORE_FINISH_SECS", "4")]);
+    let photo = std::fs::read(fixtures().join("landscape_1.jpg")).expect("fixture");
+    let (status, body) = app.upload(&token, &[("a.jpg", photo)]).await;
+    assert_eq!(status, 202, "{body}");
+    let media = body["media"][0]["id"].as_str().expect("id").to_owned();
+    let dir = app.storage_dir.join(format!("media/{user}/{media}"));
+    crate::common::wait_for_file(&dir.join("thumb")).await;
+
+    // The keys the step writes were named for its own task by the hash step's transaction.
+    let (task, status): (String, String) =
+        sqlx::query_as("SELECT id, status FROM apalis.jobs WHERE job_type = 'thumbnail'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("thumbnail task");
+    assert_eq!(status, "Running");
+    let named: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT object_key, step, task_id FROM pending_objects WHERE media_file_id = $1::uuid
+         ORDER BY object_key",
+    )
+    .bind(&media)
+    .fetch_all(&app.pool)
+    .await
+    .expect("pending");
+    assert_eq!(named.len(), 2, "{named:?}");
+    for (key, step, task_id) in &named {
+        assert!(
+            key.ends_with("/preview") || key.ends_with("/thumb"),
+            "{key}"
+        );
+        assert_eq!(
+            (step.as_deref(), task_id.as_deref()),
+            (Some("thumbnail"), Some(task.as_str()))
+        );
+    }
+
+    let deleted = reqwest::Client::new()
+        .delete(format!("{}/v1/media/{media}", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status().as_u16(), 204);
+
+    // The step wakes, finds the file gone, drops what it stored; its task ends done, once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (status, attempts) = loop {
+        let (status, attempts): (String, i32) =
+            sqlx::query_as("SELECT status, attempts FROM apalis.jobs WHERE id = $1")
+                .bind(&task)
+                .fetch_one(&app.pool)
+                .await
+                .expect("task");
+        if status != "Running" || std::time::Instant::now() > deadline {
+            break (status, attempts);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!((status.as_str(), attempts), ("Done", 1));
+    assert!(walk(&dir).is_empty(), "left in the store: {:?}", walk(&dir));
+    assert_eq!(in_flight(&app.pool).await, (0, 0));
+    let rows: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM media_files) + (SELECT count(*) FROM media_processing_steps)",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("rows");
+    assert_eq!(rows, 0);
+    assert!(app.worker_alive());
+}
+
 #[sqlx::test(migrations = false)]
 async fn an_api_killed_inside_its_transaction_leaves_nothing_after_a_pass(pool: PgPool) {
     let app = TestApp::start(pool, false).await;
