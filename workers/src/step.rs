@@ -194,10 +194,21 @@ pub async fn name_renditions_for(
     media: &MediaState,
     task_id: &str,
 ) -> Result<(), StepError> {
-    let keys = rendition_keys(media.user_id, media.id);
     let owner = db::objects::Owner::Step(Step::Thumbnail.queue(), Some(task_id));
-    db::objects::name_objects(conn, media.user_id, media.id, &keys, owner).await?;
+    name_renditions(conn, (media.user_id, media.id), owner).await?;
     Ok(())
+}
+
+/// Names a file's `thumb` and `preview` keys for `owner` on the caller's transaction; returns
+/// them.
+async fn name_renditions(
+    conn: &mut sqlx::PgConnection,
+    (user_id, id): (Uuid, Uuid),
+    owner: db::objects::Owner<'_>,
+) -> Result<[String; 2], StepError> {
+    let keys = rendition_keys(user_id, id);
+    db::objects::name_objects(conn, user_id, id, &keys, owner).await?;
+    Ok(keys)
 }
 
 /// Stores a file's rendered `thumb` and `preview`, naming their keys first in a transaction
@@ -288,9 +299,7 @@ async fn drop_renditions_on(
     user_id: Uuid,
     id: Uuid,
 ) -> Result<Vec<String>, StepError> {
-    let keys = rendition_keys(user_id, id);
-    let owner = db::objects::Owner::Nobody;
-    db::objects::name_objects(conn, user_id, id, &keys, owner).await?;
+    let keys = name_renditions(conn, (user_id, id), db::objects::Owner::Nobody).await?;
     Ok(keys.to_vec())
 }
 
