@@ -49,13 +49,15 @@ impl<Args> Clone for StepStorage<Args> {
 }
 
 impl<Args> StepStorage<Args> {
-    /// The backend of a pool with `config`; `acked` is shared with the steps' tasks.
-    pub fn new(pool: &PgPool, config: Config, acked: Acked) -> Self {
+    /// The backend of a pool with `config`; `acked` is shared with the steps' tasks;
+    /// `pooled` says whether `pool` goes through a transaction pooler.
+    pub fn new(pool: &PgPool, config: Config, acked: Acked, pooled: bool) -> Self {
         Self {
             persistence: Persisted::new(StepPersistence {
                 pool: pool.clone(),
                 config,
                 acked,
+                pooled,
             }),
             codec: JsonCodec::default(),
             _marker: PhantomData,
@@ -128,6 +130,8 @@ struct StepPersistence {
     pool: PgPool,
     config: Config,
     acked: Acked,
+    /// Through a transaction pooler: see `fetch_next`.
+    pooled: bool,
 }
 
 impl Persistence for StepPersistence {
@@ -171,6 +175,15 @@ impl Persistence for StepPersistence {
     }
 
     async fn fetch_next(&mut self, worker: &WorkerContext) -> Result<Vec<PgTask>, Error> {
+        // The fetch is one statement, a transaction of its own: apalis's `BEGIN` and `COMMIT`
+        // around it were two more round trips per task. Behind a transaction pooler they stay:
+        // sqlx's unnamed statement (the pooler allows no named ones) is parsed and executed in
+        // two exchanges, which the pooler may send to two server connections outside a
+        // transaction.
+        if !self.pooled {
+            let mut conn = self.pool.acquire().await?;
+            return queries::fetch_next(&mut *conn, &self.config, worker).await;
+        }
         let mut tx = self.pool.begin().await?;
         let tasks = queries::fetch_next(&mut *tx, &self.config, worker).await?;
         tx.commit().await?;

@@ -102,7 +102,14 @@ pub async fn run(
     let queue = format!("bench-{id}");
     let table = format!("bench_steps_{id}");
     timeline_core::db::bench::create_table(&session, &table).await?;
-    let result = drain(&pool, &session, (&queue, &table), args, concurrency).await;
+    let result = drain(
+        &pool,
+        &session,
+        (&queue, &table),
+        args,
+        (concurrency, pooled),
+    )
+    .await;
     let cleaned = timeline_core::db::bench::clean(&session, &queue, &table).await;
     let (seconds, transactions) = result?;
     cleaned?;
@@ -125,7 +132,7 @@ async fn drain(
     session: &PgPool,
     (queue, table): (&str, &str),
     args: &BenchArgs,
-    concurrency: usize,
+    (concurrency, pooled): (usize, bool),
 ) -> Result<(f64, i64), Error> {
     enqueue(pool, queue, args.tasks).await?;
     let before = timeline_core::db::bench::transactions(session).await?;
@@ -141,7 +148,7 @@ async fn drain(
     let slots = concurrency.div_ceil(args.fetchers);
     let build = move |fetcher: usize, restarts: usize| {
         let config = crate::pools::config(&name).batch_size(batch);
-        let backend = StepStorage::<BenchTask>::new(&pool, config, acked.clone())
+        let backend = StepStorage::<BenchTask>::new(&pool, config, acked.clone(), pooled)
             .poll_with_strategy(Strategy::new().interval(POLL_INTERVAL / 20));
         WorkerBuilder::new(format!("{name}-{fetcher}-{restarts}"))
             .backend(backend)

@@ -10,6 +10,8 @@ use timeline_media::thumbnail::Limits;
 pub struct Context {
     /// Every step's transactions and the queue's fetch and ack (through the pooler, if any).
     pub pool: PgPool,
+    /// Whether `pool` goes through a transaction pooler (`DATABASE_SESSION_URL` set).
+    pub pooled: bool,
     /// What needs a session: the wake-up listener and the reconciler's leader lock (see
     /// `timeline_core::db::session_pool`).
     pub session: PgPool,

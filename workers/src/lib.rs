@@ -210,6 +210,7 @@ pub async fn run() -> Result<(), Error> {
     .map_err(|e| Error::Config(format!("--spool-dir: {e}")))?;
     let ctx = Arc::new(context::Context {
         pool,
+        pooled: args.db.pooled(),
         session,
         storage,
         limits,

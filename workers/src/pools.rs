@@ -79,7 +79,7 @@ fn backend(
     let wake = Strategy::new()
         .stream(wakers.stream(step, lane))
         .interval(POLL_INTERVAL);
-    StepStorage::<MediaTask>::new(&ctx.pool, config(&queue), ctx.acked.clone())
+    StepStorage::<MediaTask>::new(&ctx.pool, config(&queue), ctx.acked.clone(), ctx.pooled)
         .poll_with_strategy(wake)
 }
 
