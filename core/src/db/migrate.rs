@@ -64,9 +64,9 @@ pub async fn run(pool: &PgPool) -> Result<(), Error> {
 ///   `timeline_workers::pools::config`);
 /// - a queue name ending in `:interactive` fetches from the queue before the suffix, only
 ///   tasks at `INTERACTIVE_PRIORITY` or above;
-/// - a fetch costs the same at any queue depth and any history (measured with `pgbench` on
-///   one fetch, 3,000 and 100,000 tasks queued: 1.7 and 17.7 ms before, 0.8 and 1.1 ms after;
-///   docs/SCALING.md). The update finds its rows by id (`= ANY(ARRAY(..))`): joined to the
+/// - a fetch costs the same at any queue depth and any history (`scripts/bench-fetch.sh`, one
+///   fetch with 3,000 and 100,000 tasks queued: 1.60 and 36.9 ms before, 0.45 and 0.92 ms
+///   after; docs/SCALING.md). The update finds its rows by id (`= ANY(ARRAY(..))`): joined to the
 ///   CTEs, whose row count the planner cannot know, it hashed the whole of `apalis.jobs`,
 ///   finished tasks included, on every fetch of a deep queue. The aged tasks are read in
 ///   `run_at` order through `timeline_apalis_jobs_due` (see `queue_indexes`), not sorted from
@@ -97,8 +97,8 @@ async fn lane_fetch(pool: &PgPool) -> Result<(), sqlx::Error> {
          RETURNS SETOF apalis.jobs LANGUAGE plpgsql VOLATILE
          -- Indexes whatever the statistics say: a session keeps the plan it made first, and a
          -- plan made while the table was new (no statistics: read whole, it looks small) kept
-         -- reading all of it as the queue grew, until autovacuum first analysed it (measured by
-         -- scripts/bench-history.sh: 440 scans over a 100-photo import on a new database).
+         -- reading all of it as the queue grew, until autovacuum first analysed it (443 scans
+         -- over a 100-photo import on a new database, from pg_stat_all_tables).
          SET enable_seqscan = off AS $$
          BEGIN
              -- Ageing: a bulk task that has waited longer than `jobs.bulk_ageing_secs` goes
