@@ -8,9 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 fetches=${1:-2500}
 rounds=${2:-3}
-shift $(($# > 2 ? 2 : $#))
-depths=("${@:-3000 100000}")
-read -ra depths <<<"${depths[*]}"
+shift $(($# < 2 ? $# : 2))
+depths=("$@")
+[ ${#depths[@]} -gt 0 ] || depths=(3000 100000)
 base=$(TIMELINE_DB_NAME=postgres scripts/ensure-postgres.sh)
 db="${base%/*}/timeline_bench_fetch"
 psql "$base" -qc "DROP DATABASE IF EXISTS timeline_bench_fetch WITH (FORCE)" -c "CREATE DATABASE timeline_bench_fetch"

@@ -454,16 +454,9 @@ async fn an_upload_overtakes_a_running_import_in_every_queue(pool: PgPool) {
     while progress(app.pool.clone()).await < 1 && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (status, body) = app
-        .upload(&token, &[("mine.jpg", photo("landscape_1.jpg"))])
-        .await;
-    assert_eq!(status, 202, "{body}");
+    let upload_job = upload_one(&app, &token).await;
     let arrived = progress(app.pool.clone()).await;
-    let upload_job = body["job"]["id"].as_str().expect("job").to_owned();
-    let done = app
-        .wait_job(&token, &upload_job, Duration::from_secs(120))
-        .await;
-    assert_eq!(done["status"], "completed", "{done}");
+    wait_completed(&app, &token, &upload_job, Duration::from_secs(120)).await;
     // While the upload went through, few imported photos did: it waited for the step running
     // in each queue, not for the import (in queue order it would wait for all the rest).
     // Counted from its arrival, so that a slow machine's upload request does not count.
@@ -564,12 +557,22 @@ async fn an_upload_completes_while_bulk_work_holds_every_regular_slot(pool: PgPo
 
 /// Uploads one photo through the API and waits (up to `timeout`) for its job to complete.
 async fn upload_one_and_wait(app: &TestApp, token: &str, timeout: Duration) {
+    let upload_job = upload_one(app, token).await;
+    wait_completed(app, token, &upload_job, timeout).await;
+}
+
+/// Uploads one photo through the API; returns its job's id.
+async fn upload_one(app: &TestApp, token: &str) -> String {
     let (status, body) = app
         .upload(token, &[("mine.jpg", photo("landscape_1.jpg"))])
         .await;
     assert_eq!(status, 202, "{body}");
-    let upload_job = body["job"]["id"].as_str().expect("job").to_owned();
-    let done = app.wait_job(token, &upload_job, timeout).await;
+    body["job"]["id"].as_str().expect("job").to_owned()
+}
+
+/// Waits until the job `id` has completed.
+async fn wait_completed(app: &TestApp, token: &str, id: &str, timeout: Duration) {
+    let done = app.wait_job(token, id, timeout).await;
     assert_eq!(done["status"], "completed", "{done}");
 }
 
