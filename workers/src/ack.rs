@@ -90,3 +90,23 @@ pub async fn commit_done(mut tx: Transaction<'static, Postgres>) -> Result<(), s
     ack.committed();
     Ok(())
 }
+
+/// [`commit_done`] for a group of tasks committed together (`crate::group_commit`): marks
+/// each `Done` while its worker holds it, commits, and records those it marked as
+/// acknowledged. A task no longer held is left to apalis's own acknowledgement, as there.
+pub async fn commit_done_many(
+    mut tx: Transaction<'static, Postgres>,
+    tasks: &[Current],
+) -> Result<(), sqlx::Error> {
+    let keys: Vec<(String, String, i32)> = tasks
+        .iter()
+        .map(|t| (t.task_id.clone(), t.worker.clone(), t.attempt))
+        .collect();
+    let done = timeline_core::db::queue::acknowledge_done_many(&mut tx, &keys).await?;
+    tx.commit().await?;
+    let done: HashSet<String> = done.into_iter().collect();
+    for task in tasks.iter().filter(|t| done.contains(&t.task_id)) {
+        task.acked.insert(task.task_id.clone());
+    }
+    Ok(())
+}

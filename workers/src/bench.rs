@@ -2,7 +2,9 @@
 //! ceiling, measured through the real pools. N no-op tasks go to a scratch queue; one apalis
 //! pool (or F side by side) drains them with the settings of the real ones (heartbeat, orphan
 //! sweep, the fetch that locks) and, as a real step does, records each task in its own
-//! transaction, which acknowledges it. It prints one JSON line:
+//! transaction, which acknowledges it. With `--batch B` (B > 1) it is the queue's batched
+//! path: a poll fetches B tasks and the records of the tasks finishing together commit in
+//! one transaction with their acknowledgements (`crate::group_commit`). It prints one JSON line:
 //! tasks, seconds, tasks per second and PostgreSQL transactions per task (the database's
 //! `pg_stat_database` counters over the drain, less the bench's own polling).
 //!
@@ -17,6 +19,7 @@ use sqlx::PgPool;
 
 use crate::ack::{self, Acked};
 use crate::backend::StepStorage;
+use crate::group_commit::GroupCommit;
 use crate::pools::POLL_INTERVAL;
 
 /// `timeline-worker bench` flags.
@@ -28,8 +31,9 @@ pub struct BenchArgs {
     /// Tasks in flight at once (default: the number of CPUs).
     #[arg(long)]
     pub concurrency: Option<usize>,
-    /// Tasks fetched per poll (the real pools fetch 1: see `pools::config`); each task is
-    /// acknowledged in its record's transaction either way.
+    /// Tasks fetched per poll (the real pools fetch 1: see `pools::config`). Above 1, the
+    /// records of the tasks finishing together commit in one transaction, each task's with
+    /// its acknowledgement (a group commit); at 1, each task's in a transaction of its own.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
     /// Pools draining the queue side by side, the slots shared out among them: each pool
@@ -50,6 +54,8 @@ pub struct Report {
     pub fetchers: usize,
     /// Whether `DATABASE_URL` went through a transaction pooler.
     pub pooled: bool,
+    /// Step records the drain left (one per task, whichever path recorded it).
+    pub recorded: u64,
 }
 
 /// A no-op task: only its number.
@@ -63,6 +69,14 @@ struct Bench {
     pool: PgPool,
     table: String,
     acked: Acked,
+    /// The batched path's writer (`--batch` above 1).
+    group: Option<GroupCommit<Finished>>,
+}
+
+/// A task finished, for the group commit: its number and its task.
+struct Finished {
+    n: u64,
+    task: ack::Current,
 }
 
 /// Errors of a bench run.
@@ -110,8 +124,10 @@ pub async fn run(
         (concurrency, pooled),
     )
     .await;
+    let recorded = timeline_core::db::bench::recorded(&session, &table).await;
     let cleaned = timeline_core::db::bench::clean(&session, &queue, &table).await;
     let (seconds, transactions) = result?;
+    let recorded = recorded?;
     cleaned?;
     let tasks = args.tasks;
     Ok(Report {
@@ -123,6 +139,7 @@ pub async fn run(
         batch: args.batch,
         fetchers: args.fetchers,
         pooled,
+        recorded,
     })
 }
 
@@ -138,10 +155,12 @@ async fn drain(
     let before = timeline_core::db::bench::transactions(session).await?;
     let started = Instant::now();
     let acked = Acked::default();
+    let group = (args.batch > 1).then(|| group_writer(pool.clone(), table.to_owned(), concurrency));
     let ctx = Arc::new(Bench {
         pool: pool.clone(),
         table: table.to_owned(),
         acked: acked.clone(),
+        group,
     });
     let (pool, batch) = (pool.clone(), args.batch);
     let name = queue.to_owned();
@@ -221,6 +240,15 @@ async fn handle(
         attempt,
         acked: ctx.acked.clone(),
     };
+    if let Some(group) = &ctx.group {
+        group
+            .write(Finished {
+                n: task.n,
+                task: current,
+            })
+            .await?;
+        return Ok(());
+    }
     let record = async {
         let mut tx = ctx.pool.begin().await?;
         timeline_core::db::bench::record(&mut tx, &ctx.table, task.n, attempt).await?;
@@ -228,6 +256,24 @@ async fn handle(
     };
     ack::scope(current, record).await?;
     Ok(())
+}
+
+/// The batched path's writer: a group's records and acknowledgements, one transaction.
+fn group_writer(pool: PgPool, table: String, max: usize) -> GroupCommit<Finished> {
+    GroupCommit::start(max, move |group: Vec<Finished>| {
+        let (pool, table) = (pool.clone(), table.clone());
+        async move {
+            // A task redelivered while its first delivery waits here is recorded once.
+            let mut records: Vec<(u64, i32)> =
+                group.iter().map(|f| (f.n, f.task.attempt)).collect();
+            records.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+            records.dedup_by_key(|r| r.0);
+            let tasks: Vec<ack::Current> = group.into_iter().map(|f| f.task).collect();
+            let mut tx = pool.begin().await?;
+            timeline_core::db::bench::record_many(&mut tx, &table, &records).await?;
+            ack::commit_done_many(tx, &tasks).await
+        }
+    })
 }
 
 /// Polls until every task of `queue` is acknowledged, then signals; returns the polls made.

@@ -10,6 +10,7 @@ pub mod context;
 pub mod decoder;
 pub mod error;
 pub mod exif;
+pub mod group_commit;
 pub mod hash;
 pub mod library;
 pub mod metrics_endpoint;

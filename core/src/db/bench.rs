@@ -37,6 +37,39 @@ pub async fn record(
     Ok(())
 }
 
+/// [`record`] for many tasks in one statement: (n, attempt) pairs, each `n` at most once.
+pub async fn record_many(
+    conn: &mut PgConnection,
+    table: &str,
+    tasks: &[(u64, i32)],
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO {} (n, attempt) SELECT * FROM unnest($1::int8[], $2::int4[]) \
+         ON CONFLICT (n) DO UPDATE SET attempt = EXCLUDED.attempt, recorded_at = now()",
+        ident(table)
+    );
+    let ns: Vec<i64> = tasks
+        .iter()
+        .map(|t| i64::try_from(t.0).unwrap_or(i64::MAX))
+        .collect();
+    let attempts: Vec<i32> = tasks.iter().map(|t| t.1).collect();
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(ns)
+        .bind(attempts)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Step records in the run's table.
+pub async fn recorded(db: impl PgExecutor<'_>, table: &str) -> Result<u64, sqlx::Error> {
+    let sql = format!("SELECT count(*) FROM {}", ident(table));
+    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_one(db)
+        .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// Tasks of `queue` acknowledged so far.
 pub async fn acknowledged(db: impl PgExecutor<'_>, queue: &str) -> Result<u64, sqlx::Error> {
     let n = sqlx::query_scalar!(

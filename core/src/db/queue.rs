@@ -60,6 +60,31 @@ pub async fn acknowledge_done(
     Ok(done.rows_affected() == 1)
 }
 
+/// [`acknowledge_done`] for many tasks in one statement, each guarded by its own holder: the
+/// final transaction of a group of steps committed together (`timeline-worker bench --batch`).
+/// `tasks` are (task id, worker, attempt); returns the ids it marked `Done`.
+pub async fn acknowledge_done_many(
+    conn: &mut PgConnection,
+    tasks: &[(String, String, i32)],
+) -> Result<Vec<String>, sqlx::Error> {
+    let ids: Vec<&str> = tasks.iter().map(|t| t.0.as_str()).collect();
+    let workers: Vec<&str> = tasks.iter().map(|t| t.1.as_str()).collect();
+    let attempts: Vec<i32> = tasks.iter().map(|t| t.2).collect();
+    sqlx::query_scalar(
+        r#"UPDATE apalis.jobs AS j
+           SET status = 'Done', attempts = t.attempt, last_result = '{"Ok": null}'::jsonb,
+               done_at = now()
+           FROM unnest($1::text[], $2::text[], $3::int4[]) AS t(id, worker, attempt)
+           WHERE j.id = t.id AND j.lock_by = t.worker
+           RETURNING j.id"#,
+    )
+    .bind(ids)
+    .bind(workers)
+    .bind(attempts)
+    .fetch_all(conn)
+    .await
+}
+
 /// Registers a worker of `queue` as apalis-postgres's own registration does (its
 /// `worker/register.sql`, whose timestamp type the crate keeps private). False when a live
 /// worker of that name exists already.

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sqlx::PgPool;
 
+use timeline_workers::ack::{Acked, Current, commit_done_many};
+
 use crate::common::{TestApp, fixtures, url_of};
 
 /// The queue rows of a file's step tasks, once none is live: (queue, status, attempts,
@@ -87,19 +89,9 @@ async fn the_bench_acknowledges_each_task_in_its_record(pool: PgPool) {
         .expect("migrate");
     migrator.close().await;
     others_gone(&pool).await;
-    let out = Command::new(env!("CARGO_BIN_EXE_timeline-worker"))
-        .args(["bench", "--tasks", "1000", "--concurrency", "4"])
-        .env("DATABASE_URL", &url)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run the bench");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    let report = bench(&url, &["--tasks", "1000", "--concurrency", "4"]);
     assert_eq!(report["tasks"], 1000, "{report}");
+    assert_eq!(report["recorded"], 1000, "a record per task: {report}");
     let per_task = report["db_transactions_per_task"].as_f64().unwrap();
     assert!(
         (1.0..2.5).contains(&per_task),
@@ -110,6 +102,106 @@ async fn the_bench_acknowledges_each_task_in_its_record(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(left, 0, "the bench cleans its queue");
+}
+
+/// The batched path: a poll fetches many tasks and the records of the tasks finishing
+/// together commit in one transaction with their acknowledgements. Every task is recorded
+/// once and acknowledged, in far fewer transactions than tasks.
+#[sqlx::test(migrations = false)]
+async fn the_batched_bench_commits_records_and_acknowledgements_in_groups(pool: PgPool) {
+    let url = url_of(&pool);
+    let migrator = PgPool::connect(&url).await.expect("connect");
+    timeline::db::migrate::run(&migrator)
+        .await
+        .expect("migrate");
+    migrator.close().await;
+    others_gone(&pool).await;
+    let report = bench(
+        &url,
+        &["--tasks", "2000", "--batch", "50", "--concurrency", "50"],
+    );
+    assert_eq!(report["tasks"], 2000, "{report}");
+    assert_eq!(report["recorded"], 2000, "a record per task: {report}");
+    let per_task = report["db_transactions_per_task"].as_f64().unwrap();
+    // Unbatched, a task costs two (its fetch and its record): a group of even 4 tasks
+    // brings it under a half.
+    assert!(per_task < 0.5, "records committed in groups: {report}");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the bench cleans its queue");
+}
+
+/// A group's acknowledgement marks `Done` only the tasks their worker still holds, as a single
+/// step's does: a task the heartbeat sweep gave to another worker is left to it, and only
+/// the tasks marked are taken as acknowledged.
+#[sqlx::test(migrations = false)]
+async fn a_group_acknowledges_only_the_tasks_its_workers_hold(pool: PgPool) {
+    timeline::db::migrate::run(&pool).await.expect("migrate");
+    sqlx::query(
+        "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen)
+         VALUES ('w-a', 'group-test', 'PgStorage', '', now()), ('w-b', 'group-test', 'PgStorage', '', now())",
+    )
+    .execute(&pool)
+    .await
+    .expect("register the workers");
+    for (id, holder) in [("t1", "w-a"), ("t2", "w-a"), ("t3", "w-b")] {
+        sqlx::query(
+            "INSERT INTO apalis.jobs (job, id, job_type, status, attempts, max_attempts, lock_by, lock_at)
+             VALUES (convert_to('{}', 'UTF8'), $1, 'group-test', 'Running', 1, 5, $2, now())",
+        )
+        .bind(id)
+        .bind(holder)
+        .execute(&pool)
+        .await
+        .expect("insert a task");
+    }
+    let acked = Acked::default();
+    let current = |id: &str| Current {
+        task_id: id.to_owned(),
+        worker: "w-a".to_owned(),
+        attempt: 1,
+        acked: acked.clone(),
+    };
+    let tasks = [current("t1"), current("t2"), current("t3")];
+    let tx = pool.begin().await.expect("begin");
+    commit_done_many(tx, &tasks)
+        .await
+        .expect("commit the group");
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT id, status FROM apalis.jobs WHERE job_type = 'group-test' ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("read the tasks");
+    let rows: Vec<(&str, &str)> = rows.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    assert_eq!(rows, [("t1", "Done"), ("t2", "Done"), ("t3", "Running")]);
+    assert!(
+        acked.take("t1") && acked.take("t2"),
+        "the marked tasks are acknowledged"
+    );
+    assert!(
+        !acked.take("t3"),
+        "t3 is left to apalis's own acknowledgement"
+    );
+}
+
+/// Runs `timeline-worker bench` with `args` on `url`; its report.
+fn bench(url: &str, args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_timeline-worker"))
+        .arg("bench")
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON line")
 }
 
 /// Waits until no client but this one is connected to the test's database: a backend writes
