@@ -2,7 +2,8 @@
 # The queue's ceiling beside a peer, on the same PostgreSQL server in one run: no-op tasks
 # drained by `timeline-worker bench` (the real pools: fetch (which locks), heartbeat, ack, and
 # a step record in its own transaction) and by graphile-worker 0.17.3 (benches/queue, npm),
-# each unbatched and batched, and ours with one pool per slot (`--fetchers CONCURRENCY`, as
+# each unbatched and batched (ours: fetch 100, the records of the tasks finishing together
+# and their acknowledgements in one transaction, 100 slots), and ours with one pool per slot (`--fetchers CONCURRENCY`, as
 # graphile-worker's slots fetch each for itself), alternating ROUNDS times. Then ours again through PgBouncer in
 # transaction mode (scripts/pgbouncer.sh). Prints every run's JSON line and the medians.
 #   bash scripts/bench-queue.sh [TASKS] [CONCURRENCY] [ROUNDS]   (default 20000, 8, 3)
@@ -44,7 +45,9 @@ for r in $(seq "$rounds"); do
   echo "timeline $(ours)" >>"$work/runs"
   echo "graphile $(peer)" >>"$work/runs"
   echo "timeline-fetchers $(ours --fetchers "$conc")" >>"$work/runs"
-  echo "timeline-batched $(ours --batch 100)" >>"$work/runs"
+  # Our batched path's slots hold their task until its group commits (graphile-worker's
+  # complete in the background), so as many slots as a fetch brings in.
+  echo "timeline-batched $(DATABASE_URL=$db "$bin/timeline-worker" bench --tasks "$tasks" --batch 100 --concurrency 100)" >>"$work/runs"
   echo "graphile-batched $(peer batched)" >>"$work/runs"
   echo "timeline-pgbouncer $(ours_pooled)" >>"$work/runs"
 done
