@@ -820,6 +820,40 @@ async fn a_files_live_task_is_found_through_an_index_not_a_parse_of_the_queue(po
     assert_eq!(found, 1);
 }
 
+/// Every write of a task keeps each of the queue's indexes up to date, so none may repeat
+/// another (apalis's first migration made two that later ones repeat). Migrating twice keeps
+/// it so: the second run finds nothing to drop and re-creates nothing.
+#[sqlx::test(migrations = false)]
+async fn the_queue_table_keeps_no_duplicate_index(pool: PgPool) {
+    migrate(&pool).await;
+    migrate(&pool).await;
+    let duplicates: Vec<String> = sqlx::query_scalar(
+        "SELECT string_agg(i.indexrelid::regclass::text, ' = ' ORDER BY 1)
+         FROM pg_index i
+         WHERE i.indrelid = 'apalis.jobs'::regclass
+         GROUP BY i.indkey::text, i.indclass::text, pg_get_expr(i.indexprs, i.indrelid),
+                  pg_get_expr(i.indpred, i.indrelid)
+         HAVING count(*) > 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(duplicates.is_empty(), "duplicate indexes: {duplicates:?}");
+    // The ones apalis's queries rely on are there.
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'apalis.jobs'::regclass",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for wanted in ["apalis.jobs_pkey", "apalis.idx_apalis_jobs_lock_by"] {
+        assert!(
+            names.iter().any(|n| n == wanted),
+            "{wanted} missing: {names:?}"
+        );
+    }
+}
+
 /// A fetch costs the same at any depth of the queue and any history: it reads its task by
 /// index and never scans `apalis.jobs`. Before, its update joined the fetched ids to the whole
 /// table by hash once the queue was deep (the planner cannot know how few a CTE with a

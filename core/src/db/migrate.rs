@@ -174,6 +174,12 @@ async fn queue_indexes(pool: &PgPool) -> Result<(), sqlx::Error> {
          -- made every fetch sort all of a queue's due bulk tasks.
          CREATE INDEX IF NOT EXISTS timeline_apalis_jobs_due ON apalis.jobs (job_type, run_at)
              WHERE status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts);
+         -- apalis's first migration made two indexes that later ones duplicate: `unique_job_id`
+         -- repeats the primary key and `lidx` repeats `idx_apalis_jobs_lock_by`. Every write
+         -- of a task (enqueue, fetch, acknowledgement) kept both up to date for nothing:
+         -- without them the queue bench drained 10-12 % more tasks/s (docs/SCALING.md).
+         DROP INDEX IF EXISTS apalis.unique_job_id;
+         DROP INDEX IF EXISTS apalis.lidx;
          -- The media file a step's task is for, read from its payload (JSON kept as bytea).
          -- Declared IMMUTABLE so that it can be indexed, which also keeps PostgreSQL from
          -- inlining it: convert_from is only STABLE, for the server encoding's sake.
