@@ -854,6 +854,41 @@ async fn the_queue_table_keeps_no_duplicate_index(pool: PgPool) {
     }
 }
 
+/// The queue's indexes are built `CONCURRENTLY` (a plain build would hold off every write of
+/// a live queue); a build that died half-way leaves its index invalid, and the next migrate
+/// builds it again rather than keep it because its name exists.
+#[sqlx::test(migrations = false)]
+async fn migrate_builds_again_a_queue_index_left_invalid(pool: PgPool) {
+    migrate(&pool).await;
+    sqlx::query(
+        "UPDATE pg_index SET indisvalid = false
+         WHERE indexrelid = 'apalis.timeline_apalis_jobs_due'::regclass",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    migrate(&pool).await;
+    let indexes: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT indexrelid::regclass::text, indisvalid FROM pg_index
+         WHERE indrelid = 'apalis.jobs'::regclass AND indexrelid::regclass::text LIKE 'apalis.timeline_%'
+         ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let names: Vec<&str> = indexes.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "apalis.timeline_apalis_jobs_done_at",
+            "apalis.timeline_apalis_jobs_due",
+            "apalis.timeline_apalis_jobs_live",
+            "apalis.timeline_apalis_jobs_media"
+        ]
+    );
+    assert!(indexes.iter().all(|(_, valid)| *valid), "{indexes:?}");
+}
+
 /// A fetch costs the same at any depth of the queue and any history: it reads its task by
 /// index and never scans `apalis.jobs`. Before, its update joined the fetched ids to the whole
 /// table by hash once the queue was deep (the planner cannot know how few a CTE with a

@@ -52,6 +52,9 @@ pub async fn run(pool: &PgPool) -> Result<(), Error> {
         .map_err(Error::Queue)?;
     grant_queue_access(pool).await.map_err(Error::Grants)?;
     queue_indexes(pool).await.map_err(Error::QueueAdditions)?;
+    build_queue_indexes(pool)
+        .await
+        .map_err(Error::QueueAdditions)?;
     lane_fetch(pool).await.map_err(Error::QueueAdditions)?;
     Ok(())
 }
@@ -156,41 +159,21 @@ async fn lane_fetch(pool: &PgPool) -> Result<(), sqlx::Error> {
     .map(|_| ())
 }
 
-/// Indexes our metrics, dashboard, media views and reconciler read on apalis's table (the
-/// task of a media file: `timeline_task_media_id`), and the pause trigger (here, not
-/// in `migrations/`: ours run before the queue's exist). `apalis.jobs` keeps every finished
-/// task until pruning; these keep the per-scrape counts to the live tasks and the recent
-/// finished ones. Each batch here runs as one implicit transaction under an advisory lock, so
+/// The functions and triggers of our additions to apalis's table: the task of a media file
+/// (`timeline_task_media_id`, which an index of [`QUEUE_INDEXES`] reads), the pause trigger
+/// and the release of a finished task's worker (here, not in `migrations/`: ours run before
+/// the queue's exist). The indexes themselves are built by [`build_queue_indexes`]. Each
+/// batch here runs as one implicit transaction under an advisory lock, so
 /// processes starting together do not race on the same DDL.
 async fn queue_indexes(pool: &PgPool) -> Result<(), sqlx::Error> {
     sqlx::raw_sql(
         "SELECT pg_advisory_xact_lock(hashtext('timeline_queue_ddl'));
-         CREATE INDEX IF NOT EXISTS timeline_apalis_jobs_live ON apalis.jobs (job_type, status)
-             WHERE status <> 'Done';
-         CREATE INDEX IF NOT EXISTS timeline_apalis_jobs_done_at ON apalis.jobs (done_at)
-             WHERE status = 'Done';
-         -- The fetch's aged tasks (`apalis.get_jobs`, see lane_fetch), oldest first: read in
-         -- order and stopped at the first, where apalis's (job_type, priority, run_at) index
-         -- made every fetch sort all of a queue's due bulk tasks.
-         CREATE INDEX IF NOT EXISTS timeline_apalis_jobs_due ON apalis.jobs (job_type, run_at)
-             WHERE status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts);
-         -- apalis's first migration made two indexes that later ones duplicate: `unique_job_id`
-         -- repeats the primary key and `lidx` repeats `idx_apalis_jobs_lock_by`. Every write
-         -- of a task (enqueue, fetch, acknowledgement) kept both up to date for nothing:
-         -- without them the queue bench drained 10-12 % more tasks/s (docs/SCALING.md).
-         DROP INDEX IF EXISTS apalis.unique_job_id;
-         DROP INDEX IF EXISTS apalis.lidx;
          -- The media file a step's task is for, read from its payload (JSON kept as bytea).
          -- Declared IMMUTABLE so that it can be indexed, which also keeps PostgreSQL from
          -- inlining it: convert_from is only STABLE, for the server encoding's sake.
          CREATE OR REPLACE FUNCTION public.timeline_task_media_id(job bytea) RETURNS text
              LANGUAGE sql IMMUTABLE PARALLEL SAFE
              AS $$ SELECT convert_from(job, 'UTF8')::jsonb ->> 'media_file_id' $$;
-         -- Whether a file still has a live task is a lookup, not a parse of every live task's
-         -- payload (the reconciler asks it of each stuck candidate, a media view of each file).
-         CREATE INDEX IF NOT EXISTS timeline_apalis_jobs_media ON apalis.jobs
-             (public.timeline_task_media_id(job))
-             WHERE job_type IN ('hash', 'exif', 'thumbnail', 'video') AND status <> 'Done';
          -- A paused queue's new or rescheduled tasks wait 100 years (see queue_pauses).
          CREATE OR REPLACE FUNCTION public.timeline_hold_paused() RETURNS trigger
              LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
@@ -225,6 +208,100 @@ async fn queue_indexes(pool: &PgPool) -> Result<(), sqlx::Error> {
     .execute(pool)
     .await
     .map(|_| ())
+}
+
+/// Our indexes on `apalis.jobs`: (name, what follows `ON`).
+const QUEUE_INDEXES: &[(&str, &str)] = &[
+    (
+        "timeline_apalis_jobs_live",
+        "apalis.jobs (job_type, status) WHERE status <> 'Done'",
+    ),
+    (
+        "timeline_apalis_jobs_done_at",
+        "apalis.jobs (done_at) WHERE status = 'Done'",
+    ),
+    // The fetch's aged tasks (`apalis.get_jobs`, see lane_fetch), oldest first: read in order
+    // and stopped at the first, where apalis's (job_type, priority, run_at) index made every
+    // fetch sort all of a queue's due bulk tasks.
+    (
+        "timeline_apalis_jobs_due",
+        "apalis.jobs (job_type, run_at) \
+         WHERE status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts)",
+    ),
+    // Whether a file still has a live task is a lookup, not a parse of every live task's
+    // payload (the reconciler asks it of each stuck candidate, a media view of each file).
+    (
+        "timeline_apalis_jobs_media",
+        "apalis.jobs (public.timeline_task_media_id(job)) \
+         WHERE job_type IN ('hash', 'exif', 'thumbnail', 'video') AND status <> 'Done'",
+    ),
+];
+
+/// apalis's first migration made two indexes that later ones repeat: `unique_job_id` is the
+/// primary key again and `lidx` is `idx_apalis_jobs_lock_by` again. Every write of a task
+/// (enqueue, fetch, acknowledgement) kept both up to date for nothing: without them the
+/// queue bench drained 10-11 % more tasks/s (docs/SCALING.md).
+const DUPLICATE_QUEUE_INDEXES: &[&str] = &["unique_job_id", "lidx"];
+
+/// Builds [`QUEUE_INDEXES`] and drops [`DUPLICATE_QUEUE_INDEXES`] `CONCURRENTLY`: on a live
+/// queue of millions of tasks a plain build would hold off every enqueue, fetch and
+/// acknowledgement until it ends; this one lets them run. A build that died half-way (the
+/// process killed, the connection cut) leaves its index invalid, which `IF NOT EXISTS`
+/// would keep forever: an invalid one is dropped and built again. One migrator at a time
+/// per database builds (a session advisory lock, tried, not waited for: a migrator that
+/// waited inside a statement would hold a snapshot the other's build waits out); the
+/// other goes on without, the indexes being only faster paths. Each statement runs on its
+/// own, outside any transaction, as `CONCURRENTLY` requires.
+async fn build_queue_indexes(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let locked: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('timeline_queue_indexes'))")
+            .fetch_one(&mut *conn)
+            .await?;
+    if !locked {
+        tracing::info!("another migrator is building the queue's indexes");
+        return Ok(());
+    }
+    let built = build_queue_indexes_on(&mut conn).await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock(hashtext('timeline_queue_indexes'))")
+        .execute(&mut *conn)
+        .await;
+    built?;
+    unlocked.map(|_| ())
+}
+
+/// [`build_queue_indexes`]'s statements, on the connection holding the lock.
+async fn build_queue_indexes_on(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    // Safe: every name and definition is one of our constants, none comes from outside.
+    for name in DUPLICATE_QUEUE_INDEXES {
+        let sql = format!("DROP INDEX CONCURRENTLY IF EXISTS apalis.{name}");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *conn)
+            .await?;
+    }
+    for (name, on) in QUEUE_INDEXES {
+        let valid: Option<bool> = sqlx::query_scalar(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
+        )
+        .bind(format!("apalis.{name}"))
+        .fetch_optional(&mut *conn)
+        .await?;
+        if valid == Some(true) {
+            continue;
+        }
+        if valid == Some(false) {
+            tracing::warn!(index = name, "rebuilding a queue index left invalid");
+            let sql = format!("DROP INDEX CONCURRENTLY IF EXISTS apalis.{name}");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut *conn)
+                .await?;
+        }
+        let sql = format!("CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {on}");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The API enqueues jobs in its own transaction while running as `timeline_api`, so that role
