@@ -79,17 +79,7 @@ async fn each_step_acknowledges_its_task_in_the_transaction_that_records_it(pool
 /// transaction per task (3.0 measured; 2.0 now, plus heartbeats and empty polls).
 #[sqlx::test(migrations = false)]
 async fn the_bench_acknowledges_each_task_in_its_record(pool: PgPool) {
-    // The migration (~130 transactions) runs on connections of its own, gone before the bench
-    // starts: a backend reports its counts up to a second after its last transaction, and
-    // those would otherwise land in the bench's window, the likelier the busier the machine.
-    let url = url_of(&pool);
-    let migrator = PgPool::connect(&url).await.expect("connect");
-    timeline::db::migrate::run(&migrator)
-        .await
-        .expect("migrate");
-    migrator.close().await;
-    others_gone(&pool).await;
-    let report = bench(&url, &["--tasks", "1000", "--concurrency", "4"]);
+    let report = bench(&pool, &["--tasks", "1000", "--concurrency", "4"]).await;
     assert_eq!(report["tasks"], 1000, "{report}");
     assert_eq!(report["recorded"], 1000, "a record per task: {report}");
     let per_task = report["db_transactions_per_task"].as_f64().unwrap();
@@ -97,11 +87,6 @@ async fn the_bench_acknowledges_each_task_in_its_record(pool: PgPool) {
         (1.0..2.5).contains(&per_task),
         "a fetch and a record per task: {report}"
     );
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(left, 0, "the bench cleans its queue");
 }
 
 /// The batched path: a poll fetches many tasks and the records of the tasks finishing
@@ -109,28 +94,17 @@ async fn the_bench_acknowledges_each_task_in_its_record(pool: PgPool) {
 /// once and acknowledged, in far fewer transactions than tasks.
 #[sqlx::test(migrations = false)]
 async fn the_batched_bench_commits_records_and_acknowledgements_in_groups(pool: PgPool) {
-    let url = url_of(&pool);
-    let migrator = PgPool::connect(&url).await.expect("connect");
-    timeline::db::migrate::run(&migrator)
-        .await
-        .expect("migrate");
-    migrator.close().await;
-    others_gone(&pool).await;
     let report = bench(
-        &url,
+        &pool,
         &["--tasks", "2000", "--batch", "50", "--concurrency", "50"],
-    );
+    )
+    .await;
     assert_eq!(report["tasks"], 2000, "{report}");
     assert_eq!(report["recorded"], 2000, "a record per task: {report}");
     let per_task = report["db_transactions_per_task"].as_f64().unwrap();
     // Unbatched, a task costs two (its fetch and its record): a group of even 4 tasks
     // brings it under a half.
     assert!(per_task < 0.5, "records committed in groups: {report}");
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(left, 0, "the bench cleans its queue");
 }
 
 /// A group's acknowledgement marks `Done` only the tasks their worker still holds, as a single
@@ -187,12 +161,23 @@ async fn a_group_acknowledges_only_the_tasks_its_workers_hold(pool: PgPool) {
     );
 }
 
-/// Runs `timeline-worker bench` with `args` on `url`; its report.
-fn bench(url: &str, args: &[&str]) -> Value {
+/// Migrates `pool`'s database, runs `timeline-worker bench` with `args` on it and checks that
+/// it cleaned its queue; its report.
+async fn bench(pool: &PgPool, args: &[&str]) -> Value {
+    // The migration (~130 transactions) runs on connections of its own, gone before the bench
+    // starts: a backend reports its counts up to a second after its last transaction, and
+    // those would otherwise land in the bench's window, the likelier the busier the machine.
+    let url = url_of(pool);
+    let migrator = PgPool::connect(&url).await.expect("connect");
+    timeline::db::migrate::run(&migrator)
+        .await
+        .expect("migrate");
+    migrator.close().await;
+    others_gone(pool).await;
     let out = Command::new(env!("CARGO_BIN_EXE_timeline-worker"))
         .arg("bench")
         .args(args)
-        .env("DATABASE_URL", url)
+        .env("DATABASE_URL", &url)
         .env("RUST_LOG", "warn")
         .output()
         .expect("run the bench");
@@ -201,6 +186,11 @@ fn bench(url: &str, args: &[&str]) -> Value {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the bench cleans its queue");
     serde_json::from_slice(&out.stdout).expect("one JSON line")
 }
 
