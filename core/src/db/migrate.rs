@@ -51,7 +51,7 @@ pub async fn run(pool: &PgPool) -> Result<(), Error> {
         .await
         .map_err(Error::Queue)?;
     grant_queue_access(pool).await.map_err(Error::Grants)?;
-    queue_indexes(pool).await.map_err(Error::QueueAdditions)?;
+    queue_functions(pool).await.map_err(Error::QueueAdditions)?;
     build_queue_indexes(pool)
         .await
         .map_err(Error::QueueAdditions)?;
@@ -72,7 +72,7 @@ pub async fn run(pool: &PgPool) -> Result<(), Error> {
 ///   after; docs/SCALING.md). The update finds its rows by id (`= ANY(ARRAY(..))`): joined to the
 ///   CTEs, whose row count the planner cannot know, it hashed the whole of `apalis.jobs`,
 ///   finished tasks included, on every fetch of a deep queue. The aged tasks are read in
-///   `run_at` order through `timeline_apalis_jobs_due` (see `queue_indexes`), not sorted from
+///   `run_at` order through `timeline_apalis_jobs_due` (see `QUEUE_INDEXES`), not sorted from
 ///   every bulk task. And it is PL/pgSQL, whose plans a session keeps, where a SQL function's
 ///   body is planned again at every call (PostgreSQL before 18); sequential scans are off
 ///   inside it, so that a plan kept from a new, empty table reads by index too.
@@ -165,7 +165,7 @@ async fn lane_fetch(pool: &PgPool) -> Result<(), sqlx::Error> {
 /// the queue's exist). The indexes themselves are built by [`build_queue_indexes`]. Each
 /// batch here runs as one implicit transaction under an advisory lock, so
 /// processes starting together do not race on the same DDL.
-async fn queue_indexes(pool: &PgPool) -> Result<(), sqlx::Error> {
+async fn queue_functions(pool: &PgPool) -> Result<(), sqlx::Error> {
     sqlx::raw_sql(
         "SELECT pg_advisory_xact_lock(hashtext('timeline_queue_ddl'));
          -- The media file a step's task is for, read from its payload (JSON kept as bytea).
@@ -274,10 +274,7 @@ async fn build_queue_indexes(pool: &PgPool) -> Result<(), sqlx::Error> {
 async fn build_queue_indexes_on(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
     // Safe: every name and definition is one of our constants, none comes from outside.
     for name in DUPLICATE_QUEUE_INDEXES {
-        let sql = format!("DROP INDEX CONCURRENTLY IF EXISTS apalis.{name}");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut *conn)
-            .await?;
+        drop_queue_index(conn, name).await?;
     }
     for (name, on) in QUEUE_INDEXES {
         let valid: Option<bool> = sqlx::query_scalar(
@@ -291,10 +288,7 @@ async fn build_queue_indexes_on(conn: &mut sqlx::PgConnection) -> Result<(), sql
         }
         if valid == Some(false) {
             tracing::warn!(index = name, "rebuilding a queue index left invalid");
-            let sql = format!("DROP INDEX CONCURRENTLY IF EXISTS apalis.{name}");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut *conn)
-                .await?;
+            drop_queue_index(conn, name).await?;
         }
         let sql = format!("CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {on}");
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
@@ -302,6 +296,16 @@ async fn build_queue_indexes_on(conn: &mut sqlx::PgConnection) -> Result<(), sql
             .await?;
     }
     Ok(())
+}
+
+/// Drops index `name` of the `apalis` schema, if it exists, without locking out writes.
+async fn drop_queue_index(conn: &mut sqlx::PgConnection, name: &str) -> Result<(), sqlx::Error> {
+    // Safe: `name` is one of our constants, never outside input.
+    let sql = format!("DROP INDEX CONCURRENTLY IF EXISTS apalis.{name}");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 /// The API enqueues jobs in its own transaction while running as `timeline_api`, so that role
