@@ -40,6 +40,14 @@ pub struct Current {
     pub acked: Acked,
 }
 
+impl Current {
+    /// Its acknowledgement committed with its step's results: apalis need not acknowledge
+    /// the task again.
+    pub fn committed(&self) {
+        self.acked.insert(self.task_id.clone());
+    }
+}
+
 tokio::task_local! {
     static CURRENT: Current;
 }
@@ -58,7 +66,7 @@ impl Written {
     /// The transaction committed: apalis need not acknowledge the task again.
     pub fn committed(self) {
         if let Some(c) = self.0 {
-            c.acked.insert(c.task_id);
+            c.committed();
         }
     }
 }
@@ -106,7 +114,7 @@ pub async fn commit_done_many(
     tx.commit().await?;
     let done: HashSet<String> = done.into_iter().collect();
     for task in tasks.iter().filter(|t| done.contains(&t.task_id)) {
-        task.acked.insert(task.task_id.clone());
+        task.committed();
     }
     Ok(())
 }

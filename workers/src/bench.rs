@@ -2,7 +2,7 @@
 //! ceiling, measured through the real pools. N no-op tasks go to a scratch queue; one apalis
 //! pool (or F side by side) drains them with the settings of the real ones (heartbeat, orphan
 //! sweep, the fetch that locks) and, as a real step does, records each task in its own
-//! transaction, which acknowledges it. With `--batch B` (B > 1) it is the queue's batched
+//! transaction, which acknowledges it: one statement that does both. With `--batch B` (B > 1) it is the queue's batched
 //! path: a poll fetches B tasks and the records of the tasks finishing together commit in
 //! one transaction with their acknowledgements (`crate::group_commit`). It prints one JSON line:
 //! tasks, seconds, tasks per second and PostgreSQL transactions per task (the database's
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use apalis::prelude::*;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use timeline_core::db::bench::record_acknowledged;
 
 use crate::ack::{self, Acked};
 use crate::backend::StepStorage;
@@ -69,6 +70,8 @@ struct Bench {
     pool: PgPool,
     table: String,
     acked: Acked,
+    /// Whether `pool` goes through a transaction pooler.
+    pooled: bool,
     /// The batched path's writer (`--batch` above 1).
     group: Option<GroupCommit<Finished>>,
 }
@@ -160,6 +163,7 @@ async fn drain(
         pool: pool.clone(),
         table: table.to_owned(),
         acked: acked.clone(),
+        pooled,
         group,
     });
     let (pool, batch) = (pool.clone(), args.batch);
@@ -177,12 +181,7 @@ async fn drain(
             .build(handle)
     };
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let watcher = tokio::spawn(wait_drained(
-        session.clone(),
-        queue.to_owned(),
-        args.tasks,
-        done_tx,
-    ));
+    let watcher = tokio::spawn(wait_drained(session.clone(), queue.to_owned(), done_tx));
     let mut monitor = Monitor::new();
     for fetcher in 0..args.fetchers {
         let build = build.clone();
@@ -225,7 +224,8 @@ async fn enqueue(pool: &PgPool, queue: &str, n: u64) -> Result<(), Error> {
 }
 
 /// The step record of a real step, for a no-op task: one transaction, which acknowledges the
-/// task as a real step's final transaction does (see `crate::ack`).
+/// task as a real step's final transaction does (see `crate::ack`); unbatched, a single
+/// statement that records and acknowledges.
 async fn handle(
     task: BenchTask,
     ctx: Data<Arc<Bench>>,
@@ -249,12 +249,23 @@ async fn handle(
             .await?;
         return Ok(());
     }
-    let record = async {
+    let (table, key) = (
+        &ctx.table,
+        (current.task_id.as_str(), current.worker.as_str()),
+    );
+    let done = if ctx.pooled {
+        // Behind a transaction pooler a statement outside a transaction may be parsed on one
+        // server connection and run on another (see `backend`'s `fetch_next`).
         let mut tx = ctx.pool.begin().await?;
-        timeline_core::db::bench::record(&mut tx, &ctx.table, task.n, attempt).await?;
-        ack::commit_done(tx).await
+        let done = record_acknowledged(&mut *tx, table, (task.n, attempt), key).await?;
+        tx.commit().await?;
+        done
+    } else {
+        record_acknowledged(&ctx.pool, table, (task.n, attempt), key).await?
     };
-    ack::scope(current, record).await?;
+    if done {
+        current.committed();
+    }
     Ok(())
 }
 
@@ -280,14 +291,13 @@ fn group_writer(pool: PgPool, table: String, max: usize) -> GroupCommit<Finished
 async fn wait_drained(
     session: PgPool,
     queue: String,
-    n: u64,
     done: tokio::sync::oneshot::Sender<()>,
 ) -> Result<i64, Error> {
     let mut polls = 0;
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
         polls += 1;
-        if timeline_core::db::bench::acknowledged(&session, &queue).await? >= n {
+        if timeline_core::db::bench::drained(&session, &queue).await? {
             let _ = done.send(());
             return Ok(polls);
         }

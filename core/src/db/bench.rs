@@ -5,6 +5,10 @@
 
 use sqlx::{PgConnection, PgExecutor};
 
+/// A record written again (a redelivered task) takes the new attempt.
+const UPSERT: &str =
+    "ON CONFLICT (n) DO UPDATE SET attempt = EXCLUDED.attempt, recorded_at = now()";
+
 /// Creates the run's step table (unlogged: it is scratch).
 pub async fn create_table(db: impl PgExecutor<'_>, table: &str) -> Result<(), sqlx::Error> {
     let sql = format!(
@@ -17,35 +21,43 @@ pub async fn create_table(db: impl PgExecutor<'_>, table: &str) -> Result<(), sq
 }
 
 /// Records task `n`'s step, as a real step records its own (idempotent: a redelivered task
-/// updates its row).
-pub async fn record(
-    conn: &mut PgConnection,
+/// updates its row) and acknowledges the task, in one statement outside any transaction: the
+/// final transaction of a step that writes one statement, `db::queue::ACKNOWLEDGE_DONE` its
+/// `WITH` clause. Both commit together, as in any step's final transaction, in one round trip
+/// instead of four (`BEGIN`, record, acknowledgement, `COMMIT`). The record is written
+/// whether or not `worker` still holds the task; returns whether the task was marked `Done`.
+pub async fn record_acknowledged(
+    db: impl PgExecutor<'_>,
     table: &str,
-    n: u64,
-    attempt: i32,
-) -> Result<(), sqlx::Error> {
+    (n, attempt): (u64, i32),
+    (task_id, worker): (&str, &str),
+) -> Result<bool, sqlx::Error> {
     let sql = format!(
-        "INSERT INTO {} (n, attempt) VALUES ($1, $2) \
-         ON CONFLICT (n) DO UPDATE SET attempt = EXCLUDED.attempt, recorded_at = now()",
+        "WITH done AS ({} RETURNING id), \
+         record AS (INSERT INTO {} (n, attempt) VALUES ($4, $3) {UPSERT}) \
+         SELECT count(*) FROM done",
+        super::queue::ACKNOWLEDGE_DONE,
         ident(table)
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(i64::try_from(n).unwrap_or(i64::MAX))
+    let done: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(task_id)
+        .bind(worker)
         .bind(attempt)
-        .execute(conn)
+        .bind(i64::try_from(n).unwrap_or(i64::MAX))
+        .fetch_one(db)
         .await?;
-    Ok(())
+    Ok(done == 1)
 }
 
-/// [`record`] for many tasks in one statement: (n, attempt) pairs, each `n` at most once.
+/// The records of many tasks in one statement, on the caller's transaction (a group
+/// commit's): (n, attempt) pairs, each `n` at most once.
 pub async fn record_many(
     conn: &mut PgConnection,
     table: &str,
     tasks: &[(u64, i32)],
 ) -> Result<(), sqlx::Error> {
     let sql = format!(
-        "INSERT INTO {} (n, attempt) SELECT * FROM unnest($1::int8[], $2::int4[]) \
-         ON CONFLICT (n) DO UPDATE SET attempt = EXCLUDED.attempt, recorded_at = now()",
+        "INSERT INTO {} (n, attempt) SELECT * FROM unnest($1::int8[], $2::int4[]) {UPSERT}",
         ident(table)
     );
     let ns: Vec<i64> = tasks
@@ -70,15 +82,17 @@ pub async fn recorded(db: impl PgExecutor<'_>, table: &str) -> Result<u64, sqlx:
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-/// Tasks of `queue` acknowledged so far.
-pub async fn acknowledged(db: impl PgExecutor<'_>, queue: &str) -> Result<u64, sqlx::Error> {
-    let n = sqlx::query_scalar!(
-        r#"SELECT count(*) AS "n!" FROM apalis.jobs WHERE job_type = $1 AND status = 'Done'"#,
+/// Whether every task of `queue` is acknowledged: none is left that is not `Done`. One probe
+/// of the live-task index, which stops at the first live task, so polling it costs nothing
+/// that grows with the tasks done (a count of them read them all at every poll).
+pub async fn drained(db: impl PgExecutor<'_>, queue: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT NOT EXISTS (SELECT 1 FROM apalis.jobs WHERE job_type = $1 AND status <> 'Done')
+           AS "drained!""#,
         queue
     )
     .fetch_one(db)
-    .await?;
-    Ok(u64::try_from(n).unwrap_or(0))
+    .await
 }
 
 /// Transactions the current database has committed or rolled back, as reported so far.

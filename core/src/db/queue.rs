@@ -47,18 +47,30 @@ pub async fn acknowledge_done(
     worker: &str,
     attempt: i32,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        r#"UPDATE apalis.jobs
-           SET status = 'Done', attempts = $3, last_result = '{"Ok": null}'::jsonb, done_at = now()
-           WHERE id = $1 AND lock_by = $2"#,
-    )
-    .bind(task_id)
-    .bind(worker)
-    .bind(attempt)
-    .execute(conn)
-    .await?;
+    let done = sqlx::query(ACKNOWLEDGE_DONE)
+        .bind(task_id)
+        .bind(worker)
+        .bind(attempt)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// What apalis-postgres's acknowledgement of a step that returned nothing sets, but the
+/// attempt: one text for each statement that acknowledges.
+macro_rules! done_set {
+    () => {
+        r#"status = 'Done', last_result = '{"Ok": null}'::jsonb, done_at = now()"#
+    };
+}
+
+/// [`acknowledge_done`]'s statement: task id `$1`, worker `$2`, attempt `$3`. Public so that
+/// a one-statement step can carry it as a `WITH` clause (`db::bench::record_acknowledged`).
+pub const ACKNOWLEDGE_DONE: &str = concat!(
+    "UPDATE apalis.jobs SET ",
+    done_set!(),
+    ", attempts = $3 WHERE id = $1 AND lock_by = $2"
+);
 
 /// [`acknowledge_done`] for many tasks in one statement, each guarded by its own holder: the
 /// final transaction of a group of steps committed together (`timeline-worker bench --batch`).
@@ -70,14 +82,14 @@ pub async fn acknowledge_done_many(
     let ids: Vec<&str> = tasks.iter().map(|t| t.0.as_str()).collect();
     let workers: Vec<&str> = tasks.iter().map(|t| t.1.as_str()).collect();
     let attempts: Vec<i32> = tasks.iter().map(|t| t.2).collect();
-    sqlx::query_scalar(
-        r#"UPDATE apalis.jobs AS j
-           SET status = 'Done', attempts = t.attempt, last_result = '{"Ok": null}'::jsonb,
-               done_at = now()
+    sqlx::query_scalar(concat!(
+        "UPDATE apalis.jobs AS j SET ",
+        done_set!(),
+        ", attempts = t.attempt
            FROM unnest($1::text[], $2::text[], $3::int4[]) AS t(id, worker, attempt)
            WHERE j.id = t.id AND j.lock_by = t.worker
-           RETURNING j.id"#,
-    )
+           RETURNING j.id"
+    ))
     .bind(ids)
     .bind(workers)
     .bind(attempts)

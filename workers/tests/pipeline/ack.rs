@@ -10,7 +10,10 @@ use sqlx::PgPool;
 
 use timeline_workers::ack::{Acked, Current, commit_done_many};
 
+use timeline::db::bench as bench_db;
+
 use crate::common::{TestApp, fixtures, url_of};
+use crate::pooler::Bouncer;
 
 /// The queue rows of a file's step tasks, once none is live: (queue, status, attempts,
 /// last_result, lock holder left, worker that finished it, done_at = the step record's time).
@@ -113,24 +116,8 @@ async fn the_batched_bench_commits_records_and_acknowledgements_in_groups(pool: 
 #[sqlx::test(migrations = false)]
 async fn a_group_acknowledges_only_the_tasks_its_workers_hold(pool: PgPool) {
     timeline::db::migrate::run(&pool).await.expect("migrate");
-    sqlx::query(
-        "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen)
-         VALUES ('w-a', 'group-test', 'PgStorage', '', now()), ('w-b', 'group-test', 'PgStorage', '', now())",
-    )
-    .execute(&pool)
-    .await
-    .expect("register the workers");
-    for (id, holder) in [("t1", "w-a"), ("t2", "w-a"), ("t3", "w-b")] {
-        sqlx::query(
-            "INSERT INTO apalis.jobs (job, id, job_type, status, attempts, max_attempts, lock_by, lock_at)
-             VALUES (convert_to('{}', 'UTF8'), $1, 'group-test', 'Running', 1, 5, $2, now())",
-        )
-        .bind(id)
-        .bind(holder)
-        .execute(&pool)
-        .await
-        .expect("insert a task");
-    }
+    let tasks = [("t1", "w-a"), ("t2", "w-a"), ("t3", "w-b")];
+    insert_tasks(&pool, "group-test", &tasks).await;
     let acked = Acked::default();
     let current = |id: &str| Current {
         task_id: id.to_owned(),
@@ -143,12 +130,7 @@ async fn a_group_acknowledges_only_the_tasks_its_workers_hold(pool: PgPool) {
     commit_done_many(tx, &tasks)
         .await
         .expect("commit the group");
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT id, status FROM apalis.jobs WHERE job_type = 'group-test' ORDER BY id",
-    )
-    .fetch_all(&pool)
-    .await
-    .expect("read the tasks");
+    let rows = statuses(&pool, "group-test").await;
     let rows: Vec<(&str, &str)> = rows.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     assert_eq!(rows, [("t1", "Done"), ("t2", "Done"), ("t3", "Running")]);
     assert!(
@@ -161,9 +143,97 @@ async fn a_group_acknowledges_only_the_tasks_its_workers_hold(pool: PgPool) {
     );
 }
 
+/// The unbatched bench behind a real transaction pooler (PgBouncer 1.18, which fails any
+/// statement run outside a transaction there): its one-statement record and acknowledgement
+/// goes in a transaction of its own, and every task is recorded and acknowledged.
+#[sqlx::test(migrations = false)]
+async fn the_bench_drains_behind_a_transaction_pooler(pool: PgPool) {
+    let bouncer = Bouncer::start(4);
+    let url = url_of(&pool);
+    let pooled = bouncer.url_for(&url);
+    let envs = [
+        ("DATABASE_URL", pooled.as_str()),
+        ("DATABASE_SESSION_URL", &url),
+    ];
+    let report = bench_with(&pool, &["--tasks", "300", "--concurrency", "4"], &envs).await;
+    assert_eq!(report["pooled"], true, "{report}");
+    assert_eq!(report["recorded"], 300, "a record per task: {report}");
+    assert!(
+        !bouncer.log().contains("prepared statement"),
+        "{}",
+        bouncer.log()
+    );
+}
+
+/// The unbatched record: one statement records the step and marks the task `Done` only while
+/// its worker holds it; a task another worker holds is recorded and left to apalis.
+#[sqlx::test(migrations = false)]
+async fn one_statement_records_a_step_and_acknowledges_only_a_held_task(pool: PgPool) {
+    timeline::db::migrate::run(&pool).await.expect("migrate");
+    insert_tasks(&pool, "one-test", &[("t1", "w-a"), ("t2", "w-b")]).await;
+    let table = "bench_steps_one_test";
+    bench_db::create_table(&pool, table).await.expect("table");
+    let held = bench_db::record_acknowledged(&pool, table, (1, 1), ("t1", "w-a")).await;
+    let other = bench_db::record_acknowledged(&pool, table, (2, 1), ("t2", "w-a")).await;
+    assert_eq!((held.ok(), other.ok()), (Some(true), Some(false)));
+    assert_eq!(
+        statuses(&pool, "one-test").await,
+        [
+            ("t1".into(), "Done".into()),
+            ("t2".into(), "Running".into())
+        ]
+    );
+    assert_eq!(bench_db::recorded(&pool, table).await.ok(), Some(2));
+    // Again, as a step run twice would: still one record each, and a task already `Done`
+    // (its holder released) is not marked again.
+    let again = bench_db::record_acknowledged(&pool, table, (1, 2), ("t1", "w-a")).await;
+    assert_eq!(again.ok(), Some(false));
+    assert_eq!(bench_db::recorded(&pool, table).await.ok(), Some(2));
+}
+
+/// Registers workers `w-a` and `w-b` of `queue` and inserts tasks there, `Running` and held by
+/// the worker named with each.
+async fn insert_tasks(pool: &PgPool, queue: &str, tasks: &[(&str, &str)]) {
+    sqlx::query(
+        "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen)
+         VALUES ('w-a', $1, 'PgStorage', '', now()), ('w-b', $1, 'PgStorage', '', now())",
+    )
+    .bind(queue)
+    .execute(pool)
+    .await
+    .expect("register the workers");
+    for (id, holder) in tasks {
+        sqlx::query(
+            "INSERT INTO apalis.jobs (job, id, job_type, status, attempts, max_attempts, lock_by, lock_at)
+             VALUES (convert_to('{}', 'UTF8'), $1, $3, 'Running', 1, 5, $2, now())",
+        )
+        .bind(id)
+        .bind(holder)
+        .bind(queue)
+        .execute(pool)
+        .await
+        .expect("insert a task");
+    }
+}
+
+/// The (id, status) of `queue`'s tasks, by id.
+async fn statuses(pool: &PgPool, queue: &str) -> Vec<(String, String)> {
+    sqlx::query_as("SELECT id, status FROM apalis.jobs WHERE job_type = $1 ORDER BY id")
+        .bind(queue)
+        .fetch_all(pool)
+        .await
+        .expect("read the tasks")
+}
+
 /// Migrates `pool`'s database, runs `timeline-worker bench` with `args` on it and checks that
 /// it cleaned its queue; its report.
 async fn bench(pool: &PgPool, args: &[&str]) -> Value {
+    bench_with(pool, args, &[]).await
+}
+
+/// [`bench`] with `envs` set for the bench's process (after `DATABASE_URL`, which they may
+/// replace).
+async fn bench_with(pool: &PgPool, args: &[&str], envs: &[(&str, &str)]) -> Value {
     // The migration (~130 transactions) runs on connections of its own, gone before the bench
     // starts: a backend reports its counts up to a second after its last transaction, and
     // those would otherwise land in the bench's window, the likelier the busier the machine.
@@ -178,6 +248,7 @@ async fn bench(pool: &PgPool, args: &[&str]) -> Value {
         .arg("bench")
         .args(args)
         .env("DATABASE_URL", &url)
+        .envs(envs.iter().copied())
         .env("RUST_LOG", "warn")
         .output()
         .expect("run the bench");
