@@ -2,9 +2,10 @@
 //! ceiling, measured through the real pools. N no-op tasks go to a scratch queue; one apalis
 //! pool (or F side by side) drains them with the settings of the real ones (heartbeat, orphan
 //! sweep, the fetch that locks) and, as a real step does, records each task in its own
-//! transaction, which acknowledges it: one statement that does both. With `--batch B` (B > 1) it is the queue's batched
-//! path: a poll fetches B tasks and the records of the tasks finishing together commit in
-//! one transaction with their acknowledgements (`crate::group_commit`). It prints one JSON line:
+//! transaction, which acknowledges it: one statement that does both. With `--batch B` (B > 1)
+//! it is the queue's batched path: a poll fetches B tasks and the records of the tasks
+//! finishing together commit in one transaction with their acknowledgements
+//! (`crate::group_commit`). It prints one JSON line:
 //! tasks, seconds, tasks per second and PostgreSQL transactions per task (the database's
 //! `pg_stat_database` counters over the drain, less the bench's own polling).
 //!
