@@ -173,9 +173,11 @@ async fn one_statement_records_a_step_and_acknowledges_only_a_held_task(pool: Pg
     insert_tasks(&pool, "one-test", &[("t1", "w-a"), ("t2", "w-b")]).await;
     let table = "bench_steps_one_test";
     bench_db::create_table(&pool, table).await.expect("table");
-    let held = bench_db::record_acknowledged(&pool, table, (1, 1), ("t1", "w-a")).await;
-    let other = bench_db::record_acknowledged(&pool, table, (2, 1), ("t2", "w-a")).await;
-    assert_eq!((held.ok(), other.ok()), (Some(true), Some(false)));
+    let record =
+        |n, attempt, task| bench_db::record_acknowledged(&pool, table, (n, attempt), (task, "w-a"));
+    let held = record(1, 1, "t1").await.expect("record t1");
+    let other = record(2, 1, "t2").await.expect("record t2");
+    assert_eq!((held, other), (true, false));
     assert_eq!(
         statuses(&pool, "one-test").await,
         [
@@ -183,12 +185,13 @@ async fn one_statement_records_a_step_and_acknowledges_only_a_held_task(pool: Pg
             ("t2".into(), "Running".into())
         ]
     );
-    assert_eq!(bench_db::recorded(&pool, table).await.ok(), Some(2));
+    let recorded = || bench_db::recorded(&pool, table);
+    assert_eq!(recorded().await.expect("count the records"), 2);
     // Again, as a step run twice would: still one record each, and a task already `Done`
     // (its holder released) is not marked again.
-    let again = bench_db::record_acknowledged(&pool, table, (1, 2), ("t1", "w-a")).await;
-    assert_eq!(again.ok(), Some(false));
-    assert_eq!(bench_db::recorded(&pool, table).await.ok(), Some(2));
+    let again = record(1, 2, "t1").await.expect("record t1 again");
+    assert!(!again, "t1 is already Done");
+    assert_eq!(recorded().await.expect("count the records"), 2);
 }
 
 /// Registers workers `w-a` and `w-b` of `queue` and inserts tasks there, `Running` and held by
