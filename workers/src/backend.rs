@@ -2,7 +2,8 @@
 //! queries this calls), with one change: a completion event of a task that its step already
 //! acknowledged in its final transaction (see `ack`) is dropped, so a finished task costs the
 //! database no transaction of its own. Every other event (a failure, a retry, a task no step
-//! acknowledged) goes to apalis's acknowledgement as before.
+//! acknowledged) goes to apalis's acknowledgement as before. And a fetch takes as many tasks
+//! as the pool has free slots, not a fixed batch (see `StepPersistence::demand`).
 //!
 //! Written here, not configured, because apalis-postgres keeps its persistence type private;
 //! this mirrors its `backend.rs` and `persistence.rs` (compare them on an apalis upgrade,
@@ -49,13 +50,15 @@ impl<Args> Clone for StepStorage<Args> {
 }
 
 impl<Args> StepStorage<Args> {
-    /// The backend of a pool with `config`; `acked` is shared with the steps' tasks;
-    /// `pooled` says whether `pool` goes through a transaction pooler.
-    pub fn new(pool: &PgPool, config: Config, acked: Acked, pooled: bool) -> Self {
+    /// The backend of a pool with `config` and `slots` tasks in flight at most; `acked` is
+    /// shared with the steps' tasks; `pooled` says whether `pool` goes through a transaction
+    /// pooler.
+    pub fn new(pool: &PgPool, config: Config, slots: usize, acked: Acked, pooled: bool) -> Self {
         Self {
             persistence: Persisted::new(StepPersistence {
                 pool: pool.clone(),
                 config,
+                slots,
                 acked,
                 pooled,
             }),
@@ -129,9 +132,29 @@ impl<Args> WireFormatBackend for StepStorage<Args> {
 struct StepPersistence {
     pool: PgPool,
     config: Config,
+    /// The pool's slots: tasks it runs at once.
+    slots: usize,
     acked: Acked,
     /// Through a transaction pooler: see `fetch_next`.
     pooled: bool,
+}
+
+impl StepPersistence {
+    /// This fetch's settings: as many tasks as the pool has slots free, at most the configured
+    /// batch (Oban's producers fetch the same way: their limit less what runs). apalis asks for
+    /// the next task only once a slot is free, so every task fetched starts at once: none is
+    /// held locked to this pool while an upload that arrives meanwhile waits (a fixed batch
+    /// of `slots` did that, see `pools::config`). And the slots that free while one fetch runs
+    /// are filled by the next in one statement, where a fetch of one task at a time bounded a
+    /// pool at one round trip per task. apalis counts a task in flight from the moment a slot
+    /// takes it until just before the slot is given back, so a fetch can at most take a task
+    /// whose slot is being given back in that instant.
+    fn demand(&self, worker: &WorkerContext) -> Config {
+        let free = self.slots.saturating_sub(worker.task_count()).max(1);
+        let mut config = self.config.clone();
+        config.batch_size = free.min(self.config.batch_size).max(1);
+        config
+    }
 }
 
 impl Persistence for StepPersistence {
@@ -180,12 +203,13 @@ impl Persistence for StepPersistence {
         // sqlx's unnamed statement (the pooler allows no named ones) is parsed and executed in
         // two exchanges, which the pooler may send to two server connections outside a
         // transaction.
+        let config = self.demand(worker);
         if !self.pooled {
             let mut conn = self.pool.acquire().await?;
-            return queries::fetch_next(&mut *conn, &self.config, worker).await;
+            return queries::fetch_next(&mut *conn, &config, worker).await;
         }
         let mut tx = self.pool.begin().await?;
-        let tasks = queries::fetch_next(&mut *tx, &self.config, worker).await?;
+        let tasks = queries::fetch_next(&mut *tx, &config, worker).await?;
         tx.commit().await?;
         Ok(tasks)
     }

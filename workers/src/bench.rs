@@ -1,10 +1,11 @@
 //! `timeline-worker bench --tasks N [--concurrency C] [--batch B] [--fetchers F]`: the queue's
 //! ceiling, measured through the real pools. N no-op tasks go to a scratch queue; one apalis
 //! pool (or F side by side) drains them with the settings of the real ones (heartbeat, orphan
-//! sweep, the fetch that locks) and, as a real step does, records each task in its own
-//! transaction, which acknowledges it: one statement that does both. With `--batch B` (B > 1)
-//! it is the queue's batched path: a poll fetches B tasks and the records of the tasks
-//! finishing together commit in one transaction with their acknowledgements
+//! sweep, the fetch that locks and takes as many tasks as the pool has slots free) and, as a
+//! real step does, records each task in its own transaction, which acknowledges it: one
+//! statement that does both. With `--batch B` (B > 1) it is the queue's batched path: a poll
+//! fetches up to B tasks and the records of the tasks finishing together commit in one
+//! transaction with their acknowledgements
 //! (`crate::group_commit`). It prints one JSON line:
 //! tasks, seconds, tasks per second and PostgreSQL transactions per task (the database's
 //! `pg_stat_database` counters over the drain, less the bench's own polling).
@@ -33,9 +34,11 @@ pub struct BenchArgs {
     /// Tasks in flight at once (default: the number of CPUs).
     #[arg(long)]
     pub concurrency: Option<usize>,
-    /// Tasks fetched per poll (the real pools fetch 1: see `pools::config`). Above 1, the
-    /// records of the tasks finishing together commit in one transaction, each task's with
-    /// its acknowledgement (a group commit); at 1, each task's in a transaction of its own.
+    /// At 1 (the default), the real pools' way: a fetch takes as many tasks as the pool has
+    /// slots free (see `backend`), and each task's record commits in a transaction of its
+    /// own. Above 1, the batched path: a fetch takes up to this many tasks, and the records
+    /// of the tasks finishing together commit in one transaction, each task's with its
+    /// acknowledgement (a group commit).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
     /// Pools draining the queue side by side, the slots shared out among them: each pool
@@ -171,8 +174,11 @@ async fn drain(
     let name = queue.to_owned();
     let slots = concurrency.div_ceil(args.fetchers);
     let build = move |fetcher: usize, restarts: usize| {
-        let config = crate::pools::config(&name).batch_size(batch);
-        let backend = StepStorage::<BenchTask>::new(&pool, config, acked.clone(), pooled)
+        let mut config = crate::pools::config(&name, slots);
+        if batch > 1 {
+            config.batch_size = batch;
+        }
+        let backend = StepStorage::<BenchTask>::new(&pool, config, slots, acked.clone(), pooled)
             .poll_with_strategy(Strategy::new().interval(POLL_INTERVAL / 20));
         WorkerBuilder::new(format!("{name}-{fetcher}-{restarts}"))
             .backend(backend)

@@ -66,7 +66,9 @@ async fn handle(
 pub fn register(monitor: Monitor, ctx: &Arc<Context>, concurrency: usize) -> Monitor {
     let ctx = ctx.clone();
     monitor.register(move |restarts| {
-        let config = crate::pools::config(LIBRARY_QUEUE);
+        // apalis's own backend fetches a fixed batch, free slots or not: one task at a time,
+        // so that no export waits locked to a pool whose slots are all busy.
+        let config = crate::pools::config(LIBRARY_QUEUE, 1);
         let backend = PostgresStorage::<LibraryTask>::new(&ctx.pool)
             .with_config(config)
             .poll_with_strategy(Strategy::new().interval(POLL_INTERVAL));

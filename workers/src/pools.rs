@@ -46,15 +46,16 @@ enum PoolKind {
     Express,
 }
 
-/// Every pool's queue settings (the bench's too, with its own batch size).
-pub(crate) fn config(pool: &str) -> Config {
-    // One task per fetch: a task fetched is locked to this pool until a slot frees, so a
-    // deeper prefetch would hold bulk tasks ahead of an upload that arrives meanwhile
-    // (measured with scripts/bench-priority.sh: import 1.26 → 1.31 images/s, upload p50
-    // 3.07 → 2.93 s against a batch of `concurrency`).
+/// Every pool's queue settings (the bench's too), for a pool of `slots` slots.
+pub fn config(pool: &str, slots: usize) -> Config {
+    // A fetch takes no more tasks than there are slots free (`backend`'s
+    // `StepPersistence::demand`), whatever the batch size: a task fetched is locked to this
+    // pool until a slot frees, so a prefetch beyond the free slots would hold bulk tasks ahead
+    // of an upload that arrives meanwhile (measured with scripts/bench-priority.sh: import
+    // 1.26 → 1.31 images/s, upload p50 3.07 → 2.93 s, a batch of `concurrency` against 1).
     Config::default()
         .queue(pool)
-        .batch_size(1)
+        .batch_size(slots.max(1))
         .heartbeat_interval(HEARTBEAT)
         .missed_heartbeats(MISSED_HEARTBEATS)
         // The fetch itself marks a task `Running` (`apalis.get_jobs` as
@@ -68,8 +69,8 @@ pub(crate) fn config(pool: &str) -> Config {
 /// `timeline_core::db::migrate::lane_fetch`) and is woken only by interactive tasks.
 fn backend(
     ctx: &Context,
-    step: Step,
-    kind: PoolKind,
+    (step, kind): (Step, PoolKind),
+    slots: usize,
     wakers: &Wakers,
 ) -> PollWith<StepStorage<MediaTask>, Strategy> {
     let (queue, lane) = match kind {
@@ -79,7 +80,8 @@ fn backend(
     let wake = Strategy::new()
         .stream(wakers.stream(step, lane))
         .interval(POLL_INTERVAL);
-    StepStorage::<MediaTask>::new(&ctx.pool, config(&queue), ctx.acked.clone(), ctx.pooled)
+    let config = config(&queue, slots);
+    StepStorage::<MediaTask>::new(&ctx.pool, config, slots, ctx.acked.clone(), ctx.pooled)
         .poll_with_strategy(wake)
 }
 
@@ -251,7 +253,7 @@ fn register(
             PoolKind::Regular => step.queue().to_owned(),
             PoolKind::Express => step.express_pool(),
         };
-        let backend = backend(&ctx, step, kind, &wakers);
+        let backend = backend(&ctx, (step, kind), concurrency, &wakers);
         WorkerBuilder::new(worker_name(&name, restarts))
             .backend(backend)
             .data(ctx.clone())

@@ -17,6 +17,7 @@ mod db_restart;
 mod erasure;
 mod exports;
 mod fairness;
+mod fetch_demand;
 mod hostile;
 mod http_hygiene;
 mod imports;
