@@ -821,8 +821,9 @@ async fn a_files_live_task_is_found_through_an_index_not_a_parse_of_the_queue(po
 }
 
 /// Every write of a task keeps each of the queue's indexes up to date, so none may repeat
-/// another (apalis's first migration made two that later ones repeat). Migrating twice keeps
-/// it so: the second run finds nothing to drop and re-creates nothing.
+/// another (apalis's first migration made two that later ones repeat), and the `lock_by`
+/// index holds only tasks someone holds. Migrating twice keeps it so: the second run finds
+/// nothing to drop and re-creates nothing.
 #[sqlx::test(migrations = false)]
 async fn the_queue_table_keeps_no_duplicate_index(pool: PgPool) {
     migrate(&pool).await;
@@ -846,12 +847,39 @@ async fn the_queue_table_keeps_no_duplicate_index(pool: PgPool) {
     .fetch_all(&pool)
     .await
     .unwrap();
-    for wanted in ["apalis.jobs_pkey", "apalis.idx_apalis_jobs_lock_by"] {
+    for wanted in ["apalis.jobs_pkey", "apalis.timeline_apalis_jobs_lock_by"] {
         assert!(
             names.iter().any(|n| n == wanted),
             "{wanted} missing: {names:?}"
         );
     }
+    assert!(
+        !names.iter().any(|n| n == "apalis.idx_apalis_jobs_lock_by"),
+        "apalis's lock_by index gives way to ours: {names:?}"
+    );
+    // apalis reads a worker's tasks by `lock_by = $worker` (its acknowledgement, its sweeps):
+    // a plan made for any worker, as a prepared statement's generic plan is, can read the
+    // index that leaves out the tasks nobody holds.
+    let mut tx = pool.begin().await.unwrap();
+    for sql in [
+        "SET LOCAL enable_seqscan = off",
+        "SET LOCAL plan_cache_mode = force_generic_plan",
+        "PREPARE held(text) AS SELECT id FROM apalis.jobs WHERE lock_by = $1",
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    let plan: Vec<String> = sqlx::query_scalar("EXPLAIN EXECUTE held('w1')")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert!(
+        plan.iter()
+            .any(|l| l.contains("timeline_apalis_jobs_lock_by")),
+        "{plan:?}"
+    );
 }
 
 /// The queue's indexes are built `CONCURRENTLY` (a plain build would hold off every write of
@@ -883,6 +911,7 @@ async fn migrate_builds_again_a_queue_index_left_invalid(pool: PgPool) {
             "apalis.timeline_apalis_jobs_done_at",
             "apalis.timeline_apalis_jobs_due",
             "apalis.timeline_apalis_jobs_live",
+            "apalis.timeline_apalis_jobs_lock_by",
             "apalis.timeline_apalis_jobs_media"
         ]
     );

@@ -50,10 +50,17 @@ impl<Args> Clone for StepStorage<Args> {
 }
 
 impl<Args> StepStorage<Args> {
-    /// The backend of a pool with `config` and `slots` tasks in flight at most; `acked` is
-    /// shared with the steps' tasks; `pooled` says whether `pool` goes through a transaction
-    /// pooler.
-    pub fn new(pool: &PgPool, config: Config, slots: usize, acked: Acked, pooled: bool) -> Self {
+    /// The backend of a pool with `config`. With `slots` (the pool's tasks in flight at
+    /// most), a fetch takes only as many tasks as are free of them; without, always the
+    /// configured batch (the bench's batched path). `acked` is shared with the steps' tasks;
+    /// `pooled` says whether `pool` goes through a transaction pooler.
+    pub fn new(
+        pool: &PgPool,
+        config: Config,
+        slots: Option<usize>,
+        acked: Acked,
+        pooled: bool,
+    ) -> Self {
         Self {
             persistence: Persisted::new(StepPersistence {
                 pool: pool.clone(),
@@ -132,8 +139,8 @@ impl<Args> WireFormatBackend for StepStorage<Args> {
 struct StepPersistence {
     pool: PgPool,
     config: Config,
-    /// The pool's slots: tasks it runs at once.
-    slots: usize,
+    /// The pool's slots (tasks it runs at once), when a fetch takes only the free ones.
+    slots: Option<usize>,
     acked: Acked,
     /// Through a transaction pooler: see `fetch_next`.
     pooled: bool,
@@ -150,9 +157,11 @@ impl StepPersistence {
     /// takes it until just before the slot is given back, so a fetch can at most take a task
     /// whose slot is being given back in that instant.
     fn demand(&self, worker: &WorkerContext) -> Config {
-        let free = self.slots.saturating_sub(worker.task_count()).max(1);
         let mut config = self.config.clone();
-        config.batch_size = free.min(self.config.batch_size).max(1);
+        if let Some(slots) = self.slots {
+            let free = slots.saturating_sub(worker.task_count()).max(1);
+            config.batch_size = free.min(self.config.batch_size).max(1);
+        }
         config
     }
 }

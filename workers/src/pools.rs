@@ -81,8 +81,14 @@ fn backend(
         .stream(wakers.stream(step, lane))
         .interval(POLL_INTERVAL);
     let config = config(&queue, slots);
-    StepStorage::<MediaTask>::new(&ctx.pool, config, slots, ctx.acked.clone(), ctx.pooled)
-        .poll_with_strategy(wake)
+    StepStorage::<MediaTask>::new(
+        &ctx.pool,
+        config,
+        Some(slots),
+        ctx.acked.clone(),
+        ctx.pooled,
+    )
+    .poll_with_strategy(wake)
 }
 
 /// A task's attempt limit as recorded in its queue row when it was queued. The step gives up

@@ -228,6 +228,16 @@ const QUEUE_INDEXES: &[(&str, &str)] = &[
         "apalis.jobs (job_type, run_at) \
          WHERE status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts)",
     ),
+    // The tasks a worker holds (apalis acknowledges and sweeps by `lock_by = <worker>`, the
+    // foreign key's check reads it too), without an entry for each task nobody holds: apalis's
+    // own `idx_apalis_jobs_lock_by` (see `SUPERSEDED_QUEUE_INDEXES`) took one at every enqueue
+    // and every acknowledgement (`timeline_release_done` clears `lock_by`), 2 of the 14 index
+    // entries a task wrote. Every query on `lock_by` compares it with `=`, which implies
+    // `IS NOT NULL`, so each can read this one.
+    (
+        "timeline_apalis_jobs_lock_by",
+        "apalis.jobs (lock_by) WHERE lock_by IS NOT NULL",
+    ),
     // Whether a file still has a live task is a lookup, not a parse of every live task's
     // payload (the reconciler asks it of each stuck candidate, a media view of each file).
     (
@@ -237,13 +247,15 @@ const QUEUE_INDEXES: &[(&str, &str)] = &[
     ),
 ];
 
-/// apalis's first migration made two indexes that later ones repeat: `unique_job_id` is the
-/// primary key again and `lidx` is `idx_apalis_jobs_lock_by` again. Every write of a task
-/// (enqueue, fetch, acknowledgement) kept both up to date for nothing: without them the
-/// queue bench drained 10-11 % more tasks/s (docs/SCALING.md).
-const DUPLICATE_QUEUE_INDEXES: &[&str] = &["unique_job_id", "lidx"];
+/// apalis's indexes that ours replace, dropped once ours are built. apalis's first migration
+/// made two that later ones repeat: `unique_job_id` is the primary key again and `lidx` is
+/// `idx_apalis_jobs_lock_by` again. Every write of a task (enqueue, fetch, acknowledgement)
+/// kept both up to date for nothing: without them the queue bench drained 10-11 % more
+/// tasks/s (docs/SCALING.md). And `idx_apalis_jobs_lock_by` itself gives way to
+/// `timeline_apalis_jobs_lock_by`, which has no entry for a task nobody holds.
+const SUPERSEDED_QUEUE_INDEXES: &[&str] = &["unique_job_id", "lidx", "idx_apalis_jobs_lock_by"];
 
-/// Builds [`QUEUE_INDEXES`] and drops [`DUPLICATE_QUEUE_INDEXES`] `CONCURRENTLY`: on a live
+/// Builds [`QUEUE_INDEXES`] and drops [`SUPERSEDED_QUEUE_INDEXES`] `CONCURRENTLY`: on a live
 /// queue of millions of tasks a plain build would hold off every enqueue, fetch and
 /// acknowledgement until it ends; this one lets them run. A build that died half-way (the
 /// process killed, the connection cut) leaves its index invalid, which `IF NOT EXISTS`
@@ -273,9 +285,6 @@ async fn build_queue_indexes(pool: &PgPool) -> Result<(), sqlx::Error> {
 /// [`build_queue_indexes`]'s statements, on the connection holding the lock.
 async fn build_queue_indexes_on(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
     // Safe: every name and definition is one of our constants, none comes from outside.
-    for name in DUPLICATE_QUEUE_INDEXES {
-        drop_queue_index(conn, name).await?;
-    }
     for (name, on) in QUEUE_INDEXES {
         let valid: Option<bool> = sqlx::query_scalar(
             "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
@@ -294,6 +303,10 @@ async fn build_queue_indexes_on(conn: &mut sqlx::PgConnection) -> Result<(), sql
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
             .execute(&mut *conn)
             .await?;
+    }
+    // After the builds: a live queue is never without an index on `lock_by`.
+    for name in SUPERSEDED_QUEUE_INDEXES {
+        drop_queue_index(conn, name).await?;
     }
     Ok(())
 }
