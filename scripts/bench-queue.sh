@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The queue's ceiling beside a peer, on the same PostgreSQL server in one run: no-op tasks
-# drained by `timeline-worker bench` (the real pools: fetch (which locks), heartbeat, ack, and
-# a step record in its own transaction) and by graphile-worker 0.17.3 (benches/queue, npm),
+# drained by `timeline-worker bench` (the real pools: a fetch (which locks) of as many tasks as
+# slots are free, heartbeat, and a step record that acknowledges its task in its own
+# transaction) and by graphile-worker 0.17.3 (benches/queue, npm),
 # each unbatched and batched (ours: fetch 100, the records of the tasks finishing together
 # and their acknowledgements in one transaction, 100 slots), and ours with one pool per slot (`--fetchers CONCURRENCY`, as
 # graphile-worker's slots fetch each for itself), alternating ROUNDS times. Then ours again through PgBouncer in
