@@ -159,7 +159,7 @@ impl StepPersistence {
     fn demand(&self, worker: &WorkerContext) -> Config {
         let mut config = self.config.clone();
         if let Some(slots) = self.slots {
-            let free = slots.saturating_sub(worker.task_count()).max(1);
+            let free = slots.saturating_sub(worker.task_count());
             config.batch_size = free.min(self.config.batch_size).max(1);
         }
         config

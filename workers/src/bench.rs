@@ -5,8 +5,7 @@
 //! real step does, records each task in its own transaction, which acknowledges it: one
 //! statement that does both. With `--batch B` (B > 1) it is the queue's batched path: a poll
 //! fetches B tasks and the records of the tasks finishing together commit in one
-//! transaction with their acknowledgements
-//! (`crate::group_commit`). It prints one JSON line:
+//! transaction with their acknowledgements (`crate::group_commit`). It prints one JSON line:
 //! tasks, seconds, tasks per second and PostgreSQL transactions per task (the database's
 //! `pg_stat_database` counters over the drain, less the bench's own polling).
 //!
@@ -174,15 +173,16 @@ async fn drain(
     let name = queue.to_owned();
     let slots = concurrency.div_ceil(args.fetchers);
     let build = move |fetcher: usize, restarts: usize| {
-        let mut config = crate::pools::config(&name, slots);
+        let config = crate::pools::config(&name, slots);
         // The batched path fetches its batch whatever the free slots: a slot is held until
         // its group commits, and fetching only the free ones halved the tasks per fetch
         // (0.06 transactions a task against 0.03) and drained 11.3k tasks/s against 14.9k
         // (`--batch 100 --concurrency 100`, medians of 3 alternating runs; docs/SCALING.md).
-        let demand = (batch == 1).then_some(slots);
-        if batch > 1 {
-            config.batch_size = batch;
-        }
+        let (config, demand) = if batch > 1 {
+            (config.batch_size(batch), None)
+        } else {
+            (config, Some(slots))
+        };
         let backend = StepStorage::<BenchTask>::new(&pool, config, demand, acked.clone(), pooled)
             .poll_with_strategy(Strategy::new().interval(POLL_INTERVAL / 20));
         WorkerBuilder::new(format!("{name}-{fetcher}-{restarts}"))
