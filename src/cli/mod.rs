@@ -168,6 +168,7 @@ pub async fn run() -> Result<(), Error> {
                 None => None,
             };
             let mut state = crate::http::AppState::with_session(pool, session, storage, limits)
+                .with_lean(db::lean_pool(&cli.db)?)
                 .with_public_url(cfg.public_url.as_ref())
                 .with_user_caps(crate::http::user_caps::Limits {
                     requests: cfg.user_caps.max_user_requests.max(1),

@@ -8,6 +8,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{AppState, error::ApiError};
+use crate::db::lean::{LeanPool, LeanTx};
 
 /// The authenticated user of a request.
 #[derive(Debug, Clone, Copy)]
@@ -172,9 +173,42 @@ impl FromRequestParts<AppState> for UserTx {
 /// else on the primary as [`UserTx`]. Only for handlers that write nothing.
 pub struct ReadTx {
     pub user: Uuid,
-    tx: Transaction<'static, Postgres>,
+    tx: ReadConn,
     /// The primary, when `tx` is on the replica: where [`ReadTx::run`] asks again.
     primary: Option<PgPool>,
+}
+
+/// Where a [`ReadTx`] reads: a transaction of an sqlx pool (the primary's or the replica's),
+/// or, behind a transaction pooler, one of the lean pool (`db::lean`), whose connections go
+/// back without a ping.
+enum ReadConn {
+    Pooled(Transaction<'static, Postgres>),
+    Lean(LeanTx),
+}
+
+impl ReadConn {
+    fn conn(&mut self) -> &mut sqlx::PgConnection {
+        match self {
+            Self::Pooled(tx) => tx,
+            Self::Lean(tx) => tx.conn(),
+        }
+    }
+
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Pooled(tx) => tx.commit().await,
+            Self::Lean(tx) => tx.commit().await,
+        }
+    }
+
+    /// Ends a read that failed. Explicitly, so a lean connection whose statement failed goes
+    /// back (a lean transaction merely dropped closes its connection).
+    async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Pooled(tx) => tx.rollback().await,
+            Self::Lean(tx) => tx.rollback().await,
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for ReadTx {
@@ -196,7 +230,7 @@ impl FromRequestParts<AppState> for ReadTx {
                     tracing::Span::current().record("user.id", tracing::field::display(user));
                     return Ok(Self {
                         user,
-                        tx,
+                        tx: ReadConn::Pooled(tx),
                         primary: Some(state.pool.clone()),
                     });
                 }
@@ -215,12 +249,49 @@ impl FromRequestParts<AppState> for ReadTx {
 
 impl ReadTx {
     async fn on_primary(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(lean) = &state.lean
+            && let Some(read) = Self::on_lean(parts, state, lean).await?
+        {
+            return Ok(read);
+        }
         let UserTx { user, tx } = UserTx::from_request_parts(parts, state).await?;
         Ok(Self {
             user,
-            tx,
+            tx: ReadConn::Pooled(tx),
             primary: None,
         })
+    }
+
+    /// On the lean pool (behind a transaction pooler): the token checked and the transaction
+    /// scoped by one statement, as [`UserTx`] does. `None` when the token's use is due to be
+    /// recorded, a write that [`UserTx`] makes (every few minutes per token).
+    async fn on_lean(
+        parts: &mut Parts,
+        state: &AppState,
+        lean: &LeanPool,
+    ) -> Result<Option<Self>, ApiError> {
+        let hash = token_hash(&parts.headers).ok_or(ApiError::Unauthorized)?;
+        let meta = REQUEST_META.try_with(Clone::clone).unwrap_or_default();
+        let mut tx = lean.begin().await?;
+        let owner = crate::db::users::authenticate_as_owner(tx.conn(), &hash, meta.audit()).await?;
+        let Some(owner) = owner else {
+            tx.rollback().await?;
+            return Err(ApiError::Unauthorized);
+        };
+        if owner.use_unrecorded {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        if let Err(e) = super::user_caps::admit(parts, &state.caps, owner.user_id) {
+            tx.rollback().await?;
+            return Err(e);
+        }
+        tracing::Span::current().record("user.id", tracing::field::display(owner.user_id));
+        Ok(Some(Self {
+            user: owner.user_id,
+            tx: ReadConn::Lean(tx),
+            primary: None,
+        }))
     }
 
     /// Runs `read` in the transaction and commits it. A 404 on the replica is asked again of
@@ -239,7 +310,7 @@ impl ReadTx {
             mut tx,
             primary,
         } = self;
-        match (read(&mut tx, user).await, primary) {
+        match (read(tx.conn(), user).await, primary) {
             (Err(e @ (ApiError::NotFound | ApiError::Unavailable(_))), Some(primary)) => {
                 // Rolled back on drop: the replica's transaction read nothing worth keeping.
                 drop(tx);
@@ -254,8 +325,13 @@ impl ReadTx {
                 tx.commit().await?;
                 Ok(found)
             }
-            (read, primary) => {
-                let found = read?;
+            (Err(e), _) => {
+                // The read's error is the answer; a rollback that fails too closes the
+                // connection, which ends the transaction all the same.
+                let _ended = tx.rollback().await;
+                Err(e)
+            }
+            (Ok(found), primary) => {
                 tx.commit().await?;
                 if primary.is_some() {
                     crate::metrics::replica_read("replica", "fresh");

@@ -47,6 +47,8 @@ pub struct AppState {
     pub caps: std::sync::Arc<user_caps::UserCaps>,
     /// A streaming replica for list and detail reads (`DATABASE_READ_URL`), if any.
     pub replica: Option<crate::replica::Replica>,
+    /// Behind a transaction pooler, the pool for those reads on the primary (`db::lean`).
+    pub lean: Option<crate::db::lean::LeanPool>,
 }
 
 impl AppState {
@@ -74,6 +76,7 @@ impl AppState {
             site: admin_session::Site::default(),
             caps: user_caps::UserCaps::new(user_caps::Limits::default()),
             replica: None,
+            lean: None,
         }
     }
 
@@ -84,6 +87,13 @@ impl AppState {
             .as_ref()
             .and_then(crate::replica::Replica::pool_if_fresh)
             .unwrap_or(&self.pool)
+    }
+
+    /// The same state, reading lists and details on the primary through `lean` (behind a
+    /// transaction pooler, see `db::lean_pool`).
+    pub fn with_lean(mut self, lean: Option<crate::db::lean::LeanPool>) -> Self {
+        self.lean = lean;
+        self
     }
 
     /// The same state, reading lists and details from `replica` while it is fresh enough.

@@ -9,6 +9,7 @@ pub mod collections;
 pub mod erasure;
 pub mod exports;
 pub mod jobs;
+pub mod lean;
 pub mod maintenance;
 pub mod media;
 pub mod memories;
@@ -51,6 +52,21 @@ pub async fn connect_waiting(
     pool_options(cfg, acquire_timeout)
         .connect_with(connect_options(cfg, &cfg.database_url)?)
         .await
+}
+
+/// The pool for the API's reads behind a transaction pooler ([`lean`]: no ping on release,
+/// so a job poll is one server transaction there, not two), at most as many connections as
+/// the main pool. `None` without a pooler: there sqlx's statement cache keeps the main pool
+/// the cheaper one, and its ping is a round trip that costs the server nothing.
+pub fn lean_pool(cfg: &DatabaseConfig) -> Result<Option<lean::LeanPool>, sqlx::Error> {
+    if !cfg.pooled() {
+        return Ok(None);
+    }
+    Ok(Some(lean::LeanPool::new(
+        connect_options(cfg, &cfg.database_url)?,
+        cfg.database_max_connections.max(2),
+        Duration::from_secs(5),
+    )))
 }
 
 /// A pool on a read replica (`DATABASE_READ_URL`), set up as [`connect`] sets up the primary's

@@ -450,3 +450,98 @@ async fn a_pooler_restarted_mid_import_loses_nothing(pool: PgPool) {
         "one original and two renditions per photo, nothing twice"
     );
 }
+
+impl Bouncer {
+    /// Server transactions the pooler has run for `database` so far (`SHOW STATS`, whose
+    /// totals are counted as each ends).
+    fn transactions(&self, database: &str) -> i64 {
+        let out = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-d", "pgbouncer", "-qAtF", ",", "-c", "SHOW STATS"])
+            .output()
+            .expect("psql");
+        let stats = String::from_utf8_lossy(&out.stdout);
+        stats
+            .lines()
+            .find_map(|l| {
+                let mut fields = l.split(',');
+                (fields.next() == Some(database))
+                    .then(|| fields.next().and_then(|n| n.parse().ok()))
+                    .flatten()
+            })
+            .unwrap_or_else(|| panic!("no stats for {database}: {stats}"))
+    }
+}
+
+/// Through the pooler a job poll is one server transaction, nothing more: the web process's
+/// reads hand their connection back without sqlx's release ping, which through PgBouncer took
+/// a server connection (and a `DISCARD ALL`) of its own, two per poll before. Refusals take
+/// the same path and leave it working.
+#[sqlx::test(migrations = false)]
+async fn a_job_poll_through_the_pooler_is_one_server_transaction(pool: PgPool) {
+    const POLLS: i64 = 200;
+    let bouncer = Bouncer::start(POOL_SIZE);
+    let mut app = TestApp::start(pool, false).await;
+    let (_, token) = app.user("poller@example.org").await;
+    let (_, other) = app.user("other@example.org").await;
+    let direct = url_of(&app.pool);
+    let pooled = bouncer.url_for(&direct);
+    let env = [
+        ("DATABASE_URL", pooled.as_str()),
+        ("DATABASE_SESSION_URL", direct.as_str()),
+    ];
+    let serve = app.spawn_serve_env(&env).await;
+    app.base = serve.base.clone();
+    // No worker runs: the job stays queued, and only the polls touch the database.
+    let (status, body) = app
+        .upload(
+            &token,
+            &[("p.jpg", crate::common::photo("landscape_1.jpg"))],
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let job = format!("/v1/jobs/{}", body["job"]["id"].as_str().expect("job"));
+    // Each token's first use is recorded (a write, on the main pool).
+    assert_eq!(app.get(&token, &job).await.0, 200);
+    assert_eq!(app.get(&other, "/v1/media").await.0, 200);
+
+    // Refused on the same path: another user's job and an unknown one are 404, a bad token
+    // 401, and the connections they used still serve.
+    assert_eq!(app.get(&other, &job).await.0, 404, "another user's job");
+    let unknown = format!("/v1/jobs/{}", uuid::Uuid::new_v4());
+    assert_eq!(app.get(&token, &unknown).await.0, 404);
+    assert_eq!(app.get("not-a-token", &job).await.0, 401);
+
+    let database = app
+        .pool
+        .connect_options()
+        .get_database()
+        .expect("database")
+        .to_owned();
+    let before = bouncer.transactions(&database);
+    for _ in 0..POLLS {
+        let (status, body) = app.get(&token, &job).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "pending", "{body}");
+    }
+    let polled = bouncer.transactions(&database) - before;
+    // Nothing else runs through the pooler (no worker; the web process's listener is on its
+    // session connection), so this counts the polls alone.
+    assert_eq!(
+        polled, POLLS,
+        "{polled} server transactions for {POLLS} polls: one each, no ping of its own"
+    );
+    let log = bouncer.log();
+    assert!(
+        !log.contains("prepared statement"),
+        "PgBouncer saw statement errors:\n{log}"
+    );
+    drop(serve);
+}

@@ -1,0 +1,138 @@
+//! A small pool of connections to a transaction pooler for the API's reads (job polls, media
+//! and collection reads), handed back without sqlx's release ping.
+//!
+//! Why our own: sqlx's pool pings every connection it takes back (a lone `Sync`, no option to
+//! skip it in sqlx 0.9). Through PgBouncer 1.18 in transaction mode that `Sync` takes a server
+//! connection of its own and ends in a second `DISCARD ALL`: per job poll, two server
+//! transactions and two resets where one does the work (docs/SCALING.md). The ping's other
+//! use is to catch a connection left mid-protocol by a cancelled request; here a connection
+//! goes back only through [`LeanTx::commit`] or [`LeanTx::rollback`], after the pooler has
+//! answered, and one dropped on any other path is closed instead.
+//!
+//! A connection idle for [`super::PING_WHEN_IDLE`] or more is pinged before use, as the main
+//! pool does, so one left from before a pooler restart is replaced rather than failing a
+//! request.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{Connection, Executor};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A pool of at most `max` connections, made as they are first needed.
+#[derive(Clone)]
+pub struct LeanPool(Arc<Inner>);
+
+struct Inner {
+    options: PgConnectOptions,
+    /// Most recently used last: the busy connections stay warm, the rest age out.
+    idle: Mutex<Vec<(PgConnection, Instant)>>,
+    permits: Arc<Semaphore>,
+    acquire_timeout: Duration,
+}
+
+impl LeanPool {
+    pub fn new(options: PgConnectOptions, max: u32, acquire_timeout: Duration) -> Self {
+        Self(Arc::new(Inner {
+            options,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(max.max(1) as usize)),
+            acquire_timeout,
+        }))
+    }
+
+    /// A connection with a transaction begun on it. Waits at most the acquire timeout for a
+    /// free one (then `PoolTimedOut`, which the API answers with 503).
+    pub async fn begin(&self) -> Result<LeanTx, sqlx::Error> {
+        let permit = tokio::time::timeout(
+            self.0.acquire_timeout,
+            self.0.permits.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)?
+        .map_err(|_| sqlx::Error::PoolClosed)?;
+        let mut conn = self.connection().await?;
+        conn.execute("BEGIN").await?;
+        Ok(LeanTx {
+            conn,
+            pool: self.clone(),
+            _permit: permit,
+        })
+    }
+
+    /// The most recently used idle connection that answers, else a new one.
+    async fn connection(&self) -> Result<PgConnection, sqlx::Error> {
+        while let Some((mut conn, since)) = self.pop_idle() {
+            if since.elapsed() < super::PING_WHEN_IDLE || conn.ping().await.is_ok() {
+                return Ok(conn);
+            }
+        }
+        PgConnection::connect_with(&self.0.options).await
+    }
+
+    fn pop_idle(&self) -> Option<(PgConnection, Instant)> {
+        self.0.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    fn give_back(&self, conn: PgConnection) {
+        self.0
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((conn, Instant::now()));
+    }
+
+    /// Connections open now, idle ones only (for tests and metrics).
+    pub fn idle_count(&self) -> usize {
+        self.0.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+impl std::fmt::Debug for LeanPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeanPool")
+            .field("idle", &self.idle_count())
+            .field("free", &self.0.permits.available_permits())
+            .finish()
+    }
+}
+
+/// A transaction on a connection of a [`LeanPool`]. Dropped without [`LeanTx::commit`] or
+/// [`LeanTx::rollback`] (an error, a cancelled request), its connection is closed, never
+/// reused: the server then ends the transaction.
+pub struct LeanTx {
+    conn: PgConnection,
+    pool: LeanPool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl std::fmt::Debug for LeanTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeanTx").finish_non_exhaustive()
+    }
+}
+
+impl LeanTx {
+    /// The connection, inside the transaction.
+    pub fn conn(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.end("COMMIT").await
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.end("ROLLBACK").await
+    }
+
+    /// Ends the transaction and hands the connection back; the permit goes with `self`,
+    /// after the connection is idle again.
+    async fn end(self, statement: &'static str) -> Result<(), sqlx::Error> {
+        let Self { mut conn, pool, .. } = self;
+        conn.execute(statement).await?;
+        pool.give_back(conn);
+        Ok(())
+    }
+}
