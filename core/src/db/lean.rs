@@ -83,8 +83,8 @@ impl LeanPool {
             .push((conn, Instant::now()));
     }
 
-    /// Connections open now, idle ones only (for tests and metrics).
-    pub fn idle_count(&self) -> usize {
+    /// Idle connections now.
+    fn idle_count(&self) -> usize {
         self.0.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
