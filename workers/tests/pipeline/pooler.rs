@@ -8,7 +8,9 @@
 //!   their job's events streamed over SSE;
 //! - `timeline maintenance` and the worker's reconciler run a pass;
 //! - PostgreSQL's backends for the database stay within the pooler's 4 plus at most 2 session
-//!   connections per process, however many steps run at once.
+//!   connections per process, however many steps run at once;
+//! - a job poll is one server transaction of the pooler (its reads' connections go back
+//!   without sqlx's release ping).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
