@@ -43,16 +43,18 @@ impl LeanPool {
     }
 
     /// A connection with a transaction begun on it. Waits at most the acquire timeout for a
-    /// free one (then `PoolTimedOut`, which the API answers with 503).
+    /// free connection and for it to answer (then `PoolTimedOut`, which the API answers with
+    /// 503), as sqlx's pool does: a pooler cut off the network must not hang a request.
     pub async fn begin(&self) -> Result<LeanTx, sqlx::Error> {
-        let permit = tokio::time::timeout(
-            self.0.acquire_timeout,
-            self.0.permits.clone().acquire_owned(),
-        )
-        .await
-        .map_err(|_| sqlx::Error::PoolTimedOut)?
-        .map_err(|_| sqlx::Error::PoolClosed)?;
-        let mut conn = self.connection().await?;
+        let deadline = tokio::time::Instant::now() + self.0.acquire_timeout;
+        let timed_out = |_| sqlx::Error::PoolTimedOut;
+        let permit = tokio::time::timeout_at(deadline, self.0.permits.clone().acquire_owned())
+            .await
+            .map_err(timed_out)?
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let mut conn = tokio::time::timeout_at(deadline, self.connection())
+            .await
+            .map_err(timed_out)??;
         conn.execute("BEGIN").await?;
         Ok(LeanTx {
             conn,
