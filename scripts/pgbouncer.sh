@@ -8,15 +8,21 @@
 # address) and PGBOUNCER_POOL_MODE (default transaction; scripts/cluster.sh also runs one in
 # session mode, for the sessions of hosts in their own network namespaces).
 #
-# `server_reset_query_always = 1` with `DISCARD ALL` is required: sqlx names the statements it
-# prepares, and without a statement cache it never closes them; the reset drops them when a
-# transaction hands its server connection back, so two clients' names never collide there.
-# It also ends any session state a transaction could leave behind (advisory locks, settings).
+# `server_reset_query_always = 1` with RESET below is required: sqlx names the statements it
+# prepares, and without a statement cache it never closes them; `DEALLOCATE ALL` drops them when
+# a transaction hands its server connection back, so two clients' names never collide there.
+# The rest ends any session state a transaction could leave behind (advisory locks, settings,
+# cursors, LISTENs, temporary tables): RESET is `DISCARD ALL` spelled out, less `DISCARD PLANS`,
+# so the plans each server connection caches for the PL/pgSQL functions of a job poll survive
+# (migrations/20261207000027_poll_plans_kept.sql; `DISCARD ALL` works too, at the cost of
+# planning every poll again, docs/SCALING.md). The statements run as one implicit transaction,
+# as `DISCARD ALL` ran as one.
 # PGBOUNCER_RESET_QUERY replaces it, for experiments only (docs/SCALING.md measures one).
 # `timezone=UTC` on the databases: sqlx opens every connection with `TimeZone=UTC`; server
 # connections opened the same way keep it across the reset, where otherwise PgBouncer sends a
 # `SET TimeZone` before every transaction (one more server transaction each, measured).
 set -euo pipefail
+RESET='CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES'
 dir=${1:?usage: pgbouncer.sh DIR PORT [POOL_SIZE] [UPSTREAM_HOST] [UPSTREAM_PORT]}
 port=${2:?port}
 pool_size=${3:-20}
@@ -42,7 +48,7 @@ auth_file = $dir/users.txt
 pool_mode = ${PGBOUNCER_POOL_MODE:-transaction}
 default_pool_size = $pool_size
 max_client_conn = 5000
-server_reset_query = ${PGBOUNCER_RESET_QUERY:-DISCARD ALL}
+server_reset_query = ${PGBOUNCER_RESET_QUERY:-$RESET}
 server_reset_query_always = 1
 ignore_startup_parameters = extra_float_digits
 logfile = $dir/pgbouncer.log

@@ -417,24 +417,18 @@ pub async fn get_with_errors(
     job_id: Uuid,
     limit: i64,
 ) -> Result<Option<(DataProcessingJob, Vec<JobError>)>, sqlx::Error> {
+    // The statement lives in a PL/pgSQL function (migrations/20261207000027_poll_plans_kept.sql)
+    // so that, behind a transaction pooler, each server connection keeps its plan.
     let row = sqlx::query!(
-        r#"SELECT j.id, j.user_id, j.job_type AS "job_type: JobType",
-                  j.status AS "status: JobStatus", j.progress, j.input_data, j.output_data,
-                  j.error_message, j.started_at, j.completed_at, j.created_at, j.updated_at,
-                  e.media_ids AS "error_media_ids!: Vec<Uuid>",
-                  e.filenames AS "error_filenames!: Vec<String>",
-                  e.messages AS "error_messages!: Vec<Option<String>>"
-           FROM data_processing_jobs j
-           CROSS JOIN LATERAL (
-               SELECT coalesce(array_agg(f.id ORDER BY f.position), '{}') AS media_ids,
-                      coalesce(array_agg(f.filename ORDER BY f.position), '{}') AS filenames,
-                      coalesce(array_agg(f.error_message ORDER BY f.position), '{}') AS messages
-               FROM (SELECT m.id, m.filename, m.error_message, jm.position
-                     FROM data_processing_job_media jm
-                     JOIN media_files m ON m.id = jm.media_file_id
-                     WHERE jm.job_id = j.id AND jm.counted_status = 'failed'
-                     ORDER BY jm.position LIMIT $3) f) e
-           WHERE j.id = $1 AND j.user_id = $2"#,
+        r#"SELECT id AS "id!", user_id AS "user_id!", job_type AS "job_type!: JobType",
+                  status AS "status!: JobStatus", progress AS "progress!",
+                  input_data AS "input_data!", output_data AS "output_data!", error_message,
+                  started_at, completed_at, created_at AS "created_at!",
+                  updated_at AS "updated_at!",
+                  error_media_ids AS "error_media_ids!: Vec<Uuid>",
+                  error_filenames AS "error_filenames!: Vec<String>",
+                  error_messages AS "error_messages!: Vec<Option<String>>"
+           FROM job_with_errors($1, $2, $3)"#,
         job_id,
         user_id,
         limit

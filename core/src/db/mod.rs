@@ -37,10 +37,14 @@ use crate::config::DatabaseConfig;
 /// Idle this long, a pooled connection is pinged before it is handed out.
 const PING_WHEN_IDLE: Duration = Duration::from_secs(1);
 
+/// How long a request waits for a connection (a free one, or a new one made) before it fails:
+/// the web process answers 503 rather than hang while the database or the pooler is away.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Opens a pool. Connections are made lazily and re-made after a database restart; a bounded
 /// acquire timeout turns "database away" into an error instead of a hang.
 pub async fn connect(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
-    connect_waiting(cfg, Duration::from_secs(5)).await
+    connect_waiting(cfg, ACQUIRE_TIMEOUT).await
 }
 
 /// [`connect`] with a longer wait for a free connection: a worker whose steps outnumber its
@@ -65,7 +69,7 @@ pub fn lean_pool(cfg: &DatabaseConfig) -> Result<Option<lean::LeanPool>, sqlx::E
     Ok(Some(lean::LeanPool::new(
         connect_options(cfg, &cfg.database_url)?,
         cfg.database_max_connections.max(2),
-        Duration::from_secs(5),
+        ACQUIRE_TIMEOUT,
     )))
 }
 
@@ -78,7 +82,7 @@ pub fn connect_replica(cfg: &DatabaseConfig, url: &str) -> Result<PgPool, sqlx::
 }
 
 /// Connection settings for `url`. Behind a pooler no application name: server connections
-/// are shared, and a name the reset (`DISCARD ALL`) clears is one more `SET` the pooler sends
+/// are shared, and a name the reset (`RESET ALL`) clears is one more `SET` the pooler sends
 /// before every transaction.
 fn connect_options(cfg: &DatabaseConfig, url: &str) -> Result<PgConnectOptions, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
@@ -149,7 +153,7 @@ pub fn session_pool(cfg: &DatabaseConfig, main: &PgPool) -> Result<PgPool, sqlx:
     Ok(PgPoolOptions::new()
         .max_connections(2)
         .min_connections(0)
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .test_before_acquire(true)
         .connect_lazy_with(options.application_name("timeline-session")))
 }

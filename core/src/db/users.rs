@@ -140,23 +140,11 @@ pub async fn authenticate_as_owner(
     token_hash: &[u8; 32],
     audit: Audit<'_>,
 ) -> Result<Option<TokenOwner>, sqlx::Error> {
-    // CASE evaluates only the branch it takes, and set_config is volatile (never folded), so a
-    // stale token's transaction is left unscoped.
+    // The statement lives in a PL/pgSQL function (migrations/20261207000027_poll_plans_kept.sql)
+    // so that, behind a transaction pooler, each server connection keeps its plan.
     let row = sqlx::query!(
-        r#"SELECT o.id, o.user_id, o.stale AS "stale!",
-                  CASE WHEN o.stale THEN NULL
-                       ELSE concat(set_config('role', 'timeline_api', true),
-                                   set_config('app.user_id', o.user_id::text, true),
-                                   set_config('app.request_id', $3, true),
-                                   set_config('app.user_agent', $4, true),
-                                   set_config('app.client_ip', $5, true))
-                  END AS scoped
-           FROM (SELECT t.id, t.user_id,
-                        (t.last_used_at IS NULL
-                         OR t.last_used_at < now() - make_interval(secs => $2)) AS stale
-                 FROM api_tokens t JOIN users u ON u.id = t.user_id
-                 WHERE t.token_hash = $1 AND t.revoked_at IS NULL
-                   AND (t.expires_at IS NULL OR t.expires_at > now()) AND u.is_active) o"#,
+        r#"SELECT id AS "id!", user_id AS "user_id!", stale AS "stale!"
+           FROM authenticate_as_owner($1, $2, $3, $4, $5)"#,
         token_hash.as_slice(),
         LAST_USED_EVERY_SECS,
         audit.request_id,

@@ -102,11 +102,13 @@ impl Drop for Bouncer {
 
 /// Backends of the test's database: (the pooler's, the sessions'). A server connection of
 /// the pooler carries its client's name (`timeline`) while a transaction runs and has run
-/// PgBouncer's `DISCARD ALL` since; the session pools' are named `timeline-session`. The
-/// test's own connections are neither.
+/// PgBouncer's reset since (`DISCARD ALL`, or scripts/pgbouncer.sh's, which ends in `DISCARD
+/// SEQUENCES`); the session pools' are named `timeline-session`. The test's own connections
+/// are neither (this statement, their last, ends otherwise).
 async fn backends(pool: &PgPool) -> (i64, i64) {
     sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE application_name = 'timeline' OR query = 'DISCARD ALL'),
+        "SELECT count(*) FILTER (WHERE application_name = 'timeline' OR query = 'DISCARD ALL'
+                                      OR query LIKE '%; DISCARD SEQUENCES'),
                 count(*) FILTER (WHERE application_name = 'timeline-session')
            FROM pg_stat_activity
           WHERE datname = current_database() AND backend_type = 'client backend'",
