@@ -65,3 +65,6 @@ BEGIN
               ORDER BY jm.position LIMIT _errors) f) e
     WHERE j.id = _job AND j.user_id = _user;
 END $$;
+-- Explicitly, as app_current_user_id() is granted: a database whose functions are not
+-- executable by PUBLIC by default must still serve polls.
+GRANT EXECUTE ON FUNCTION job_with_errors(uuid, uuid, bigint) TO timeline_api;

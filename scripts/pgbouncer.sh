@@ -15,8 +15,9 @@
 # cursors, LISTENs, temporary tables): RESET is `DISCARD ALL` spelled out, less `DISCARD PLANS`,
 # so the plans each server connection caches for the PL/pgSQL functions of a job poll survive
 # (migrations/20261207000027_poll_plans_kept.sql; `DISCARD ALL` works too, at the cost of
-# planning every poll again, docs/SCALING.md). The statements run as one implicit transaction,
-# as `DISCARD ALL` ran as one.
+# planning every poll again, docs/SCALING.md). The statements run as one implicit transaction
+# block (`DISCARD ALL` may run in none, these may); should one fail, PgBouncer closes that
+# server connection rather than reuse it.
 # PGBOUNCER_RESET_QUERY replaces it, for experiments only (docs/SCALING.md measures one).
 # `timezone=UTC` on the databases: sqlx opens every connection with `TimeZone=UTC`; server
 # connections opened the same way keep it across the reset, where otherwise PgBouncer sends a

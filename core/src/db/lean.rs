@@ -3,7 +3,7 @@
 //!
 //! Why our own: sqlx's pool pings every connection it takes back (a lone `Sync`, no option to
 //! skip it in sqlx 0.9). Through PgBouncer 1.18 in transaction mode that `Sync` takes a server
-//! connection of its own and ends in a second `DISCARD ALL`: per job poll, two server
+//! connection of its own and ends in a second reset: per job poll, two server
 //! transactions and two resets where one does the work (docs/SCALING.md). The ping's other
 //! use is to catch a connection left mid-protocol by a cancelled request; here a connection
 //! goes back only through [`LeanTx::commit`] or [`LeanTx::rollback`], after the pooler has
