@@ -8,7 +8,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{AppState, error::ApiError};
-use crate::db::lean::{LeanPool, LeanTx};
+use crate::db::tx::{Tx, TxPool};
 
 /// The authenticated user of a request.
 #[derive(Debug, Clone, Copy)]
@@ -114,12 +114,9 @@ fn request_meta(req: &axum::extract::Request) -> RequestMeta {
 /// Begins a transaction as role `timeline_api` with `app.user_id` set: every statement in it
 /// sees only this user's rows, even one that forgot its `WHERE user_id`. The request's id, user
 /// agent and address go along for the audit trail.
-pub async fn begin_as(
-    pool: &PgPool,
-    user: Uuid,
-) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+pub async fn begin_as(db: &TxPool, user: Uuid) -> Result<Tx, sqlx::Error> {
     let meta = REQUEST_META.try_with(Clone::clone).unwrap_or_default();
-    let mut tx = pool.begin().await?;
+    let mut tx = db.begin().await?;
     crate::db::users::scope_to_user(&mut *tx, user, meta.audit()).await?;
     Ok(tx)
 }
@@ -128,9 +125,11 @@ pub async fn begin_as(
 /// [`begin_as`]). One transaction whose first statement both checks the token and scopes it:
 /// for a read such as a job poll, half the transactions and round trips of [`AuthUser`]
 /// followed by [`begin_as`], which behind a transaction pooler also means half the resets.
+/// Behind a pooler it is a transaction of the lean pool (`db::tx`): its connection goes back
+/// without sqlx's release ping, which there is one more server transaction and reset.
 pub struct UserTx {
     pub user: Uuid,
-    pub tx: Transaction<'static, Postgres>,
+    pub tx: Tx,
 }
 
 impl FromRequestParts<AppState> for UserTx {
@@ -142,7 +141,7 @@ impl FromRequestParts<AppState> for UserTx {
     ) -> Result<Self, Self::Rejection> {
         let hash = token_hash(&parts.headers).ok_or(ApiError::Unauthorized)?;
         let meta = REQUEST_META.try_with(Clone::clone).unwrap_or_default();
-        let mut tx = state.pool.begin().await?;
+        let mut tx = state.db.begin().await?;
         let owner = crate::db::users::authenticate_as_owner(&mut *tx, &hash, meta.audit())
             .await?
             .ok_or(ApiError::Unauthorized)?;
@@ -173,42 +172,10 @@ impl FromRequestParts<AppState> for UserTx {
 /// else on the primary as [`UserTx`]. Only for handlers that write nothing.
 pub struct ReadTx {
     pub user: Uuid,
-    tx: ReadConn,
+    /// On the replica's pool, or on the primary's as [`UserTx`].
+    tx: Tx,
     /// The primary, when `tx` is on the replica: where [`ReadTx::run`] asks again.
-    primary: Option<PgPool>,
-}
-
-/// Where a [`ReadTx`] reads: a transaction of an sqlx pool (the primary's or the replica's),
-/// or, behind a transaction pooler, one of the lean pool (`db::lean`), whose connections go
-/// back without a ping.
-enum ReadConn {
-    Pooled(Transaction<'static, Postgres>),
-    Lean(LeanTx),
-}
-
-impl ReadConn {
-    fn conn(&mut self) -> &mut sqlx::PgConnection {
-        match self {
-            Self::Pooled(tx) => tx,
-            Self::Lean(tx) => tx.conn(),
-        }
-    }
-
-    async fn commit(self) -> Result<(), sqlx::Error> {
-        match self {
-            Self::Pooled(tx) => tx.commit().await,
-            Self::Lean(tx) => tx.commit().await,
-        }
-    }
-
-    /// Ends a read that failed. Explicitly, so a lean connection whose statement failed goes
-    /// back (a lean transaction merely dropped closes its connection).
-    async fn rollback(self) -> Result<(), sqlx::Error> {
-        match self {
-            Self::Pooled(tx) => tx.rollback().await,
-            Self::Lean(tx) => tx.rollback().await,
-        }
-    }
+    primary: Option<TxPool>,
 }
 
 impl FromRequestParts<AppState> for ReadTx {
@@ -230,8 +197,8 @@ impl FromRequestParts<AppState> for ReadTx {
                     tracing::Span::current().record("user.id", tracing::field::display(user));
                     return Ok(Self {
                         user,
-                        tx: ReadConn::Pooled(tx),
-                        primary: Some(state.pool.clone()),
+                        tx: Tx::Sqlx(tx),
+                        primary: Some(state.db.clone()),
                     });
                 }
                 // A token not replayed yet, or one whose use is due to be recorded (a write):
@@ -249,49 +216,12 @@ impl FromRequestParts<AppState> for ReadTx {
 
 impl ReadTx {
     async fn on_primary(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(lean) = &state.lean
-            && let Some(read) = Self::on_lean(parts, state, lean).await?
-        {
-            return Ok(read);
-        }
         let UserTx { user, tx } = UserTx::from_request_parts(parts, state).await?;
         Ok(Self {
             user,
-            tx: ReadConn::Pooled(tx),
+            tx,
             primary: None,
         })
-    }
-
-    /// On the lean pool (behind a transaction pooler): the token checked and the transaction
-    /// scoped by one statement, as [`UserTx`] does. `None` when the token's use is due to be
-    /// recorded, a write that [`UserTx`] makes (every few minutes per token).
-    async fn on_lean(
-        parts: &mut Parts,
-        state: &AppState,
-        lean: &LeanPool,
-    ) -> Result<Option<Self>, ApiError> {
-        let hash = token_hash(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        let meta = REQUEST_META.try_with(Clone::clone).unwrap_or_default();
-        let mut tx = lean.begin().await?;
-        let owner = crate::db::users::authenticate_as_owner(tx.conn(), &hash, meta.audit()).await?;
-        let Some(owner) = owner else {
-            tx.rollback().await?;
-            return Err(ApiError::Unauthorized);
-        };
-        if owner.use_unrecorded {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        if let Err(e) = super::user_caps::admit(parts, &state.caps, owner.user_id) {
-            tx.rollback().await?;
-            return Err(e);
-        }
-        tracing::Span::current().record("user.id", tracing::field::display(owner.user_id));
-        Ok(Some(Self {
-            user: owner.user_id,
-            tx: ReadConn::Lean(tx),
-            primary: None,
-        }))
     }
 
     /// Runs `read` in the transaction and commits it. A 404 on the replica is asked again of
@@ -310,7 +240,7 @@ impl ReadTx {
             mut tx,
             primary,
         } = self;
-        match (read(tx.conn(), user).await, primary) {
+        match (read(&mut tx, user).await, primary) {
             (Err(e @ (ApiError::NotFound | ApiError::Unavailable(_))), Some(primary)) => {
                 // Rolled back on drop: the replica's transaction read nothing worth keeping.
                 drop(tx);

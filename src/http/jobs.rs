@@ -42,7 +42,7 @@ async fn read(
     user: Uuid,
     id: Uuid,
 ) -> Result<(DataProcessingJob, JobView), ApiError> {
-    let mut tx = begin_as(&state.pool, user).await?;
+    let mut tx = begin_as(&state.db, user).await?;
     let read = read_in(&mut tx, user, id).await?;
     tx.commit().await?;
     Ok(read)

@@ -47,8 +47,9 @@ pub struct AppState {
     pub caps: std::sync::Arc<user_caps::UserCaps>,
     /// A streaming replica for list and detail reads (`DATABASE_READ_URL`), if any.
     pub replica: Option<crate::replica::Replica>,
-    /// Behind a transaction pooler, the pool for those reads on the primary (`db::lean`).
-    pub lean: Option<crate::db::lean::LeanPool>,
+    /// Where requests' transactions begin: `pool`, or behind a transaction pooler the lean
+    /// pool (`db::tx`).
+    pub db: crate::db::tx::TxPool,
 }
 
 impl AppState {
@@ -69,6 +70,7 @@ impl AppState {
         let events = events::JobEvents::start(session);
         crate::metrics::handle();
         Self {
+            db: pool.clone().into(),
             pool,
             storage,
             limits,
@@ -76,7 +78,6 @@ impl AppState {
             site: admin_session::Site::default(),
             caps: user_caps::UserCaps::new(user_caps::Limits::default()),
             replica: None,
-            lean: None,
         }
     }
 
@@ -89,10 +90,10 @@ impl AppState {
             .unwrap_or(&self.pool)
     }
 
-    /// The same state, reading lists and details on the primary through `lean` (behind a
-    /// transaction pooler, see `db::lean_pool`).
+    /// The same state, its requests' transactions on `lean` (behind a transaction pooler,
+    /// see `db::lean_pool`).
     pub fn with_lean(mut self, lean: Option<crate::db::lean::LeanPool>) -> Self {
-        self.lean = lean;
+        self.db = crate::db::tx::TxPool::new(self.pool.clone(), lean);
         self
     }
 

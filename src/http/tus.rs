@@ -415,7 +415,7 @@ async fn exists(
             "{bad:?} is not a SHA-256 digest in hex"
         )));
     }
-    let mut tx = begin_as(&state.pool, user).await?;
+    let mut tx = begin_as(&state.db, user).await?;
     let found = crate::db::media::existing_hashes(&mut tx, user, &hashes).await?;
     tx.commit().await?;
     Ok(axum::Json(ExistsView {

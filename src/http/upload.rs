@@ -438,7 +438,7 @@ async fn record(
     stored: &Stored,
     session: &UploadSession,
 ) -> Result<UploadAccepted, Failed> {
-    let mut tx = begin_as(&state.pool, stored.user)
+    let mut tx = begin_as(&state.db, stored.user)
         .await
         .map_err(ApiError::from)?;
     let keys: Vec<String> = stored.media.iter().map(|m| m.file_path.clone()).collect();

@@ -34,7 +34,7 @@ async fn timeline_pages_newest_first_without_gaps_or_repeats(pool: PgPool) {
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
-        let mut tx = begin_as(&pool, a).await.unwrap();
+        let mut tx = begin_as(&pool.clone().into(), a).await.unwrap();
         let page = list(&mut *tx, a, None, cursor, 3).await.unwrap();
         tx.commit().await.unwrap();
         if page.is_empty() {
@@ -61,7 +61,7 @@ async fn timeline_pages_newest_first_without_gaps_or_repeats(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
-    let mut tx = begin_as(&pool, a).await.unwrap();
+    let mut tx = begin_as(&pool.clone().into(), a).await.unwrap();
     let failed = list(&mut *tx, a, Some(ProcessingStatus::Failed), None, 10)
         .await
         .unwrap();

@@ -9,7 +9,8 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::PgConnection;
+use timeline_core::db::tx::Tx;
 
 /// The tasks of this process acknowledged in a step's transaction whose apalis
 /// acknowledgement has not come by yet. Each entry lives from its commit until the task's
@@ -92,7 +93,7 @@ pub async fn done_in(conn: &mut PgConnection) -> Result<Written, sqlx::Error> {
 
 /// Commits a step's final transaction together with its task's acknowledgement
 /// ([`done_in`], then the commit, then [`Written::committed`]).
-pub async fn commit_done(mut tx: Transaction<'static, Postgres>) -> Result<(), sqlx::Error> {
+pub async fn commit_done(mut tx: Tx) -> Result<(), sqlx::Error> {
     let ack = done_in(&mut tx).await?;
     tx.commit().await?;
     ack.committed();
@@ -102,10 +103,7 @@ pub async fn commit_done(mut tx: Transaction<'static, Postgres>) -> Result<(), s
 /// [`commit_done`] for a group of tasks committed together (`crate::group_commit`): marks
 /// each `Done` while its worker holds it, commits, and records those it marked as
 /// acknowledged. A task no longer held is left to apalis's own acknowledgement, as there.
-pub async fn commit_done_many(
-    mut tx: Transaction<'static, Postgres>,
-    tasks: &[Current],
-) -> Result<(), sqlx::Error> {
+pub async fn commit_done_many(mut tx: Tx, tasks: &[Current]) -> Result<(), sqlx::Error> {
     let keys: Vec<(String, String, i32)> = tasks
         .iter()
         .map(|t| (t.task_id.clone(), t.worker.clone(), t.attempt))

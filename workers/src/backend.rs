@@ -20,7 +20,7 @@ use apalis_core::backend::persistence::{Persisted, Persistence, TaskEvent, TaskP
 use apalis_core::backend::{BackendConfig, WireFormatBackend, finalize::Durable};
 use apalis_postgres::{Config, Error, PgTask, queries};
 use serde_json::Value;
-use sqlx::PgPool;
+use timeline_core::db::tx::TxPool;
 
 use crate::ack::Acked;
 
@@ -52,22 +52,14 @@ impl<Args> Clone for StepStorage<Args> {
 impl<Args> StepStorage<Args> {
     /// The backend of a pool with `config`. With `slots` (the pool's tasks in flight at
     /// most), a fetch takes only as many tasks as are free of them; without, always the
-    /// configured batch (the bench's batched path). `acked` is shared with the steps' tasks;
-    /// `pooled` says whether `pool` goes through a transaction pooler.
-    pub fn new(
-        pool: &PgPool,
-        config: Config,
-        slots: Option<usize>,
-        acked: Acked,
-        pooled: bool,
-    ) -> Self {
+    /// configured batch (the bench's batched path). `acked` is shared with the steps' tasks.
+    pub fn new(db: &TxPool, config: Config, slots: Option<usize>, acked: Acked) -> Self {
         Self {
             persistence: Persisted::new(StepPersistence {
-                pool: pool.clone(),
+                db: db.clone(),
                 config,
                 slots,
                 acked,
-                pooled,
             }),
             codec: JsonCodec::default(),
             _marker: PhantomData,
@@ -137,13 +129,11 @@ impl<Args> WireFormatBackend for StepStorage<Args> {
 /// apalis-postgres's persistence, but for the acknowledgements steps wrote themselves.
 #[derive(Debug, Clone)]
 struct StepPersistence {
-    pool: PgPool,
+    db: TxPool,
     config: Config,
     /// The pool's slots (tasks it runs at once), when a fetch takes only the free ones.
     slots: Option<usize>,
     acked: Acked,
-    /// Through a transaction pooler: see `fetch_next`.
-    pooled: bool,
 }
 
 impl StepPersistence {
@@ -172,7 +162,7 @@ impl Persistence for StepPersistence {
     type Response = Value;
 
     async fn register(&mut self, worker: &WorkerContext) -> Result<(), Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let dead_for = self.config.orphaned_duration().as_secs();
         let queue = self.config.queue.as_ref();
         let count = queries::reenqueue_orphaned(&mut *tx, queue, dead_for).await?;
@@ -194,7 +184,7 @@ impl Persistence for StepPersistence {
     }
 
     async fn heartbeat(&mut self, worker: &WorkerContext) -> Result<(), Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let queue = self.config.queue.as_ref();
         let dead_for = self.config.orphaned_duration().as_secs();
         queries::keep_alive(&mut *tx, queue, worker).await?;
@@ -213,11 +203,11 @@ impl Persistence for StepPersistence {
         // two exchanges, which the pooler may send to two server connections outside a
         // transaction.
         let config = self.demand(worker);
-        if !self.pooled {
-            let mut conn = self.pool.acquire().await?;
+        if !self.db.pooled() {
+            let mut conn = self.db.pool().acquire().await?;
             return queries::fetch_next(&mut *conn, &config, worker).await;
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let tasks = queries::fetch_next(&mut *tx, &config, worker).await?;
         tx.commit().await?;
         Ok(tasks)
@@ -249,7 +239,7 @@ impl Persistence for StepPersistence {
         if locks.is_empty() && acks.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         if !acks.is_empty() {
             queries::handle_results(&mut *tx, &acks, worker.name()).await?;
         }
@@ -269,7 +259,7 @@ impl Persistence for StepPersistence {
             .iter()
             .filter_map(|t| t.task_id().map(ToString::to_string))
             .collect::<Vec<_>>();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let queue = self.config.queue.as_ref();
         let count = queries::reenqueue_abandoned(&mut *tx, queue, worker.name(), &ids).await?;
         if count as usize != tasks.len() {
@@ -284,7 +274,7 @@ impl Persistence for StepPersistence {
 
     async fn push_tasks(&mut self, tasks: Vec<PgTask>) -> Result<(), Error> {
         let queue = self.config.queue.as_ref();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         queries::push_tasks(&mut *tx, queue, tasks).await?;
         tx.commit().await?;
         Ok(())

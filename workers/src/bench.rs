@@ -18,6 +18,7 @@ use apalis::prelude::*;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use timeline_core::db::bench::record_acknowledged;
+use timeline_core::db::tx::TxPool;
 
 use crate::ack::{self, Acked};
 use crate::backend::StepStorage;
@@ -70,11 +71,9 @@ struct BenchTask {
 
 /// What the handler needs.
 struct Bench {
-    pool: PgPool,
+    db: TxPool,
     table: String,
     acked: Acked,
-    /// Whether `pool` goes through a transaction pooler.
-    pooled: bool,
     /// The batched path's writer (`--batch` above 1).
     group: Option<GroupCommit<Finished>>,
 }
@@ -101,14 +100,10 @@ pub enum Error {
 /// Tasks pushed per enqueue transaction.
 const ENQUEUE_CHUNK: usize = 5_000;
 
-/// Runs the bench: `pool` carries the pools' work (through the pooler, if any), `session` the
+/// Runs the bench: `db` carries the pools' work (through the pooler, if any), `session` the
 /// bench's own bookkeeping (a direct connection).
-pub async fn run(
-    pool: PgPool,
-    session: PgPool,
-    args: &BenchArgs,
-    pooled: bool,
-) -> Result<Report, Error> {
+pub async fn run(db: TxPool, session: PgPool, args: &BenchArgs) -> Result<Report, Error> {
+    let pooled = db.pooled();
     if args.tasks == 0 || args.batch == 0 || args.fetchers == 0 {
         return Err(Error::Invalid(
             "--tasks, --batch and --fetchers must be at least 1".into(),
@@ -122,14 +117,7 @@ pub async fn run(
     let queue = format!("bench-{id}");
     let table = format!("bench_steps_{id}");
     timeline_core::db::bench::create_table(&session, &table).await?;
-    let result = drain(
-        &pool,
-        &session,
-        (&queue, &table),
-        args,
-        (concurrency, pooled),
-    )
-    .await;
+    let result = drain(&db, &session, (&queue, &table), args, concurrency).await;
     let recorded = timeline_core::db::bench::recorded(&session, &table).await;
     let cleaned = timeline_core::db::bench::clean(&session, &queue, &table).await;
     let (seconds, transactions) = result?;
@@ -151,25 +139,24 @@ pub async fn run(
 
 /// Enqueues, drains and counts; returns the drain's seconds and the transactions it took.
 async fn drain(
-    pool: &PgPool,
+    db: &TxPool,
     session: &PgPool,
     (queue, table): (&str, &str),
     args: &BenchArgs,
-    (concurrency, pooled): (usize, bool),
+    concurrency: usize,
 ) -> Result<(f64, i64), Error> {
-    enqueue(pool, queue, args.tasks).await?;
+    enqueue(db.pool(), queue, args.tasks).await?;
     let before = timeline_core::db::bench::transactions(session).await?;
     let started = Instant::now();
     let acked = Acked::default();
-    let group = (args.batch > 1).then(|| group_writer(pool.clone(), table.to_owned(), concurrency));
+    let group = (args.batch > 1).then(|| group_writer(db.clone(), table.to_owned(), concurrency));
     let ctx = Arc::new(Bench {
-        pool: pool.clone(),
+        db: db.clone(),
         table: table.to_owned(),
         acked: acked.clone(),
-        pooled,
         group,
     });
-    let (pool, batch) = (pool.clone(), args.batch);
+    let (db, batch) = (db.clone(), args.batch);
     let name = queue.to_owned();
     let slots = concurrency.div_ceil(args.fetchers);
     let build = move |fetcher: usize, restarts: usize| {
@@ -183,7 +170,7 @@ async fn drain(
         } else {
             (config, Some(slots))
         };
-        let backend = StepStorage::<BenchTask>::new(&pool, config, demand, acked.clone(), pooled)
+        let backend = StepStorage::<BenchTask>::new(&db, config, demand, acked.clone())
             .poll_with_strategy(Strategy::new().interval(POLL_INTERVAL / 20));
         WorkerBuilder::new(format!("{name}-{fetcher}-{restarts}"))
             .backend(backend)
@@ -265,15 +252,15 @@ async fn handle(
         &ctx.table,
         (current.task_id.as_str(), current.worker.as_str()),
     );
-    let done = if ctx.pooled {
+    let done = if ctx.db.pooled() {
         // Behind a transaction pooler a statement outside a transaction may be parsed on one
         // server connection and run on another (see `backend`'s `fetch_next`).
-        let mut tx = ctx.pool.begin().await?;
+        let mut tx = ctx.db.begin().await?;
         let done = record_acknowledged(&mut *tx, table, (task.n, attempt), key).await?;
         tx.commit().await?;
         done
     } else {
-        record_acknowledged(&ctx.pool, table, (task.n, attempt), key).await?
+        record_acknowledged(ctx.db.pool(), table, (task.n, attempt), key).await?
     };
     if done {
         current.committed();
@@ -282,9 +269,9 @@ async fn handle(
 }
 
 /// The batched path's writer: a group's records and acknowledgements, one transaction.
-fn group_writer(pool: PgPool, table: String, max: usize) -> GroupCommit<Finished> {
+fn group_writer(db: TxPool, table: String, max: usize) -> GroupCommit<Finished> {
     GroupCommit::start(max, move |group: Vec<Finished>| {
-        let (pool, table) = (pool.clone(), table.clone());
+        let (db, table) = (db.clone(), table.clone());
         async move {
             // A task redelivered while its first delivery waits here is recorded once.
             let mut records: Vec<(u64, i32)> =
@@ -292,7 +279,7 @@ fn group_writer(pool: PgPool, table: String, max: usize) -> GroupCommit<Finished
             records.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
             records.dedup_by_key(|r| r.0);
             let tasks: Vec<ack::Current> = group.into_iter().map(|f| f.task).collect();
-            let mut tx = pool.begin().await?;
+            let mut tx = db.begin().await?;
             timeline_core::db::bench::record_many(&mut tx, &table, &records).await?;
             ack::commit_done_many(tx, &tasks).await
         }

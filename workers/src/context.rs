@@ -2,16 +2,19 @@
 //! limits of the ffmpeg child processes.
 
 use sqlx::PgPool;
+use timeline_core::db::tx::TxPool;
 use timeline_core::storage::Storage;
 use timeline_media::thumbnail::Limits;
 
 /// Shared by all pools of a worker process.
 #[derive(Debug, Clone)]
 pub struct Context {
-    /// Every step's transactions and the queue's fetch and ack (through the pooler, if any).
+    /// Where every step's transactions and the queue's fetches and acknowledgements begin:
+    /// behind a transaction pooler, connections that go back without sqlx's release ping
+    /// (`timeline_core::db::tx`).
+    pub db: TxPool,
+    /// What runs outside an explicit transaction (the same database as `db`).
     pub pool: PgPool,
-    /// Whether `pool` goes through a transaction pooler (`DATABASE_SESSION_URL` set).
-    pub pooled: bool,
     /// What needs a session: the wake-up listener and the reconciler's leader lock (see
     /// `timeline_core::db::session_pool`).
     pub session: PgPool,

@@ -135,7 +135,7 @@ async fn start(
     if let Some(known) = task.known.filter(|k| !k.sidecar) {
         return Ok(Some((File::Known(task, known), None)));
     }
-    let mut tx = ctx.pool.begin().await?;
+    let mut tx = ctx.db.begin().await?;
     let Some(media) = step::begin_on(&mut tx, task).await? else {
         return Ok(None);
     };
@@ -171,7 +171,7 @@ async fn store(
         metadata: facts.metadata.clone(),
         content_identifier: facts.content_identifier.clone(),
     };
-    let mut tx = ctx.pool.begin().await?;
+    let mut tx = ctx.db.begin().await?;
     let Some(media) = file.confirm_on(&mut tx).await? else {
         // Deleted or ended meanwhile. A clip stored for it is named for this task, and goes
         // once the task is done (`inflight::clean`).

@@ -15,7 +15,7 @@ use crate::step::{self, StepError};
 pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), StepError> {
     // The checks, the start and (when the upload hashed the bytes as they arrived, so that
     // nothing is read back from the store) the result: one transaction.
-    let mut tx = ctx.pool.begin().await?;
+    let mut tx = ctx.db.begin().await?;
     let Some(m) = db::pipeline::load(&mut tx, task.media_file_id).await? else {
         return Ok(());
     };
@@ -43,7 +43,7 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
             // Reading a whole original takes a while: the start commits first.
             tx.commit().await?;
             let hash = stream_hash(ctx, &media).await?;
-            tx = ctx.pool.begin().await?;
+            tx = ctx.db.begin().await?;
             hash
         }
     };
@@ -125,7 +125,7 @@ async fn mark_duplicate(
     hash: &str,
     attempt: i32,
 ) -> Result<(), StepError> {
-    let mut tx = ctx.pool.begin().await?;
+    let mut tx = ctx.db.begin().await?;
     let Some(original) = db::media::find_by_hash(&mut *tx, media.user_id, hash).await? else {
         // The original vanished between the two statements (deleted): try again.
         return Err(StepError::Transient(

@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use timeline_core::config::{DatabaseConfig, StorageConfig};
+use timeline_core::db::tx::TxPool;
 use timeline_core::jobs::Step;
 
 /// Command-line flags of `timeline-worker`.
@@ -162,6 +163,7 @@ pub async fn run() -> Result<(), Error> {
     let pool =
         timeline_core::db::connect_waiting(&args.db, std::time::Duration::from_secs(60)).await?;
     let session = timeline_core::db::session_pool(&args.db, &pool)?;
+    let lean = timeline_core::db::lean_pool_waiting(&args.db, std::time::Duration::from_secs(60))?;
     timeline_core::metrics::handle();
     let metrics = match &args.metrics_addr {
         Some(addr) => {
@@ -210,8 +212,8 @@ pub async fn run() -> Result<(), Error> {
     )
     .map_err(|e| Error::Config(format!("--spool-dir: {e}")))?;
     let ctx = Arc::new(context::Context {
+        db: TxPool::new(pool.clone(), lean),
         pool,
-        pooled: args.db.pooled(),
         session,
         storage,
         limits,
@@ -284,9 +286,11 @@ async fn recorded_settings(
 
 /// `timeline-worker bench`: prints its report as one JSON line on stdout.
 async fn run_bench(db: &DatabaseConfig, args: &bench::BenchArgs) -> Result<(), Error> {
-    let pool = timeline_core::db::connect_waiting(db, std::time::Duration::from_secs(60)).await?;
+    let wait = std::time::Duration::from_secs(60);
+    let pool = timeline_core::db::connect_waiting(db, wait).await?;
     let session = timeline_core::db::session_pool(db, &pool)?;
-    let report = bench::run(pool, session, args, db.pooled()).await?;
+    let lean = timeline_core::db::lean_pool_waiting(db, wait)?;
+    let report = bench::run(TxPool::new(pool, lean), session, args).await?;
     let line = serde_json::to_string(&report).map_err(|e| Error::Config(e.to_string()))?;
     use std::io::Write as _;
     writeln!(std::io::stdout().lock(), "{line}").map_err(|e| Error::Config(e.to_string()))?;

@@ -87,7 +87,7 @@ pub async fn record(
     job_id: Uuid,
     priority: u32,
 ) -> Result<(), StepError> {
-    let mut tx = ctx.pool.begin().await?;
+    let mut tx = ctx.db.begin().await?;
     record_in(&mut tx, clip, job_id, priority).await?;
     tx.commit().await?;
     Ok(())

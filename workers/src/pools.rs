@@ -81,14 +81,8 @@ fn backend(
         .stream(wakers.stream(step, lane))
         .interval(POLL_INTERVAL);
     let config = config(&queue, slots);
-    StepStorage::<MediaTask>::new(
-        &ctx.pool,
-        config,
-        Some(slots),
-        ctx.acked.clone(),
-        ctx.pooled,
-    )
-    .poll_with_strategy(wake)
+    StepStorage::<MediaTask>::new(&ctx.db, config, Some(slots), ctx.acked.clone())
+        .poll_with_strategy(wake)
 }
 
 /// A task's attempt limit as recorded in its queue row when it was queued. The step gives up
@@ -161,7 +155,7 @@ pub(crate) async fn schedule_retry(ctx: &Context, task_id: &TaskId, worker: &str
     let delay = timeline_core::jobs::retry_delay_from(attempt, ctx.retry_base);
     let id = task_id.to_string();
     let result = async {
-        let mut tx = ctx.pool.begin().await?;
+        let mut tx = ctx.db.begin().await?;
         let delayed = timeline_core::db::queue::delay_retry(&mut tx, &id, worker, delay).await?;
         tx.commit().await?;
         Ok::<_, sqlx::Error>(delayed)

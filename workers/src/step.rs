@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use timeline_core::db::{self, pipeline::MediaState};
+use timeline_core::db::{self, pipeline::MediaState, tx::Tx};
 use timeline_core::jobs::{Known, MediaTask, Step};
 use timeline_core::models::ProcessingStatus;
 use timeline_core::storage::{Rendition, Storage};
@@ -50,7 +50,7 @@ where
 /// Loads the file and reports whether the step should run (`None`: deleted or already ended),
 /// marking it processing; one transaction.
 pub async fn begin(ctx: &Context, task: MediaTask) -> Result<Option<MediaState>, StepError> {
-    let mut tx = ctx.pool.begin().await?;
+    let mut tx = ctx.db.begin().await?;
     let media = begin_on(&mut tx, task).await?;
     tx.commit().await?;
     Ok(media)
@@ -138,7 +138,7 @@ impl File {
     /// The loaded file, reading a known one now in a transaction of its own (for what only
     /// the row says, such as the file's name); `None` when it was deleted or ended.
     pub async fn loaded(self, ctx: &Context) -> Result<Option<MediaState>, StepError> {
-        let mut tx = ctx.pool.begin().await?;
+        let mut tx = ctx.db.begin().await?;
         let media = self.confirm_on(&mut tx).await?;
         tx.commit().await?;
         Ok(media)
@@ -219,7 +219,7 @@ pub async fn store_renditions(
     step: Step,
     t: timeline_media::thumbnail::Thumbnails,
 ) -> Result<StoredRenditions, StepError> {
-    let mut tx = ctx.pool.begin().await?;
+    let mut tx = ctx.db.begin().await?;
     name_renditions_on(&mut tx, media, step).await?;
     tx.commit().await?;
     write_renditions(ctx, (media.user_id, media.id), t).await
@@ -274,7 +274,7 @@ pub async fn finish(
     outcome: Result<(), &str>,
     attempt: i32,
 ) -> Result<(), StepError> {
-    let mut tx = ctx.pool.begin().await?;
+    let mut tx = ctx.db.begin().await?;
     let Some(media) = file.confirm_on(&mut tx).await? else {
         return Ok(());
     };
@@ -305,7 +305,7 @@ async fn drop_renditions_on(
 
 /// Deletes renditions stored for a file that was deleted or ended while they rendered.
 pub async fn drop_renditions(ctx: &Context, (user_id, id): (Uuid, Uuid)) -> Result<(), StepError> {
-    let mut tx = ctx.pool.begin().await?;
+    let mut tx = ctx.db.begin().await?;
     let dropped = drop_renditions_on(&mut tx, user_id, id).await?;
     tx.commit().await?;
     clean(ctx, &dropped).await;
@@ -324,7 +324,7 @@ async fn clean(ctx: &Context, keys: &[String]) {
 
 /// Commits a step's final transaction together with its task's acknowledgement (see
 /// `crate::ack`): nothing that can fail may follow it in the step.
-pub async fn commit_final(tx: sqlx::Transaction<'static, sqlx::Postgres>) -> Result<(), StepError> {
+pub async fn commit_final(tx: Tx) -> Result<(), StepError> {
     Ok(crate::ack::commit_done(tx).await?)
 }
 
@@ -360,7 +360,7 @@ async fn refreshed(
     task: MediaTask,
     failed: Option<ProcessingStatus>,
 ) -> Result<(), StepError> {
-    let mut tx = ctx.pool.begin().await?;
+    let mut tx = ctx.db.begin().await?;
     let (unrecorded, fatal) =
         db::uploads::refresh_state(&mut tx, task.media_file_id, task.job_id).await?;
     if failed.is_some() || unrecorded == 0 {
@@ -447,13 +447,13 @@ where
     tracing::warn!(error = %reason, "step failed");
     let reason = stored_reason(&reason);
     let media = {
-        let mut tx = ctx.pool.begin().await?;
+        let mut tx = ctx.db.begin().await?;
         db::pipeline::load(&mut tx, task.media_file_id).await?
     };
     match media {
         Some(media) if task.refresh && media.processing_status == ProcessingStatus::Completed => {
             // The file keeps its earlier renditions; the reprocessing job counts a failure.
-            let mut tx = ctx.pool.begin().await?;
+            let mut tx = ctx.db.begin().await?;
             let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
             db::pipeline::record_step(&mut tx, &media, step, Err(&reason), attempt).await?;
             let note = format!("reprocessing failed ({}): {reason}", step.queue());

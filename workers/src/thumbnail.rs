@@ -29,7 +29,7 @@ pub async fn run(ctx: &Context, task: MediaTask, attempt: i32) -> Result<(), Ste
     let stored = step::write_renditions(ctx, at, thumbs).await?;
     // Crash tests kill the worker here: renditions stored, nothing recorded.
     timeline_core::test_pause!("TIMELINE_TEST_PAUSE_BEFORE_FINISH_SECS");
-    let mut tx = ctx.pool.begin().await?;
+    let mut tx = ctx.db.begin().await?;
     let Some(media) = file.confirm_on(&mut tx).await? else {
         // Deleted or ended while it rendered: what was stored goes.
         drop(tx);
@@ -56,7 +56,7 @@ async fn start(ctx: &Context, task: MediaTask) -> Result<Option<(File, ImageForm
     if let Some((known, format)) = task.known.and_then(|k| Some((k, k.image?))) {
         return Ok(Some((File::Known(task, known), format)));
     }
-    let mut tx = ctx.pool.begin().await?;
+    let mut tx = ctx.db.begin().await?;
     let Some(media) = step::begin_on(&mut tx, task).await? else {
         return Ok(None);
     };

@@ -230,7 +230,7 @@ async fn store(
         content_identifier: facts.content_identifier.clone(),
         metadata: facts.metadata(),
     };
-    let mut tx = ctx.pool.begin().await?;
+    let mut tx = ctx.db.begin().await?;
     if let Some(loc) = &location {
         update.location_id =
             Some(db::pipeline::upsert_location(&mut tx, media.user_id, loc).await?);

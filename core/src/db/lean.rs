@@ -4,10 +4,13 @@
 //! Why our own: sqlx's pool pings every connection it takes back (a lone `Sync`, no option to
 //! skip it in sqlx 0.9). Through PgBouncer 1.18 in transaction mode that `Sync` takes a server
 //! connection of its own and ends in a second reset: per job poll, two server
-//! transactions and two resets where one does the work (docs/SCALING.md). The ping's other
-//! use is to catch a connection left mid-protocol by a cancelled request; here a connection
-//! goes back only through [`LeanTx::commit`] or [`LeanTx::rollback`], after the pooler has
-//! answered, and one dropped on any other path is closed instead.
+//! transactions and two resets where one does the work (docs/SCALING.md). The workers'
+//! fetches, acknowledgements and steps' transactions take theirs here too ([`super::tx`]).
+//! The ping's other use is to catch a connection left mid-protocol by a cancelled request;
+//! here a connection goes back through [`LeanTx::commit`] or [`LeanTx::rollback`] after the
+//! pooler has answered, or, dropped on any other path, after a `ROLLBACK` that a task sends
+//! in the background (sqlx reads whatever a cancelled statement left unread before it sends
+//! the next one, so the connection comes back in step; one whose rollback fails is closed).
 //!
 //! A connection idle for [`super::PING_WHEN_IDLE`] or more is pinged before use, as the main
 //! pool does, so one left from before a pooler restart is replaced rather than failing a
@@ -16,8 +19,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{Connection, Executor};
+use sqlx_core::transaction::TransactionManager as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A pool of at most `max` connections, made as they are first needed.
@@ -55,12 +59,8 @@ impl LeanPool {
         let mut conn = tokio::time::timeout_at(deadline, self.connection())
             .await
             .map_err(timed_out)??;
-        conn.execute("BEGIN").await?;
-        Ok(LeanTx {
-            conn,
-            pool: self.clone(),
-            _permit: permit,
-        })
+        Manager::begin(&mut conn, None).await?;
+        Ok(LeanTx::new(conn, self.clone(), permit))
     }
 
     /// The most recently used idle connection that answers, else a new one.
@@ -100,10 +100,25 @@ impl std::fmt::Debug for LeanPool {
     }
 }
 
+/// sqlx's transaction manager, so that sqlx counts the transaction: a savepoint begun inside
+/// (`Acquire::begin` on the connection) is then a savepoint, not a second `BEGIN` whose
+/// `COMMIT` would end ours.
+type Manager = <sqlx::Postgres as sqlx::Database>::TransactionManager;
+
+/// How a [`LeanTx`] ends.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Commit,
+    Rollback,
+}
+
 /// A transaction on a connection of a [`LeanPool`]. Dropped without [`LeanTx::commit`] or
-/// [`LeanTx::rollback`] (an error, a cancelled request), its connection is closed, never
-/// reused: the server then ends the transaction.
-pub struct LeanTx {
+/// [`LeanTx::rollback`] (an error, a cancelled request), it is rolled back in the background
+/// and its connection given back then; its slot in the pool stays taken until that is done.
+pub struct LeanTx(Option<Held>);
+
+/// What a [`LeanTx`] holds until it ends.
+struct Held {
     conn: PgConnection,
     pool: LeanPool,
     _permit: OwnedSemaphorePermit,
@@ -116,25 +131,67 @@ impl std::fmt::Debug for LeanTx {
 }
 
 impl LeanTx {
-    /// The connection, inside the transaction.
-    pub fn conn(&mut self) -> &mut PgConnection {
-        &mut self.conn
+    fn new(conn: PgConnection, pool: LeanPool, permit: OwnedSemaphorePermit) -> Self {
+        Self(Some(Held {
+            conn,
+            pool,
+            _permit: permit,
+        }))
     }
 
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.end("COMMIT").await
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        Self::end(self.0.take(), End::Commit).await
     }
 
-    pub async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.end("ROLLBACK").await
+    pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        Self::end(self.0.take(), End::Rollback).await
     }
 
-    /// Ends the transaction and hands the connection back; the permit goes with `self`,
-    /// after the connection is idle again.
-    async fn end(self, statement: &'static str) -> Result<(), sqlx::Error> {
-        let Self { mut conn, pool, .. } = self;
-        conn.execute(statement).await?;
-        pool.give_back(conn);
+    /// Ends the transaction and hands the connection back; the permit goes with `held`,
+    /// after the connection is idle again. A connection whose statement failed is dropped
+    /// (closed): the server ends its transaction.
+    async fn end(held: Option<Held>, end: End) -> Result<(), sqlx::Error> {
+        let Some(Held { mut conn, pool, .. }) = held else {
+            return Ok(());
+        };
+        match end {
+            End::Commit => Manager::commit(&mut conn).await?,
+            End::Rollback => Manager::rollback(&mut conn).await?,
+        }
+        // Still inside only if a savepoint's `Transaction` was leaked: then closed, not reused.
+        if Manager::get_transaction_depth(&conn) == 0 {
+            pool.give_back(conn);
+        }
         Ok(())
+    }
+}
+
+impl std::ops::Deref for LeanTx {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        match &self.0 {
+            Some(held) => &held.conn,
+            None => unreachable!("a LeanTx is only emptied as it is consumed"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for LeanTx {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match &mut self.0 {
+            Some(held) => &mut held.conn,
+            None => unreachable!("a LeanTx is only emptied as it is consumed"),
+        }
+    }
+}
+
+impl Drop for LeanTx {
+    fn drop(&mut self) {
+        let Some(held) = self.0.take() else { return };
+        // Outside a runtime (a process shutting down) the connection closes with `held`.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(Self::end(Some(held), End::Rollback));
+        }
     }
 }

@@ -25,6 +25,7 @@ pub mod resumable;
 pub mod seed;
 pub mod sessions;
 pub mod settings;
+pub mod tx;
 pub mod uploads;
 pub mod users;
 
@@ -63,13 +64,21 @@ pub async fn connect_waiting(
 /// the main pool. `None` without a pooler: there sqlx's statement cache keeps the main pool
 /// the cheaper one, and its ping is a round trip that costs the server nothing.
 pub fn lean_pool(cfg: &DatabaseConfig) -> Result<Option<lean::LeanPool>, sqlx::Error> {
+    lean_pool_waiting(cfg, ACQUIRE_TIMEOUT)
+}
+
+/// [`lean_pool`] with a longer wait for a free connection, as [`connect_waiting`].
+pub fn lean_pool_waiting(
+    cfg: &DatabaseConfig,
+    acquire_timeout: Duration,
+) -> Result<Option<lean::LeanPool>, sqlx::Error> {
     if !cfg.pooled() {
         return Ok(None);
     }
     Ok(Some(lean::LeanPool::new(
         connect_options(cfg, &cfg.database_url)?,
         cfg.database_max_connections.max(2),
-        ACQUIRE_TIMEOUT,
+        acquire_timeout,
     )))
 }
 

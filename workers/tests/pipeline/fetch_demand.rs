@@ -115,9 +115,9 @@ async fn run_pool(
 ) -> Result<(), MonitorError> {
     let build = move |restarts: usize| {
         let config = timeline_workers::pools::config(QUEUE, SLOTS);
-        let backend =
-            StepStorage::<usize>::new(&pool, config, Some(SLOTS), Acked::default(), false)
-                .poll_with_strategy(Strategy::new().interval(Duration::from_millis(50)));
+        let db = timeline_core::db::tx::TxPool::from(pool.clone());
+        let backend = StepStorage::<usize>::new(&db, config, Some(SLOTS), Acked::default())
+            .poll_with_strategy(Strategy::new().interval(Duration::from_millis(50)));
         WorkerBuilder::new(format!("{QUEUE}-{restarts}"))
             .backend(backend)
             .data(gate.clone())

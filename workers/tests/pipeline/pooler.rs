@@ -463,7 +463,7 @@ async fn a_pooler_restarted_mid_import_loses_nothing(pool: PgPool) {
 impl Bouncer {
     /// Server transactions the pooler has run for `database` so far (`SHOW STATS`, whose
     /// totals are counted as each ends).
-    fn transactions(&self, database: &str) -> i64 {
+    pub fn transactions(&self, database: &str) -> i64 {
         let out = Command::new("psql")
             .args([
                 "-h",
@@ -490,9 +490,10 @@ impl Bouncer {
 }
 
 /// Through the pooler a job poll is one server transaction, nothing more: the web process's
-/// reads hand their connection back without sqlx's release ping, which through PgBouncer took
-/// a server connection (and a reset) of its own, two per poll before. Refusals take
-/// the same path and leave it working.
+/// transactions hand their connection back without sqlx's release ping, which through
+/// PgBouncer took a server connection (and a reset) of its own, two per poll before. Refusals
+/// take the same path and leave it working, and so do handlers that work in transactions of
+/// their own after the token's check.
 #[sqlx::test(migrations = false)]
 async fn a_job_poll_through_the_pooler_is_one_server_transaction(pool: PgPool) {
     const POLLS: i64 = 200;
@@ -517,7 +518,7 @@ async fn a_job_poll_through_the_pooler_is_one_server_transaction(pool: PgPool) {
         .await;
     assert_eq!(status, 202, "{body}");
     let job = format!("/v1/jobs/{}", body["job"]["id"].as_str().expect("job"));
-    // Each token's first use is recorded (a write, on the main pool).
+    // Each token's first use is recorded (a write, in a savepoint of the same transaction).
     assert_eq!(app.get(&token, &job).await.0, 200);
     assert_eq!(app.get(&other, "/v1/media").await.0, 200);
 
@@ -547,10 +548,94 @@ async fn a_job_poll_through_the_pooler_is_one_server_transaction(pool: PgPool) {
         polled, POLLS,
         "{polled} server transactions for {POLLS} polls: one each, no ping of its own"
     );
+    // A handler that checks the token and then works in a transaction of its own (here the
+    // camera-roll check `POST /v1/media/exists`): two server transactions, no ping either.
+    let before = bouncer.transactions(&database);
+    let hashes = serde_json::json!({ "sha256": [format!("{:064x}", 7)] });
+    for _ in 0..POLLS / 4 {
+        let resp = app
+            .http
+            .post(format!("{}/v1/media/exists", app.base))
+            .bearer_auth(&token)
+            .json(&hashes)
+            .send()
+            .await
+            .expect("exists");
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    let checked = bouncer.transactions(&database) - before;
+    assert_eq!(
+        checked,
+        POLLS / 2,
+        "{checked} server transactions for {} checks: the token's and the read's",
+        POLLS / 4
+    );
     let log = bouncer.log();
     assert!(
         !log.contains("prepared statement"),
         "PgBouncer saw statement errors:\n{log}"
     );
     drop(serve);
+}
+
+/// A transaction of the lean pool (`db::lean`, through the pooler) is counted by sqlx: a
+/// savepoint begun inside it is a savepoint, whose rollback keeps what came before it and
+/// whose transaction still commits (a second `BEGIN` there would have been a no-op, and its
+/// `ROLLBACK` the end of everything). One dropped without an end is rolled back in the
+/// background and its connection handed back, not closed.
+#[sqlx::test(migrations = false)]
+async fn a_lean_transaction_keeps_its_savepoints_and_a_dropped_one_is_rolled_back(pool: PgPool) {
+    let bouncer = Bouncer::start(POOL_SIZE);
+    sqlx::query("CREATE TABLE lean_check (x int PRIMARY KEY)")
+        .execute(&pool)
+        .await
+        .expect("create the table");
+    let options: sqlx::postgres::PgConnectOptions = bouncer
+        .url_for(&url_of(&pool))
+        .parse()
+        .expect("the pooler's URL");
+    // One connection: a second transaction begins only once the first has given it back.
+    let lean = timeline_core::db::lean::LeanPool::new(
+        options.statement_cache_capacity(0),
+        1,
+        Duration::from_secs(5),
+    );
+    let insert = |x: i32| sqlx::query("INSERT INTO lean_check VALUES ($1)").bind(x);
+
+    let mut tx = lean.begin().await.expect("begin");
+    insert(1).execute(&mut *tx).await.expect("insert 1");
+    let mut savepoint = sqlx::Acquire::begin(&mut *tx).await.expect("a savepoint");
+    insert(2).execute(&mut *savepoint).await.expect("insert 2");
+    savepoint
+        .rollback()
+        .await
+        .expect("roll back to the savepoint");
+    insert(3).execute(&mut *tx).await.expect("insert 3");
+    tx.commit().await.expect("commit");
+    let kept: Vec<i32> = sqlx::query_scalar("SELECT x FROM lean_check ORDER BY x")
+        .fetch_all(&pool)
+        .await
+        .expect("read back");
+    assert_eq!(kept, [1, 3], "the savepoint's row alone is gone");
+
+    let mut tx = lean.begin().await.expect("begin");
+    insert(4).execute(&mut *tx).await.expect("insert 4");
+    drop(tx);
+    // The pool's one connection comes back once the background rollback is done.
+    let mut tx = lean
+        .begin()
+        .await
+        .expect("begin after a dropped transaction");
+    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM lean_check WHERE x = 4")
+        .fetch_one(&mut *tx)
+        .await
+        .expect("count");
+    tx.commit().await.expect("commit");
+    assert_eq!(seen, 0, "the dropped transaction was rolled back");
+    let log = bouncer.log();
+    assert_eq!(
+        log.matches("login attempt").count(),
+        1,
+        "one client connection throughout, none closed and made again:\n{log}"
+    );
 }

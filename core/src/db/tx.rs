@@ -1,0 +1,91 @@
+//! Where a transaction begins: sqlx's pool, or, behind a transaction pooler, the lean pool
+//! ([`super::lean`]), whose connections go back without sqlx's release ping. Through
+//! PgBouncer that ping is one more server transaction and one more reset per transaction, so
+//! the workers' fetches, acknowledgements and steps' transactions begin here.
+
+use std::ops::{Deref, DerefMut};
+
+use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::{Postgres, Transaction};
+
+use super::lean::{LeanPool, LeanTx};
+
+/// Begins transactions on the lean pool when there is one (behind a pooler), else on `pool`.
+#[derive(Debug, Clone)]
+pub struct TxPool {
+    pool: PgPool,
+    lean: Option<LeanPool>,
+}
+
+impl TxPool {
+    pub fn new(pool: PgPool, lean: Option<LeanPool>) -> Self {
+        Self { pool, lean }
+    }
+
+    /// Whether transactions go through a transaction pooler (on the lean pool).
+    pub fn pooled(&self) -> bool {
+        self.lean.is_some()
+    }
+
+    /// sqlx's pool, for what runs outside an explicit transaction.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match &self.lean {
+            Some(lean) => Tx::Lean(lean.begin().await?),
+            None => Tx::Sqlx(self.pool.begin().await?),
+        })
+    }
+}
+
+impl From<PgPool> for TxPool {
+    fn from(pool: PgPool) -> Self {
+        Self::new(pool, None)
+    }
+}
+
+/// A transaction of either pool: sqlx's, or the lean one. Dropped without [`Tx::commit`], it is
+/// rolled back.
+#[derive(Debug)]
+pub enum Tx {
+    Sqlx(Transaction<'static, Postgres>),
+    Lean(LeanTx),
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Sqlx(tx) => tx.commit().await,
+            Self::Lean(tx) => tx.commit().await,
+        }
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Sqlx(tx) => tx.rollback().await,
+            Self::Lean(tx) => tx.rollback().await,
+        }
+    }
+}
+
+impl Deref for Tx {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        match self {
+            Self::Sqlx(tx) => tx,
+            Self::Lean(tx) => tx,
+        }
+    }
+}
+
+impl DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match self {
+            Self::Sqlx(tx) => tx,
+            Self::Lean(tx) => tx,
+        }
+    }
+}
