@@ -8,6 +8,8 @@
 # graphile-worker's slots fetch each for itself), alternating ROUNDS times. Then ours again through PgBouncer in
 # transaction mode (scripts/pgbouncer.sh). Prints every run's JSON line and the medians.
 #   bash scripts/bench-queue.sh [TASKS] [CONCURRENCY] [ROUNDS]   (default 20000, 8, 3)
+# WORKER_BINS="A B" compares builds of `timeline-worker` instead: each round runs ours as the
+# real pools run, direct and through PgBouncer, with each binary in turn (no peer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tasks=${1:-20000}
@@ -44,7 +46,17 @@ ours_pooled() {
 peer() { node benches/queue/graphile.mjs "${base%/*}/graphile_bench_queue" "$tasks" "$conc" "$@"; }
 
 : >"$work/runs"
-for r in $(seq "$rounds"); do
+if [ -n "${WORKER_BINS:-}" ]; then
+  read -r -a wbins <<<"$WORKER_BINS"
+  for r in $(seq "$rounds"); do
+    for i in "${!wbins[@]}"; do
+      w=${wbins[$i]}
+      echo "bin$i-direct $(DATABASE_URL=$db "$w" bench --tasks "$tasks" --concurrency "$conc")" >>"$work/runs"
+      echo "bin$i-pgbouncer $(DATABASE_URL=$pooled DATABASE_SESSION_URL=$db "$w" bench --tasks "$tasks" --concurrency "$conc")" >>"$work/runs"
+    done
+  done
+fi
+for r in $(seq "$([ -n "${WORKER_BINS:-}" ] && echo 0 || echo "$rounds")"); do
   echo "timeline $(ours)" >>"$work/runs"
   echo "graphile $(peer)" >>"$work/runs"
   echo "timeline-fetchers $(ours --fetchers "$conc")" >>"$work/runs"
@@ -68,7 +80,7 @@ for name, rs in runs.items():
     tx = statistics.median(r["db_transactions_per_task"] for r in rs)
     med[name] = rate
     print(f"{name:20} {rate:10.0f} {tx:11.2f}")
-for a, b in [("timeline", "graphile"), ("timeline-fetchers", "graphile"), ("timeline-batched", "graphile-batched"), ("timeline-pgbouncer", "timeline")]:
+for a, b in [("bin1-direct", "bin0-direct"), ("bin1-pgbouncer", "bin0-pgbouncer"), ("timeline", "graphile"), ("timeline-fetchers", "graphile"), ("timeline-batched", "graphile-batched"), ("timeline-pgbouncer", "timeline")]:
     if a in med and b in med:
         print(f"{a} / {b}: {med[a] / med[b]:.2f}")
 PY

@@ -33,7 +33,8 @@
 #   [STORE=garage] bash scripts/cluster.sh [WORKERS] [PHOTOS] [CLIENTS]   (default 6, 300, 1000;
 #   with WORKERS under 3 the one host works alone: no worker kill, no network cut)
 # Exits non-zero if any check fails. KEEP=1 keeps the working folder. WEB_BIN=PATH runs the web
-# processes from another build of `timeline` (an A/B of a change to the API in this setting).
+# processes from another build of `timeline` (an A/B of a change to the API in this setting),
+# WORKER_BIN=PATH the worker hosts from another build of `timeline-worker`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 workers=${1:-6}
@@ -221,7 +222,7 @@ declare -A worker_pid
 start_worker() { # index
   local host_store=
   [ "$store" = garage ] && [ $(($1 % 2)) = 0 ] && host_store=${garage_s3[2]}
-  start_host "$((10 + $1))" "worker$1" nice -n "$worker_nice" "$bin/timeline-worker" --concurrency "$concurrency"
+  start_host "$((10 + $1))" "worker$1" nice -n "$worker_nice" "${WORKER_BIN:-$bin/timeline-worker}" --concurrency "$concurrency"
   worker_pid[$1]=$host_pid
 }
 
