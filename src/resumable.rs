@@ -20,12 +20,12 @@
 
 use std::time::Duration;
 
+use crate::db::tx::TxPool;
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use object_store::path::Path;
 use sha2::digest::common::hazmat::SerializableState;
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -111,7 +111,7 @@ impl Status {
 /// What the engine needs.
 #[derive(Debug, Clone, Copy)]
 pub struct Ctx<'a> {
-    pub pool: &'a PgPool,
+    pub db: &'a TxPool,
     pub storage: &'a Storage,
     pub limits: &'a UploadLimits,
     /// How long an upload waits for its client between requests.
@@ -155,7 +155,7 @@ pub async fn create(ctx: Ctx<'_>, user: Uuid, declared: &Declared) -> Result<Sta
             declared.length
         )));
     }
-    let admission = db::uploads::admission(ctx.pool, user).await?;
+    let admission = db::uploads::admission(ctx.db, user).await?;
     if admission.erasing {
         return Err(Error::Erasing);
     }
@@ -173,7 +173,7 @@ pub async fn create(ctx: Ctx<'_>, user: Uuid, declared: &Declared) -> Result<Sta
     let media = Uuid::new_v4();
     let length = i64::try_from(declared.length).unwrap_or(i64::MAX);
     let part = i64::try_from(crate::storage::part_size_for(declared.length)).unwrap_or(i64::MAX);
-    let mut tx = ctx.pool.begin().await?;
+    let mut tx = ctx.db.begin().await?;
     let new = db::resumable::NewResumable {
         id,
         user_id: user,
@@ -192,7 +192,7 @@ pub async fn create(ctx: Ctx<'_>, user: Uuid, declared: &Declared) -> Result<Sta
     }
     db::objects::name_objects(&mut tx, user, media, &keys, Owner::Session(id)).await?;
     tx.commit().await?;
-    let mut tx = ctx.pool.begin().await?;
+    let mut tx = ctx.db.begin().await?;
     if ctx.storage.is_multipart() {
         // Recorded on the pending object first: an abandoned upload is aborted from there.
         let multipart_id = ctx.storage.create_multipart(&key).await?;
@@ -211,7 +211,7 @@ pub async fn create(ctx: Ctx<'_>, user: Uuid, declared: &Declared) -> Result<Sta
 /// request died between storing and recording) is completed here.
 pub async fn status(ctx: Ctx<'_>, user: Uuid, id: Uuid) -> Result<Status, Error> {
     let r = {
-        let mut tx = ctx.pool.begin().await?;
+        let mut tx = ctx.db.begin().await?;
         db::resumable::get(&mut tx, id, user)
             .await?
             .ok_or(Error::NotFound)?
@@ -230,7 +230,7 @@ pub async fn status(ctx: Ctx<'_>, user: Uuid, id: Uuid) -> Result<Status, Error>
 /// Deletes an unfinished upload and what it stored (a completed one is a media file now:
 /// `DELETE /v1/media/{id}` removes that).
 pub async fn terminate(ctx: Ctx<'_>, user: Uuid, id: Uuid) -> Result<(), Error> {
-    let mut tx = ctx.pool.begin().await?;
+    let mut tx = ctx.db.begin().await?;
     let r = db::resumable::get(&mut tx, id, user)
         .await?
         .ok_or(Error::NotFound)?;
@@ -246,7 +246,7 @@ pub async fn terminate(ctx: Ctx<'_>, user: Uuid, id: Uuid) -> Result<(), Error> 
     }
     tx.commit().await?;
     for key in keys {
-        if let Err(e) = crate::inflight::clean(ctx.pool, ctx.storage, &key).await {
+        if let Err(e) = crate::inflight::clean(ctx.db, ctx.storage, &key).await {
             tracing::warn!(upload.id = %id, error = %e, "could not delete a terminated upload's object yet; the reconciler will");
         }
     }
@@ -281,13 +281,13 @@ where
     let owner = Uuid::new_v4();
     let started = std::time::Instant::now();
     let r = {
-        let mut tx = ctx.pool.begin().await?;
+        let mut tx = ctx.db.begin().await?;
         let leased = db::resumable::lease(&mut tx, id, user, owner, LEASE.as_secs_f64()).await?;
         tx.commit().await?;
         match leased {
             Some(r) => r,
             None => {
-                let mut conn = ctx.pool.begin().await?;
+                let mut conn = ctx.db.begin().await?;
                 let r = db::resumable::get(&mut conn, id, user)
                     .await?
                     .ok_or(Error::NotFound)?;
@@ -305,7 +305,7 @@ where
         }
     };
     if offset != r.bytes_received {
-        release(ctx.pool, id, owner).await;
+        release(ctx.db, id, owner).await;
         return Err(Error::OffsetMismatch {
             expected: r.bytes_received,
             given: offset,
@@ -313,14 +313,14 @@ where
     }
     let declared = chunk.declared.and_then(|n| i64::try_from(n).ok());
     if declared.is_some_and(|n| offset.saturating_add(n) > r.upload_length) {
-        release(ctx.pool, id, owner).await;
+        release(ctx.db, id, owner).await;
         return Err(Error::PastLength {
             length: r.upload_length,
         });
     }
     let span = tracing::info_span!("upload", upload.id = %id, user.id = %user, media.id = %r.media_file_id);
     let leased = started.elapsed();
-    let renewer = tokio::spawn(renew(ctx.pool.clone(), id, owner));
+    let renewer = tokio::spawn(renew(ctx.db.clone(), id, owner));
     let result = Writer::new(ctx, &r, owner, chunk.checksum)
         .run(Box::pin(body))
         .instrument(span.clone())
@@ -339,7 +339,7 @@ where
         }),
         Err(e) => Err(e),
     };
-    release(ctx.pool, id, owner).await;
+    release(ctx.db, id, owner).await;
     // Where a request's time went, for tuning (RUST_LOG=timeline::resumable=debug).
     span.in_scope(|| {
         tracing::debug!(
@@ -353,7 +353,7 @@ where
     result
 }
 
-async fn release(pool: &PgPool, id: Uuid, owner: Uuid) {
+async fn release(pool: &TxPool, id: Uuid, owner: Uuid) {
     if let Ok(mut tx) = pool.begin().await
         && db::resumable::release(&mut tx, id, owner).await.is_ok()
     {
@@ -362,7 +362,7 @@ async fn release(pool: &PgPool, id: Uuid, owner: Uuid) {
 }
 
 /// Keeps the lease while a request streams (and marks the upload alive).
-async fn renew(pool: PgPool, id: Uuid, owner: Uuid) {
+async fn renew(pool: TxPool, id: Uuid, owner: Uuid) {
     let mut tick = tokio::time::interval(LEASE / 4);
     tick.tick().await;
     loop {
@@ -741,7 +741,7 @@ impl<'a> Writer<'a> {
             let buffered = self.buffer.clone().freeze();
             self.hash_at(self.parts_end(), &buffered);
             let key = tail_key(self.row.user_id, self.row.id, upto);
-            let mut tx = self.ctx.pool.begin().await?;
+            let mut tx = self.ctx.db.begin().await?;
             let keys = [key.to_string()];
             db::objects::name_objects(
                 &mut tx,
@@ -774,7 +774,7 @@ impl<'a> Writer<'a> {
             tail_key: self.row.tail_key.as_deref(),
             ttl_secs: self.ctx.ttl.as_secs_f64(),
         };
-        let mut tx = self.ctx.pool.begin().await?;
+        let mut tx = self.ctx.db.begin().await?;
         if !db::resumable::advance(&mut tx, self.row.id, self.owner, &progress).await? {
             return Err(Error::Interrupted(
                 "the upload was taken over or removed".into(),
@@ -798,7 +798,7 @@ impl<'a> Writer<'a> {
         self.row.bytes_received = upto;
         self.row.hash_state = Some(state.to_vec());
         for old in &old_tails {
-            if let Err(e) = crate::inflight::clean(self.ctx.pool, self.ctx.storage, old).await {
+            if let Err(e) = crate::inflight::clean(self.ctx.db, self.ctx.storage, old).await {
                 tracing::debug!(error = %e, "old tail left for the reconciler");
             }
         }
@@ -841,7 +841,7 @@ async fn complete_archive(ctx: Ctx<'_>, r: &Resumable, owner: Uuid) -> Result<St
     let length = u64::try_from(r.upload_length).unwrap_or(0);
     place(ctx, r, &key, length).await?;
     decide_archive(&r.head, &r.filename)?;
-    let mut tx = ctx.pool.begin().await?;
+    let mut tx = ctx.db.begin().await?;
     if !db::resumable::hold(&mut tx, r.id, owner).await? {
         return Err(Error::Interrupted(
             "the upload was taken over or removed".into(),
@@ -854,7 +854,7 @@ async fn complete_archive(ctx: Ctx<'_>, r: &Resumable, owner: Uuid) -> Result<St
     tx.commit().await?;
     tracing::info!(size_bytes = r.upload_length, "archive upload completed");
     for k in left {
-        if let Err(e) = crate::inflight::clean(ctx.pool, ctx.storage, &k).await {
+        if let Err(e) = crate::inflight::clean(ctx.db, ctx.storage, &k).await {
             tracing::debug!(error = %e, "upload leftovers left for the reconciler");
         }
     }
@@ -880,7 +880,7 @@ async fn complete(ctx: Ctx<'_>, r: &Resumable, owner: Uuid) -> Result<Status, Er
     place(ctx, r, &key, length).await?;
     let format = decide(&r.head, &r.filename, ctx.limits)?;
     let sha256 = digest_of(r)?;
-    let mut tx = ctx.pool.begin().await?;
+    let mut tx = ctx.db.begin().await?;
     // The lease is still ours: nobody else completes it meanwhile.
     if !db::resumable::hold(&mut tx, r.id, owner).await? {
         return Err(Error::Interrupted(
@@ -905,7 +905,7 @@ async fn complete(ctx: Ctx<'_>, r: &Resumable, owner: Uuid) -> Result<Status, Er
     tx.commit().await?;
     tracing::info!(job.id = %job.id, size_bytes = r.upload_length, "resumable upload completed");
     for k in left {
-        if let Err(e) = crate::inflight::clean(ctx.pool, ctx.storage, &k).await {
+        if let Err(e) = crate::inflight::clean(ctx.db, ctx.storage, &k).await {
             tracing::debug!(error = %e, "upload leftovers left for the reconciler");
         }
     }

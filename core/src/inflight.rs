@@ -15,9 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use object_store::path::Path;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::db::tx::{Begin, TxPool};
 use crate::db::{self, objects::Owner};
 use crate::storage::{Rendition, Storage};
 
@@ -68,7 +69,7 @@ pub enum Abandoned {
 pub struct UploadSession {
     id: Uuid,
     user_id: Uuid,
-    pool: PgPool,
+    pool: TxPool,
     received: Arc<AtomicU64>,
     heartbeat: tokio::task::JoinHandle<()>,
     /// The objects named so far, with their media file.
@@ -78,10 +79,11 @@ pub struct UploadSession {
 impl UploadSession {
     /// Opens and commits a session for `user_id`, and starts its heartbeat.
     pub async fn open(
-        pool: &PgPool,
+        pool: impl Into<TxPool>,
         user_id: Uuid,
         protocol: Protocol,
     ) -> Result<Self, sqlx::Error> {
+        let pool = pool.into();
         let id = Uuid::new_v4();
         let mut tx = pool.begin().await?;
         let ttl = REQUEST_TTL.as_secs_f64();
@@ -92,7 +94,7 @@ impl UploadSession {
         Ok(Self {
             id,
             user_id,
-            pool: pool.clone(),
+            pool,
             received,
             heartbeat,
             named: std::sync::Mutex::default(),
@@ -173,7 +175,7 @@ impl Drop for UploadSession {
 
 /// The session's heartbeat: records the bytes received every [`HEARTBEAT`] until the session
 /// is gone (ended or aborted) or its owner drops it.
-async fn beat(pool: PgPool, id: Uuid, received: Arc<AtomicU64>) {
+async fn beat(pool: TxPool, id: Uuid, received: Arc<AtomicU64>) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.tick().await;
     loop {
@@ -207,13 +209,13 @@ tokio::task_local! {
 /// they are written), with the step's queue task. The step's final transaction calls
 /// [`db::objects::settle`] on them.
 pub async fn name_for_step(
-    pool: &PgPool,
+    pool: &impl Begin,
     user_id: Uuid,
     media: Uuid,
     keys: &[String],
     step: &str,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin_tx().await?;
     name_for_step_on(&mut tx, user_id, media, keys, step).await?;
     tx.commit().await
 }
@@ -255,8 +257,8 @@ pub async fn name_deleted(
 /// Deletes the object `key` if nobody may still write it and no committed row names it, then
 /// forgets its pending row. The row stays locked while the object is deleted, so a writer
 /// naming the key again waits for the delete to finish. Returns whether an object was deleted.
-pub async fn clean(pool: &PgPool, storage: &Storage, key: &str) -> Result<bool, CleanError> {
-    let mut tx = pool.begin().await?;
+pub async fn clean(pool: &impl Begin, storage: &Storage, key: &str) -> Result<bool, CleanError> {
+    let mut tx = pool.begin_tx().await?;
     let Some(claimed) = db::objects::claim(&mut tx, key).await? else {
         return Ok(false);
     };

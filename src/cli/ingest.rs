@@ -212,7 +212,7 @@ async fn submit_all(
         .chain(rest.chunks(CHUNK))
     {
         // Every object is named by the chunk's session before it is stored.
-        let session = UploadSession::open(pool, user, Protocol::Ingest).await?;
+        let session = UploadSession::open(pool.clone(), user, Protocol::Ingest).await?;
         let (media, mut nope) = store_files(storage, &session, user, limits, chunk).await?;
         refused_count.fetch_add(nope.len(), Ordering::Relaxed);
         refused.append(&mut nope);

@@ -36,7 +36,7 @@ async fn create(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
 ) -> Result<Response, ApiError> {
-    if db::uploads::admission(&state.pool, user).await?.erasing {
+    if db::uploads::admission(&state.db, user).await?.erasing {
         return Err(ApiError::Conflict(
             "this account is being erased; it cannot be exported any more".into(),
         ));

@@ -68,7 +68,7 @@ async fn create(
         .iter()
         .map(|u| u.parse().map_err(|_| ApiError::NotFound))
         .collect::<Result<_, _>>()?;
-    if db::uploads::admission(&state.pool, user).await?.erasing {
+    if db::uploads::admission(&state.db, user).await?.erasing {
         return Err(ApiError::Conflict(
             "this account is being erased; it takes no imports".into(),
         ));

@@ -257,7 +257,7 @@ async fn delete(
     let keys = crate::inflight::name_deleted(&mut tx, user, &gone).await?;
     tx.commit().await?;
     for key in keys {
-        if let Err(e) = crate::inflight::clean(&state.pool, &state.storage, &key).await {
+        if let Err(e) = crate::inflight::clean(&state.db, &state.storage, &key).await {
             tracing::warn!(error = %e, "could not delete a stored object yet; the reconciler will");
         }
     }

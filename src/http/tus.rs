@@ -68,7 +68,7 @@ async fn tus_resumable(mut resp: Response) -> Response {
 
 fn ctx(state: &AppState) -> Ctx<'_> {
     Ctx {
-        pool: &state.pool,
+        db: &state.db,
         storage: &state.storage,
         limits: &state.limits,
         ttl: ttl(),

@@ -80,7 +80,7 @@ pub async fn upload(
         bytes_total: 0,
         quota,
     };
-    let session = UploadSession::open(&state.pool, user, Protocol::Form).await?;
+    let session = UploadSession::open(state.db.clone(), user, Protocol::Form).await?;
     let result = receive(&state, &mut stored, &session, query, req).await;
     let result = match result {
         Ok(()) if stored.media.is_empty() => {
@@ -111,7 +111,7 @@ pub async fn upload(
 /// Refuses the upload before its body when the account is being erased or its quota is full;
 /// returns the quota and use (`None`: no quota).
 async fn admit(state: &AppState, user: Uuid) -> Result<Option<Quota>, ApiError> {
-    let admission = crate::db::uploads::admission(&state.pool, user).await?;
+    let admission = crate::db::uploads::admission(&state.db, user).await?;
     if admission.erasing {
         return Err(ApiError::Conflict(
             "this account is being erased; it takes no uploads".into(),

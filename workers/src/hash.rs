@@ -153,7 +153,7 @@ async fn mark_duplicate(
         timeline_core::models::ProcessingStatus::Duplicate,
     );
     tracing::info!(duplicate_of = %original, "duplicate of an earlier upload");
-    timeline_core::inflight::clean(&ctx.pool, &ctx.storage, &key)
+    timeline_core::inflight::clean(&ctx.db, &ctx.storage, &key)
         .await
         .map_err(|e| StepError::Transient(e.to_string()))?;
     Ok(())

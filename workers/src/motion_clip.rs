@@ -43,8 +43,7 @@ pub async fn store(
         .ok_or_else(|| StepError::Permanent("embedded clip out of range".into()))?;
     // Named before it is written, as the still's exif step's; recording the clip settles it.
     let keys = [to.to_string()];
-    timeline_core::inflight::name_for_step(&ctx.pool, still.user_id, still.id, &keys, "exif")
-        .await?;
+    timeline_core::inflight::name_for_step(&ctx.db, still.user_id, still.id, &keys, "exif").await?;
     let chunks = ctx.storage.stream_range(&from, video.offset..end).await?;
     let size = ctx.storage.put_stream(&to, chunks).await?;
     let stem = still

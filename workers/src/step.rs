@@ -316,7 +316,7 @@ pub async fn drop_renditions(ctx: &Context, (user_id, id): (Uuid, Uuid)) -> Resu
 /// does not happen here.
 async fn clean(ctx: &Context, keys: &[String]) {
     for key in keys {
-        if let Err(e) = timeline_core::inflight::clean(&ctx.pool, &ctx.storage, key).await {
+        if let Err(e) = timeline_core::inflight::clean(&ctx.db, &ctx.storage, key).await {
             tracing::warn!(error = %e, "could not delete a dropped rendition yet");
         }
     }

@@ -40,6 +40,24 @@ impl TxPool {
     }
 }
 
+/// What a transaction can begin on: sqlx's pool (the operator's commands, the reconciler), or
+/// a [`TxPool`] (the API's and the workers' own work, which go through the pooler if any).
+pub trait Begin: Send + Sync {
+    fn begin_tx(&self) -> impl Future<Output = Result<Tx, sqlx::Error>> + Send;
+}
+
+impl Begin for PgPool {
+    async fn begin_tx(&self) -> Result<Tx, sqlx::Error> {
+        Ok(Tx::Sqlx(self.begin().await?))
+    }
+}
+
+impl Begin for TxPool {
+    async fn begin_tx(&self) -> Result<Tx, sqlx::Error> {
+        self.begin().await
+    }
+}
+
 impl From<PgPool> for TxPool {
     fn from(pool: PgPool) -> Self {
         Self::new(pool, None)

@@ -1,6 +1,8 @@
 //! The API's writes to media files: new uploads, retry of a failed file, deletion.
 
 use sqlx::PgConnection;
+
+use super::tx::Begin;
 use uuid::Uuid;
 
 /// A stored upload about to be recorded.
@@ -177,8 +179,8 @@ pub struct Admission {
 
 /// [`Admission`] of `user`, in a transaction of its own (behind a transaction pooler a
 /// statement outside one may reach a server connection that never prepared it).
-pub async fn admission(pool: &sqlx::PgPool, user: Uuid) -> Result<Admission, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+pub async fn admission(pool: &impl Begin, user: Uuid) -> Result<Admission, sqlx::Error> {
+    let mut tx = pool.begin_tx().await?;
     let row = sqlx::query!(
         r#"SELECT (u.erasure_requested_at IS NOT NULL) AS "erasing!",
                   coalesce((SELECT used_bytes FROM user_storage s WHERE s.user_id = u.id), 0)

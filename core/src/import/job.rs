@@ -421,7 +421,8 @@ impl Importer<'_> {
             .filter(|c| !c.is_empty())
             .chain(rest.chunks(CHUNK))
         {
-            let session = UploadSession::open(self.pool, self.user, Protocol::Ingest).await?;
+            let session =
+                UploadSession::open(self.pool.clone(), self.user, Protocol::Ingest).await?;
             let session_ref = &session;
             // By index, not by reference: a closure over `&Planned` is not general enough for
             // the future to be `Send` (the API runs an import on a spawned task).
