@@ -20,7 +20,6 @@
 
 use std::time::Duration;
 
-use crate::db::tx::TxPool;
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use object_store::path::Path;
@@ -30,6 +29,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::config::UploadLimits;
+use crate::db::tx::TxPool;
 use crate::db::{self, objects::Owner, resumable::Progress, resumable::Resumable};
 use crate::format::{MediaFormat, SNIFF_LEN};
 use crate::storage::{PartWriter, Rendition, Storage};

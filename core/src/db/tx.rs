@@ -1,7 +1,8 @@
 //! Where a transaction begins: sqlx's pool, or, behind a transaction pooler, the lean pool
 //! ([`super::lean`]), whose connections go back without sqlx's release ping. Through
 //! PgBouncer that ping is one more server transaction and one more reset per transaction, so
-//! the workers' fetches, acknowledgements and steps' transactions begin here.
+//! the API's requests, upload sessions and tus leases, and the workers' fetches,
+//! acknowledgements and steps' transactions begin here.
 
 use std::ops::{Deref, DerefMut};
 
