@@ -60,13 +60,18 @@ pub struct RequestMeta {
 }
 
 impl RequestMeta {
-    fn audit(&self) -> crate::db::users::Audit<'_> {
+    pub(super) fn audit(&self) -> crate::db::users::Audit<'_> {
         crate::db::users::Audit {
             request_id: &self.request_id,
             user_agent: &self.user_agent,
             client_ip: &self.client_ip,
         }
     }
+}
+
+/// The current request's [`RequestMeta`] (empty outside [`with_request_meta`]).
+pub(super) fn current_meta() -> RequestMeta {
+    REQUEST_META.try_with(Clone::clone).unwrap_or_default()
 }
 
 tokio::task_local! {
@@ -115,7 +120,7 @@ fn request_meta(req: &axum::extract::Request) -> RequestMeta {
 /// sees only this user's rows, even one that forgot its `WHERE user_id`. The request's id, user
 /// agent and address go along for the audit trail.
 pub async fn begin_as(db: &TxPool, user: Uuid) -> Result<Tx, sqlx::Error> {
-    let meta = REQUEST_META.try_with(Clone::clone).unwrap_or_default();
+    let meta = current_meta();
     let mut tx = db.begin().await?;
     crate::db::users::scope_to_user(&mut *tx, user, meta.audit()).await?;
     Ok(tx)
@@ -123,8 +128,9 @@ pub async fn begin_as(db: &TxPool, user: Uuid) -> Result<Tx, sqlx::Error> {
 
 /// The authenticated user of a request and its transaction, already begun as that user (see
 /// [`begin_as`]). One transaction whose first statement both checks the token and scopes it:
-/// for a read such as a job poll, half the transactions and round trips of [`AuthUser`]
+/// for a read such as a media list, half the transactions and round trips of [`AuthUser`]
 /// followed by [`begin_as`], which behind a transaction pooler also means half the resets.
+/// (A job poll goes further: one statement, no explicit transaction; `http::jobs`.)
 /// Behind a pooler it is a transaction of the lean pool (`db::tx`): its connection goes back
 /// without sqlx's release ping, which there is one more server transaction and reset.
 pub struct UserTx {
@@ -140,7 +146,7 @@ impl FromRequestParts<AppState> for UserTx {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let hash = token_hash(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        let meta = REQUEST_META.try_with(Clone::clone).unwrap_or_default();
+        let meta = current_meta();
         let mut tx = state.db.begin().await?;
         let owner = crate::db::users::authenticate_as_owner(&mut *tx, &hash, meta.audit())
             .await?
@@ -169,7 +175,8 @@ impl FromRequestParts<AppState> for UserTx {
 
 /// A read that the replica may answer (`DATABASE_READ_URL`, see `crate::replica`): the
 /// user and a transaction scoped to them, on the replica while it is within its lag bound,
-/// else on the primary as [`UserTx`]. Only for handlers that write nothing.
+/// else on the primary as [`UserTx`]. Only for handlers that write nothing. (Job polls
+/// choose between the two servers the same way, in `http::jobs`.)
 pub struct ReadTx {
     pub user: Uuid,
     /// On the replica's pool, or on the primary's as [`UserTx`].
@@ -278,7 +285,7 @@ async fn authenticate_on(
     pool: &PgPool,
     hash: &[u8; 32],
 ) -> Result<Option<(Uuid, Transaction<'static, Postgres>)>, sqlx::Error> {
-    let meta = REQUEST_META.try_with(Clone::clone).unwrap_or_default();
+    let meta = current_meta();
     let mut tx = pool.begin().await?;
     let owner = crate::db::users::authenticate_as_owner(&mut *tx, hash, meta.audit()).await?;
     Ok(owner.filter(|o| !o.use_unrecorded).map(|o| (o.user_id, tx)))

@@ -6,16 +6,21 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::request::Parts;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use tokio::sync::{broadcast, mpsc};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::auth::{AuthUser, ReadTx, begin_as};
+use super::auth::{AuthUser, begin_as, token_hash};
 use super::docs::{IdParam, NotFound, Unauthorized, Unavailable};
 use super::views::JobView;
 use super::{AppState, error::ApiError, views};
+use crate::db::{
+    self,
+    poll::{Poll, PollArgs},
+};
 use crate::models::system::DataProcessingJob;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -27,13 +32,76 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// A tracked job's progress, for polling.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(IdParam),
     responses((status = 200, body = JobView), Unauthorized, NotFound, Unavailable))]
-async fn get_job(read: ReadTx, Path(id): Path<String>) -> Result<Json<JobView>, ApiError> {
-    // A malformed id is as unknown as another user's: 404, not 400.
-    let id: Uuid = id.parse().map_err(|_| ApiError::NotFound)?;
-    let (_, view) = read
-        .run(move |tx, user| Box::pin(read_in(tx, user, id)))
-        .await?;
-    Ok(Json(view))
+async fn get_job(
+    State(state): State<AppState>,
+    parts: Parts,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let hash = token_hash(&parts.headers).ok_or(ApiError::Unauthorized)?;
+    let meta = super::auth::current_meta();
+    // A malformed id is as unknown as another user's: 404, not 400 (once the token is known
+    // good). The nil id names no job.
+    let job = id.parse().unwrap_or(Uuid::nil());
+    let args = PollArgs {
+        token_hash: &hash,
+        audit: meta.audit(),
+        job,
+        errors: views::JOB_ERRORS_SHOWN,
+        record: true,
+    };
+    let (user, found) = match poll(&state, args).await? {
+        Poll::Unauthorized => return Err(ApiError::Unauthorized),
+        // (Stale only where the token's use may not be recorded: never on this path.)
+        Poll::Missing { user } | Poll::Stale { user } => (user, None),
+        Poll::Found { user, job, errors } => (user, Some(views::job(&job, &errors))),
+    };
+    // The user's slot, taken once the statement has named the user: a poll over the user's
+    // cap has cost one statement, and is refused as any other request would be.
+    super::user_caps::admit(&parts, &state.caps, user)?;
+    tracing::Span::current().record("user.id", tracing::field::display(user));
+    Ok(Json(found.ok_or(ApiError::NotFound)?))
+}
+
+/// The poll, on the read replica while it is within its lag bound (`crate::replica`), else on
+/// the primary, one statement either way (`db::poll`). The primary decides when the replica
+/// does not know the token yet or its use is due to be recorded (a write), when the job is
+/// not there yet (created a moment ago) and when the replica fails the read.
+async fn poll(state: &AppState, args: PollArgs<'_>) -> Result<Poll, ApiError> {
+    if let Some(replica) = &state.replica {
+        match replica.pool_if_fresh() {
+            None => crate::metrics::replica_read("primary", "lagging"),
+            Some(pool) => match on_replica(pool, args).await {
+                Ok(found @ Poll::Found { .. }) => {
+                    crate::metrics::replica_read("replica", "fresh");
+                    return Ok(found);
+                }
+                Ok(Poll::Missing { .. }) => {
+                    crate::metrics::replica_read("primary", "not_there_yet")
+                }
+                Ok(Poll::Unauthorized | Poll::Stale { .. }) => {
+                    crate::metrics::replica_read("primary", "token")
+                }
+                Err(e) => {
+                    crate::metrics::replica_read("primary", "unavailable");
+                    tracing::warn!(error = %e, "read replica unavailable; reading from the primary");
+                }
+            },
+        }
+    }
+    let mut conn = state.db.alone().await?;
+    let found = db::poll::poll_job(&mut conn, args).await?;
+    conn.release();
+    Ok(found)
+}
+
+/// The poll on the replica, where nothing may be written.
+async fn on_replica(pool: &sqlx::PgPool, args: PollArgs<'_>) -> Result<Poll, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let args = PollArgs {
+        record: false,
+        ..args
+    };
+    db::poll::poll_job(&mut conn, args).await
 }
 
 /// The user's job and its view (with its first failures).
@@ -43,21 +111,11 @@ async fn read(
     id: Uuid,
 ) -> Result<(DataProcessingJob, JobView), ApiError> {
     let mut tx = begin_as(&state.db, user).await?;
-    let read = read_in(&mut tx, user, id).await?;
-    tx.commit().await?;
-    Ok(read)
-}
-
-/// [`read`] on the caller's transaction, already scoped to the user.
-async fn read_in(
-    tx: &mut sqlx::PgConnection,
-    user: Uuid,
-    id: Uuid,
-) -> Result<(DataProcessingJob, JobView), ApiError> {
     let (job, errors) =
-        crate::db::jobs::get_with_errors(&mut *tx, user, id, views::JOB_ERRORS_SHOWN)
+        crate::db::jobs::get_with_errors(&mut tx, user, id, views::JOB_ERRORS_SHOWN)
             .await?
             .ok_or(ApiError::NotFound)?;
+    tx.commit().await?;
     let view = views::job(&job, &errors);
     Ok((job, view))
 }

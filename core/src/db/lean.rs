@@ -1,5 +1,6 @@
-//! A small pool of connections to a transaction pooler for the API's reads (job polls, media
-//! and collection reads), handed back without sqlx's release ping.
+//! A small pool of connections to a transaction pooler, handed back without sqlx's release
+//! ping: every pooled transaction begins here ([`super::tx`]), and the job poll's one
+//! statement runs here ([`LeanPool::alone`]).
 //!
 //! Why our own: sqlx's pool pings every connection it takes back (a lone `Sync`, no option to
 //! skip it in sqlx 0.9). Through PgBouncer 1.18 in transaction mode that `Sync` takes a server
@@ -50,17 +51,35 @@ impl LeanPool {
     /// free connection and for it to answer (then `PoolTimedOut`, which the API answers with
     /// 503), as sqlx's pool does: a pooler cut off the network must not hang a request.
     pub async fn begin(&self) -> Result<LeanTx, sqlx::Error> {
+        let mut held = self.take().await?;
+        Manager::begin(&mut held.conn, None).await?;
+        Ok(LeanTx(Some(held)))
+    }
+
+    /// A connection for one statement outside an explicit transaction: a simple query, which
+    /// the pooler runs on one server connection in one exchange (an extended-protocol
+    /// statement outside a transaction may be parsed on one server connection and run on
+    /// another). See [`LeanConn`] for how it goes back.
+    pub async fn alone(&self) -> Result<LeanConn, sqlx::Error> {
+        Ok(LeanConn(self.take().await?))
+    }
+
+    /// A slot and a connection, within the acquire timeout.
+    async fn take(&self) -> Result<Held, sqlx::Error> {
         let deadline = tokio::time::Instant::now() + self.0.acquire_timeout;
         let timed_out = |_| sqlx::Error::PoolTimedOut;
         let permit = tokio::time::timeout_at(deadline, self.0.permits.clone().acquire_owned())
             .await
             .map_err(timed_out)?
             .map_err(|_| sqlx::Error::PoolClosed)?;
-        let mut conn = tokio::time::timeout_at(deadline, self.connection())
+        let conn = tokio::time::timeout_at(deadline, self.connection())
             .await
             .map_err(timed_out)??;
-        Manager::begin(&mut conn, None).await?;
-        Ok(LeanTx::new(conn, self.clone(), permit))
+        Ok(Held {
+            conn,
+            pool: self.clone(),
+            _permit: permit,
+        })
     }
 
     /// The most recently used idle connection that answers, else a new one.
@@ -131,14 +150,6 @@ impl std::fmt::Debug for LeanTx {
 }
 
 impl LeanTx {
-    fn new(conn: PgConnection, pool: LeanPool, permit: OwnedSemaphorePermit) -> Self {
-        Self(Some(Held {
-            conn,
-            pool,
-            _permit: permit,
-        }))
-    }
-
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         Self::end(self.0.take(), End::Commit).await
     }
@@ -193,5 +204,38 @@ impl Drop for LeanTx {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(Self::end(Some(held), End::Rollback));
         }
+    }
+}
+
+/// A connection of a [`LeanPool`] for statements outside a transaction. It goes back to the
+/// pool only through [`LeanConn::release`], once its statements have been answered; dropped
+/// (an error, a cancelled request), it is closed, since it may be mid-exchange.
+pub struct LeanConn(Held);
+
+impl LeanConn {
+    /// Hands the connection back for reuse.
+    pub fn release(self) {
+        let Held { conn, pool, .. } = self.0;
+        pool.give_back(conn);
+    }
+}
+
+impl std::fmt::Debug for LeanConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeanConn").finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for LeanConn {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        &self.0.conn
+    }
+}
+
+impl std::ops::DerefMut for LeanConn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.0.conn
     }
 }

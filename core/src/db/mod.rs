@@ -16,6 +16,7 @@ pub mod memories;
 pub mod migrate;
 pub mod objects;
 pub mod pipeline;
+pub mod poll;
 pub mod queue;
 pub mod reconcile;
 pub mod replica;

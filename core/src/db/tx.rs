@@ -6,10 +6,11 @@
 
 use std::ops::{Deref, DerefMut};
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Postgres, Transaction};
 
-use super::lean::{LeanPool, LeanTx};
+use super::lean::{LeanConn, LeanPool, LeanTx};
 
 /// Begins transactions on the lean pool when there is one (behind a pooler), else on `pool`.
 #[derive(Debug, Clone)]
@@ -37,6 +38,16 @@ impl TxPool {
         Ok(match &self.lean {
             Some(lean) => Tx::Lean(lean.begin().await?),
             None => Tx::Sqlx(self.pool.begin().await?),
+        })
+    }
+
+    /// A connection for one statement outside an explicit transaction, sent as a simple query
+    /// (one exchange, which a pooler keeps on one server connection; see
+    /// [`LeanPool::alone`]). Hand it back with [`Conn::release`] once answered.
+    pub async fn alone(&self) -> Result<Conn, sqlx::Error> {
+        Ok(match &self.lean {
+            Some(lean) => Conn::Lean(lean.alone().await?),
+            None => Conn::Sqlx(self.pool.acquire().await?),
         })
     }
 }
@@ -105,6 +116,44 @@ impl DerefMut for Tx {
         match self {
             Self::Sqlx(tx) => tx,
             Self::Lean(tx) => tx,
+        }
+    }
+}
+
+/// A connection of either pool, outside a transaction ([`TxPool::alone`]).
+#[derive(Debug)]
+pub enum Conn {
+    Sqlx(PoolConnection<Postgres>),
+    Lean(LeanConn),
+}
+
+impl Conn {
+    /// Hands the connection back to its pool. Dropped instead, sqlx's goes back after its
+    /// ping and a lean one is closed.
+    pub fn release(self) {
+        match self {
+            Self::Sqlx(conn) => drop(conn),
+            Self::Lean(conn) => conn.release(),
+        }
+    }
+}
+
+impl Deref for Conn {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        match self {
+            Self::Sqlx(conn) => conn,
+            Self::Lean(conn) => conn,
+        }
+    }
+}
+
+impl DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match self {
+            Self::Sqlx(conn) => conn,
+            Self::Lean(conn) => conn,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Audit trail, background-job tracking and system configuration.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{AuditAction, JobStatus, JobType};
@@ -27,7 +27,7 @@ pub struct AuditLog {
 }
 
 /// `data_processing_jobs`: a user-visible background job and its progress.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct DataProcessingJob {
     pub id: Uuid,
     pub user_id: Uuid,

@@ -261,6 +261,20 @@ async fn tokens_expire_can_be_revoked_and_record_their_last_use(pool: PgPool) {
                 .as_u16()
         }
     };
+    // A job poll checks the token in its one statement (`db::poll`): the same rules.
+    let poll = |token: String| {
+        let app = &app;
+        async move {
+            app.http
+                .get(format!("{}/v1/jobs/{}", app.base, uuid::Uuid::new_v4()))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("poll")
+                .status()
+                .as_u16()
+        }
+    };
     let last_used = |id: String| {
         let pool = app.pool.clone();
         async move {
@@ -281,6 +295,18 @@ async fn tokens_expire_can_be_revoked_and_record_their_last_use(pool: PgPool) {
         last_used(token_id.clone()).await,
         Some(first),
         "a use within minutes of the last is not written again"
+    );
+    assert_eq!(poll(token.clone()).await, 404, "no such job");
+    assert_eq!(last_used(token_id.clone()).await, Some(first));
+    sqlx::query("UPDATE api_tokens SET last_used_at = NULL WHERE id = $1::uuid")
+        .bind(&token_id)
+        .execute(&app.pool)
+        .await
+        .expect("forget the use");
+    assert_eq!(poll(token.clone()).await, 404);
+    assert!(
+        last_used(token_id.clone()).await.is_some(),
+        "a poll records its token's use when due"
     );
 
     // A second token, then its expiry passes: refused.
@@ -309,7 +335,12 @@ async fn tokens_expire_can_be_revoked_and_record_their_last_use(pool: PgPool) {
     .execute(&app.pool)
     .await
     .expect("expire");
-    assert_eq!(status(token2).await, 401, "an expired token is refused");
+    assert_eq!(
+        status(token2.clone()).await,
+        401,
+        "an expired token is refused"
+    );
+    assert_eq!(poll(token2).await, 401, "by a poll too");
 
     // Listing shows both, never a secret; revoking the first refuses it from the next request.
     let listed = timeline_cli(
@@ -325,7 +356,12 @@ async fn tokens_expire_can_be_revoked_and_record_their_last_use(pool: PgPool) {
     );
     assert!(listed.iter().any(|t| t["name"] == "phone"));
     timeline_cli(&app, &["users", "token", "revoke", "--id", &token_id]).expect("revoke");
-    assert_eq!(status(token).await, 401, "a revoked token is refused");
+    assert_eq!(
+        status(token.clone()).await,
+        401,
+        "a revoked token is refused"
+    );
+    assert_eq!(poll(token).await, 401, "by a poll too");
     assert!(
         timeline_cli(&app, &["users", "token", "revoke", "--id", &token_id]).is_err(),
         "revoking twice is an error"

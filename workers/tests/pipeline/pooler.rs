@@ -464,6 +464,17 @@ impl Bouncer {
     /// Server transactions the pooler has run for `database` so far (`SHOW STATS`, whose
     /// totals are counted as each ends).
     pub fn transactions(&self, database: &str) -> i64 {
+        self.stat(database, 1)
+    }
+
+    /// Queries the pooler has forwarded for `database` so far: each exchange a client ends
+    /// with a `Sync` or sends as a simple query.
+    pub fn queries(&self, database: &str) -> i64 {
+        self.stat(database, 2)
+    }
+
+    /// Column `column` of `database`'s row of `SHOW STATS`.
+    fn stat(&self, database: &str, column: usize) -> i64 {
         let out = Command::new("psql")
             .args([
                 "-h",
@@ -482,24 +493,25 @@ impl Bouncer {
             .find_map(|l| {
                 let mut fields = l.split(',');
                 (fields.next() == Some(database))
-                    .then(|| fields.next().and_then(|n| n.parse().ok()))
+                    .then(|| fields.nth(column - 1).and_then(|n| n.parse().ok()))
                     .flatten()
             })
             .unwrap_or_else(|| panic!("no stats for {database}: {stats}"))
     }
 }
 
-/// Through the pooler a job poll is one server transaction, nothing more: the web process's
-/// transactions hand their connection back without sqlx's release ping, which through
-/// PgBouncer took a server connection (and a reset) of its own, two per poll before. Refusals
-/// take the same path and leave it working, and so do handlers that work in transactions of
-/// their own after the token's check.
+/// Through the pooler a job poll is one server transaction and one exchange, nothing more:
+/// one statement (`db::poll`), on a connection handed back without sqlx's release ping, which
+/// through PgBouncer took a server connection (and a reset) of its own, two per poll before.
+/// A token whose use is due is recorded by that statement. Refusals take the same path and
+/// leave it working, and so do handlers that work in transactions of their own after the
+/// token's check.
 #[sqlx::test(migrations = false)]
 async fn a_job_poll_through_the_pooler_is_one_server_transaction(pool: PgPool) {
     const POLLS: i64 = 200;
     let bouncer = Bouncer::start(POOL_SIZE);
     let mut app = TestApp::start(pool, false).await;
-    let (_, token) = app.user("poller@example.org").await;
+    let (owner, token) = app.user("poller@example.org").await;
     let (_, other) = app.user("other@example.org").await;
     let direct = url_of(&app.pool);
     let pooled = bouncer.url_for(&direct);
@@ -518,7 +530,7 @@ async fn a_job_poll_through_the_pooler_is_one_server_transaction(pool: PgPool) {
         .await;
     assert_eq!(status, 202, "{body}");
     let job = format!("/v1/jobs/{}", body["job"]["id"].as_str().expect("job"));
-    // Each token's first use is recorded (a write, in a savepoint of the same transaction).
+    // Each token's first use is recorded (a write, in the poll's statement).
     assert_eq!(app.get(&token, &job).await.0, 200);
     assert_eq!(app.get(&other, "/v1/media").await.0, 200);
 
@@ -536,17 +548,50 @@ async fn a_job_poll_through_the_pooler_is_one_server_transaction(pool: PgPool) {
         .expect("database")
         .to_owned();
     let before = bouncer.transactions(&database);
+    let queries = bouncer.queries(&database);
     for _ in 0..POLLS {
         let (status, body) = app.get(&token, &job).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["status"], "pending", "{body}");
     }
     let polled = bouncer.transactions(&database) - before;
+    let queried = bouncer.queries(&database) - queries;
     // Nothing else runs through the pooler (no worker; the web process's listener is on its
     // session connection), so this counts the polls alone.
     assert_eq!(
         polled, POLLS,
         "{polled} server transactions for {POLLS} polls: one each, no ping of its own"
+    );
+    assert_eq!(
+        queried, POLLS,
+        "{queried} exchanges for {POLLS} polls: one statement each, no BEGIN or COMMIT"
+    );
+    // A token whose use is due to be recorded: the poll's one statement records it and
+    // still answers.
+    let (user, _) = app.user("stale@example.org").await;
+    let use_of = |user: uuid::Uuid| {
+        sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>(
+            "SELECT max(last_used_at) FROM api_tokens WHERE user_id = $1",
+        )
+        .bind(user)
+        .fetch_one(&app.pool)
+    };
+    sqlx::query("UPDATE api_tokens SET last_used_at = now() - interval '1 day' WHERE user_id = $1")
+        .bind(owner)
+        .execute(&app.pool)
+        .await
+        .expect("age the token's use");
+    let (status, body) = app.get(&token, &job).await;
+    assert_eq!(status, 200, "{body}");
+    let recorded = use_of(owner).await.expect("use").expect("a use");
+    assert!(
+        recorded > chrono::Utc::now() - chrono::Duration::minutes(1),
+        "the poll recorded its token's use: {recorded}"
+    );
+    assert_eq!(
+        use_of(user).await.expect("use"),
+        None,
+        "another token untouched"
     );
     // A handler that checks the token and then works in a transaction of its own (here the
     // camera-roll check `POST /v1/media/exists`): two server transactions, no ping either.
