@@ -39,7 +39,7 @@ async fn erase(
 ) -> Result<Response, ApiError> {
     // Every statement inside a transaction: behind a transaction pooler one outside may
     // reach another server connection than the one that prepared it.
-    let mut tx = state.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let email = db::users::email_of(&mut *tx, user)
         .await?
         .ok_or(ApiError::Unauthorized)?;

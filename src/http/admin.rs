@@ -139,7 +139,7 @@ const WINDOW_MINUTES: i32 = 15;
 
 async fn overview(State(state): State<AppState>, admin: Admin) -> Result<Html<String>, AdminError> {
     let csrf = admin.csrf.as_deref();
-    let mut conn = state.pool.begin().await?;
+    let mut conn = state.db.begin().await?;
     let gauges = db::queue::gauges(&mut conn).await?;
     let stats = db::admin::queue_stats(&mut conn, WINDOW_MINUTES).await?;
     let workers = db::admin::workers(&mut conn).await?;
@@ -237,7 +237,7 @@ async fn job_page(
     Path(id): Path<String>,
 ) -> Result<Html<String>, AdminError> {
     let id = id_of(&id)?;
-    let mut conn = state.pool.begin().await?;
+    let mut conn = state.db.begin().await?;
     let job = db::admin::job(&mut conn, id)
         .await?
         .ok_or(AdminError::NotFound)?;
@@ -312,7 +312,7 @@ async fn login(
     };
     let id = crate::auth::generate_session_id();
     db::sessions::create(
-        &state.pool,
+        state.db.pool(),
         &crate::auth::hash_token(&id),
         admin,
         session::LIFETIME_SECS as f64,
@@ -330,7 +330,7 @@ async fn logout(
     AdminPost(admin): AdminPost,
 ) -> Result<Response, AdminError> {
     if let Some(id) = session::session_id_of(&headers) {
-        db::sessions::revoke(&state.pool, &crate::auth::hash_token(id)).await?;
+        db::sessions::revoke(state.db.pool(), &crate::auth::hash_token(id)).await?;
         tracing::info!(admin.id = %admin.id, "operator signed out of the dashboard");
     }
     let cookie = state.site.cleared_cookie();
@@ -347,7 +347,7 @@ async fn retry(
     AdminPost(Admin { id: admin, .. }): AdminPost,
 ) -> Result<Redirect, AdminError> {
     let id = id_of(&id)?;
-    let mut tx = state.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let owner = db::media::owner(&mut *tx, id)
         .await?
         .ok_or(AdminError::NotFound)?;
@@ -365,7 +365,7 @@ async fn dismiss(
     AdminPost(Admin { id: admin, .. }): AdminPost,
 ) -> Result<Redirect, AdminError> {
     let id = id_of(&id)?;
-    let mut tx = state.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     if db::admin::dismiss_failure(&mut tx, id).await? {
         tracing::info!(admin.id = %admin, media.id = %id, "operator dismissed a failure");
     }
@@ -392,7 +392,7 @@ async fn pause(
     AdminPost(Admin { id: admin, .. }): AdminPost,
 ) -> Result<Redirect, AdminError> {
     let queue = queue_of(&queue)?;
-    let mut tx = state.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     db::admin::pause(&mut tx, queue, admin).await?;
     tx.commit().await?;
     tracing::warn!(admin.id = %admin, queue, "queue paused");
@@ -405,7 +405,7 @@ async fn resume(
     AdminPost(Admin { id: admin, .. }): AdminPost,
 ) -> Result<Redirect, AdminError> {
     let queue = queue_of(&queue)?;
-    let mut tx = state.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     db::admin::resume(&mut tx, queue).await?;
     tx.commit().await?;
     tracing::warn!(admin.id = %admin, queue, "queue resumed");
@@ -418,7 +418,7 @@ async fn cancel(
     AdminPost(Admin { id: admin, .. }): AdminPost,
 ) -> Result<Redirect, AdminError> {
     let id = id_of(&id)?;
-    let mut tx = state.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     if db::admin::cancel_job(&mut tx, id).await? {
         tracing::warn!(admin.id = %admin, job.id = %id, "job cancelled by an operator");
     }
@@ -433,7 +433,7 @@ async fn reprocess(
     // In the background: a big library takes a while to scan, and the jobs it creates show up
     // on the page as they are made.
     tokio::spawn(async move {
-        match crate::reprocess::run(&state.pool, crate::reprocess::Scope::Missing(None)).await {
+        match crate::reprocess::run(state.db.pool(), crate::reprocess::Scope::Missing(None)).await {
             Ok(r) => tracing::info!(admin.id = %admin, jobs = r.jobs.len(), files = r.files,
                                     "operator queued reprocessing"),
             Err(e) => tracing::error!(admin.id = %admin, error = %e, "reprocessing failed"),

@@ -151,7 +151,7 @@ pub async fn admin_for_token(
     state: &AppState,
     hash: &[u8; 32],
 ) -> Result<Option<Uuid>, AdminError> {
-    let mut tx = state.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let Some(owner) = db::users::token_owner(&mut *tx, hash).await? else {
         return Ok(None);
     };
@@ -184,7 +184,7 @@ impl FromRequestParts<AppState> for Admin {
         }
         let session = session_id_of(&parts.headers).ok_or(AdminError::SignIn)?;
         let hash = crate::auth::hash_token(session);
-        let id = db::sessions::operator(&state.pool, &hash).await?;
+        let id = db::sessions::operator(state.db.pool(), &hash).await?;
         id.map(|id| Self {
             id,
             csrf: Some(csrf_of(session)),

@@ -42,7 +42,7 @@ async fn create(
         ));
     }
     // Every statement inside a transaction (a transaction pooler may sit in front).
-    let mut tx = state.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let (id, job_id, new) = crate::export::request(&mut tx, user).await?;
     if new {
         // A worker writes it (the `library` queue); the task commits with the export's row.

@@ -73,7 +73,7 @@ async fn create(
             "this account is being erased; it takes no imports".into(),
         ));
     }
-    let mut tx = state.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let found = db::resumable::archives(&mut tx, user, &ids).await?;
     let mut keys = Vec::new();
     for id in &ids {

@@ -143,7 +143,7 @@ async fn events(
     let (job, view) = read(&state, user, id).await?;
     let (out, out_rx) = mpsc::channel(64);
     let grant = Grant {
-        pool: state.pool.clone(),
+        db: state.db.clone(),
         token,
         user,
         checked: std::time::Instant::now(),
@@ -179,7 +179,7 @@ const RECHECK: Duration = Duration::from_secs(1);
 
 /// The token a stream was opened with, checked again while the stream runs.
 struct Grant {
-    pool: sqlx::PgPool,
+    db: crate::db::tx::TxPool,
     token: [u8; 32],
     user: Uuid,
     checked: std::time::Instant,
@@ -194,7 +194,7 @@ impl Grant {
         }
         self.checked = std::time::Instant::now();
         let owner = async {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.db.begin().await?;
             crate::db::users::token_owner(&mut *tx, &self.token).await
         };
         match owner.await {

@@ -36,7 +36,6 @@ use crate::storage::Storage;
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub pool: PgPool,
     pub storage: Storage,
     pub limits: UploadLimits,
     /// Live job events for the SSE streams.
@@ -47,8 +46,8 @@ pub struct AppState {
     pub caps: std::sync::Arc<user_caps::UserCaps>,
     /// A streaming replica for list and detail reads (`DATABASE_READ_URL`), if any.
     pub replica: Option<crate::replica::Replica>,
-    /// Where requests' transactions begin: `pool`, or behind a transaction pooler the lean
-    /// pool (`db::tx`).
+    /// Where requests' transactions begin: sqlx's pool, or behind a transaction pooler the
+    /// lean pool (`db::tx`); `db.pool()` for what runs outside an explicit transaction.
     pub db: crate::db::tx::TxPool,
 }
 
@@ -70,8 +69,7 @@ impl AppState {
         let events = events::JobEvents::start(session);
         crate::metrics::handle();
         Self {
-            db: pool.clone().into(),
-            pool,
+            db: pool.into(),
             storage,
             limits,
             events,
@@ -87,13 +85,13 @@ impl AppState {
         self.replica
             .as_ref()
             .and_then(crate::replica::Replica::pool_if_fresh)
-            .unwrap_or(&self.pool)
+            .unwrap_or(self.db.pool())
     }
 
     /// The same state, its requests' transactions on `lean` (behind a transaction pooler,
     /// see `db::lean_pool`).
     pub fn with_lean(mut self, lean: Option<crate::db::lean::LeanPool>) -> Self {
-        self.db = crate::db::tx::TxPool::new(self.pool.clone(), lean);
+        self.db = crate::db::tx::TxPool::new(self.db.pool().clone(), lean);
         self
     }
 
@@ -299,7 +297,7 @@ async fn metrics(
             axum::http::header::CONTENT_TYPE,
             crate::metrics::CONTENT_TYPE,
         )],
-        crate::metrics::render(&state.pool).await,
+        crate::metrics::render(state.db.pool()).await,
     )
 }
 
@@ -313,7 +311,7 @@ async fn healthz(
     let ping = tokio::time::timeout(
         Duration::from_secs(3),
         // A plain string runs as a simple query: one round trip, fine behind a pooler.
-        sqlx::Executor::execute(&state.pool, "SELECT 1"),
+        sqlx::Executor::execute(state.db.pool(), "SELECT 1"),
     )
     .await;
     match ping {

@@ -11,10 +11,8 @@ use timeline_media::thumbnail::Limits;
 pub struct Context {
     /// Where every step's transactions and the queue's fetches and acknowledgements begin:
     /// behind a transaction pooler, connections that go back without sqlx's release ping
-    /// (`timeline_core::db::tx`).
+    /// (`timeline_core::db::tx`); `db.pool()` for what runs outside an explicit transaction.
     pub db: TxPool,
-    /// What runs outside an explicit transaction (the same database as `db`).
-    pub pool: PgPool,
     /// What needs a session: the wake-up listener and the reconciler's leader lock (see
     /// `timeline_core::db::session_pool`).
     pub session: PgPool,

@@ -26,7 +26,6 @@ use std::sync::Arc;
 
 use clap::Parser;
 use timeline_core::config::{DatabaseConfig, StorageConfig};
-use timeline_core::db::tx::TxPool;
 use timeline_core::jobs::Step;
 
 /// Command-line flags of `timeline-worker`.
@@ -160,10 +159,8 @@ pub async fn run() -> Result<(), Error> {
             args.db.database_max_connections,
         )));
     }
-    let pool =
-        timeline_core::db::connect_waiting(&args.db, std::time::Duration::from_secs(60)).await?;
-    let session = timeline_core::db::session_pool(&args.db, &pool)?;
-    let lean = timeline_core::db::lean_pool_waiting(&args.db, std::time::Duration::from_secs(60))?;
+    let (db, session) =
+        timeline_core::db::pools_waiting(&args.db, std::time::Duration::from_secs(60)).await?;
     timeline_core::metrics::handle();
     let metrics = match &args.metrics_addr {
         Some(addr) => {
@@ -172,7 +169,7 @@ pub async fn run() -> Result<(), Error> {
                 .map_err(|e| Error::Config(format!("--metrics-addr {addr}: {e}")))?;
             Some(tokio::spawn(metrics_endpoint::serve_on(
                 listener,
-                pool.clone(),
+                db.pool().clone(),
             )))
         }
         None => None,
@@ -185,7 +182,7 @@ pub async fn run() -> Result<(), Error> {
     tokio::task::spawn_blocking(timeline_media::geocode::warm_up)
         .await
         .map_err(|e| Error::Config(e.to_string()))?;
-    let recorded = recorded_settings(&pool).await?;
+    let recorded = recorded_settings(db.pool()).await?;
     timeline_core::config::apply_max_attempts(&recorded);
     let mut limits = timeline_media::thumbnail::Limits::default();
     if let Some(px) = args.max_pixels.or(recorded.max_pixels) {
@@ -212,8 +209,7 @@ pub async fn run() -> Result<(), Error> {
     )
     .map_err(|e| Error::Config(format!("--spool-dir: {e}")))?;
     let ctx = Arc::new(context::Context {
-        db: TxPool::new(pool.clone(), lean),
-        pool,
+        db,
         session,
         storage,
         limits,
@@ -286,11 +282,9 @@ async fn recorded_settings(
 
 /// `timeline-worker bench`: prints its report as one JSON line on stdout.
 async fn run_bench(db: &DatabaseConfig, args: &bench::BenchArgs) -> Result<(), Error> {
-    let wait = std::time::Duration::from_secs(60);
-    let pool = timeline_core::db::connect_waiting(db, wait).await?;
-    let session = timeline_core::db::session_pool(db, &pool)?;
-    let lean = timeline_core::db::lean_pool_waiting(db, wait)?;
-    let report = bench::run(TxPool::new(pool, lean), session, args).await?;
+    let (pools, session) =
+        timeline_core::db::pools_waiting(db, std::time::Duration::from_secs(60)).await?;
+    let report = bench::run(pools, session, args).await?;
     let line = serde_json::to_string(&report).map_err(|e| Error::Config(e.to_string()))?;
     use std::io::Write as _;
     writeln!(std::io::stdout().lock(), "{line}").map_err(|e| Error::Config(e.to_string()))?;
@@ -315,7 +309,7 @@ async fn reconcile_loop(ctx: Arc<context::Context>, grace: std::time::Duration) 
             kept = Some(std::time::Instant::now());
             housekeeping(&ctx.session).await;
         }
-        let pass = timeline_core::reconcile::run(&ctx.pool, &ctx.session, &ctx.storage, grace);
+        let pass = timeline_core::reconcile::run(ctx.db.pool(), &ctx.session, &ctx.storage, grace);
         if let Err(e) = pass.await {
             tracing::warn!(error = %e, "reconciliation pass failed; will try again");
         }

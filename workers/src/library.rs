@@ -28,7 +28,7 @@ async fn handle(
     match task {
         LibraryTask::Import { job_id } => {
             use timeline_core::import::api::{self, Outcome};
-            let outcome = api::run(&ctx.pool, &ctx.storage, job_id).await;
+            let outcome = api::run(ctx.db.pool(), &ctx.storage, job_id).await;
             let why = match outcome {
                 Ok(Outcome::Done | Outcome::Failed) => return Ok(()),
                 Ok(Outcome::Interrupted(why)) => why,
@@ -39,7 +39,7 @@ async fn handle(
             return Err(why.into());
         }
         LibraryTask::Export { export_id } => {
-            match timeline_core::export::run(&ctx.pool, &ctx.storage, export_id).await {
+            match timeline_core::export::run(ctx.db.pool(), &ctx.storage, export_id).await {
                 Ok(Some(_)) => {}
                 Ok(None) => {
                     tracing::info!(export.id = %export_id, "export already done or taken over")
@@ -49,7 +49,7 @@ async fn handle(
             }
         }
         LibraryTask::Erasure { job_id } => {
-            match timeline_core::erasure::run(&ctx.pool, &ctx.storage, job_id).await {
+            match timeline_core::erasure::run(ctx.db.pool(), &ctx.storage, job_id).await {
                 Ok(report) => {
                     tracing::info!(job.id = %job_id, erased = report.erased, "erasure ran")
                 }
@@ -69,7 +69,7 @@ pub fn register(monitor: Monitor, ctx: &Arc<Context>, concurrency: usize) -> Mon
         // apalis's own backend fetches a fixed batch, free slots or not: one task at a time,
         // so that no export waits locked to a pool whose slots are all busy.
         let config = crate::pools::config(LIBRARY_QUEUE, 1);
-        let backend = PostgresStorage::<LibraryTask>::new(&ctx.pool)
+        let backend = PostgresStorage::<LibraryTask>::new(ctx.db.pool())
             .with_config(config)
             .poll_with_strategy(Strategy::new().interval(POLL_INTERVAL));
         WorkerBuilder::new(worker_name(LIBRARY_QUEUE, restarts))

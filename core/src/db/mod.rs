@@ -60,6 +60,19 @@ pub async fn connect_waiting(
         .await
 }
 
+/// A worker process's pools, each waiting up to `wait` for a connection: where its
+/// transactions begin ([`tx::TxPool`]: the lean pool behind a transaction pooler) and its
+/// session pool ([`session_pool`]).
+pub async fn pools_waiting(
+    cfg: &DatabaseConfig,
+    wait: Duration,
+) -> Result<(tx::TxPool, PgPool), sqlx::Error> {
+    let pool = connect_waiting(cfg, wait).await?;
+    let session = session_pool(cfg, &pool)?;
+    let lean = lean_pool_waiting(cfg, wait)?;
+    Ok((tx::TxPool::new(pool, lean), session))
+}
+
 /// The pool for the API's reads behind a transaction pooler ([`lean`]: no ping on release,
 /// so a job poll is one server transaction there, not two), at most as many connections as
 /// the main pool. `None` without a pooler: there sqlx's statement cache keeps the main pool
