@@ -12,13 +12,14 @@
 # STORE=garage runs the store as a Garage 2.5.0 cluster instead of s3s-fs: 3 nodes, each with
 # its own folders, replication factor 3 (every object on every node; writes and reads need 2 of
 # 3). The web processes and odd workers address node 1, even workers node 2, and node 3 is
-# killed with -9 mid-import with worker2, so the import finishes on 2 of 3 nodes. Garage is
+# killed with -9 mid-import with worker1, so the import finishes on 2 of 3 nodes. Garage is
 # AGPL: it runs here as a separate server, never linked. `cargo install garage --version 2.5.0
 # --locked` (once, about 15 minutes on 2 cores) if it is not on the PATH.
 #
 # The scenario:
 #   1. PHOTOS distinct photos are uploaded through both web processes with one worker host up;
-#   2. mid-import the other worker hosts start, and one of them is killed with -9;
+#   2. mid-import two more worker hosts start, and the first is killed with -9 while it holds
+#      a task;
 #   2b. with network namespaces, worker3's link is cut for 60 s (not killed): its tasks return
 #      to the queue after the heartbeat timeout, and its late finishes duplicate nothing;
 #   3. everything completes: every file `completed`, one original and two renditions per file
@@ -262,20 +263,31 @@ start_worker 1
 started=$(date +%s.%N)
 upload '*' >"$work/jobs" &
 uploader=$!
-sleep 5
 # With fewer than 3 workers, the one host works alone (the connections' figure for 1 worker);
 # the store's faults still happen.
 faults=false
 [ "$workers" -ge 3 ] && faults=true
 if $faults; then
+  # This machine uploads and processes the first batch in under 10 s, so the others join
+  # early and the first host is killed at the first moment it holds a task (sampled every
+  # 0.1 s, at most 30 s): that task must come back after the heartbeat timeout and finish on
+  # another host. (Killing a host that had just joined, 10 s in, found the import already
+  # done and tested nothing.)
+  sleep 2
   say "two more worker hosts join"
   start_worker 2
   start_worker 3
-fi
-sleep 5
-if $faults; then
-  say "worker2 killed with -9 mid-import (pid ${worker_pid[2]})"
-  kill -9 "${worker_pid[2]}"
+  held=0
+  for _ in $(seq 300); do
+    held=$(sql "SELECT count(*) FROM apalis.jobs WHERE status NOT IN ('Done', 'Failed', 'Killed') AND lock_by ~ '-${worker_pid[1]}-[0-9a-f]{32}-[0-9]+\$'")
+    [ "$held" -gt 0 ] && break
+    sleep 0.1
+  done
+  left=$(sql "SELECT count(*) FROM media_files WHERE processing_status NOT IN ('completed', 'failed', 'duplicate')")
+  say "worker1 killed with -9 mid-import (pid ${worker_pid[1]}, holding $held tasks; $left files not done)"
+  kill -9 "${worker_pid[1]}"
+else
+  sleep 10
 fi
 if [ "$store" = garage ]; then
   say "garage node 3 killed with -9 mid-import (pid ${garage_pid[3]})"
