@@ -1,4 +1,4 @@
--- A job poll as one statement (see db::jobs::poll): the token check, the token's use recorded
+-- A job poll as one statement (see db::poll): the token check, the token's use recorded
 -- when due, the scope to its user and the read of the job with its first failures. Sent as a
 -- simple query outside any explicit transaction, it is one round trip and one implicit
 -- transaction, where `BEGIN`, the two calls of 20261207000027 (two exchanges each through

@@ -407,6 +407,26 @@ pub struct JobError {
     pub error: Option<String>,
 }
 
+impl JobError {
+    /// The failures of `job_with_errors`' row, whose three arrays run in step.
+    pub(crate) fn zipped(
+        media_ids: Vec<Uuid>,
+        filenames: Vec<String>,
+        errors: Vec<Option<String>>,
+    ) -> Vec<Self> {
+        media_ids
+            .into_iter()
+            .zip(filenames)
+            .zip(errors)
+            .map(|((media_id, filename), error)| Self {
+                media_id,
+                filename,
+                error,
+            })
+            .collect()
+    }
+}
+
 /// The user's job with its first `limit` failures, in upload order (an index on the failed
 /// links: the job's other files are not read), in one statement: a poll behind a transaction
 /// pooler parses and plans each statement again, and each is two more round trips there
@@ -436,17 +456,7 @@ pub async fn get_with_errors(
     .fetch_optional(conn)
     .await?;
     Ok(row.map(|r| {
-        let errors = r
-            .error_media_ids
-            .into_iter()
-            .zip(r.error_filenames)
-            .zip(r.error_messages)
-            .map(|((media_id, filename), error)| JobError {
-                media_id,
-                filename,
-                error,
-            })
-            .collect();
+        let errors = JobError::zipped(r.error_media_ids, r.error_filenames, r.error_messages);
         let job = DataProcessingJob {
             id: r.id,
             user_id: r.user_id,

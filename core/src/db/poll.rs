@@ -86,17 +86,7 @@ pub async fn poll_job(conn: &mut PgConnection, args: PollArgs<'_>) -> Result<Pol
         None => Poll::Missing { user },
         Some(row) => Poll::Found {
             user,
-            errors: row
-                .error_media_ids
-                .into_iter()
-                .zip(row.error_filenames)
-                .zip(row.error_messages)
-                .map(|((media_id, filename), error)| JobError {
-                    media_id,
-                    filename,
-                    error,
-                })
-                .collect(),
+            errors: JobError::zipped(row.error_media_ids, row.error_filenames, row.error_messages),
             job: row.job,
         },
     })
