@@ -20,8 +20,9 @@
 #   1. PHOTOS distinct photos are uploaded through both web processes with one worker host up;
 #   2. mid-import two more worker hosts start, and the first is killed with -9 while it holds
 #      a task;
-#   2b. with network namespaces, worker3's link is cut for 60 s (not killed): its tasks return
-#      to the queue after the heartbeat timeout, and its late finishes duplicate nothing;
+#   2b. with network namespaces, worker3's link is cut for 60 s (not killed) while it holds a
+#      task: its tasks return to the queue after the heartbeat timeout, and its late finishes
+#      duplicate nothing;
 #   3. everything completes: every file `completed`, one original and two renditions per file
 #      in the store (counted by `timeline maintenance --audit-store`, which pages through it,
 #      and no orphan), every original read back through the API with its recorded SHA-256 and
@@ -258,6 +259,18 @@ upload() { # glob
   done
 }
 
+# Waits (sampling every 0.1 s, at most 30 s) until worker host $1 holds a task; sets $held
+# (its tasks) and $left (files not done).
+wait_holding() {
+  held=0
+  for _ in $(seq 300); do
+    held=$(sql "SELECT count(*) FROM apalis.jobs WHERE status NOT IN ('Done', 'Failed', 'Killed') AND lock_by ~ '-${worker_pid[$1]}-[0-9a-f]{32}-[0-9]+\$'")
+    [ "$held" -gt 0 ] && break
+    sleep 0.1
+  done
+  left=$(sql "SELECT count(*) FROM media_files WHERE processing_status NOT IN ('completed', 'failed', 'duplicate')")
+}
+
 say "import of $photos photos with one worker host"
 start_worker 1
 started=$(date +%s.%N)
@@ -277,13 +290,7 @@ if $faults; then
   say "two more worker hosts join"
   start_worker 2
   start_worker 3
-  held=0
-  for _ in $(seq 300); do
-    held=$(sql "SELECT count(*) FROM apalis.jobs WHERE status NOT IN ('Done', 'Failed', 'Killed') AND lock_by ~ '-${worker_pid[1]}-[0-9a-f]{32}-[0-9]+\$'")
-    [ "$held" -gt 0 ] && break
-    sleep 0.1
-  done
-  left=$(sql "SELECT count(*) FROM media_files WHERE processing_status NOT IN ('completed', 'failed', 'duplicate')")
+  wait_holding 1
   say "worker1 killed with -9 mid-import (pid ${worker_pid[1]}, holding $held tasks; $left files not done)"
   kill -9 "${worker_pid[1]}"
 else
@@ -294,7 +301,10 @@ if [ "$store" = garage ]; then
   kill -9 "${garage_pid[3]}"
 fi
 if $netns && $faults; then
-  say "worker3's network cut for 60 s (it keeps running)"
+  # Cut at a moment worker3 holds a task too, so that the task must come back from a host
+  # that is still running and will finish it late.
+  wait_holding 3
+  say "worker3's network cut for 60 s (it keeps running; holding $held tasks; $left files not done)"
   ip link set "${host_veth[worker3]}" down
 fi
 wait "$uploader" || fail "an upload was refused"

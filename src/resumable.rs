@@ -192,12 +192,17 @@ pub async fn create(ctx: Ctx<'_>, user: Uuid, declared: &Declared) -> Result<Sta
     }
     db::objects::name_objects(&mut tx, user, media, &keys, Owner::Session(id)).await?;
     tx.commit().await?;
+    let multipart_id = if ctx.storage.is_multipart() {
+        Some(ctx.storage.create_multipart(&key).await?)
+    } else {
+        None
+    };
+    // Begun once the store has answered: no transaction waits on the store.
     let mut tx = ctx.db.begin().await?;
-    if ctx.storage.is_multipart() {
+    if let Some(multipart_id) = &multipart_id {
         // Recorded on the pending object first: an abandoned upload is aborted from there.
-        let multipart_id = ctx.storage.create_multipart(&key).await?;
-        db::objects::set_multipart(&mut tx, key.as_ref(), &multipart_id).await?;
-        db::resumable::set_multipart(&mut tx, id, &multipart_id).await?;
+        db::objects::set_multipart(&mut tx, key.as_ref(), multipart_id).await?;
+        db::resumable::set_multipart(&mut tx, id, multipart_id).await?;
     }
     let r = db::resumable::get(&mut tx, id, user)
         .await?

@@ -9,6 +9,9 @@
 //!   swallowed and the connection dropped, so the client cannot know the outcome;
 //! - an outage: while it lasts every connection is dropped, open ones at their next bytes and
 //!   new ones at once;
+//! - a partition: while it lasts nothing passes either way and nothing is closed (a pulled
+//!   cable: no FIN, no RST), so each side learns of it only once it ends; it can begin as
+//!   the server answers a given UPDATE (run, its rows locked, the answer never heard);
 //! - a count of the HTTP requests sent through it (store calls), by reading request heads and
 //!   skipping bodies by their `Content-Length`.
 
@@ -83,6 +86,32 @@ struct State {
     commits_lost: AtomicU64,
     /// The server is unreachable: every connection is dropped.
     down_now: AtomicBool,
+    /// Partitioned: no byte passes and no connection ends or opens until it is over.
+    silent: AtomicBool,
+    /// Partition the link as the server answers the statement with this text (once).
+    silence_after: std::sync::Mutex<Option<Vec<u8>>>,
+}
+
+impl State {
+    /// Waits out a partition.
+    async fn hold(&self) {
+        while self.silent.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Marks the connection whose client sends the armed statement's text (its Parse, on the
+    /// statement's first use there).
+    fn watch_partition(&self, conn: &Conn, data: &[u8]) {
+        let mut armed = self.silence_after.lock().expect("silence_after");
+        if armed
+            .as_deref()
+            .is_some_and(|needle| contains(data, needle))
+        {
+            *armed = None;
+            conn.partition_at_update.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// A running proxy on 127.0.0.1:`port`, on a thread and runtime of its own (a test blocking
@@ -109,6 +138,8 @@ impl Proxy {
             commit_armed: AtomicBool::new(false),
             commits_lost: AtomicU64::new(0),
             down_now: AtomicBool::new(false),
+            silent: AtomicBool::new(false),
+            silence_after: std::sync::Mutex::new(None),
         });
         let s = state.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -164,6 +195,23 @@ impl Proxy {
         self.state.down_now.store(on, Ordering::SeqCst);
     }
 
+    /// Starts (true) or ends (false) a partition: nothing passes, nothing is closed.
+    pub fn partition(&self, on: bool) {
+        self.state.silent.store(on, Ordering::SeqCst);
+    }
+
+    /// Partitions the link as the server answers the next UPDATE whose text contains `needle`
+    /// (on the statement's first use on a connection): the server has run it and holds its
+    /// row locks, and the client never hears back.
+    pub fn partition_at_update(&self, needle: &[u8]) {
+        *self.state.silence_after.lock().expect("silence_after") = Some(needle.to_vec());
+    }
+
+    /// Whether the link is partitioned now.
+    pub fn partitioned(&self) -> bool {
+        self.state.silent.load(Ordering::SeqCst)
+    }
+
     /// Connections cut so far.
     pub fn cuts(&self) -> u64 {
         self.state.cuts.load(Ordering::SeqCst)
@@ -202,12 +250,16 @@ impl Drop for Proxy {
 struct Conn {
     inserted_media: AtomicBool,
     swallow: AtomicBool,
+    /// The server's next UPDATE tag starts the partition.
+    partition_at_update: AtomicBool,
 }
 
 async fn serve(client: TcpStream, state: Arc<State>) {
     if state.down_now.load(Ordering::SeqCst) {
         return;
     }
+    // A connection opened during a partition waits for it to end, as a SYN is retried.
+    state.hold().await;
     let Ok(server) = TcpStream::connect(("127.0.0.1", state.upstream)).await else {
         return;
     };
@@ -223,7 +275,7 @@ async fn serve(client: TcpStream, state: Arc<State>) {
             let mut buf = vec![0u8; 64 << 10];
             loop {
                 let n = match cr.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
+                    Ok(0) | Err(_) => return state.hold().await,
                     Ok(n) => n,
                 };
                 let data = &buf[..n];
@@ -232,6 +284,10 @@ async fn serve(client: TcpStream, state: Arc<State>) {
                 if state.down_now.load(Ordering::SeqCst) {
                     return;
                 }
+                // Bytes sent into a partition arrive once it ends (TCP retransmits them); the
+                // bytes that start one go through first.
+                state.hold().await;
+                state.watch_partition(&conn, data);
                 if !state.up.pass(&state.cuts, n).await || sw.write_all(data).await.is_err() {
                     return;
                 }
@@ -241,13 +297,20 @@ async fn serve(client: TcpStream, state: Arc<State>) {
     let down = async move {
         let mut buf = vec![0u8; 64 << 10];
         loop {
+            // A side that closes during a partition is heard of only once it ends.
             let n = match sr.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => return state.hold().await,
                 Ok(n) => n,
             };
             if state.down_now.load(Ordering::SeqCst) {
                 return;
             }
+            // The armed UPDATE's command tag ("UPDATE <rows>"): the partition begins, unheard.
+            if conn.partition_at_update.load(Ordering::SeqCst) && contains(&buf[..n], b"UPDATE ") {
+                conn.partition_at_update.store(false, Ordering::SeqCst);
+                state.silent.store(true, Ordering::SeqCst);
+            }
+            state.hold().await;
             if conn.swallow.load(Ordering::SeqCst) {
                 // The server answered the COMMIT: the client never hears it.
                 state.commits_lost.fetch_add(1, Ordering::SeqCst);

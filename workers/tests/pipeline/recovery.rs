@@ -1,14 +1,16 @@
-//! Crash safety with real processes: `kill -9` of a worker mid-batch and SIGTERM while steps
-//! are in flight. A new worker must bring every media file to its end state (within 60 s of
-//! starting, for kill -9), with no duplicate rows, no stray stored objects, and no status
-//! moving backwards.
+//! Crash safety with real processes: `kill -9` of a worker mid-batch, SIGTERM while steps
+//! are in flight, and a worker cut off from the database mid-transaction (then back). A new
+//! worker must bring every media file to its end state (within 60 s of starting, for kill
+//! -9), with no duplicate rows, no stray stored objects, and no status moving backwards.
 
 use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
-use crate::common::{TestApp, fixtures, peak_rss, walk};
+use crate::common::{TestApp, fixtures, peak_rss, url_of, walk};
+use crate::proxy::Proxy;
 
 /// `n` distinct 9 MP JPEGs: the same photo with a different trailer after its end marker
 /// (decoders ignore it; the hash differs, so none is a duplicate). Slow enough in a debug
@@ -169,6 +171,169 @@ async fn kill_9_mid_batch_recovers_within_60s(pool: PgPool) {
 
     let recovery = finish_with_new_worker(&mut app, &token, &body, n).await;
     eprintln!("kill -9 at {at_kill:?}; every file final {recovery:?} after the new worker started");
+}
+
+/// A `timeline-worker` process of its own (the app's is another), killed on drop.
+struct OtherWorker(Child);
+
+impl Drop for OtherWorker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The database's own setting of `name` (`ALTER DATABASE ... SET`), if any.
+async fn database_setting(pool: &PgPool, name: &str) -> Option<String> {
+    sqlx::query_scalar(
+        "SELECT split_part(c, '=', 2) FROM pg_db_role_setting s, unnest(s.setconfig) c
+         WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND s.setrole = 0 AND split_part(c, '=', 1) = $1",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await
+    .unwrap()
+}
+
+/// Queue tasks not yet `Done`.
+async fn open_tasks(pool: &PgPool) -> Vec<(String, String, Option<String>)> {
+    sqlx::query_as("SELECT job_type, status, lock_by FROM apalis.jobs WHERE status <> 'Done'")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// A worker host cut off from the database in the middle of a step's final transaction (a
+/// partition, or a host that lost power: no FIN, no RST, so PostgreSQL is never told) holds
+/// nothing up: the server ends its idle transaction after `idle_in_transaction_session_timeout`
+/// (5 minutes as migrated, 3 s here) and the file's row is free again; its tasks return to the
+/// queue after the heartbeat timeout and another worker finishes every file. When the link
+/// comes back the cut worker carries on, and what it finishes late duplicates nothing and
+/// moves nothing back.
+#[sqlx::test(migrations = false)]
+async fn a_worker_cut_off_mid_transaction_holds_nothing_up_and_its_late_finish_changes_nothing(
+    pool: PgPool,
+) {
+    let mut app = TestApp::start(pool, false).await;
+    let setting = "idle_in_transaction_session_timeout";
+    assert_eq!(
+        database_setting(&app.pool, setting).await.as_deref(),
+        Some("5min"),
+        "as migrated"
+    );
+    sqlx::query(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET idle_in_transaction_session_timeout = 3000', current_database()); END $$",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let direct = url::Url::parse(&url_of(&app.pool)).expect("url");
+    let proxy = Proxy::start(direct.port().unwrap_or(5432)).await;
+    let mut through = direct.clone();
+    through.set_host(Some("127.0.0.1")).expect("host");
+    through.set_port(Some(proxy.port)).expect("port");
+    // In clear: the proxy must see the statement go by.
+    through.query_pairs_mut().append_pair("sslmode", "disable");
+    // The link goes silent as the server answers the thumbnail step's UPDATE of its file: the
+    // row is locked, and the client waits for an answer that does not come.
+    proxy.partition_at_update(b"UPDATE media_files SET width");
+    let cut = OtherWorker(
+        Command::new(env!("CARGO_BIN_EXE_timeline-worker"))
+            .args(["--concurrency", "1"])
+            .env("DATABASE_URL", through.as_str())
+            .env("TIMELINE_STORAGE", &app.storage_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("timeline-worker"),
+    );
+    let (_, token) = app.user("cut-off@example.org").await;
+    let n = 6;
+    let body = upload_photos(&app, &token, n).await;
+    let started = Instant::now();
+    while !proxy.partitioned() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the worker never reached a thumbnail's final transaction: {:?}",
+            status_counts(&app.pool).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = cut.0.id();
+    let held_by_cut = |tasks: &[(String, String, Option<String>)]| {
+        let mark = format!("-{pid}-");
+        tasks
+            .iter()
+            .filter(|(_, status, by)| {
+                status == "Running" && by.as_ref().is_some_and(|b| b.contains(&mark))
+            })
+            .count()
+    };
+    assert!(
+        held_by_cut(&open_tasks(&app.pool).await) >= 1,
+        "the cut worker holds its step's task"
+    );
+
+    // Every row is free within seconds: the cut worker's transactions ended on the server.
+    let waited = Instant::now();
+    let mut tx = app.pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL lock_timeout = '20s'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let locked: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM (SELECT 1 FROM media_files FOR UPDATE) r")
+            .fetch_one(&mut *tx)
+            .await
+            .expect("the cut worker's row lock outlived its transaction's idle timeout");
+    tx.rollback().await.unwrap();
+    assert_eq!(locked, n as i64);
+    let freed = waited.elapsed();
+    assert!(freed < Duration::from_secs(15), "rows locked for {freed:?}");
+
+    // Another worker finishes everything, the cut worker's tasks too once they return.
+    let took = finish_with_new_worker(&mut app, &token, &body, n).await;
+    let started = Instant::now();
+    loop {
+        let open = open_tasks(&app.pool).await;
+        if open.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "tasks never acknowledged: {open:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The link comes back: the cut worker hears that its sessions ended, carries on, and
+    // finds nothing left to do. Nothing it does then shows.
+    proxy.partition(false);
+    let back = Instant::now();
+    while back.elapsed() < Duration::from_secs(10) {
+        let statuses = status_counts(&app.pool).await;
+        assert_eq!(
+            statuses.get("completed"),
+            Some(&(n as i64)),
+            "a status moved back: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut cut = cut;
+    assert!(
+        matches!(cut.0.try_wait(), Ok(None)),
+        "the cut worker keeps running"
+    );
+    assert_eq!(
+        open_tasks(&app.pool).await,
+        vec![],
+        "a late finish reopened a task"
+    );
+    assert_no_duplicates(&app, n).await;
+    eprintln!(
+        "rows free {freed:?} after the cut; every file final {took:?} after the second worker started"
+    );
 }
 
 #[sqlx::test(migrations = false)]
