@@ -36,6 +36,8 @@ mkdir -p "$dir"
 ulimit -n 20000 2>/dev/null || true
 dir=$(cd "$dir" && pwd)
 echo '"postgres" ""' > "$dir/users.txt"
+# Keepalives as PostgreSQL's own (migrations/20261207000029_vanished_clients.sql): a client
+# host that vanished (no FIN, no RST) is noticed in about 2 minutes, not hours.
 cat > "$dir/pgbouncer.ini" <<INI
 [databases]
 * = host=$upstream_host port=$upstream_port timezone=UTC
@@ -52,6 +54,10 @@ max_client_conn = 5000
 server_reset_query = ${PGBOUNCER_RESET_QUERY:-$RESET}
 server_reset_query_always = 1
 ignore_startup_parameters = extra_float_digits
+tcp_keepalive = 1
+tcp_keepidle = 60
+tcp_keepintvl = 10
+tcp_keepcnt = 6
 logfile = $dir/pgbouncer.log
 pidfile = $dir/pgbouncer.pid
 admin_users = postgres

@@ -12,10 +12,12 @@ use uuid::Uuid;
 use crate::common::{TestApp, fixtures};
 
 /// A throwaway PostgreSQL cluster (initdb + pg_ctl from Debian's server packages).
-struct Cluster {
+pub struct Cluster {
     bin: PathBuf,
     dir: PathBuf,
-    port: u16,
+    pub port: u16,
+    /// `listen_addresses`.
+    listen: String,
 }
 
 impl Cluster {
@@ -33,9 +35,10 @@ impl Cluster {
 
     fn start(&self) {
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {} -k {} -c listen_addresses={} -c fsync=off",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.listen
         );
         let log = self.dir.join("server.log");
         let data = self.dir.join("data");
@@ -59,8 +62,18 @@ impl Cluster {
         assert!(self.pg("pg_ctl", &["-D", path(&data), "-m", "fast", "-w", "stop"]));
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Lets clients from `cidr` in without a password, from the next connection on.
+    pub fn trust(&self, cidr: &str) {
+        let hba = self.dir.join("data").join("pg_hba.conf");
+        let mut text = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        text.push_str(&format!("host all all {cidr} trust\n"));
+        std::fs::write(&hba, text).expect("pg_hba.conf");
+        let data = self.dir.join("data");
+        assert!(self.pg("pg_ctl", &["-D", path(&data), "reload"]));
     }
 }
 
@@ -83,8 +96,14 @@ fn is_root() -> bool {
         .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
-/// initdb a new cluster on a free port; `None` when no server binaries are installed.
+/// initdb a new cluster on a free port of 127.0.0.1; `None` when no server binaries are
+/// installed.
 fn new_cluster() -> Option<Cluster> {
+    new_cluster_on("127.0.0.1")
+}
+
+/// [`new_cluster`] listening on `listen` (PostgreSQL's `listen_addresses`) too.
+pub fn new_cluster_on(listen: &str) -> Option<Cluster> {
     let bin = std::fs::read_dir("/usr/lib/postgresql")
         .ok()?
         .flatten()
@@ -105,7 +124,12 @@ fn new_cluster() -> Option<Cluster> {
         .local_addr()
         .ok()?
         .port();
-    let cluster = Cluster { bin, dir, port };
+    let cluster = Cluster {
+        bin,
+        dir,
+        port,
+        listen: listen.to_owned(),
+    };
     let data = cluster.dir.join("data");
     assert!(cluster.pg(
         "initdb",

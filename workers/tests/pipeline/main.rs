@@ -39,4 +39,5 @@ mod settings;
 mod slow_clients;
 mod transactional;
 mod tus;
+mod vanished;
 mod video;
