@@ -11,6 +11,7 @@ use sqlx::PgPool;
 
 use crate::common::{TestApp, fixtures, peak_rss, url_of, walk};
 use crate::proxy::Proxy;
+use crate::vanished::database_settings;
 
 /// `n` distinct 9 MP JPEGs: the same photo with a different trailer after its end marker
 /// (decoders ignore it; the hash differs, so none is a duplicate). Slow enough in a debug
@@ -183,19 +184,6 @@ impl Drop for OtherWorker {
     }
 }
 
-/// The database's own setting of `name` (`ALTER DATABASE ... SET`), if any.
-async fn database_setting(pool: &PgPool, name: &str) -> Option<String> {
-    sqlx::query_scalar(
-        "SELECT split_part(c, '=', 2) FROM pg_db_role_setting s, unnest(s.setconfig) c
-         WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
-           AND s.setrole = 0 AND split_part(c, '=', 1) = $1",
-    )
-    .bind(name)
-    .fetch_optional(pool)
-    .await
-    .unwrap()
-}
-
 /// Queue tasks not yet `Done`.
 async fn open_tasks(pool: &PgPool) -> Vec<(String, String, Option<String>)> {
     sqlx::query_as("SELECT job_type, status, lock_by FROM apalis.jobs WHERE status <> 'Done'")
@@ -216,11 +204,12 @@ async fn a_worker_cut_off_mid_transaction_holds_nothing_up_and_its_late_finish_c
     pool: PgPool,
 ) {
     let mut app = TestApp::start(pool, false).await;
-    let setting = "idle_in_transaction_session_timeout";
-    assert_eq!(
-        database_setting(&app.pool, setting).await.as_deref(),
-        Some("5min"),
-        "as migrated"
+    let settings = database_settings(&app.pool).await;
+    assert!(
+        settings
+            .iter()
+            .any(|s| s == "idle_in_transaction_session_timeout=5min"),
+        "as migrated: {settings:?}"
     );
     sqlx::query(
         "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET idle_in_transaction_session_timeout = 3000', current_database()); END $$",
@@ -238,7 +227,7 @@ async fn a_worker_cut_off_mid_transaction_holds_nothing_up_and_its_late_finish_c
     // The link goes silent as the server answers the thumbnail step's UPDATE of its file: the
     // row is locked, and the client waits for an answer that does not come.
     proxy.partition_at_update(b"UPDATE media_files SET width");
-    let cut = OtherWorker(
+    let mut cut = OtherWorker(
         Command::new(env!("CARGO_BIN_EXE_timeline-worker"))
             .args(["--concurrency", "1"])
             .env("DATABASE_URL", through.as_str())
@@ -320,7 +309,6 @@ async fn a_worker_cut_off_mid_transaction_holds_nothing_up_and_its_late_finish_c
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut cut = cut;
     assert!(
         matches!(cut.0.try_wait(), Ok(None)),
         "the cut worker keeps running"

@@ -85,7 +85,7 @@ impl Drop for Killed {
 }
 
 /// The database's own settings (`ALTER DATABASE ... SET`), as `name=value`.
-async fn database_settings(pool: &PgPool) -> Vec<String> {
+pub async fn database_settings(pool: &PgPool) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT c FROM pg_db_role_setting s, unnest(s.setconfig) c
          WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
