@@ -6,10 +6,12 @@
 -- leadership: no pass runs anywhere), a LISTEN (the notification queue cannot be trimmed past
 -- it) and a connection slot.
 --
--- * TCP keepalives: an idle connection is probed after 60 s, every 10 s, and dropped after 6
---   unanswered probes; tcp_user_timeout drops one whose sent data stays unacknowledged for
---   2 minutes (a notification or an answer sent to the vanished host). A live client's kernel
---   answers the probes whatever the process does, so a long-idle LISTEN connection is safe.
+-- * TCP keepalives: an idle connection is probed after 60 s, then every 10 s; with
+--   tcp_user_timeout set, Linux drops it once it has been silent for 2 minutes with a probe
+--   out (the probe count only applies without it), and drops one whose sent data stays
+--   unacknowledged for 2 minutes (a notification or an answer sent to the vanished host). A
+--   live client's kernel answers the probes whatever the process does, so a long-idle LISTEN
+--   connection is safe.
 -- * idle_in_transaction_session_timeout: behind a pooler, PostgreSQL's peer is the pooler,
 --   alive and answering, so a transaction its vanished client left open is ended after
 --   5 minutes of silence instead. A transaction of ours waits on nothing but its own

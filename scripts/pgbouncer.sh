@@ -58,6 +58,7 @@ tcp_keepalive = 1
 tcp_keepidle = 60
 tcp_keepintvl = 10
 tcp_keepcnt = 6
+tcp_user_timeout = 120000
 logfile = $dir/pgbouncer.log
 pidfile = $dir/pgbouncer.pid
 admin_users = postgres

@@ -353,6 +353,18 @@ pub async fn wait_for_file(path: &std::path::Path) {
     }
 }
 
+/// The database's own settings (`ALTER DATABASE ... SET`), as `name=value`.
+pub async fn database_settings(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT c FROM pg_db_role_setting s, unnest(s.setconfig) c
+         WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND s.setrole = 0 ORDER BY c",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
 /// A free local port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
-use crate::common::{TestApp, fixtures, peak_rss, url_of, walk};
+use crate::common::{TestApp, database_settings, fixtures, peak_rss, url_of, walk};
 use crate::proxy::Proxy;
-use crate::vanished::database_settings;
 
 /// `n` distinct 9 MP JPEGs: the same photo with a different trailer after its end marker
 /// (decoders ignore it; the hash differs, so none is a duplicate). Slow enough in a debug
@@ -192,10 +191,23 @@ async fn open_tasks(pool: &PgPool) -> Vec<(String, String, Option<String>)> {
         .unwrap()
 }
 
+/// Whether a pool of worker process `pid` has heartbeated since `epoch` (seconds).
+async fn beat_since(pool: &PgPool, pid: u32, epoch: f64) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM apalis.workers
+                        WHERE id LIKE '%-' || $1 || '-%' AND extract(epoch FROM last_seen) > $2)",
+    )
+    .bind(pid.to_string())
+    .bind(epoch)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 /// A worker host cut off from the database in the middle of a step's final transaction (a
 /// partition, or a host that lost power: no FIN, no RST, so PostgreSQL is never told) holds
 /// nothing up: the server ends its idle transaction after `idle_in_transaction_session_timeout`
-/// (5 minutes as migrated, 3 s here) and the file's row is free again; its tasks return to the
+/// (5 minutes as migrated, 5 s here) and the file's row is free again; its tasks return to the
 /// queue after the heartbeat timeout and another worker finishes every file. When the link
 /// comes back the cut worker carries on, and what it finishes late duplicates nothing and
 /// moves nothing back.
@@ -212,7 +224,7 @@ async fn a_worker_cut_off_mid_transaction_holds_nothing_up_and_its_late_finish_c
         "as migrated: {settings:?}"
     );
     sqlx::query(
-        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET idle_in_transaction_session_timeout = 3000', current_database()); END $$",
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET idle_in_transaction_session_timeout = 5000', current_database()); END $$",
     )
     .execute(&app.pool)
     .await
@@ -296,16 +308,28 @@ async fn a_worker_cut_off_mid_transaction_holds_nothing_up_and_its_late_finish_c
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // The link comes back: the cut worker hears that its sessions ended, carries on, and
-    // finds nothing left to do. Nothing it does then shows.
+    // The link comes back: the cut worker hears that its sessions ended, carries on (its
+    // heartbeat shows it is back), and finds nothing left to do. Nothing it does then shows.
+    let back_at: f64 = sqlx::query_scalar("SELECT extract(epoch FROM clock_timestamp())::float8")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     proxy.partition(false);
     let back = Instant::now();
-    while back.elapsed() < Duration::from_secs(10) {
+    let mut heard: Option<Duration> = None;
+    while heard.is_none_or(|at| back.elapsed() < at + Duration::from_secs(5)) {
         let statuses = status_counts(&app.pool).await;
         assert_eq!(
             statuses.get("completed"),
             Some(&(n as i64)),
             "a status moved back: {statuses:?}"
+        );
+        if heard.is_none() && beat_since(&app.pool, pid, back_at).await {
+            heard = Some(back.elapsed());
+        }
+        assert!(
+            heard.is_some() || back.elapsed() < Duration::from_secs(30),
+            "the cut worker never came back"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -320,7 +344,7 @@ async fn a_worker_cut_off_mid_transaction_holds_nothing_up_and_its_late_finish_c
     );
     assert_no_duplicates(&app, n).await;
     eprintln!(
-        "rows free {freed:?} after the cut; every file final {took:?} after the second worker started"
+        "rows free {freed:?} after the cut; every file final {took:?} after the second worker started; the cut worker heartbeat {heard:?} after its link came back"
     );
 }
 

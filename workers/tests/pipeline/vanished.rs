@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
+use crate::common::database_settings;
 use crate::db_restart::new_cluster_on;
 
 /// A network namespace behind a veth pair (the host's end `veth` at `host`, the namespace's
@@ -58,7 +59,13 @@ impl Namespace {
             && inside(&["addr", "add", &format!("{}/24", ns.inner), "dev", "eth0"])
             && inside(&["link", "set", "eth0", "up"])
             && inside(&["link", "set", "lo", "up"]);
-        ok.then_some(ns)
+        // Made, then failed: a broken setup, not a machine without namespaces.
+        assert!(
+            ok,
+            "could not set up the veth pair of namespace {}",
+            ns.name
+        );
+        Some(ns)
     }
 
     /// Takes the link down: from now on nothing passes and nobody is told.
@@ -82,18 +89,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// The database's own settings (`ALTER DATABASE ... SET`), as `name=value`.
-pub async fn database_settings(pool: &PgPool) -> Vec<String> {
-    sqlx::query_scalar(
-        "SELECT c FROM pg_db_role_setting s, unnest(s.setconfig) c
-         WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
-           AND s.setrole = 0 ORDER BY c",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap()
 }
 
 /// (the sessions of clients at `addr`, whether advisory lock 7 is held by anyone)
