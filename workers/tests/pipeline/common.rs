@@ -365,6 +365,17 @@ pub async fn database_settings(pool: &PgPool) -> Vec<String> {
     .unwrap()
 }
 
+/// A child process (a second worker, a client) killed and reaped on drop, so that a failed
+/// assertion never leaves it running.
+pub struct KilledOnDrop(pub Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A free local port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
-use crate::common::{TestApp, fixtures, free_port, url_of};
+use crate::common::{KilledOnDrop, TestApp, fixtures, free_port, url_of};
 use crate::s3_faults::{S3Server, as_refs, photos, s3_env};
 
 /// Server connections PgBouncer opens per database in this test.
@@ -157,18 +157,9 @@ impl Drop for Peak {
     }
 }
 
-/// A `timeline-worker` process, killed on drop (a failed assertion must not leave it running).
-struct Worker(Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn worker(envs: &[(&str, &str)]) -> Worker {
-    Worker(
+/// A `timeline-worker` process, killed on drop.
+fn worker(envs: &[(&str, &str)]) -> KilledOnDrop {
+    KilledOnDrop(
         Command::new(env!("CARGO_BIN_EXE_timeline-worker"))
             .args(["--concurrency", "4"])
             .env("RUST_LOG", "warn")

@@ -284,8 +284,7 @@ async fn serve(client: TcpStream, state: Arc<State>) {
                 if state.down_now.load(Ordering::SeqCst) {
                     return;
                 }
-                // Bytes sent into a partition arrive once it ends (TCP retransmits them); the
-                // bytes that start one go through first.
+                // Bytes sent into a partition arrive once it ends (TCP retransmits them).
                 state.hold().await;
                 state.watch_partition(&conn, data);
                 if !state.up.pass(&state.cuts, n).await || sw.write_all(data).await.is_err() {

@@ -4,12 +4,12 @@
 //! -9), with no duplicate rows, no stray stored objects, and no status moving backwards.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
-use crate::common::{TestApp, database_settings, fixtures, peak_rss, url_of, walk};
+use crate::common::{KilledOnDrop, TestApp, database_settings, fixtures, peak_rss, url_of, walk};
 use crate::proxy::Proxy;
 
 /// `n` distinct 9 MP JPEGs: the same photo with a different trailer after its end marker
@@ -173,16 +173,6 @@ async fn kill_9_mid_batch_recovers_within_60s(pool: PgPool) {
     eprintln!("kill -9 at {at_kill:?}; every file final {recovery:?} after the new worker started");
 }
 
-/// A `timeline-worker` process of its own (the app's is another), killed on drop.
-struct OtherWorker(Child);
-
-impl Drop for OtherWorker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Queue tasks not yet `Done`.
 async fn open_tasks(pool: &PgPool) -> Vec<(String, String, Option<String>)> {
     sqlx::query_as("SELECT job_type, status, lock_by FROM apalis.jobs WHERE status <> 'Done'")
@@ -239,7 +229,8 @@ async fn a_worker_cut_off_mid_transaction_holds_nothing_up_and_its_late_finish_c
     // The link goes silent as the server answers the thumbnail step's UPDATE of its file: the
     // row is locked, and the client waits for an answer that does not come.
     proxy.partition_at_update(b"UPDATE media_files SET width");
-    let mut cut = OtherWorker(
+    // A worker process of its own (the app's is another).
+    let mut cut = KilledOnDrop(
         Command::new(env!("CARGO_BIN_EXE_timeline-worker"))
             .args(["--concurrency", "1"])
             .env("DATABASE_URL", through.as_str())

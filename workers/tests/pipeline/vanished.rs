@@ -7,12 +7,12 @@
 //! test takes down.
 
 use std::io::Write as _;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
-use crate::common::database_settings;
+use crate::common::{KilledOnDrop, database_settings};
 use crate::db_restart::new_cluster_on;
 
 /// A network namespace behind a veth pair (the host's end `veth` at `host`, the namespace's
@@ -81,16 +81,6 @@ impl Drop for Namespace {
     }
 }
 
-/// A child process killed on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// (the sessions of clients at `addr`, whether advisory lock 7 is held by anyone)
 async fn left_by(pool: &PgPool, addr: &str) -> (i64, bool) {
     sqlx::query_as(
@@ -101,6 +91,26 @@ async fn left_by(pool: &PgPool, addr: &str) -> (i64, bool) {
     .fetch_one(pool)
     .await
     .unwrap()
+}
+
+/// Waits until [`left_by`] is `want`, failing with `what` after `within`; returns how long
+/// that took.
+async fn wait_left_by(
+    pool: &PgPool,
+    addr: &str,
+    want: (i64, bool),
+    within: Duration,
+    what: &str,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let now = left_by(pool, addr).await;
+        if now == want {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < within, "{what}: {now:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,7 +166,7 @@ async fn a_client_that_vanishes_is_noticed_and_what_it_held_is_freed() {
     .unwrap();
 
     // The client in the namespace takes a session lock and listens, then goes quiet.
-    let mut ghost = Killed(
+    let mut ghost = KilledOnDrop(
         Command::new("ip")
             .args([
                 "netns",
@@ -182,27 +192,14 @@ async fn a_client_that_vanishes_is_noticed_and_what_it_held_is_freed() {
         .write_all(b"SELECT pg_advisory_lock(7);\nLISTEN timeline_ghost;\n")
         .expect("write to psql");
     stdin.flush().expect("flush");
-    let started = Instant::now();
-    while left_by(&pool, &net.inner).await != (1, true) {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the client never took its lock: {:?}",
-            left_by(&pool, &net.inner).await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let within = Duration::from_secs(20);
+    let taking = "the client never took its lock";
+    wait_left_by(&pool, &net.inner, (1, true), within, taking).await;
 
     net.cut();
-    let cut = Instant::now();
-    while left_by(&pool, &net.inner).await != (0, false) {
-        assert!(
-            cut.elapsed() < Duration::from_secs(30),
-            "the vanished client's session outlived its keepalives: {:?}",
-            left_by(&pool, &net.inner).await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let noticed = cut.elapsed();
+    let within = Duration::from_secs(30);
+    let outlived = "the vanished client's session outlived its keepalives";
+    let noticed = wait_left_by(&pool, &net.inner, (0, false), within, outlived).await;
     let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(7)")
         .fetch_one(&pool)
         .await
