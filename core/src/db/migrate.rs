@@ -21,6 +21,8 @@ pub enum Error {
     Grants(#[source] sqlx::Error),
     #[error("installing timeline's additions to the queue schema failed: {0}")]
     QueueAdditions(#[source] sqlx::Error),
+    #[error("making the database's settings failed: {0}")]
+    Settings(#[source] sqlx::Error),
 }
 
 /// Creates the database named in `url` if it does not exist yet (fresh machines).
@@ -56,7 +58,71 @@ pub async fn run(pool: &PgPool) -> Result<(), Error> {
         .await
         .map_err(Error::QueueAdditions)?;
     lane_fetch(pool).await.map_err(Error::QueueAdditions)?;
+    vanished_client_settings(pool)
+        .await
+        .map_err(Error::Settings)?;
     Ok(())
+}
+
+/// The database settings that free what a vanished client held
+/// (`migrations/20261207000029_vanished_clients.sql` says why each), as that migration made
+/// them. Kept in step with it by `migrations::a_restored_database_gets_its_settings_back`.
+const VANISHED_CLIENT_SETTINGS: &[(&str, &str)] = &[
+    ("tcp_keepalives_idle", "60"),
+    ("tcp_keepalives_interval", "10"),
+    ("tcp_keepalives_count", "6"),
+    ("tcp_user_timeout", "2min"),
+    ("idle_in_transaction_session_timeout", "5min"),
+];
+
+/// Makes again whichever of [`VANISHED_CLIENT_SETTINGS`] the database has no value for. A
+/// restore by `pg_dump` or a copy from a template keeps the migrations' bookkeeping but not
+/// the database's settings, so the migration, recorded as applied, would never run again and
+/// a vanished host would hold its locks for hours once more. A value the operator set is
+/// kept, whatever it is (to turn one off, set it to 0, the system's default, rather than
+/// `RESET` it, which this would undo). A migrating role that may not alter the database
+/// leaves them to the operator with a warning, as the migration does.
+async fn vanished_client_settings(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let names: Vec<&str> = VANISHED_CLIENT_SETTINGS.iter().map(|(n, _)| *n).collect();
+    let missing: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM unnest($1::text[]) name
+         WHERE NOT EXISTS (
+             SELECT 1 FROM pg_db_role_setting s, unnest(s.setconfig) c
+             WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND s.setrole = 0 AND split_part(c, '=', 1) = name)",
+    )
+    .bind(&names)
+    .fetch_all(pool)
+    .await?;
+    for (name, value) in VANISHED_CLIENT_SETTINGS {
+        if !missing.iter().any(|m| m == name) {
+            continue;
+        }
+        // Safe: the name and the value are our constants, none comes from outside.
+        let sql = format!(
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET {name} = %L', \
+             current_database(), '{value}'); END $$"
+        );
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(pool).await {
+            Ok(_) => tracing::info!(setting = name, value, "database setting made again"),
+            Err(e) if is_insufficient_privilege(&e) => {
+                tracing::warn!(
+                    setting = name,
+                    "may not alter the database: set it as docs/SCALING.md says"
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Whether `e` is PostgreSQL's `insufficient_privilege` (42501).
+fn is_insufficient_privilege(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "42501")
 }
 
 /// Express pools (see `jobs::Lane`): apalis-postgres fetches through the SQL function
