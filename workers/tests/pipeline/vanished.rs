@@ -35,9 +35,10 @@ fn ip(args: &[&str]) -> bool {
 impl Namespace {
     /// `None` where namespaces cannot be made (not root, no `ip netns`).
     fn new() -> Option<Self> {
-        // One test process per test (nextest): its pid keeps names and addresses apart.
+        // One test process per test (nextest): its pid keeps names apart.
         let id = std::process::id();
-        let net = id % 200 + 20;
+        remove_leaked();
+        let net = free_subnet(id);
         let ns = Self {
             name: format!("tlns{id}"),
             veth: format!("tlh{id}"),
@@ -72,6 +73,38 @@ impl Namespace {
     fn cut(&self) {
         assert!(ip(&["link", "set", &self.veth, "down"]), "ip link set down");
     }
+}
+
+/// Deletes the namespaces (and their veth pairs) of earlier runs of this test whose process is
+/// gone (killed by a timeout, say): a leaked pair would route its subnet to nowhere.
+fn remove_leaked() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        let Some(pid) = name.strip_prefix("tlns") else {
+            continue;
+        };
+        if !pid.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = ip(&["link", "del", &format!("tlh{pid}")]);
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+}
+
+/// A `10.79.N.0/24` that no address on this host is in, starting from one picked by `id`.
+fn free_subnet(id: u32) -> u32 {
+    let used = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let start = id % 200;
+    (0..200)
+        .map(|i| (start + i) % 200 + 20)
+        .find(|n| !used.contains(&format!(" 10.79.{n}.")))
+        .unwrap_or(start + 20)
 }
 
 impl Drop for Namespace {
