@@ -167,13 +167,10 @@ pub async fn scope_to_user(
     user: Uuid,
     audit: Audit<'_>,
 ) -> Result<(), sqlx::Error> {
+    // One definition for every path that scopes (migrations/20261207000030_scope_in_one_place.sql).
     sqlx::query!(
-        r#"SELECT set_config('role', 'timeline_api', true) AS "role!",
-                  set_config('app.user_id', $1, true) AS "user_id!",
-                  set_config('app.request_id', $2, true) AS "request_id!",
-                  set_config('app.user_agent', $3, true) AS "user_agent!",
-                  set_config('app.client_ip', $4, true) AS "client_ip!""#,
-        user.to_string(),
+        r#"SELECT scope_to_user($1, $2, $3, $4) AS "scoped!""#,
+        user,
         audit.request_id,
         audit.user_agent,
         audit.client_ip
