@@ -182,7 +182,9 @@ pub async fn list(
     .await
 }
 
-/// The stored key of a rendition, if it exists yet.
+/// The stored key of a rendition, if it exists yet. A duplicate's own copy is deleted once it
+/// is found out (its bytes are its original's), so its original and renditions are those of
+/// the file it duplicates.
 pub async fn object_key(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
@@ -191,7 +193,13 @@ pub async fn object_key(
 ) -> Result<Option<(Option<String>, String)>, sqlx::Error> {
     use crate::storage::Rendition;
     let row = sqlx::query!(
-        "SELECT file_path, thumbnail_path, preview_path, mime_type FROM media_files WHERE id = $1 AND user_id = $2",
+        r#"SELECT coalesce(o.file_path, m.file_path) AS "file_path!",
+                  coalesce(o.thumbnail_path, m.thumbnail_path) AS thumbnail_path,
+                  coalesce(o.preview_path, m.preview_path) AS preview_path,
+                  coalesce(o.mime_type, m.mime_type) AS "mime_type!"
+           FROM media_files m
+           LEFT JOIN media_files o ON o.id = m.duplicate_of AND o.user_id = m.user_id
+           WHERE m.id = $1 AND m.user_id = $2"#,
         id,
         user_id
     )

@@ -84,26 +84,70 @@ pub async fn missing_steps(conn: &mut PgConnection, id: Uuid) -> Result<Vec<Stri
     .await
 }
 
-/// Deletes a user's media file rows; returns the ids of every row removed. Their locations
-/// stay (they may serve other rows); their duplicates and motion clips go with them (foreign
-/// key cascade), so their objects must be deleted too.
+/// Deletes a user's media file rows; returns the ids of every row removed. Their duplicates and
+/// motion clips go with them (foreign key cascade), so their objects must be deleted too. A
+/// location they named goes too once nothing else names it ([`delete_unused_places`]).
 pub async fn delete(
     conn: &mut PgConnection,
     user_id: Uuid,
     ids: &[Uuid],
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar!(
+    let rows = sqlx::query!(
         "WITH RECURSIVE gone AS (
              SELECT id FROM media_files WHERE id = ANY($1) AND user_id = $2
              UNION SELECT m.id FROM media_files m JOIN gone g
                    ON m.duplicate_of = g.id OR m.motion_of = g.id
          )
-         DELETE FROM media_files WHERE id IN (SELECT id FROM gone) RETURNING id",
+         DELETE FROM media_files WHERE id IN (SELECT id FROM gone) RETURNING id, location_id",
         ids,
         user_id
     )
-    .fetch_all(conn)
-    .await
+    .fetch_all(&mut *conn)
+    .await?;
+    let places: Vec<Uuid> = rows.iter().filter_map(|r| r.location_id).collect();
+    if !places.is_empty() {
+        delete_unused_places(conn, user_id, &places).await?;
+    }
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// Deletes those of the user's `places` that nothing names any more (no media file, memory or
+/// location history): a deleted photo leaves no trace of where it was taken. The rows are
+/// locked first and checked by the next statement, whose snapshot is taken once they are
+/// held: a step naming the same place either committed before (and is seen, so the place
+/// stays) or waits for this transaction and makes the place again. A place another
+/// transaction holds is skipped, not waited for: it is being named.
+async fn delete_unused_places(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    places: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    let locked = sqlx::query_scalar!(
+        "SELECT id FROM locations WHERE id = ANY($1) AND user_id = $2
+         ORDER BY id FOR UPDATE SKIP LOCKED",
+        places,
+        user_id
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    if locked.is_empty() {
+        return Ok(());
+    }
+    sqlx::query!(
+        "DELETE FROM locations l
+         WHERE l.id = ANY($1) AND l.user_id = $2
+           AND NOT EXISTS (SELECT 1 FROM media_files m
+                           WHERE m.location_id = l.id AND m.user_id = $2)
+           AND NOT EXISTS (SELECT 1 FROM memories r
+                           WHERE r.location_id = l.id AND r.user_id = $2)
+           AND NOT EXISTS (SELECT 1 FROM location_history h
+                           WHERE h.location_id = l.id AND h.user_id = $2)",
+        &locked,
+        user_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// For a file being reprocessed by `job_id`: how many of its kind's steps the job still waits

@@ -191,6 +191,7 @@ async fn same_bytes_twice_is_a_duplicate_and_delete_removes_everything(pool: PgP
     let (user, token) = app.user("dup@example.org").await;
     let bytes = std::fs::read(fixtures().join("DSCN0010.jpg")).unwrap();
     let (_, first) = app.upload(&token, &[("a.jpg", bytes.clone())]).await;
+    let upload_bytes = bytes.clone();
     app.wait_job(
         &token,
         first["job"]["id"].as_str().unwrap(),
@@ -217,6 +218,36 @@ async fn same_bytes_twice_is_a_duplicate_and_delete_removes_everything(pool: PgP
         !copy_dir.join("original").exists(),
         "the duplicate's stored copy is removed"
     );
+    // Its bytes are the original's: served as they were uploaded, thumbnails too.
+    let got = app
+        .http
+        .get(format!("{}/v1/media/{copy}/original", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status().as_u16(), 200);
+    assert_eq!(got.bytes().await.unwrap().as_ref(), upload_bytes.as_slice());
+    for size in ["thumb", "preview"] {
+        let (code, _) = app
+            .get(&token, &format!("/v1/media/{copy}/thumbnails/{size}"))
+            .await;
+        assert_eq!(code, 200, "{size}");
+    }
+    // The place is named by another row (a location history entry): it stays.
+    let place: uuid::Uuid = sqlx::query_scalar("SELECT id FROM locations")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO location_history (user_id, location_id, \"timestamp\")
+         VALUES ($1, $2, now())",
+    )
+    .bind(user)
+    .bind(place)
+    .execute(&app.pool)
+    .await
+    .unwrap();
 
     let resp = app
         .http
@@ -235,12 +266,40 @@ async fn same_bytes_twice_is_a_duplicate_and_delete_removes_everything(pool: PgP
     for f in ["original", "thumb", "preview"] {
         assert!(!dir.join(f).exists(), "{f} left in storage");
     }
-    // The location stays: it is the user's place, possibly used by other rows.
-    let places: i64 = sqlx::query_scalar("SELECT count(*) FROM locations")
-        .fetch_one(&app.pool)
+    // The location stays: another row still names it.
+    let places = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM locations")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(places().await, 1);
+
+    // Named by nothing else, a deleted photo's place goes with it (API.md: only a location
+    // still used by other rows stays).
+    sqlx::query("DELETE FROM location_history")
+        .execute(&app.pool)
         .await
         .unwrap();
-    assert_eq!(places, 1);
+    let (_, again) = app.upload(&token, &[("c.jpg", upload_bytes)]).await;
+    app.wait_job(
+        &token,
+        again["job"]["id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
+    let third = again["media"][0]["id"].as_str().unwrap();
+    let (_, m) = app.get(&token, &format!("/v1/media/{third}")).await;
+    assert_eq!(m["location"]["id"], place.to_string(), "{m}");
+    let resp = app
+        .http
+        .delete(format!("{}/v1/media/{third}", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 204);
+    assert_eq!(places().await, 0);
 }
 
 /// A GPS fix far from any town (desert, open sea, ice) keeps its location: coordinates and
