@@ -155,13 +155,56 @@ async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-/// The `progress` event of a job row.
+/// The `progress` event of a job row (see [`job_shaped`]).
 fn progress(job: &DataProcessingJob) -> serde_json::Value {
     let count = |k: &str| job.output_data.get(k).cloned().unwrap_or(0.into());
+    job_shaped(
+        serde_json::json!({
+            "job_id": job.id, "status": job.status, "progress": job.progress,
+            "total": count("total"), "completed": count("completed"), "failed": count("failed"),
+            "duplicate": count("duplicate"),
+        }),
+        job.job_type.as_str(),
+    )
+}
+
+/// A `progress` event's data in the job's own shape (API.md: each `data:` line a JSON object
+/// like `GET /v1/jobs/{id}`'s): `id`, `job_type`, `status`, `progress` and `output_data`'s
+/// counts, beside the flat names it has always had (`job_id`, `total`, `completed`, …).
+fn job_shaped(mut flat: serde_json::Value, job_type: &str) -> serde_json::Value {
+    let Some(o) = flat.as_object_mut() else {
+        return flat;
+    };
+    let counts: serde_json::Map<String, serde_json::Value> =
+        ["total", "completed", "failed", "duplicate"]
+            .iter()
+            .filter_map(|k| o.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+            .collect();
+    let id = o.get("job_id").cloned().unwrap_or_default();
+    o.insert("id".into(), id);
+    o.insert("job_type".into(), job_type.into());
+    o.insert("output_data".into(), counts.into());
+    flat
+}
+
+/// A `file` event's data: the job's shape too, its `status` and `progress` the job's as last
+/// sent (a file's end is never the job's: the `progress` it makes follows), and the file's
+/// own end under `file` (`media_id`, `status`, `filename`, `error`), its names also kept flat
+/// as before, but for `status`, which is the job's.
+fn file_shaped(
+    flat: &serde_json::Value,
+    job_type: &str,
+    last: &serde_json::Value,
+) -> serde_json::Value {
+    let field = |k: &str| flat.get(k).cloned().unwrap_or_default();
     serde_json::json!({
-        "job_id": job.id, "status": job.status, "progress": job.progress,
-        "total": count("total"), "completed": count("completed"), "failed": count("failed"),
-        "duplicate": count("duplicate"),
+        "id": field("job_id"), "job_id": field("job_id"), "job_type": job_type,
+        "status": last["status"], "progress": last["progress"],
+        "file": {
+            "media_id": field("media_id"), "status": field("status"),
+            "filename": field("filename"), "error": field("error"),
+        },
+        "media_id": field("media_id"), "filename": field("filename"), "error": field("error"),
     })
 }
 
@@ -215,6 +258,7 @@ async fn forward(
     out: mpsc::Sender<Event>,
 ) {
     let id = job.id;
+    let job_type = job.job_type.as_str();
     let user = grant.user;
     let mut last = progress(&job);
     if out.send(event("progress", &last)).await.is_err() {
@@ -236,7 +280,10 @@ async fn forward(
                         o.remove("type");
                     }
                     if e.kind == "progress" {
+                        data = job_shaped(data, job_type);
                         last = data.clone();
+                    } else if e.kind == "file" {
+                        data = file_shaped(&data, job_type, &last);
                     }
                     if !grant.holds().await || out.send(event(&e.kind, &data)).await.is_err() {
                         return;

@@ -306,12 +306,41 @@ async fn an_sse_client_sees_progress_in_order_ending_with_the_completion(pool: P
         .map(|(_, d)| d)
         .collect();
     assert_eq!(ended.len(), 4, "{events:?}");
-    let failed: Vec<&&Value> = ended.iter().filter(|d| d["status"] == "failed").collect();
+    let failed: Vec<&&Value> = ended
+        .iter()
+        .filter(|d| d["file"]["status"] == "failed")
+        .collect();
     assert_eq!(failed.len(), 1, "{ended:?}");
+    assert_eq!(failed[0]["file"]["filename"], "bad.jpg");
     assert_eq!(failed[0]["filename"], "bad.jpg");
     assert!(
-        failed[0]["error"].as_str().is_some_and(|e| !e.is_empty()),
+        failed[0]["file"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
         "{failed:?}"
+    );
+    // Every `data:` line is shaped like the job (API.md): its id, type, status and progress.
+    // A client that reads `status` alone and stops at the first end state stops at the job's
+    // end, never at a file's, and has seen 100 by then.
+    for (_, d) in &events {
+        assert_eq!(d["id"], job.as_str(), "{d}");
+        assert_eq!(d["job_type"], "media_ingest", "{d}");
+        assert!(d["progress"].is_i64(), "{d}");
+    }
+    let first_end = events
+        .iter()
+        .position(|(_, d)| {
+            ["completed", "failed", "cancelled"].contains(&d["status"].as_str().unwrap_or(""))
+        })
+        .expect("an end");
+    assert!(
+        events[..first_end]
+            .iter()
+            .filter(|(n, _)| n == "file")
+            .count()
+            == 4
+            && events[first_end].1["progress"] == 100,
+        "{events:?}"
     );
     // Progress only goes up, the counts add up as files end, and the last says completed.
     let progress: Vec<&Value> = events
@@ -330,6 +359,7 @@ async fn an_sse_client_sees_progress_in_order_ending_with_the_completion(pool: P
         assert!(pct >= last && done >= last_done, "{progress:?}");
         (last, last_done) = (pct, done);
         assert_eq!(p["total"], 4);
+        assert_eq!(p["output_data"]["total"], 4, "{p}");
     }
     assert!(progress.len() >= 2, "{events:?}");
     let final_progress = progress.last().expect("progress");
