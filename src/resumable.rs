@@ -814,8 +814,14 @@ impl<'a> Writer<'a> {
 /// Decides what the first bytes are; refuses what is not media this server accepts.
 fn decide(head: &[u8], filename: &str, limits: &UploadLimits) -> Result<MediaFormat, Error> {
     let format = MediaFormat::sniff(head).ok_or_else(|| {
+        let hint = if head.starts_with(b"PK\x03\x04") {
+            ": it is a zip; to import an archive, declare it (`filetype` application/zip, \
+             or `purpose` import) and pass the upload to POST /v1/imports"
+        } else {
+            ""
+        };
         Error::Unsupported(format!(
-            "{filename:?} is not a photo, video or audio file this system can handle"
+            "{filename:?} is not a photo, video or audio file this system can handle{hint}"
         ))
     })?;
     if !limits.allows(format) {

@@ -204,7 +204,9 @@ async fn drop_unsafe_request_id(
     next.run(req).await
 }
 
-/// `Json` whose rejection is our problem+json 400 rather than axum's plain text.
+/// A JSON body, whose rejection is our problem+json 400 rather than axum's plain text. The body
+/// is read as JSON whatever its `Content-Type` says (`curl -d` sends a form's type): API.md
+/// names none for these requests, and only the bytes can tell whether they are JSON.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -216,12 +218,17 @@ where
     type Rejection = error::ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        <axum::Json<T> as axum::extract::FromRequest<S>>::from_request(req, state)
+        let bytes = <axum::body::Bytes as axum::extract::FromRequest<S>>::from_request(req, state)
             .await
-            .map(|axum::Json(v)| Self(v))
-            .map_err(|e| {
-                error::ApiError::BadRequest(format!("invalid JSON body: {}", e.body_text()))
-            })
+            .map_err(|e| match e.status() {
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                    error::ApiError::PayloadTooLarge(e.body_text())
+                }
+                _ => error::ApiError::BadRequest(format!("unreadable body: {}", e.body_text())),
+            })?;
+        serde_json::from_slice(&bytes)
+            .map(Self)
+            .map_err(|e| error::ApiError::BadRequest(format!("invalid JSON body: {e}")))
     }
 }
 

@@ -82,10 +82,13 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
-/// Every tus request but `OPTIONS` names the protocol version.
-fn check_version(headers: &HeaderMap) -> Result<(), ApiError> {
+/// A tus client names the protocol version in every request but `OPTIONS`; another version is
+/// refused (412). `POST` must name it (API.md lists it there); on `PATCH` and `DELETE`, which
+/// API.md lists without it, a request that leaves it out is taken as 1.0.0, the only one.
+fn check_version(headers: &HeaderMap, required: bool) -> Result<(), ApiError> {
     match header_str(headers, "tus-resumable") {
         Some(TUS_VERSION) => Ok(()),
+        None if !required => Ok(()),
         _ => Err(ApiError::PreconditionFailed(format!(
             "Tus-Resumable: {TUS_VERSION} is required (Tus-Version: {TUS_VERSION})"
         ))),
@@ -102,11 +105,13 @@ fn parse_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
 }
 
 /// `Upload-Metadata`: comma-separated `key base64value` pairs. The filename is kept for display
-/// only (sanitized like any upload's); `purpose import` makes the upload an archive for
-/// `POST /v1/imports`.
+/// only (sanitized like any upload's). An upload is an archive for `POST /v1/imports` when
+/// `purpose` says `import`, or, without `purpose`, when it is declared a zip: `filetype` a zip
+/// type or a filename ending `.zip` (API.md's form: `filename` and `filetype` only).
 fn metadata_of(headers: &HeaderMap) -> Result<(String, bool), ApiError> {
     let mut name = None;
-    let mut archive = false;
+    let mut purpose = None;
+    let mut filetype = None;
     for pair in header_str(headers, "upload-metadata")
         .unwrap_or("")
         .split(',')
@@ -114,31 +119,49 @@ fn metadata_of(headers: &HeaderMap) -> Result<(String, bool), ApiError> {
         .filter(|p| !p.is_empty())
     {
         let (key, value) = pair.split_once(' ').unwrap_or((pair, ""));
-        if key == "filename" {
-            let raw = base64::engine::general_purpose::STANDARD
+        let decoded = || {
+            base64::engine::general_purpose::STANDARD
                 .decode(value.trim())
-                .map_err(|_| {
-                    ApiError::BadRequest("Upload-Metadata: filename is not base64".into())
-                })?;
-            name = Some(String::from_utf8_lossy(&raw).into_owned());
-        } else if key == "purpose" {
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(value.trim())
-                .map_err(|_| {
-                    ApiError::BadRequest("Upload-Metadata: purpose is not base64".into())
-                })?;
-            archive = match raw.as_slice() {
-                b"import" => true,
-                b"media" => false,
-                _ => {
-                    return Err(ApiError::BadRequest(
-                        "Upload-Metadata: purpose is `media` (the default) or `import`".into(),
-                    ));
-                }
-            };
+                .map_err(|_| ApiError::BadRequest(format!("Upload-Metadata: {key} is not base64")))
+        };
+        match key {
+            "filename" => name = Some(String::from_utf8_lossy(&decoded()?).into_owned()),
+            "filetype" => filetype = Some(String::from_utf8_lossy(&decoded()?).into_owned()),
+            "purpose" => purpose = Some(decoded()?),
+            _ => {}
         }
     }
+    let archive = match purpose.as_deref() {
+        Some(b"import") => true,
+        Some(b"media") => false,
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "Upload-Metadata: purpose is `media` or `import`".into(),
+            ));
+        }
+        None => declared_zip(name.as_deref(), filetype.as_deref()),
+    };
     Ok((super::upload::display_name(name.as_deref()), archive))
+}
+
+/// Whether the client declared a zip archive by its `filetype` or its filename.
+fn declared_zip(name: Option<&str>, filetype: Option<&str>) -> bool {
+    let zip_type = filetype.is_some_and(|t| {
+        let essence = t.split(';').next().unwrap_or("").trim();
+        [
+            "application/zip",
+            "application/x-zip-compressed",
+            "application/x-zip",
+        ]
+        .iter()
+        .any(|z| essence.eq_ignore_ascii_case(z))
+    });
+    let zip_name = name.is_some_and(|n| {
+        n.len() > 4
+            && n.get(n.len() - 4..)
+                .is_some_and(|ext| ext.eq_ignore_ascii_case(".zip"))
+    });
+    zip_type || zip_name
 }
 
 /// `Upload-Checksum: sha256 <base64>`.
@@ -228,7 +251,7 @@ async fn create(
     req: Request,
 ) -> Result<Response, ApiError> {
     let headers = req.headers().clone();
-    check_version(&headers)?;
+    check_version(&headers, true)?;
     if header_str(&headers, "upload-defer-length").is_some() {
         return Err(ApiError::BadRequest(
             "Upload-Defer-Length is not supported: send Upload-Length".into(),
@@ -332,7 +355,7 @@ async fn append(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let headers = req.headers().clone();
-    check_version(&headers)?;
+    check_version(&headers, false)?;
     if header_str(&headers, "content-type") != Some(OFFSET_OCTET_STREAM) {
         return Err(ApiError::UnsupportedMediaType(format!(
             "a PATCH carries Content-Type: {OFFSET_OCTET_STREAM}"
@@ -365,7 +388,7 @@ async fn terminate(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_version(&headers)?;
+    check_version(&headers, false)?;
     resumable::terminate(ctx(&state), user, parse_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -418,7 +441,13 @@ async fn exists(
     let mut tx = begin_as(&state.db, user).await?;
     let found = crate::db::media::existing_hashes(&mut tx, user, &hashes).await?;
     tx.commit().await?;
-    Ok(axum::Json(ExistsView {
-        existing: found.into_iter().collect(),
-    }))
+    // Keyed by each hash as the client sent it (case and all), so that it finds its own.
+    let found: std::collections::HashMap<String, Uuid> = found.into_iter().collect();
+    let existing = req
+        .sha256
+        .into_iter()
+        .zip(&hashes)
+        .filter_map(|(sent, lower)| found.get(lower).map(|id| (sent, *id)))
+        .collect();
+    Ok(axum::Json(ExistsView { existing }))
 }

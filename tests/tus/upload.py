@@ -1,9 +1,10 @@
 """Uploads one file with tuspy (the Python tus client), in chunks, each with a SHA-256
 Upload-Checksum, retrying through cut connections and restarted servers.
 
-    python upload.py ENDPOINT TOKEN FILE CHUNK_BYTES [PURPOSE]
+    python upload.py ENDPOINT TOKEN FILE CHUNK_BYTES [PURPOSE | KEY=VALUE]
 
-PURPOSE `import` uploads an archive for POST /v1/imports.
+PURPOSE `import` uploads an archive for POST /v1/imports (`purpose` metadata); KEY=VALUE adds
+that metadata instead (`filetype=application/zip`, API.md's form).
 
 Prints one JSON line: {"url"}; exits non-zero on failure."""
 
@@ -25,7 +26,11 @@ def main() -> None:
     endpoint, token, path, chunk = sys.argv[1:5]
     metadata = {"filename": os.path.basename(path)}
     if len(sys.argv) > 5:
-        metadata["purpose"] = sys.argv[5]
+        key, eq, value = sys.argv[5].partition("=")
+        if eq:
+            metadata[key] = value
+        else:
+            metadata["purpose"] = sys.argv[5]
     c = client.TusClient(endpoint, headers={"Authorization": f"Bearer {token}"})
     up = Sha256Uploader(
         file_path=path,

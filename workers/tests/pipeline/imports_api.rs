@@ -17,10 +17,11 @@ use crate::s3_faults::{S3Server, as_refs, s3_env};
 use crate::tus::{finished, tuspy_with};
 use crate::video::tempdir;
 
-/// Uploads `file` with tuspy as an archive; returns the upload's id.
-fn upload_archive(base: &str, token: &str, file: &std::path::Path) -> String {
+/// Uploads `file` with tuspy as an archive, declared as `how` says (see tests/tus/upload.py);
+/// returns the upload's id.
+fn upload_archive(base: &str, token: &str, file: &std::path::Path, how: &str) -> String {
     let endpoint = format!("{base}/v1/uploads");
-    let out = finished(tuspy_with(&endpoint, token, file, &["import"]));
+    let out = finished(tuspy_with(&endpoint, token, file, &[how]));
     let url = out["url"].as_str().expect("url").to_owned();
     url.rsplit('/').next().expect("id").to_owned()
 }
@@ -71,8 +72,9 @@ async fn an_export_uploaded_through_tus_is_imported_from_s3_by_ranged_reads(pool
         ],
     );
     let ids = [
-        upload_archive(&serve.base, &token, &part1),
-        upload_archive(&serve.base, &token, &part2),
+        upload_archive(&serve.base, &token, &part1, "import"),
+        // API.md's form: `filename` and `filetype` only, no `purpose`.
+        upload_archive(&serve.base, &token, &part2, "filetype=application/zip"),
     ];
     assert_eq!(
         count(&pool, "SELECT count(*) FROM media_files").await,
@@ -119,7 +121,18 @@ async fn an_export_uploaded_through_tus_is_imported_from_s3_by_ranged_reads(pool
         .expect("create");
     assert_eq!(r.status().as_u16(), 415);
 
-    let (code, body) = post_import(&app, &serve.base, &token, json!({"uploads": ids})).await;
+    // Sent as `curl -d` sends it (a form's `Content-Type`): the body is JSON all the same.
+    let r = app
+        .http
+        .post(format!("{}/v1/imports", serve.base))
+        .bearer_auth(&token)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(json!({"uploads": ids}).to_string())
+        .send()
+        .await
+        .expect("import");
+    let code = r.status().as_u16();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
     assert_eq!(code, 202, "{body}");
     let job = body["job"]["id"].as_str().expect("job").to_owned();
     assert_eq!(body["job"]["job_type"], "import");
@@ -258,7 +271,7 @@ async fn slow_import(pool: &PgPool, email: &str, extra: &[(&'static str, &str)])
     let entries: Vec<(&str, Vec<u8>)> =
         files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
     write_zip(&part, &entries);
-    let upload = upload_archive(&serve.base, &token, &part);
+    let upload = upload_archive(&serve.base, &token, &part, "import");
 
     // Both ways: the archive (one read-ahead block) is read in seconds, and the files are
     // stored a chunk at a time, so that the import is caught between its chunks.
