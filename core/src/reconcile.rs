@@ -356,16 +356,25 @@ pub struct AuditReport {
 /// Keys listed per page of an audit.
 const AUDIT_PAGE: usize = 1000;
 
-/// The operator's full audit of the store (`timeline maintenance --audit-store`): pages through
-/// every object under `media/`, deleting those that neither a media row nor a pending object
-/// names. Objects being written are always named by a pending row first, so no age is needed.
-/// Progress is kept after each page: a run that stops (killed, or `max_pages` reached) resumes
-/// where it was. Never part of the periodic pass: it is O(objects in the store).
+/// The operator's full audit of the store (`timeline maintenance`, unless `--no-audit-store`):
+/// pages through every object under `media/`, deleting those that neither a media row nor a
+/// pending object names and that were last written more than `grace` ago. The rows decide:
+/// objects being written are always named by a pending row first. The age only spares an
+/// unnamed object a while longer, as API.md promises ("older than the grace period"), never
+/// condemns one. Progress is kept after each page: a run that stops (killed, or `max_pages`
+/// reached) resumes where it was. Never part of the periodic pass: it is O(objects in the
+/// store).
 pub async fn audit_store(
     pool: &PgPool,
     storage: &Storage,
     max_pages: Option<u64>,
+    grace: Duration,
 ) -> Result<AuditReport, Error> {
+    // A grace too long to subtract spares everything.
+    let cutoff = chrono::Duration::from_std(grace)
+        .ok()
+        .and_then(|g| chrono::Utc::now().checked_sub_signed(g))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
     let (mut after, seen, deleted) = {
         let mut conn = pool.acquire().await?;
         db::objects::audit_position(&mut conn)
@@ -389,7 +398,7 @@ pub async fn audit_store(
         }
         let page = storage.list_page(after.as_deref(), AUDIT_PAGE).await?;
         pages += 1;
-        let Some(last) = page.last().map(|k| k.to_string()) else {
+        let Some(last) = page.last().map(|(k, _)| k.to_string()) else {
             let mut conn = pool.acquire().await?;
             db::objects::audit_advance(&mut conn, None, 0, 0).await?;
             return Ok(AuditReport {
@@ -400,7 +409,12 @@ pub async fn audit_store(
             });
         };
         seen += page.len() as u64;
-        deleted += delete_unnamed(pool, storage, &page).await?;
+        let old_enough: Vec<object_store::path::Path> = page
+            .into_iter()
+            .filter(|(_, written)| *written <= cutoff)
+            .map(|(k, _)| k)
+            .collect();
+        deleted += delete_unnamed(pool, storage, &old_enough).await?;
         let mut conn = pool.acquire().await?;
         let (s, d) = (
             i64::try_from(seen).unwrap_or(i64::MAX),

@@ -526,8 +526,13 @@ impl Storage {
             .map_err(|e| Error::Io(std::io::Error::other(e)))?
     }
 
-    /// One page of the store's keys under `media/`, after `after` (for the operator's audit).
-    pub async fn list_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<Path>, Error> {
+    /// One page of the store's keys under `media/`, after `after`, each with when it was last
+    /// written (for the operator's audit).
+    pub async fn list_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Path, chrono::DateTime<chrono::Utc>)>, Error> {
         let prefix = Path::from("media");
         let mut listing = match after {
             Some(after) => self
@@ -540,7 +545,7 @@ impl Storage {
         let sorted = self.local_root.is_none();
         let mut page = std::collections::BinaryHeap::with_capacity(limit + 1);
         while let Some(meta) = listing.next().await.transpose()? {
-            page.push(meta.location);
+            page.push((meta.location, meta.last_modified));
             if page.len() > limit {
                 page.pop();
             }

@@ -79,13 +79,17 @@ pub enum Command {
         /// long (at least 15 s) are aborted and what they stored deleted.
         #[arg(long, env = "TIMELINE_RECONCILE_GRACE_SECS", default_value_t = crate::reconcile::DEFAULT_GRACE_SECS)]
         grace: u64,
-        /// Also audit the whole store against the rows: page through every object and delete
-        /// those no row names. O(objects stored): an explicit operator's command, never part of
-        /// the periodic pass. Resumes where an earlier audit stopped.
-        #[arg(long)]
+        /// Audit the whole store against the rows (the default; kept for scripts that name
+        /// it): page through every object and delete those no row names, last written more
+        /// than the grace period ago. O(objects stored): this command's, never part of the
+        /// workers' periodic pass. Resumes where an earlier audit stopped.
+        #[arg(long, conflicts_with = "no_audit_store")]
         audit_store: bool,
+        /// Skip the store's audit: the periodic pass alone, O(what is stuck), for a schedule.
+        #[arg(long)]
+        no_audit_store: bool,
         /// Stop the audit after this many pages of 1,000 keys (the next run resumes).
-        #[arg(long, requires = "audit_store")]
+        #[arg(long, conflicts_with = "no_audit_store")]
         audit_pages: Option<u64>,
         #[command(flatten)]
         storage: crate::config::StorageConfig,
@@ -221,7 +225,8 @@ pub async fn run() -> Result<(), Error> {
             queue_retention_days,
             job_retention_days,
             grace,
-            audit_store,
+            audit_store: _,
+            no_audit_store,
             audit_pages,
             storage,
         } => {
@@ -245,8 +250,9 @@ pub async fn run() -> Result<(), Error> {
             .await
             .map_err(|e| Error::Invalid(format!("reconciliation failed: {e}")))?;
             let mut out = serde_json::json!({ "maintenance": report, "reconcile": reconciled });
-            if audit_store {
-                let audit = crate::reconcile::audit_store(&pool, &storage, audit_pages)
+            if !no_audit_store {
+                let grace = std::time::Duration::from_secs(grace);
+                let audit = crate::reconcile::audit_store(&pool, &storage, audit_pages, grace)
                     .await
                     .map_err(|e| Error::Invalid(format!("store audit failed: {e}")))?;
                 out["audit"] = serde_json::json!(audit);

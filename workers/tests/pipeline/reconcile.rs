@@ -3,7 +3,7 @@
 //! worker killed between the two), and objects written by an upload that was killed before its
 //! transaction (`timeline serve` killed with -9 mid-upload). It decides from rows only: an
 //! object that no row names, of which no row says it is being written, is never touched by the
-//! periodic pass (the operator's `--audit-store` finds those). After one `timeline
+//! periodic pass (the operator's `timeline maintenance`, which audits the store, finds those). After one `timeline
 //! maintenance` pass and a worker, nothing is stuck and the store holds exactly the objects
 //! the rows name.
 
@@ -15,9 +15,10 @@ use sqlx::PgPool;
 use crate::common::{TestApp, fixtures, url_of, walk};
 use crate::ingest_cli::timeline_bin;
 
-/// Runs `timeline maintenance --grace S` and returns its reconcile report.
+/// Runs the periodic pass on demand (`timeline maintenance --grace S --no-audit-store`, what
+/// every worker runs on its own) and returns its reconcile report.
 pub fn maintenance(app: &TestApp, grace: u64) -> serde_json::Value {
-    maintenance_with(app, grace, &[])["reconcile"].clone()
+    maintenance_with(app, grace, &["--no-audit-store"])["reconcile"].clone()
 }
 
 /// Runs `timeline maintenance --grace S ARGS…` and returns its whole report.
@@ -141,7 +142,14 @@ async fn one_pass_repairs_lost_tasks_unfinished_steps_and_orphan_objects(pool: P
         orphan.exists(),
         "the periodic pass never deletes what no row speaks of"
     );
-    let audit = maintenance_with(&app, 0, &["--audit-store"])["audit"].clone();
+    // The operator's `timeline maintenance` audits the store too (API.md: objects no row
+    // names, older than the grace period, are deleted): a young orphan is spared by a long
+    // grace, then deleted.
+    let audit = maintenance_with(&app, 3600, &[])["audit"].clone();
+    assert_eq!(audit["orphan_objects_deleted"], 0, "{audit}");
+    assert_eq!(audit["finished"], true, "{audit}");
+    assert!(orphan.exists(), "younger than the grace period");
+    let audit = maintenance_with(&app, 0, &[])["audit"].clone();
     assert_eq!(audit["orphan_objects_deleted"], 1, "{audit}");
     assert_eq!(audit["finished"], true, "{audit}");
     assert!(!orphan.exists() && !orphan.parent().expect("dir").exists());
