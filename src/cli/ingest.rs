@@ -27,7 +27,7 @@ use crate::storage::Storage;
 /// Flags of `timeline ingest`.
 #[derive(Debug, clap::Args)]
 pub struct IngestArgs {
-    /// Folder to import (recursively; hidden files skipped).
+    /// Folder to import (recursively; hidden files skipped, and named as skipped).
     pub dir: PathBuf,
     /// The user who owns the photos.
     #[arg(long)]
@@ -72,10 +72,13 @@ fn files_under(dir: &Path) -> std::io::Result<(Vec<PathBuf>, Vec<Refusal>)> {
         };
         for entry in entries {
             let entry = entry?;
+            let path = entry.path();
+            // Named in the summary like any other skip (API.md: each file skipped, and why); a
+            // hidden folder once, not each file in it.
             if entry.file_name().to_string_lossy().starts_with('.') {
+                skipped.push((name(&path), "hidden (its name starts with a dot)".into()));
                 continue;
             }
-            let path = entry.path();
             let link = entry.file_type()?.is_symlink();
             // `metadata` follows links; a broken one fails here.
             let kind = match std::fs::metadata(&path) {
@@ -147,6 +150,10 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: IngestArgs) -> Result<(), Er
     let (mut refused, jobs) = tokio::try_join!(producer, waiter)?;
     refused.extend(skipped);
     if jobs.is_empty() {
+        refused.sort();
+        for (name, why) in &refused {
+            write_line(&format!("  refused  {name}: {why}"))?;
+        }
         return Err(Error::Invalid(format!(
             "no photo, video or audio file in {} ({} files refused)",
             args.dir.display(),

@@ -134,13 +134,28 @@ async fn ingest_follows_links_and_names_the_broken_ones(pool: PgPool) {
     symlink(outside.join("gone.jpg"), dir.join("broken.jpg")).expect("broken link");
     std::fs::create_dir(dir.join("sub")).expect("sub");
     symlink(&dir, dir.join("sub/loop")).expect("loop link");
+    // Hidden entries are skipped and named too: a file, and a folder once (not its files).
+    std::fs::write(dir.join(".DS_Store"), b"finder").expect("dot-file");
+    std::fs::create_dir(dir.join(".thumbnails")).expect("dot-folder");
+    std::fs::copy(
+        fixtures().join("landscape_6.jpg"),
+        dir.join(".thumbnails/c.jpg"),
+    )
+    .expect("copy");
 
     let out = ingest(&app, &dir, "links@example.com", &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("2 completed, 0 failed, 0 duplicate, 2 refused"),
+        stdout.contains("2 completed, 0 failed, 0 duplicate, 4 refused"),
         "{stdout}"
     );
+    for hidden in [".DS_Store", ".thumbnails"] {
+        assert!(
+            stdout.contains(&format!("refused  {hidden}: hidden")),
+            "{stdout}"
+        );
+    }
+    assert!(!stdout.contains("c.jpg"), "{stdout}");
     assert!(
         stdout.contains("refused  broken.jpg: unreadable: broken link"),
         "{stdout}"
@@ -158,6 +173,34 @@ async fn ingest_follows_links_and_names_the_broken_ones(pool: PgPool) {
     assert_eq!(names, ["b.jpg", "linked.jpg"]);
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(outside);
+}
+
+/// A folder with nothing to import fails, and still names each file it skipped and why.
+#[sqlx::test(migrations = false)]
+async fn ingest_of_nothing_importable_names_what_it_refused(pool: PgPool) {
+    let app = TestApp::start(pool, false).await;
+    app.user("nothing@example.com").await;
+    let dir = tempdir("nothing");
+    std::fs::write(dir.join("notes.txt"), b"shopping list").expect("notes");
+    std::fs::write(dir.join(".DS_Store"), b"finder").expect("dot-file");
+    let out = Command::new(timeline_bin())
+        .args(["ingest"])
+        .arg(&dir)
+        .args(["--email", "nothing@example.com"])
+        .env("DATABASE_URL", url_of(&app.pool))
+        .env("TIMELINE_STORAGE", &app.storage_dir)
+        .output()
+        .expect("timeline ingest");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stderr.contains("2 files refused"), "{stderr}");
+    assert!(
+        stdout.contains("refused  notes.txt: not a photo, video or audio file"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("refused  .DS_Store: hidden"), "{stdout}");
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// A Motion Photo's clip joins the import as one more file: the progress lines count it in the
