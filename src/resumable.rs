@@ -334,7 +334,16 @@ where
     let written = started.elapsed();
     let result = match result {
         Ok(w) if w.offset == r.upload_length => {
-            complete(ctx, &w.row, owner).instrument(span.clone()).await
+            let made = complete(ctx, &w.row, owner).instrument(span.clone()).await;
+            if let Err(Error::Unsupported(why)) = &made {
+                // Bytes that can never make a media file: nothing is kept, as `POST` keeps
+                // nothing it refuses.
+                span.in_scope(|| tracing::info!(reason = %why, "upload refused at completion"));
+                if let Err(e) = terminate(ctx, user, id).await {
+                    tracing::warn!(error = %e, "a refused upload is left for the reconciler");
+                }
+            }
+            made
         }
         Ok(w) => Ok(Status {
             offset: w.offset,
@@ -465,8 +474,11 @@ impl<'a> Writer<'a> {
     where
         S: Stream<Item = Result<Bytes, String>> + Send,
     {
-        self.resume().await?;
         let length = self.row.upload_length;
+        if self.offset == length {
+            return self.nothing_more(body).await;
+        }
+        self.resume().await?;
         let mut broken = None;
         let mut past_length = false;
         while let Some(chunk) = body.next().await {
@@ -507,6 +519,29 @@ impl<'a> Writer<'a> {
         }
         if let Some(e) = broken {
             tracing::info!(error = %e, offset = self.offset, "upload request broke off; its bytes so far are kept");
+        }
+        Ok(self)
+    }
+
+    /// Every byte is recorded: only the completion is left (a retry after one that failed, or
+    /// a `HEAD` finishing it). Nothing is opened or written: the staging file or the multipart
+    /// upload may already be the media file's object, and reopening the one (at the recorded
+    /// length) or storing the tail into the other would spoil it. A body with bytes is past the
+    /// length.
+    async fn nothing_more<S>(self, mut body: std::pin::Pin<Box<S>>) -> Result<Self, Error>
+    where
+        S: Stream<Item = Result<Bytes, String>> + Send,
+    {
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(c) if c.is_empty() => continue,
+                Ok(_) => {
+                    return Err(Error::PastLength {
+                        length: self.row.upload_length,
+                    });
+                }
+                Err(_) => break,
+            }
         }
         Ok(self)
     }
@@ -890,6 +925,7 @@ async fn complete(ctx: Ctx<'_>, r: &Resumable, owner: Uuid) -> Result<Status, Er
     let length = u64::try_from(r.upload_length).unwrap_or(0);
     place(ctx, r, &key, length).await?;
     let format = decide(&r.head, &r.filename, ctx.limits)?;
+    check_structure(ctx, &key, format, length, &r.filename).await?;
     let sha256 = digest_of(r)?;
     let mut tx = ctx.db.begin().await?;
     // The lease is still ours: nobody else completes it meanwhile.
@@ -909,6 +945,18 @@ async fn complete(ctx: Ctx<'_>, r: &Resumable, owner: Uuid) -> Result<Status, Er
     }];
     let job =
         crate::ingest::submit(&mut tx, r.user_id, &media, crate::jobs::Lane::Interactive).await?;
+    // As `POST /v1/media`: uploads checked the quota alone at their creation, so the rows now
+    // say what the account holds (the counter's row stays locked until this commits). Over
+    // it, nothing is made; the upload stays, and completes on a later `PATCH` once space is
+    // freed (or expires).
+    if let Some(quota) = ctx.limits.user_quota_bytes {
+        let used = db::uploads::storage_used(&mut *tx, r.user_id).await?;
+        if used > quota {
+            return Err(Error::TooLarge(format!(
+                "this account's storage quota is full: {used} of {quota} bytes with this upload"
+            )));
+        }
+    }
     db::objects::settle(&mut tx, &[key.to_string()]).await?;
     let left = db::resumable::complete(&mut tx, r.id, Some(job.id), None)
         .await?
@@ -930,6 +978,36 @@ async fn complete(ctx: Ctx<'_>, r: &Resumable, owner: Uuid) -> Result<Status, Er
     })
 }
 
+/// As `POST /v1/media` does, walks the container's framing
+/// (`timeline_media::structure`): bytes whose magic promises a JPEG, PNG or ISO BMFF file
+/// and whose framing breaks are refused (415). Here over the stored object's first bytes (at
+/// most `CHECK_LIMIT`, 16 MiB, and only until the framing is clearly sound), read back once
+/// at completion: the walk's state is not kept between requests, which may each reach
+/// another web process.
+async fn check_structure(
+    ctx: Ctx<'_>,
+    key: &Path,
+    format: MediaFormat,
+    length: u64,
+    filename: &str,
+) -> Result<(), Error> {
+    let mut check = timeline_media::structure::StructureCheck::new(format);
+    if check.settled() {
+        return Ok(());
+    }
+    let end = length.min(timeline_media::structure::CHECK_LIMIT);
+    let mut bytes = ctx.storage.stream_range(key, 0..end).await?;
+    while !check.settled() {
+        let Some(chunk) = bytes.next().await else {
+            break;
+        };
+        check
+            .feed(&chunk?)
+            .map_err(|e| Error::Unsupported(format!("{filename:?} is {e}")))?;
+    }
+    Ok(())
+}
+
 /// The SHA-256 of every byte, from the recorded state.
 fn digest_of(r: &Resumable) -> Result<String, Error> {
     let state = r.hash_state.as_deref().ok_or_else(unreadable_state)?;
@@ -949,6 +1027,12 @@ fn unreadable_state() -> Error {
 /// Puts the stored bytes at the media file's key: completes the multipart upload from its
 /// parts and tail, or renames the staging file. Already in place (an earlier attempt) is fine.
 async fn place(ctx: Ctx<'_>, r: &Resumable, key: &Path, length: u64) -> Result<(), Error> {
+    // Placed by an earlier attempt whose transaction failed: the key is this upload's own
+    // (its media file's, named when the upload was created), so its full length means done.
+    // One HEAD, once per upload; it spares a completed multipart upload a second tail part.
+    if ctx.storage.size_of(key).await? == Some(length) {
+        return Ok(());
+    }
     if ctx.storage.is_multipart() {
         let id = r.multipart_id.clone().unwrap_or_default();
         let mut parts = r.parts.clone();

@@ -348,6 +348,101 @@ async fn an_account_past_its_storage_quota_gets_413_with_the_reason(pool: PgPool
     assert_eq!(create(900, None).await.0, 201, "what is left still fits");
 }
 
+/// The last PATCH checks the quota again, in the transaction that makes the file, as
+/// `POST /v1/media` does: with the room gone meanwhile (here the quota lowered), it answers
+/// 413 and makes nothing; the bytes stay, and the same PATCH completes once there is room,
+/// with the bytes as they were sent (a retried completion once reopened the staging file at
+/// its length, zeros, over the placed object). On the local store and on S3.
+#[sqlx::test(migrations = false)]
+async fn a_tus_upload_past_the_quota_at_its_end_makes_nothing_until_there_is_room(pool: PgPool) {
+    let mut app = TestApp::start(pool, false).await;
+    let photo = std::fs::read(fixtures().join("no_exif.jpg")).unwrap();
+    let size = photo.len() as u64;
+    let server = |quota: u64| {
+        let mut state = test_state(&app.pool, &app.storage_dir);
+        state.limits.user_quota_bytes = Some(quota);
+        spawn_state(state, Default::default())
+    };
+    let (room, full) = (server(10 * size).await, server(size - 1).await);
+    app.base = room.clone();
+    quota_at_the_end(&app, &room, &full, &photo).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_tus_upload_into_s3_past_the_quota_at_its_end_makes_nothing_until_there_is_room(
+    pool: PgPool,
+) {
+    let s3 = crate::s3_faults::S3Server::start();
+    let env = crate::s3_faults::s3_env(&s3);
+    let mut app = TestApp::start(pool, false).await;
+    let photo = std::fs::read(fixtures().join("no_exif.jpg")).unwrap();
+    let size = photo.len() as u64;
+    let serve = |quota: u64| {
+        let mut env = env.clone();
+        env.push(("TIMELINE_USER_QUOTA_BYTES", quota.to_string()));
+        let app = &app;
+        async move { app.spawn_serve_env(&crate::s3_faults::as_refs(&env)).await }
+    };
+    let (room, full) = (serve(10 * size).await, serve(size - 1).await);
+    app.base = room.base.clone();
+    quota_at_the_end(&app, &room.base, &full.base, &photo).await;
+}
+
+/// Creates a tus upload of `photo` at `room`, sends all of it to `full` (413), then completes
+/// it at `room` with an empty PATCH; the original served is `photo`.
+async fn quota_at_the_end(app: &TestApp, room: &str, full: &str, photo: &[u8]) {
+    let (_, token) = app.user("quota-end@example.org").await;
+    let size = photo.len() as u64;
+    let (status, upload) = tus_create(app, &token, size, None).await;
+    assert_eq!(status, 201);
+    let path = upload.expect("location").replacen(room, "", 1);
+    let last_patch = |base: &str, offset: u64, body: Vec<u8>| {
+        app.http
+            .patch(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .header("tus-resumable", "1.0.0")
+            .header("upload-offset", offset.to_string())
+            .header("content-type", "application/offset+octet-stream")
+            .body(body)
+            .send()
+    };
+    let r = last_patch(full, 0, photo.to_vec()).await.unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let problem: Value = r.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("storage quota")),
+        "{problem}"
+    );
+    let made: i64 = sqlx::query_scalar("SELECT count(*) FROM media_files")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(made, 0, "nothing made");
+    let r = last_patch(room, size, Vec::new()).await.unwrap();
+    let status = r.status().as_u16();
+    let media = r
+        .headers()
+        .get("timeline-media-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(status, 204, "{}", r.text().await.unwrap_or_default());
+    let original = app
+        .http
+        .get(format!("{room}/v1/media/{media}/original"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(original.status().as_u16(), 200);
+    assert!(
+        original.bytes().await.unwrap().as_ref() == photo,
+        "the original is the bytes sent"
+    );
+}
+
 /// Creates a tus upload of `length` bytes (`metadata`: its `Upload-Metadata`); returns the
 /// status and the upload's URL.
 async fn tus_create(

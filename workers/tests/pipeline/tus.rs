@@ -595,6 +595,44 @@ async fn the_tus_protocol_refuses_what_it_must_and_loses_nothing(pool: PgPool) {
         404
     );
 
+    // A JPEG's magic bytes and then zeros: `POST /v1/media` refuses them (415, the framing
+    // broken), and so does the last PATCH, which makes nothing and keeps nothing.
+    let mut fake = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    fake.resize(65_536, 0);
+    let loc4 = create(fake.len()).await;
+    let r = tus(
+        &app,
+        Method::PATCH,
+        &loc4,
+        &token,
+        &[
+            ("Upload-Offset", "0".into()),
+            ("Content-Type", "application/offset+octet-stream".into()),
+        ],
+        fake,
+    )
+    .await;
+    assert_eq!(r.status(), 415);
+    let problem: Value = r.json().await.expect("problem");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("not a valid image/jpeg")),
+        "{problem}"
+    );
+    assert_eq!(
+        tus(&app, Method::HEAD, &loc4, &token, &[], vec![])
+            .await
+            .status(),
+        404,
+        "the refused upload is gone"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM media_files")
+        .fetch_one(&app.pool)
+        .await
+        .expect("rows");
+    assert_eq!(rows, 1, "nothing made");
+
     // Expired: 404, and the reconciler aborts it and removes what it stored.
     let loc3 = create(len).await;
     let r = tus(
