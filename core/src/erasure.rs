@@ -159,7 +159,8 @@ async fn delete_media_batch(
 ) -> Result<bool, Error> {
     let mut tx = pool.begin().await?;
     let batch_ids = db::erasure::media_batch(&mut *tx, user, batch).await?;
-    let gone = db::uploads::delete(&mut tx, user, &batch_ids).await?;
+    // Its places go with the account at the end (`db::erasure`).
+    let gone = db::uploads::delete(&mut tx, user, &batch_ids).await?.ids;
     if gone.is_empty() {
         return Ok(false);
     }

@@ -249,19 +249,33 @@ async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
     let gone = db::uploads::delete(&mut tx, user, &[id]).await?;
-    if gone.is_empty() {
+    if gone.ids.is_empty() {
         return Err(ApiError::NotFound);
     }
     // The objects go with the rows' commit: named as to delete in the same transaction, so
     // a failed delete below is finished by the reconciler.
-    let keys = crate::inflight::name_deleted(&mut tx, user, &gone).await?;
+    let keys = crate::inflight::name_deleted(&mut tx, user, &gone.ids).await?;
     tx.commit().await?;
     for key in keys {
         if let Err(e) = crate::inflight::clean(&state.db, &state.storage, &key).await {
             tracing::warn!(error = %e, "could not delete a stored object yet; the reconciler will");
         }
     }
+    if let Err(e) = forget_places(&state, user, &gone.places).await {
+        tracing::warn!(error = %e, "could not delete the deleted file's place");
+    }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The places only the deleted files named, deleted in a transaction of their own once the
+/// files' delete has committed (`db::uploads::delete_unused_places` says why).
+async fn forget_places(state: &AppState, user: Uuid, places: &[Uuid]) -> Result<(), sqlx::Error> {
+    if places.is_empty() {
+        return Ok(());
+    }
+    let mut tx = super::auth::begin_as(&state.db, user).await?;
+    db::uploads::delete_unused_places(&mut tx, user, places).await?;
+    tx.commit().await
 }
 
 /// Puts a failed file through its failed steps again, as a new job.

@@ -84,14 +84,23 @@ pub async fn missing_steps(conn: &mut PgConnection, id: Uuid) -> Result<Vec<Stri
     .await
 }
 
-/// Deletes a user's media file rows; returns the ids of every row removed. Their duplicates and
-/// motion clips go with them (foreign key cascade), so their objects must be deleted too. A
-/// location they named goes too once nothing else names it ([`delete_unused_places`]).
+/// What [`delete`] removed.
+#[derive(Debug, Default)]
+pub struct Deleted {
+    /// Every media row removed (the files named, their duplicates and motion clips).
+    pub ids: Vec<Uuid>,
+    /// The locations they named: for [`delete_unused_places`], once this commits.
+    pub places: Vec<Uuid>,
+}
+
+/// Deletes a user's media file rows. Their duplicates and motion clips go with them (foreign
+/// key cascade), so their objects must be deleted too; the locations they named are returned,
+/// to be deleted after the commit where nothing else names them.
 pub async fn delete(
     conn: &mut PgConnection,
     user_id: Uuid,
     ids: &[Uuid],
-) -> Result<Vec<Uuid>, sqlx::Error> {
+) -> Result<Deleted, sqlx::Error> {
     let rows = sqlx::query!(
         "WITH RECURSIVE gone AS (
              SELECT id FROM media_files WHERE id = ANY($1) AND user_id = $2
@@ -104,36 +113,41 @@ pub async fn delete(
     )
     .fetch_all(&mut *conn)
     .await?;
-    let places: Vec<Uuid> = rows.iter().filter_map(|r| r.location_id).collect();
-    if !places.is_empty() {
-        delete_unused_places(conn, user_id, &places).await?;
-    }
-    Ok(rows.into_iter().map(|r| r.id).collect())
+    let mut places: Vec<Uuid> = rows.iter().filter_map(|r| r.location_id).collect();
+    places.sort_unstable();
+    places.dedup();
+    Ok(Deleted {
+        ids: rows.into_iter().map(|r| r.id).collect(),
+        places,
+    })
 }
 
 /// Deletes those of the user's `places` that nothing names any more (no media file, memory or
-/// location history): a deleted photo leaves no trace of where it was taken. The rows are
-/// locked first and checked by the next statement, whose snapshot is taken once they are
-/// held: a step naming the same place either committed before (and is seen, so the place
-/// stays) or waits for this transaction and makes the place again. A place another
-/// transaction holds is skipped, not waited for: it is being named.
-async fn delete_unused_places(
+/// location history): a deleted photo leaves no trace of where it was taken. Run in its own
+/// transaction after the media rows' delete has committed, holding no other lock: the places
+/// are locked first (in id order, waiting), then checked by the next statement, whose
+/// snapshot is taken once they are held. A step naming the same place either committed before
+/// (seen: the place stays) or waits and then makes the place again; of two deletes of photos
+/// at the same place, the second to lock it sees the first's commit and deletes it.
+pub async fn delete_unused_places(
     conn: &mut PgConnection,
     user_id: Uuid,
     places: &[Uuid],
-) -> Result<(), sqlx::Error> {
+) -> Result<u64, sqlx::Error> {
+    if places.is_empty() {
+        return Ok(0);
+    }
     let locked = sqlx::query_scalar!(
-        "SELECT id FROM locations WHERE id = ANY($1) AND user_id = $2
-         ORDER BY id FOR UPDATE SKIP LOCKED",
+        "SELECT id FROM locations WHERE id = ANY($1) AND user_id = $2 ORDER BY id FOR UPDATE",
         places,
         user_id
     )
     .fetch_all(&mut *conn)
     .await?;
     if locked.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
-    sqlx::query!(
+    let done = sqlx::query!(
         "DELETE FROM locations l
          WHERE l.id = ANY($1) AND l.user_id = $2
            AND NOT EXISTS (SELECT 1 FROM media_files m
@@ -147,7 +161,7 @@ async fn delete_unused_places(
     )
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected())
 }
 
 /// For a file being reprocessed by `job_id`: how many of its kind's steps the job still waits

@@ -281,7 +281,7 @@ async fn same_bytes_twice_is_a_duplicate_and_delete_removes_everything(pool: PgP
         .execute(&app.pool)
         .await
         .unwrap();
-    let (_, again) = app.upload(&token, &[("c.jpg", upload_bytes)]).await;
+    let (_, again) = app.upload(&token, &[("c.jpg", upload_bytes.clone())]).await;
     app.wait_job(
         &token,
         again["job"]["id"].as_str().unwrap(),
@@ -299,6 +299,32 @@ async fn same_bytes_twice_is_a_duplicate_and_delete_removes_everything(pool: PgP
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 204);
+    assert_eq!(places().await, 0);
+
+    // Two photos taken at the same place (the same picture, one byte past its end: other
+    // bytes), deleted at once as a multi-select does: the place goes with the second.
+    let mut other = upload_bytes.clone();
+    other.push(0);
+    let (_, two) = app
+        .upload(&token, &[("d.jpg", upload_bytes), ("e.jpg", other)])
+        .await;
+    app.wait_job(
+        &token,
+        two["job"]["id"].as_str().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(places().await, 1);
+    let delete = |i: usize| {
+        let id = two["media"][i]["id"].as_str().unwrap().to_owned();
+        app.http
+            .delete(format!("{}/v1/media/{id}", app.base))
+            .bearer_auth(&token)
+            .send()
+    };
+    let (d, e) = tokio::join!(delete(0), delete(1));
+    assert_eq!(d.unwrap().status().as_u16(), 204);
+    assert_eq!(e.unwrap().status().as_u16(), 204);
     assert_eq!(places().await, 0);
 }
 
