@@ -351,6 +351,8 @@ pub struct AuditReport {
     pub finished: bool,
     /// Where a run stopped by `max_pages` resumes.
     pub resume_after: Option<String>,
+    /// Another audit was running (on any host): this one did nothing.
+    pub skipped_another_running: bool,
 }
 
 /// Keys listed per page of an audit.
@@ -365,6 +367,30 @@ const AUDIT_PAGE: usize = 1000;
 /// reached) resumes where it was. Never part of the periodic pass: it is O(objects in the
 /// store).
 pub async fn audit_store(
+    pool: &PgPool,
+    storage: &Storage,
+    max_pages: Option<u64>,
+    grace: Duration,
+) -> Result<AuditReport, Error> {
+    // One audit at a time (a session lock on a connection kept for the audit's length); the
+    // lock is let go whatever the audit's outcome.
+    let mut lock = pool.acquire().await?;
+    if !db::objects::try_lock_audit(&mut lock).await? {
+        tracing::info!("another store audit is running; this one does nothing");
+        return Ok(AuditReport {
+            skipped_another_running: true,
+            ..AuditReport::default()
+        });
+    }
+    let audited = audit_pages(pool, storage, max_pages, grace).await;
+    let unlocked = db::objects::unlock_audit(&mut lock).await;
+    let report = audited?;
+    unlocked?;
+    Ok(report)
+}
+
+/// [`audit_store`]'s pages, under its lock.
+async fn audit_pages(
     pool: &PgPool,
     storage: &Storage,
     max_pages: Option<u64>,
@@ -394,6 +420,7 @@ pub async fn audit_store(
                 orphan_objects_deleted: deleted,
                 finished: false,
                 resume_after: after,
+                skipped_another_running: false,
             });
         }
         let page = storage.list_page(after.as_deref(), AUDIT_PAGE).await?;
@@ -406,6 +433,7 @@ pub async fn audit_store(
                 orphan_objects_deleted: deleted,
                 finished: true,
                 resume_after: None,
+                skipped_another_running: false,
             });
         };
         seen += page.len() as u64;

@@ -329,6 +329,26 @@ pub async fn unnamed(
     .await
 }
 
+/// Takes the store audit's session lock on `conn`, if no other audit holds it: two audits at
+/// once would page from the same position and overwrite each other's progress.
+pub async fn try_lock_audit(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT pg_try_advisory_lock(hashtext('timeline_store_audit')) AS "locked!""#
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Lets go of the lock [`try_lock_audit`] took on `conn`.
+pub async fn unlock_audit(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT pg_advisory_unlock(hashtext('timeline_store_audit')) AS "unlocked!""#
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(())
+}
+
 /// Where the operator's store audit stands: the last key it finished, objects seen and deleted.
 pub async fn audit_position(
     conn: &mut PgConnection,

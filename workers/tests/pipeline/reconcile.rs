@@ -149,6 +149,22 @@ async fn one_pass_repairs_lost_tasks_unfinished_steps_and_orphan_objects(pool: P
     assert_eq!(audit["orphan_objects_deleted"], 0, "{audit}");
     assert_eq!(audit["finished"], true, "{audit}");
     assert!(orphan.exists(), "younger than the grace period");
+    // One audit at a time: while another holds the audit's lock, this one does nothing.
+    let mut other = app.pool.acquire().await.expect("conn");
+    let held: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('timeline_store_audit'))")
+            .fetch_one(&mut *other)
+            .await
+            .expect("lock");
+    assert!(held);
+    let audit = maintenance_with(&app, 0, &[])["audit"].clone();
+    assert_eq!(audit["skipped_another_running"], true, "{audit}");
+    assert!(orphan.exists());
+    sqlx::query("SELECT pg_advisory_unlock(hashtext('timeline_store_audit'))")
+        .execute(&mut *other)
+        .await
+        .expect("unlock");
+    drop(other);
     let audit = maintenance_with(&app, 0, &[])["audit"].clone();
     assert_eq!(audit["orphan_objects_deleted"], 1, "{audit}");
     assert_eq!(audit["finished"], true, "{audit}");
