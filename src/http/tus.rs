@@ -451,3 +451,49 @@ async fn exists(
         .collect();
     Ok(axum::Json(ExistsView { existing }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metadata(pairs: &[(&str, &str)]) -> HeaderMap {
+        use base64::Engine as _;
+        let value = pairs
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k} {}",
+                    base64::engine::general_purpose::STANDARD.encode(v)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut h = HeaderMap::new();
+        h.insert("upload-metadata", value.parse().expect("header"));
+        h
+    }
+
+    fn archive(pairs: &[(&str, &str)]) -> bool {
+        metadata_of(&metadata(pairs)).expect("metadata").1
+    }
+
+    #[test]
+    fn a_declared_zip_is_an_archive_and_purpose_decides_first() {
+        assert!(archive(&[
+            ("filename", "x.bin"),
+            ("filetype", "application/zip")
+        ]));
+        assert!(archive(&[("filetype", "Application/ZIP; charset=binary")]));
+        assert!(archive(&[("filetype", "application/x-zip-compressed")]));
+        assert!(archive(&[("filename", "Export.ZIP")]));
+        assert!(archive(&[("filename", "a.jpg"), ("purpose", "import")]));
+        assert!(!archive(&[("filename", "a.zip"), ("purpose", "media")]));
+        assert!(!archive(&[
+            ("filename", "a.jpg"),
+            ("filetype", "image/jpeg")
+        ]));
+        assert!(!archive(&[("filename", ".zip")]));
+        assert!(!archive(&[]));
+        assert!(metadata_of(&metadata(&[("purpose", "other")])).is_err());
+    }
+}

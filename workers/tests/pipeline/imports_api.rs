@@ -57,7 +57,8 @@ async fn an_export_uploaded_through_tus_is_imported_from_s3_by_ranged_reads(pool
     let dir = tempdir("api-import");
     let part1 = facebook_export(&dir);
     // Part 2: a 2 MB photo and a clip no JSON names, read from the store in several ranges.
-    let part2 = dir.join("facebook-jdoe-20261205-2.zip");
+    // Named without `.zip`: only its `filetype` says it is an archive.
+    let part2 = dir.join("facebook-jdoe-20261205-2.part");
     write_zip(
         &part2,
         &[
