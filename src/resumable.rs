@@ -947,8 +947,8 @@ async fn complete(ctx: Ctx<'_>, r: &Resumable, owner: Uuid) -> Result<Status, Er
         crate::ingest::submit(&mut tx, r.user_id, &media, crate::jobs::Lane::Interactive).await?;
     // As `POST /v1/media`: uploads checked the quota alone at their creation, so the rows now
     // say what the account holds (the counter's row stays locked until this commits). Over
-    // it, nothing is made; the upload stays, and completes on a later `PATCH` once space is
-    // freed (or expires).
+    // it, nothing is made; the upload stays, all its bytes recorded, and an empty `PATCH` at
+    // its length (or a `HEAD`) completes it once space is freed (or it expires).
     if let Some(quota) = ctx.limits.user_quota_bytes {
         let used = db::uploads::storage_used(&mut *tx, r.user_id).await?;
         if used > quota {
