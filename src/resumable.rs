@@ -923,8 +923,8 @@ async fn complete(ctx: Ctx<'_>, r: &Resumable, owner: Uuid) -> Result<Status, Er
     }
     let key = Storage::key(r.user_id, r.media_file_id, Rendition::Original);
     let length = u64::try_from(r.upload_length).unwrap_or(0);
-    place(ctx, r, &key, length).await?;
     let format = decide(&r.head, &r.filename, ctx.limits)?;
+    place(ctx, r, &key, length).await?;
     check_structure(ctx, &key, format, length, &r.filename).await?;
     let sha256 = digest_of(r)?;
     let mut tx = ctx.db.begin().await?;

@@ -151,9 +151,7 @@ pub(super) async fn run(cfg: &DatabaseConfig, args: IngestArgs) -> Result<(), Er
     refused.extend(skipped);
     if jobs.is_empty() {
         refused.sort();
-        for (name, why) in &refused {
-            write_line(&format!("  refused  {name}: {why}"))?;
-        }
+        write_refused(&refused)?;
         return Err(Error::Invalid(format!(
             "no photo, video or audio file in {} ({} files refused)",
             args.dir.display(),
@@ -514,6 +512,11 @@ pub(super) async fn summarize(
             r.error_message.as_deref().unwrap_or("")
         ))?;
     }
+    write_refused(refused)
+}
+
+/// One line per file refused or skipped, with why.
+fn write_refused(refused: &[Refusal]) -> Result<(), Error> {
     for (name, why) in refused {
         write_line(&format!("  refused  {name}: {why}"))?;
     }
